@@ -1,0 +1,22 @@
+//! rowtrail-sql: the pure heart of rowtrail.
+//!
+//! It owns the schema and value model ([`model`], [`value`]), the one way identifiers and
+//! literals reach SQL text ([`ident`], [`literal`]), the canonical byte form of row images
+//! ([`image`]), the staging contract shared by every engine ([`staging`]), and script generation
+//! for each dialect ([`sqlite`]). Nothing in this crate performs I/O: every function takes a
+//! model and returns text or bytes, so generated scripts can be reviewed, snapshotted and tested
+//! without a database.
+
+pub mod error;
+pub mod ident;
+pub mod image;
+pub mod literal;
+pub mod model;
+pub mod sqlite;
+pub mod staging;
+pub mod value;
+
+pub use error::SqlError;
+pub use ident::{Dialect, Ident};
+pub use model::{Column, Table, TableName};
+pub use value::Value;

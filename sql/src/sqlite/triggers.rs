@@ -1,0 +1,297 @@
+//! The trigger bodies of a SQLite capture install (see the parent module for the design).
+
+use super::{ident, objects, staging_columns, CaptureNames};
+use crate::staging;
+use crate::Table;
+
+/// The expression a trigger row reference (`NEW`, `OLD`, `o`) uses for the rowid: the first of
+/// SQLite's rowid aliases that no column shadows.
+pub(super) fn rowid_alias(t: &Table) -> Option<&'static str> {
+    ["rowid", "_rowid_", "oid"].into_iter().find(|alias| {
+        !t.columns
+            .iter()
+            .any(|c| c.name.as_str().eq_ignore_ascii_case(alias))
+    })
+}
+
+/// Everything SQL needs to talk about one table's rows.
+struct Parts<'a> {
+    t: &'a Table,
+    table: String,
+    staging: String,
+    pending: String,
+    columns: String,
+    seq: String,
+    ctx: String,
+    rowid: Option<&'static str>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(t: &'a Table, names: &CaptureNames) -> Self {
+        Self {
+            t,
+            table: t.name.quoted(crate::Dialect::Sqlite),
+            staging: names.staging.sqlite().to_string(),
+            pending: names.pending.sqlite().to_string(),
+            columns: staging_columns(t).join(", "),
+            seq: ident(objects::SEQUENCE).sqlite().to_string(),
+            ctx: ident(objects::CONTEXT).sqlite().to_string(),
+            rowid: if t.rowid { rowid_alias(t) } else { None },
+        }
+    }
+
+    /// `r.rowid, r."a", r."b"` for a row reference `r`.
+    fn values(&self, r: &str) -> String {
+        let mut v = Vec::with_capacity(self.t.columns.len() + 1);
+        if let Some(alias) = self.rowid {
+            v.push(format!("{r}.{alias}"));
+        }
+        v.extend(self.t.columns.iter().map(|c| format!("{r}.{}", c.name.sqlite())));
+        v.join(", ")
+    }
+
+    /// The metadata select list for an image with sequence `s."value" + offset`.
+    fn meta(&self, seq_expr: &str, op: &str, image: &str) -> String {
+        format!(
+            "{seq_expr}, '{op}', '{image}', c.\"tx\", NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+             c.\"login\", c.\"host\", c.\"app\", c.\"client_ip\""
+        )
+    }
+
+    fn from_seq(&self) -> String {
+        format!(
+            "FROM {seq} AS s LEFT JOIN {ctx} AS c ON c.\"id\" = 1 WHERE s.\"id\" = 1",
+            seq = self.seq,
+            ctx = self.ctx
+        )
+    }
+
+    /// Column groups whose equality makes two rows collide: the rowid, the primary key (unless it
+    /// is the rowid itself) and every unique key.
+    fn conflict_keys(&self) -> Vec<Vec<String>> {
+        let mut keys = Vec::new();
+        if let Some(alias) = self.rowid {
+            keys.push(vec![alias.to_string()]);
+        }
+        let ipk = self.rowid.is_some()
+            && self.t.primary_key.len() == 1
+            && self.t.columns[self.t.primary_key[0]]
+                .sql_type
+                .eq_ignore_ascii_case("INTEGER");
+        let col = |i: &usize| self.t.columns[*i].name.sqlite().to_string();
+        if !self.t.primary_key.is_empty() && !ipk {
+            keys.push(self.t.primary_key.iter().map(col).collect());
+        }
+        for k in &self.t.unique_keys {
+            keys.push(k.iter().map(col).collect());
+        }
+        keys
+    }
+
+    /// Identity of a row: rowid, or the primary key (WITHOUT ROWID tables always have one).
+    fn identity(&self) -> Vec<String> {
+        match self.rowid {
+            Some(alias) => vec![alias.to_string()],
+            None => self
+                .t
+                .primary_key
+                .iter()
+                .map(|i| self.t.columns[*i].name.sqlite().to_string())
+                .collect(),
+        }
+    }
+
+    /// The pending table's name for the identity columns (rowid lives in `rowtrail_rowid`).
+    fn pending_identity(&self) -> Vec<String> {
+        match self.rowid {
+            Some(_) => vec![ident(staging::COL_ROWID).sqlite().to_string()],
+            None => self.identity(),
+        }
+    }
+
+    /// `a.x = b.y AND ...` over identity columns, compared byte for byte.
+    fn same_identity(&self, a: &str, b: &str, a_pending: bool) -> String {
+        let left = if a_pending {
+            self.pending_identity()
+        } else {
+            self.identity()
+        };
+        left.iter()
+            .zip(self.identity())
+            .map(|(l, r)| format!("{a}.{l} = {b}.{r} COLLATE BINARY"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// The BEFORE trigger body that stashes rows the new row collides with.
+    fn stash(&self, extra_where: &str) -> String {
+        let collide = self
+            .conflict_keys()
+            .iter()
+            .map(|k| {
+                let eq: Vec<String> = k.iter().map(|c| format!("o.{c} = NEW.{c}")).collect();
+                format!("({})", eq.join(" AND "))
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let order = self
+            .identity()
+            .iter()
+            .map(|c| format!("o.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "    DELETE FROM {pending};\n    \
+             INSERT INTO {pending} ({cols})\n      SELECT {meta}, {vals}\n      \
+             FROM {table} AS o JOIN {seq} AS s ON s.\"id\" = 1 LEFT JOIN {ctx} AS c ON c.\"id\" = 1\n      \
+             WHERE ({collide}){extra_where};\n    \
+             UPDATE {seq} SET \"value\" = \"value\" + (SELECT count(*) FROM {pending}) WHERE \"id\" = 1;\n",
+            pending = self.pending,
+            cols = self.columns,
+            meta = self.meta(&format!("s.\"value\" + row_number() OVER (ORDER BY {order})"), "D", "B"),
+            vals = self.values("o"),
+            table = self.table,
+            seq = self.seq,
+            ctx = self.ctx,
+        )
+    }
+
+    /// The AFTER trigger prologue: stashed rows that vanished become delete images.
+    fn settle_pending(&self, exclude_old: bool) -> String {
+        let pcols = staging_columns(self.t)
+            .iter()
+            .map(|c| format!("p.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let took_its_place = self.same_identity("p", "NEW", true);
+        let gone = format!(
+            "NOT EXISTS (SELECT 1 FROM {table} AS o WHERE {})",
+            self.same_identity("p", "o", true),
+            table = self.table
+        );
+        let not_self = if exclude_old {
+            format!(" AND NOT ({})", self.same_identity("p", "OLD", true))
+        } else {
+            String::new()
+        };
+        format!(
+            "    INSERT INTO {staging} ({cols})\n      SELECT {pcols} FROM {pending} AS p\n      \
+             WHERE (({took_its_place}) OR {gone}){not_self};\n    DELETE FROM {pending};\n",
+            staging = self.staging,
+            cols = self.columns,
+            pending = self.pending,
+        )
+    }
+
+    fn capture(&self, op: &str, images: &[(&str, &str)]) -> String {
+        let width = images.len();
+        let selects: Vec<String> = images
+            .iter()
+            .enumerate()
+            .map(|(i, (image, row))| {
+                let offset = width - 1 - i;
+                let seq_expr = if offset == 0 {
+                    "s.\"value\"".to_string()
+                } else {
+                    format!("s.\"value\" - {offset}")
+                };
+                format!(
+                    "SELECT {}, {} {}",
+                    self.meta(&seq_expr, op, image),
+                    self.values(row),
+                    self.from_seq()
+                )
+            })
+            .collect();
+        format!(
+            "    UPDATE {seq} SET \"value\" = \"value\" + {width} WHERE \"id\" = 1;\n    \
+             INSERT INTO {staging} ({cols})\n      {};\n",
+            selects.join("\n      UNION ALL "),
+            seq = self.seq,
+            staging = self.staging,
+            cols = self.columns,
+        )
+    }
+}
+
+/// DROP/CREATE statements for the five triggers of `t`.
+pub(super) fn all(t: &Table, names: &CaptureNames) -> String {
+    let p = Parts::new(t, names);
+    let [bi, bu, ai, au, ad] = &names.triggers;
+    let mut s = String::new();
+    for trig in &names.triggers {
+        s.push_str(&format!("DROP TRIGGER IF EXISTS {};\n", trig.sqlite()));
+    }
+
+    // BEFORE INSERT: only when the new row collides with an existing one.
+    let collide_any = p
+        .conflict_keys()
+        .iter()
+        .map(|k| {
+            let eq: Vec<String> = k.iter().map(|c| format!("o.{c} = NEW.{c}")).collect();
+            eq.join(" AND ")
+        })
+        .map(|cond| format!("EXISTS (SELECT 1 FROM {} AS o WHERE {cond})", p.table))
+        .collect::<Vec<_>>()
+        .join("\n    OR ");
+    if !collide_any.is_empty() {
+        s.push_str(&format!(
+            "CREATE TRIGGER {bi} BEFORE INSERT ON {table} FOR EACH ROW\n  WHEN {collide_any}\n  BEGIN\n{}  END;\n",
+            p.stash(""),
+            bi = bi.sqlite(),
+            table = p.table,
+        ));
+        // BEFORE UPDATE: only when a key column changes into a value another row holds.
+        let not_self = p
+            .identity()
+            .iter()
+            .map(|c| format!("o.{c} IS OLD.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let when = p
+            .conflict_keys()
+            .iter()
+            .map(|k| {
+                let changed: Vec<String> =
+                    k.iter().map(|c| format!("NEW.{c} IS NOT OLD.{c}")).collect();
+                let eq: Vec<String> = k.iter().map(|c| format!("o.{c} = NEW.{c}")).collect();
+                format!(
+                    "(({}) AND EXISTS (SELECT 1 FROM {} AS o WHERE {} AND NOT ({not_self})))",
+                    changed.join(" OR "),
+                    p.table,
+                    eq.join(" AND ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n    OR ");
+        s.push_str(&format!(
+            "CREATE TRIGGER {bu} BEFORE UPDATE ON {table} FOR EACH ROW\n  WHEN {when}\n  BEGIN\n{}  END;\n",
+            p.stash(&format!(" AND NOT ({not_self})")),
+            bu = bu.sqlite(),
+            table = p.table,
+        ));
+    }
+
+    s.push_str(&format!(
+        "CREATE TRIGGER {ai} AFTER INSERT ON {table} FOR EACH ROW\n  BEGIN\n{}{}  END;\n",
+        p.settle_pending(false),
+        p.capture("I", &[("A", "NEW")]),
+        ai = ai.sqlite(),
+        table = p.table,
+    ));
+    s.push_str(&format!(
+        "CREATE TRIGGER {au} AFTER UPDATE ON {table} FOR EACH ROW\n  BEGIN\n{}{}  END;\n",
+        p.settle_pending(true),
+        p.capture("U", &[("B", "OLD"), ("A", "NEW")]),
+        au = au.sqlite(),
+        table = p.table,
+    ));
+    s.push_str(&format!(
+        "CREATE TRIGGER {ad} AFTER DELETE ON {table} FOR EACH ROW\n  BEGIN\n    DELETE FROM {pending};\n{}  END;\n",
+        p.capture("D", &[("B", "OLD")]),
+        ad = ad.sqlite(),
+        table = p.table,
+        pending = p.pending,
+    ));
+    s
+}

@@ -1,1 +1,27 @@
-//! placeholder
+//! rowtrail-reader: sources, the trace archive, and the mover between them.
+//!
+//! * [`source`]: connections to captured databases (SQLite here; SQL Server through the same
+//!   [`source::Source`] trait), catalog introspection, installing capture, reading and deleting
+//!   staged row images, and the cheap engine probe the watcher polls.
+//! * [`archive`]: the SQLite trace archive: versioned schema, idempotent append with a SHA-256
+//!   hash chain, reading changes back, verification.
+//! * [`mover`]: one pass of the trace reader: copy a batch in sequence order, commit it to the
+//!   archive, then delete exactly the staged rows it copied.
+//! * [`lock`]: the one-reader-per-archive lock; [`failpoint`]: labelled crash points for tests.
+
+pub mod archive;
+pub mod error;
+pub mod failpoint;
+pub mod lock;
+pub mod mover;
+pub mod source;
+
+pub use error::ReaderError;
+
+/// Microseconds since the Unix epoch, from the system clock.
+pub fn now_micros() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}

@@ -156,7 +156,8 @@ impl<'a> Reader<'a> {
     }
 
     fn utf8(&mut self) -> Result<String, SqlError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| SqlError::BadImage("text is not UTF-8"))
+        String::from_utf8(self.bytes()?.to_vec())
+            .map_err(|_| SqlError::BadImage("text is not UTF-8"))
     }
 }
 
@@ -192,7 +193,10 @@ mod tests {
     fn damaged_images_are_refused_not_misread() {
         let good = encode(&[Value::text("abc"), Value::Integer(5)]);
         for cut in 0..good.len() {
-            assert!(decode(&good[..cut]).is_err(), "prefix of {cut} bytes decoded");
+            assert!(
+                decode(&good[..cut]).is_err(),
+                "prefix of {cut} bytes decoded"
+            );
         }
         let mut extra = good.clone();
         extra.push(0);

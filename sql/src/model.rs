@@ -133,9 +133,15 @@ impl Table {
                 return refuse(format!("column {:?} appears twice", c.name.as_str()));
             }
         }
-        for &k in self.primary_key.iter().chain(self.unique_keys.iter().flatten()) {
+        for &k in self
+            .primary_key
+            .iter()
+            .chain(self.unique_keys.iter().flatten())
+        {
             if k >= self.columns.len() {
-                return refuse(format!("a key names column position {k}, which does not exist"));
+                return refuse(format!(
+                    "a key names column position {k}, which does not exist"
+                ));
             }
         }
         Ok(())

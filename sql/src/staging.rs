@@ -149,14 +149,22 @@ mod tests {
         let names: std::collections::HashSet<_> =
             [&a, &b, &c].iter().map(|t| derived_name(t, "s")).collect();
         assert_eq!(names.len(), 3);
-        assert!(derived_name(&b, "s").as_str().starts_with("rowtrail_s_order_items_"));
+        assert!(derived_name(&b, "s")
+            .as_str()
+            .starts_with("rowtrail_s_order_items_"));
     }
 
     #[test]
     fn schema_takes_part_in_the_name() {
         let t = Ident::new("t").unwrap();
-        let a = TableName { schema: Some(Ident::new("a").unwrap()), name: t.clone() };
-        let b = TableName { schema: Some(Ident::new("b").unwrap()), name: t };
+        let a = TableName {
+            schema: Some(Ident::new("a").unwrap()),
+            name: t.clone(),
+        };
+        let b = TableName {
+            schema: Some(Ident::new("b").unwrap()),
+            name: t,
+        };
         assert_ne!(derived_name(&a, "s"), derived_name(&b, "s"));
     }
 }

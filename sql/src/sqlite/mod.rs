@@ -103,8 +103,14 @@ pub fn uninstall_script(tables: &[Table], shared: bool, version: &str) -> String
         for trig in &names.triggers {
             s.push_str(&format!("DROP TRIGGER IF EXISTS {};\n", trig.sqlite()));
         }
-        s.push_str(&format!("DROP TABLE IF EXISTS {};\n", names.staging.sqlite()));
-        s.push_str(&format!("DROP TABLE IF EXISTS {};\n", names.pending.sqlite()));
+        s.push_str(&format!(
+            "DROP TABLE IF EXISTS {};\n",
+            names.staging.sqlite()
+        ));
+        s.push_str(&format!(
+            "DROP TABLE IF EXISTS {};\n",
+            names.pending.sqlite()
+        ));
         if !shared {
             s.push_str(&format!(
                 "DELETE FROM {} WHERE \"staging_name\" = {};\n",
@@ -115,7 +121,12 @@ pub fn uninstall_script(tables: &[Table], shared: bool, version: &str) -> String
         s.push('\n');
     }
     if shared {
-        for obj in [objects::REGISTRY, objects::CONTEXT, objects::SEQUENCE, objects::META] {
+        for obj in [
+            objects::REGISTRY,
+            objects::CONTEXT,
+            objects::SEQUENCE,
+            objects::META,
+        ] {
             s.push_str(&format!("DROP TABLE IF EXISTS {};\n", ident(obj).sqlite()));
         }
         s.push('\n');

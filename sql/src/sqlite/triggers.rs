@@ -46,7 +46,12 @@ impl<'a> Parts<'a> {
         if let Some(alias) = self.rowid {
             v.push(format!("{r}.{alias}"));
         }
-        v.extend(self.t.columns.iter().map(|c| format!("{r}.{}", c.name.sqlite())));
+        v.extend(
+            self.t
+                .columns
+                .iter()
+                .map(|c| format!("{r}.{}", c.name.sqlite())),
+        );
         v.join(", ")
     }
 
@@ -58,7 +63,7 @@ impl<'a> Parts<'a> {
         )
     }
 
-    fn from_seq(&self) -> String {
+    fn seq_source(&self) -> String {
         format!(
             "FROM {seq} AS s LEFT JOIN {ctx} AS c ON c.\"id\" = 1 WHERE s.\"id\" = 1",
             seq = self.seq,
@@ -199,7 +204,7 @@ impl<'a> Parts<'a> {
                     "SELECT {}, {} {}",
                     self.meta(&seq_expr, op, image),
                     self.values(row),
-                    self.from_seq()
+                    self.seq_source()
                 )
             })
             .collect();
@@ -252,8 +257,10 @@ pub(super) fn all(t: &Table, names: &CaptureNames) -> String {
             .conflict_keys()
             .iter()
             .map(|k| {
-                let changed: Vec<String> =
-                    k.iter().map(|c| format!("NEW.{c} IS NOT OLD.{c}")).collect();
+                let changed: Vec<String> = k
+                    .iter()
+                    .map(|c| format!("NEW.{c} IS NOT OLD.{c}"))
+                    .collect();
                 let eq: Vec<String> = k.iter().map(|c| format!("o.{c} = NEW.{c}")).collect();
                 format!(
                     "(({}) AND EXISTS (SELECT 1 FROM {} AS o WHERE {} AND NOT ({not_self})))",

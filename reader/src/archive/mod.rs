@@ -1,0 +1,257 @@
+//! The trace archive: a SQLite file (WAL, `synchronous=FULL`, mode 0600) holding every captured
+//! change of every source, in arrival order, under a SHA-256 hash chain.
+//!
+//! Nothing is updated in place. [`Archive::append`] is idempotent on (incarnation, seq): a batch
+//! copied twice (after a crash between the archive commit and the staging delete) lands once.
+
+mod append;
+pub mod chain;
+mod read;
+pub mod schema;
+mod verify;
+
+pub use append::{AppendStats, NewChange};
+pub use read::{ArchivedChange, ChangeFilter};
+pub use verify::{Digest, VerifyReport};
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::ReaderError;
+
+/// How the archive is opened.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveOptions {
+    /// Refuse to grow past this many bytes (SQLite `max_page_count`); `None` means no limit.
+    pub max_bytes: Option<u64>,
+}
+
+/// An open trace archive.
+pub struct Archive {
+    conn: Connection,
+    path: PathBuf,
+    ids: append::IdCache,
+}
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+impl Archive {
+    /// Opens the archive at `path` for writing, creating it (mode 0600) when it does not exist
+    /// and migrating an older schema forward.
+    pub fn open(path: &Path, options: &ArchiveOptions) -> Result<Self, ReaderError> {
+        let fresh = !path.exists();
+        if fresh {
+            create_private(path)?;
+        } else {
+            check_magic(path)?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| ReaderError::archive(path, "cannot open", e))?;
+        let mut archive = Self {
+            conn,
+            path: path.to_path_buf(),
+            ids: append::IdCache::default(),
+        };
+        archive.configure(options)?;
+        archive.check_identity(true)?;
+        archive.migrate()?;
+        Ok(archive)
+    }
+
+    /// Opens an existing archive for reading only (audit, history, verify, status).
+    pub fn open_read_only(path: &Path) -> Result<Self, ReaderError> {
+        if !path.exists() {
+            return Err(ReaderError::NotAnArchive {
+                path: path.to_path_buf(),
+                reason: "the file does not exist (a reader creates it on its first pass: `rowtrail read` or `rowtrail watch`)".into(),
+            });
+        }
+        check_magic(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| ReaderError::archive(path, "cannot open", e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| ReaderError::archive(path, "cannot set the busy timeout", e))?;
+        let archive = Self {
+            conn,
+            path: path.to_path_buf(),
+            ids: append::IdCache::default(),
+        };
+        archive.check_identity(false)?;
+        Ok(archive)
+    }
+
+    /// The archive file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying connection, for the restore tool's queries.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn err(&self, context: &str) -> impl FnOnce(rusqlite::Error) -> ReaderError + '_ {
+        let context = context.to_string();
+        move |e| ReaderError::archive(&self.path, context, e)
+    }
+
+    fn configure(&self, options: &ArchiveOptions) -> Result<(), ReaderError> {
+        self.conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(self.err("cannot set the busy timeout"))?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(self.err("cannot switch to WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(ReaderError::NotAnArchive {
+                path: self.path.clone(),
+                reason: format!("it cannot use WAL journaling (journal mode stays {mode})"),
+            });
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
+            .map_err(self.err("cannot set synchronous=FULL"))?;
+        if let Some(max) = options.max_bytes {
+            let page: i64 = self
+                .conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(self.err("cannot read the page size"))?;
+            let pages = (max as i64 / page.max(512)).max(1);
+            self.conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(self.err("cannot set the size limit"))?;
+        }
+        Ok(())
+    }
+
+    /// Refuses files that are SQLite but not rowtrail archives, and archives from a newer build.
+    fn check_identity(&self, may_initialise: bool) -> Result<(), ReaderError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.err("cannot read the schema version"))?;
+        let objects: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(self.err("cannot read the schema"))?;
+        if version == 0 && objects == 0 {
+            if may_initialise {
+                return Ok(());
+            }
+            return Err(ReaderError::NotAnArchive {
+                path: self.path.clone(),
+                reason: "it is an empty SQLite database, not yet a rowtrail archive".into(),
+            });
+        }
+        let marker: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM archive_info WHERE key = 'format'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap_or(None);
+        if marker.as_deref() != Some(schema::FORMAT_MARKER) {
+            return Err(ReaderError::NotAnArchive {
+                path: self.path.clone(),
+                reason: "it is a SQLite database, but not a rowtrail archive (no archive marker); \
+                         point archive.path at a new file or at an existing archive"
+                    .into(),
+            });
+        }
+        if version > schema::LATEST {
+            return Err(ReaderError::ArchiveTooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: schema::LATEST,
+            });
+        }
+        if version < schema::LATEST && !may_initialise {
+            return Err(ReaderError::NotAnArchive {
+                path: self.path.clone(),
+                reason: format!(
+                    "its schema version {version} is older than {}; run `rowtrail read` once to migrate it",
+                    schema::LATEST
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<(), ReaderError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| ReaderError::archive(&path, "cannot start the migration", e))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| ReaderError::archive(&path, "cannot read the schema version", e))?;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(|e| {
+                ReaderError::archive(&path, format!("migration to version {} failed", i + 1), e)
+            })?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(|e| ReaderError::archive(&path, "cannot record the schema version", e))?;
+        }
+        tx.commit()
+            .map_err(|e| ReaderError::archive(&path, "cannot commit the migration", e))
+    }
+
+    /// How many changes the archive holds.
+    pub fn change_count(&self) -> Result<u64, ReaderError> {
+        self.conn
+            .query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err("cannot count changes"))
+    }
+}
+
+fn create_private(path: &Path) -> Result<(), ReaderError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path).map(drop).map_err(|cause| ReaderError::Io {
+        path: path.to_path_buf(),
+        context: "cannot create the archive file".into(),
+        cause,
+    })
+}
+
+fn check_magic(path: &Path) -> Result<(), ReaderError> {
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(path).map_err(|cause| ReaderError::Io {
+        path: path.to_path_buf(),
+        context: "cannot open the archive file".into(),
+        cause,
+    })?;
+    let n = f.read(&mut head).map_err(|cause| ReaderError::Io {
+        path: path.to_path_buf(),
+        context: "cannot read the archive file".into(),
+        cause,
+    })?;
+    if n == 0 {
+        return Ok(()); // an empty file: SQLite initialises it
+    }
+    if n < 16 || &head != SQLITE_MAGIC {
+        return Err(ReaderError::NotAnArchive {
+            path: path.to_path_buf(),
+            reason: "it is not a SQLite database (wrong file header); check archive.path, or restore the archive from a backup if it was damaged".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The archive's schema and its forward migrations.
+//!
+//! `PRAGMA user_version` holds the schema version. Each migration moves the schema one version
+//! forward inside the same transaction that bumps the version; an archive newer than this build
+//! is refused, never touched.
+
+/// The marker that tells a rowtrail archive from any other SQLite file.
+pub const FORMAT_MARKER: &str = "rowtrail-archive";
+
+/// Migrations, in order: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: sources, tables and their versions, changes with the hash chain.
+    "CREATE TABLE archive_info (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL);
+    INSERT INTO archive_info (key, value) VALUES ('format', 'rowtrail-archive');
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        incarnation TEXT NOT NULL UNIQUE,
+        engine TEXT NOT NULL,
+        location TEXT NOT NULL,
+        first_seen_us INTEGER NOT NULL);
+    CREATE TABLE tables (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        schema_name TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        UNIQUE (source_id, schema_name, table_name));
+    CREATE TABLE table_versions (
+        id INTEGER PRIMARY KEY,
+        table_id INTEGER NOT NULL REFERENCES tables (id),
+        definition TEXT NOT NULL,
+        first_seen_us INTEGER NOT NULL,
+        UNIQUE (table_id, definition));
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        seq INTEGER NOT NULL,
+        table_id INTEGER NOT NULL REFERENCES tables (id),
+        version_id INTEGER NOT NULL REFERENCES table_versions (id),
+        op TEXT NOT NULL,
+        tx ANY,
+        stmt ANY,
+        at TEXT,
+        login TEXT,
+        host TEXT,
+        app TEXT,
+        client_ip TEXT,
+        row_key BLOB NOT NULL,
+        prev_key BLOB,
+        src_rowid INTEGER,
+        before BLOB,
+        after BLOB,
+        archived_us INTEGER NOT NULL,
+        hash BLOB NOT NULL);
+    CREATE UNIQUE INDEX changes_by_source_seq ON changes (source_id, seq);
+    CREATE INDEX changes_by_row ON changes (table_id, row_key);
+    CREATE INDEX changes_by_prev_row ON changes (table_id, prev_key) WHERE prev_key IS NOT NULL;
+    CREATE INDEX changes_by_time ON changes (at);
+    CREATE INDEX changes_by_login ON changes (login) WHERE login IS NOT NULL;
+    CREATE INDEX changes_by_tx ON changes (source_id, tx) WHERE tx IS NOT NULL;",
+];
+
+/// The schema version this build writes and reads.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;

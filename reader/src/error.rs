@@ -1,0 +1,156 @@
+//! The error type of the reader crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong between a source, the archive and the mover.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    /// The source database could not be opened or queried.
+    #[error("source {location}: {context}")]
+    Source {
+        /// Where the source is.
+        location: String,
+        /// What rowtrail was doing.
+        context: String,
+        /// The engine's error.
+        #[source]
+        cause: rusqlite::Error,
+    },
+    /// The source has no rowtrail capture installed.
+    #[error(
+        "source {location} has no rowtrail capture installed; run `rowtrail sql install` first"
+    )]
+    NotInstalled {
+        /// Where the source is.
+        location: String,
+    },
+    /// A named table does not exist in the source.
+    #[error("table {table:?} does not exist in {location}{hint}")]
+    UnknownTable {
+        /// The name as given.
+        table: String,
+        /// Where the source is.
+        location: String,
+        /// A list of tables that do exist, or empty.
+        hint: String,
+    },
+    /// The source has no table that could be captured.
+    #[error("{location} has no tables to capture")]
+    NoTables {
+        /// Where the source is.
+        location: String,
+    },
+    /// The model refused a table or a name.
+    #[error(transparent)]
+    Sql(#[from] rowtrail_sql::SqlError),
+    /// Staged rows would be lost by what was asked.
+    #[error("{staged} staged change image(s) in {location} are not archived yet; run `rowtrail read` first, or pass --discard-staged to drop them")]
+    StagedRowsPending {
+        /// Where the source is.
+        location: String,
+        /// How many images are waiting.
+        staged: u64,
+    },
+    /// Staging held something that breaks the staging contract.
+    #[error("staging table {staging} holds an invalid image at seq {seq}: {reason}")]
+    BadStaging {
+        /// The staging table.
+        staging: String,
+        /// The image's sequence number.
+        seq: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The archive file could not be used.
+    #[error("archive {}: {context}", path.display())]
+    Archive {
+        /// The archive file.
+        path: PathBuf,
+        /// What rowtrail was doing.
+        context: String,
+        /// The engine's error.
+        #[source]
+        cause: rusqlite::Error,
+    },
+    /// The archive file is not a rowtrail archive, or is damaged.
+    #[error("{} is not a usable rowtrail archive: {reason}", path.display())]
+    NotAnArchive {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The archive was written by a newer rowtrail.
+    #[error("archive {} has schema version {found}, newer than this rowtrail understands ({supported}); upgrade rowtrail", path.display())]
+    ArchiveTooNew {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The archive has reached its configured size limit or the disk is full.
+    #[error("archive {} is full ({detail}); nothing was removed from staging. Free disk space or raise archive.max_bytes, then run again", path.display())]
+    ArchiveFull {
+        /// The file.
+        path: PathBuf,
+        /// The engine's words.
+        detail: String,
+    },
+    /// Another process holds the reader lock on this archive.
+    #[error("another rowtrail reader (pid {pid}) is already working on archive {}; stop it first, or ask it with `rowtrail signal --wait`", path.display())]
+    Locked {
+        /// The archive.
+        path: PathBuf,
+        /// The pid recorded by the holder (0 when unknown).
+        pid: u32,
+    },
+    /// A file operation failed.
+    #[error("{context} {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What rowtrail was doing.
+        context: String,
+        /// The OS error.
+        #[source]
+        cause: std::io::Error,
+    },
+}
+
+impl ReaderError {
+    /// Wraps an archive engine error, recognising a full disk or size limit.
+    pub fn archive(
+        path: &std::path::Path,
+        context: impl Into<String>,
+        cause: rusqlite::Error,
+    ) -> Self {
+        if let rusqlite::Error::SqliteFailure(e, msg) = &cause {
+            if e.code == rusqlite::ErrorCode::DiskFull {
+                return ReaderError::ArchiveFull {
+                    path: path.to_path_buf(),
+                    detail: msg
+                        .clone()
+                        .unwrap_or_else(|| "database or disk is full".into()),
+                };
+            }
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) {
+                return ReaderError::NotAnArchive {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "the file is damaged or not a SQLite database ({cause}); restore it from a backup"
+                    ),
+                };
+            }
+        }
+        ReaderError::Archive {
+            path: path.to_path_buf(),
+            context: context.into(),
+            cause,
+        }
+    }
+}

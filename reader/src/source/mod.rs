@@ -1,0 +1,100 @@
+//! Captured databases, seen through one trait so the mover serves every engine alike.
+
+mod catalog;
+mod sqlite;
+
+pub use catalog::{sqlite_tables, sqlite_tables_from_ddl};
+pub use sqlite::{value_of, SqliteSource};
+
+use rowtrail_sql::staging::Op;
+use rowtrail_sql::{Ident, Table, Value};
+
+/// Which incarnation of which source this is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The installation's incarnation id (a UUID stored on the source).
+    pub incarnation: String,
+    /// `sqlite` or `mssql`.
+    pub engine: &'static str,
+    /// Where it is: a file path, or a server and database (never with a password).
+    pub location: String,
+}
+
+/// One table under capture, as the source's registry records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedTable {
+    /// The table's definition when capture was installed.
+    pub table: Table,
+    /// Its staging table.
+    pub staging: Ident,
+}
+
+/// Who, when, where and in which transaction: the metadata of one image.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Meta {
+    /// Transaction id, or NULL when the engine cannot tell.
+    pub tx: Option<Value>,
+    /// Statement id, or NULL when the engine cannot tell.
+    pub stmt: Option<Value>,
+    /// Server UTC time of the statement, as the engine gave it.
+    pub time: Option<Value>,
+    /// Original login.
+    pub login: Option<String>,
+    /// Client host (client-supplied).
+    pub host: Option<String>,
+    /// Client application (client-supplied).
+    pub app: Option<String>,
+    /// Client network address.
+    pub client_ip: Option<String>,
+}
+
+/// Before- or after-image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// The row as it was.
+    Before,
+    /// The row as it became.
+    After,
+}
+
+/// One staged row image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedImage {
+    /// Index of the table in [`Source::tables`].
+    pub table: usize,
+    /// Global sequence number (the staging key).
+    pub seq: i64,
+    /// The kind of change.
+    pub op: Op,
+    /// Before or after.
+    pub image: ImageKind,
+    /// Who, when, where.
+    pub meta: Meta,
+    /// SQLite rowid of the source row, for rowid tables.
+    pub rowid: Option<i64>,
+    /// Column values, in the table's column order.
+    pub values: Vec<Value>,
+}
+
+/// The key of one staged image: which table, which seq. Deletes name exactly these.
+pub type StagedKey = (usize, i64);
+
+/// A captured database the reader drains.
+pub trait Source: Send {
+    /// Incarnation, engine, location.
+    fn info(&self) -> &SourceInfo;
+    /// The captured tables, in registry order.
+    fn tables(&self) -> &[CapturedTable];
+    /// Re-reads the registry (tables may have been added or upgraded).
+    fn refresh(&mut self) -> Result<(), crate::ReaderError>;
+    /// Up to `limit` staged images in sequence order across all staging tables, never splitting
+    /// an update's before/after pair (so it may return `limit + 1`).
+    fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, crate::ReaderError>;
+    /// Deletes exactly these staged images, in one transaction.
+    fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), crate::ReaderError>;
+    /// A cheap value that changes when other connections commit (SQLite `data_version`,
+    /// SQL Server the sequence's current value).
+    fn probe(&mut self) -> Result<i64, crate::ReaderError>;
+    /// How many images are staged now (for status and uninstall checks).
+    fn staged_count(&mut self) -> Result<u64, crate::ReaderError>;
+}

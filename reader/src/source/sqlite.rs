@@ -1,0 +1,558 @@
+//! The SQLite source: install and uninstall capture, read and delete staged images, probe.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rowtrail_sql::sqlite::{self as gen, objects, CaptureNames};
+use rowtrail_sql::staging::{self, Op};
+use rowtrail_sql::{Ident, Table, Value};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::{CapturedTable, ImageKind, Meta, Source, SourceInfo, StagedImage, StagedKey};
+use crate::{failpoint, ReaderError};
+
+/// A SQLite database under capture (or about to be).
+pub struct SqliteSource {
+    conn: Connection,
+    info: SourceInfo,
+    tables: Vec<CapturedTable>,
+    /// Per table: the SELECT over its staging table.
+    selects: Vec<String>,
+}
+
+/// How long a source statement waits for another connection's lock.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn open(path: &Path) -> Result<Connection, ReaderError> {
+    let location = path.display().to_string();
+    if !path.exists() {
+        return Err(ReaderError::Source {
+            location,
+            context: "the source database file does not exist".into(),
+            cause: rusqlite::Error::InvalidPath(path.to_path_buf()),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|cause| ReaderError::Source {
+        location: location.clone(),
+        context: "cannot open".into(),
+        cause,
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|cause| ReaderError::Source {
+            location: location.clone(),
+            context: "cannot set the busy timeout".into(),
+            cause,
+        })?;
+    // Fail early and clearly on a file that is not a database.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|cause| ReaderError::Source {
+        location,
+        context: "cannot read the schema (is it a SQLite database?)".into(),
+        cause,
+    })?;
+    Ok(conn)
+}
+
+fn err(location: &str, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> ReaderError {
+    let location = location.to_string();
+    let context = context.into();
+    move |cause| ReaderError::Source {
+        location,
+        context,
+        cause,
+    }
+}
+
+/// Whether rowtrail capture is installed in the database behind `conn`.
+fn installed(conn: &Connection, location: &str) -> Result<bool, ReaderError> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [objects::REGISTRY],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(err(location, "cannot read the schema"))
+}
+
+/// The captured tables recorded in the registry.
+fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>, ReaderError> {
+    let sql = format!(
+        "SELECT \"staging_name\", \"definition\" FROM {} ORDER BY \"table_schema\", \"table_name\"",
+        Ident::new(objects::REGISTRY)?.sqlite()
+    );
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(err(location, "cannot read the registry"))?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(err(location, "cannot read the registry"))?;
+    rows.into_iter()
+        .map(|(staging, def)| {
+            Ok(CapturedTable {
+                table: Table::from_json(&def)?,
+                staging: Ident::new(staging)?,
+            })
+        })
+        .collect()
+}
+
+impl SqliteSource {
+    /// Opens a source that already has capture installed.
+    pub fn open(path: &Path) -> Result<Self, ReaderError> {
+        let conn = open(path)?;
+        let location = path.display().to_string();
+        if !installed(&conn, &location)? {
+            return Err(ReaderError::NotInstalled { location });
+        }
+        let incarnation: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT \"value\" FROM {} WHERE \"key\" = 'incarnation'",
+                    Ident::new(objects::META)?.sqlite()
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err(&location, "cannot read the incarnation"))?;
+        let incarnation = incarnation.ok_or_else(|| ReaderError::NotInstalled {
+            location: location.clone(),
+        })?;
+        let mut source = Self {
+            conn,
+            info: SourceInfo {
+                incarnation,
+                engine: "sqlite",
+                location,
+            },
+            tables: Vec::new(),
+            selects: Vec::new(),
+        };
+        source.refresh()?;
+        Ok(source)
+    }
+
+    /// The tables of the database at `path` that capture could cover (`only` to pick some).
+    pub fn candidate_tables(
+        path: &Path,
+        only: Option<&[String]>,
+    ) -> Result<Vec<Table>, ReaderError> {
+        let conn = open(path)?;
+        let tables = super::sqlite_tables(&conn, &path.display().to_string(), only)?;
+        if tables.is_empty() {
+            return Err(ReaderError::NoTables {
+                location: path.display().to_string(),
+            });
+        }
+        Ok(tables)
+    }
+
+    /// Installs (or refreshes) capture for `tables` in the database at `path`.
+    ///
+    /// A table whose definition changed since it was installed keeps its staging table only when
+    /// that table is empty; otherwise the install stops and asks for a drain first.
+    pub fn install(path: &Path, tables: &[Table], version: &str) -> Result<(), ReaderError> {
+        let conn = open(path)?;
+        let location = path.display().to_string();
+        if installed(&conn, &location)? {
+            let existing = registry(&conn, &location)?;
+            for t in tables {
+                let Some(old) = existing.iter().find(|c| c.table.name == t.name) else {
+                    continue;
+                };
+                if old.table.columns != t.columns || old.table.rowid != t.rowid {
+                    let staged = count(&conn, &location, &old.staging)?;
+                    if staged > 0 {
+                        return Err(ReaderError::StagedRowsPending { location, staged });
+                    }
+                    conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", old.staging.sqlite()))
+                        .map_err(err(&location, "cannot replace an outdated staging table"))?;
+                    let pending = CaptureNames::for_table(&old.table).pending;
+                    conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", pending.sqlite()))
+                        .map_err(err(&location, "cannot replace an outdated pending table"))?;
+                }
+            }
+        }
+        check_free_names(&conn, &location, tables)?;
+        let script = gen::install_script(tables, version)?;
+        conn.execute_batch(&script).map_err(|cause| {
+            let _ = conn.execute_batch("ROLLBACK");
+            ReaderError::Source {
+                location: location.clone(),
+                context: "the install script failed; nothing was changed".into(),
+                cause,
+            }
+        })
+    }
+
+    /// Removes capture for every captured table (or only `only`), refusing while staged images
+    /// are waiting unless `discard_staged`. Returns the tables uninstalled.
+    pub fn uninstall(
+        path: &Path,
+        only: Option<&[String]>,
+        discard_staged: bool,
+        version: &str,
+    ) -> Result<Vec<Table>, ReaderError> {
+        let conn = open(path)?;
+        let location = path.display().to_string();
+        if !installed(&conn, &location)? {
+            return Err(ReaderError::NotInstalled { location });
+        }
+        let all = registry(&conn, &location)?;
+        let chosen: Vec<&CapturedTable> = match only {
+            None => all.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    all.iter()
+                        .find(|c| c.table.name.name.as_str() == n)
+                        .ok_or_else(|| ReaderError::UnknownTable {
+                            table: n.clone(),
+                            location: location.clone(),
+                            hint: " among the captured tables".into(),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if !discard_staged {
+            let mut staged = 0;
+            for c in &chosen {
+                staged += count(&conn, &location, &c.staging)?;
+            }
+            if staged > 0 {
+                return Err(ReaderError::StagedRowsPending { location, staged });
+            }
+        }
+        let tables: Vec<Table> = chosen.iter().map(|c| c.table.clone()).collect();
+        let shared = tables.len() == all.len();
+        let script = gen::uninstall_script(&tables, shared, version);
+        conn.execute_batch(&script).map_err(|cause| {
+            let _ = conn.execute_batch("ROLLBACK");
+            ReaderError::Source {
+                location,
+                context: "the uninstall script failed; nothing was changed".into(),
+                cause,
+            }
+        })?;
+        Ok(tables)
+    }
+
+    /// The file this source reads.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.info.location)
+    }
+
+    fn location(&self) -> &str {
+        &self.info.location
+    }
+}
+
+fn count(conn: &Connection, location: &str, staging: &Ident) -> Result<u64, ReaderError> {
+    let exists: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [staging.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(err(location, "cannot read the schema"))?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    conn.query_row(
+        &format!("SELECT count(*) FROM {}", staging.sqlite()),
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+    .map_err(err(location, "cannot count staged images"))
+}
+
+/// Refuses to install over a user object that happens to carry one of our derived names.
+fn check_free_names(
+    conn: &Connection,
+    location: &str,
+    tables: &[Table],
+) -> Result<(), ReaderError> {
+    let mut stmt = conn
+        .prepare("SELECT type FROM sqlite_schema WHERE name = ?1")
+        .map_err(err(location, "cannot read the schema"))?;
+    for t in tables {
+        let names = CaptureNames::for_table(t);
+        for (name, expected) in [(&names.staging, "table"), (&names.pending, "table")]
+            .into_iter()
+            .chain(names.triggers.iter().map(|n| (n, "trigger")))
+        {
+            let kind: Option<String> = stmt
+                .query_row([name.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(err(location, "cannot read the schema"))?;
+            if let Some(kind) = kind {
+                if kind != expected {
+                    return Err(ReaderError::Sql(rowtrail_sql::SqlError::Uncapturable {
+                        table: t.name.to_string(),
+                        reason: format!(
+                            "a {kind} named {:?} already exists and is not rowtrail's",
+                            name.as_str()
+                        ),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn text_of(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(r) => Some(r.to_string()),
+    }
+}
+
+/// The exact value a SQLite cell holds.
+pub fn value_of(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(r) => Value::Real(r),
+        ValueRef::Text(t) => Value::Text(t.to_vec()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+fn nullable(v: Value) -> Option<Value> {
+    (v != Value::Null).then_some(v)
+}
+
+impl Source for SqliteSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn tables(&self) -> &[CapturedTable] {
+        &self.tables
+    }
+
+    fn refresh(&mut self) -> Result<(), ReaderError> {
+        let location = self.info.location.clone();
+        if !installed(&self.conn, &location)? {
+            return Err(ReaderError::NotInstalled { location });
+        }
+        self.tables = registry(&self.conn, &location)?;
+        self.selects = self
+            .tables
+            .iter()
+            .map(|c| {
+                let mut cols: Vec<String> = staging::METADATA_COLUMNS
+                    .iter()
+                    .map(|m| Ident::new(*m).expect("valid").sqlite().to_string())
+                    .collect();
+                if c.table.rowid {
+                    cols.push(
+                        Ident::new(staging::COL_ROWID)
+                            .expect("valid")
+                            .sqlite()
+                            .to_string(),
+                    );
+                }
+                cols.extend(
+                    c.table
+                        .columns
+                        .iter()
+                        .map(|col| col.name.sqlite().to_string()),
+                );
+                format!(
+                    "SELECT {} FROM {} ORDER BY {} LIMIT ?1",
+                    cols.join(", "),
+                    c.staging.sqlite(),
+                    Ident::new(staging::COL_SEQ).expect("valid").sqlite()
+                )
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, ReaderError> {
+        let location = self.info.location.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err(&location, "cannot start a read transaction"))?;
+        let mut stmts = Vec::with_capacity(self.selects.len());
+        for sql in &self.selects {
+            stmts.push(
+                tx.prepare_cached(sql)
+                    .map_err(err(&location, "cannot read staging"))?,
+            );
+        }
+        let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut cursors = Vec::with_capacity(stmts.len());
+        for s in stmts.iter_mut() {
+            cursors.push(
+                s.query([per_table])
+                    .map_err(err(&location, "cannot read staging"))?,
+            );
+        }
+        // k-way merge by seq across the staging tables.
+        let mut heads: Vec<Option<StagedImage>> = Vec::with_capacity(cursors.len());
+        for (i, rows) in cursors.iter_mut().enumerate() {
+            heads.push(next_image(rows, i, &self.tables[i], &location)?);
+        }
+        let mut out = Vec::with_capacity(limit.min(1 << 16) + 1);
+        loop {
+            let pick = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.as_ref().map(|h| (h.seq, i)))
+                .min();
+            let Some((_, i)) = pick else { break };
+            let pair_open = matches!(
+                out.last(),
+                Some(StagedImage {
+                    op: Op::Update,
+                    image: ImageKind::Before,
+                    ..
+                })
+            );
+            if out.len() >= limit && !pair_open {
+                break;
+            }
+            let img = heads[i].take().expect("picked a present head");
+            heads[i] = next_image(&mut cursors[i], i, &self.tables[i], &location)?;
+            out.push(img);
+        }
+        drop(cursors);
+        drop(stmts);
+        tx.commit()
+            .map_err(err(&location, "cannot end the read transaction"))?;
+        Ok(out)
+    }
+
+    fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), ReaderError> {
+        let location = self.info.location.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err(&location, "cannot start the staging delete"))?;
+        {
+            let seq = Ident::new(staging::COL_SEQ)?;
+            let mut stmts = Vec::with_capacity(self.tables.len());
+            for c in &self.tables {
+                stmts.push(
+                    tx.prepare_cached(&format!(
+                        "DELETE FROM {} WHERE {} = ?1",
+                        c.staging.sqlite(),
+                        seq.sqlite()
+                    ))
+                    .map_err(err(&location, "cannot delete from staging"))?,
+                );
+            }
+            let half = keys.len() / 2;
+            for (n, &(table, seq)) in keys.iter().enumerate() {
+                if n == half {
+                    failpoint::hit("during-staging-delete");
+                }
+                stmts[table]
+                    .execute([seq])
+                    .map_err(err(&location, "cannot delete from staging"))?;
+            }
+        }
+        tx.commit()
+            .map_err(err(&location, "cannot commit the staging delete"))
+    }
+
+    fn probe(&mut self) -> Result<i64, ReaderError> {
+        let location = self.location().to_string();
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(err(&location, "probe failed"))
+    }
+
+    fn staged_count(&mut self) -> Result<u64, ReaderError> {
+        let location = self.location().to_string();
+        let mut total = 0;
+        for c in &self.tables {
+            total += count(&self.conn, &location, &c.staging)?;
+        }
+        Ok(total)
+    }
+}
+
+fn next_image(
+    rows: &mut rusqlite::Rows<'_>,
+    table: usize,
+    captured: &CapturedTable,
+    location: &str,
+) -> Result<Option<StagedImage>, ReaderError> {
+    let Some(row) = rows.next().map_err(err(location, "cannot read staging"))? else {
+        return Ok(None);
+    };
+    let get = |i: usize| row.get_ref(i).map_err(err(location, "cannot read staging"));
+    let seq = match get(0)? {
+        ValueRef::Integer(s) => s,
+        _ => {
+            return Err(ReaderError::BadStaging {
+                staging: captured.staging.to_string(),
+                seq: 0,
+                reason: "its sequence number is not an integer".into(),
+            })
+        }
+    };
+    let bad = |reason: &str| ReaderError::BadStaging {
+        staging: captured.staging.to_string(),
+        seq,
+        reason: reason.into(),
+    };
+    let op = text_of(get(1)?)
+        .and_then(|c| Op::from_code(&c))
+        .ok_or_else(|| bad("unknown op code"))?;
+    let image = match text_of(get(2)?).as_deref() {
+        Some("B") => ImageKind::Before,
+        Some("A") => ImageKind::After,
+        _ => return Err(bad("unknown image code")),
+    };
+    let meta = Meta {
+        tx: nullable(value_of(get(3)?)),
+        stmt: nullable(value_of(get(4)?)),
+        time: nullable(value_of(get(5)?)),
+        login: text_of(get(6)?),
+        host: text_of(get(7)?),
+        app: text_of(get(8)?),
+        client_ip: text_of(get(9)?),
+    };
+    let mut col = staging::METADATA_COLUMNS.len();
+    let rowid = if captured.table.rowid {
+        col += 1;
+        match get(col - 1)? {
+            ValueRef::Integer(r) => Some(r),
+            _ => return Err(bad("its rowid is not an integer")),
+        }
+    } else {
+        None
+    };
+    let mut values = Vec::with_capacity(captured.table.columns.len());
+    for i in 0..captured.table.columns.len() {
+        values.push(value_of(get(col + i)?));
+    }
+    Ok(Some(StagedImage {
+        table,
+        seq,
+        op,
+        image,
+        meta,
+        rowid,
+        values,
+    }))
+}

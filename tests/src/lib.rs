@@ -1,1 +1,218 @@
-//! placeholder
+//! rowtrail-tests: the harness for rowtrail's end-to-end tests (`tests/e2e/*.rs`).
+//!
+//! A [`Sandbox`] is a private folder with a SQLite source, an archive path and a config file;
+//! it runs the real `rowtrail` binary as a process and prints its output when a step fails.
+//! Waiting is always on a condition with a deadline ([`wait_until`]), never a bare sleep.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+/// A private folder holding one source, one archive and their config.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Sandbox {
+    /// A new sandbox whose commands run `bin` (pass `env!("CARGO_BIN_EXE_rowtrail")`).
+    pub fn new(bin: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rt")
+            .tempdir()
+            .expect("temp dir");
+        let sb = Self {
+            dir,
+            bin: PathBuf::from(bin),
+        };
+        sb.write_config("");
+        sb
+    }
+
+    /// The sandbox folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The source database file.
+    pub fn source(&self) -> PathBuf {
+        self.path().join("source.db")
+    }
+
+    /// The archive file.
+    pub fn archive(&self) -> PathBuf {
+        self.path().join("trail.db")
+    }
+
+    /// The config file.
+    pub fn config(&self) -> PathBuf {
+        self.path().join("rowtrail.toml")
+    }
+
+    /// Writes the config: source and archive in the sandbox, a fast poll, plus `extra` TOML
+    /// lines appended to the `[watcher]` section (or whole sections after it).
+    pub fn write_config(&self, extra: &str) {
+        let poll = if extra.contains("poll_interval_ms") {
+            ""
+        } else {
+            "poll_interval_ms = 200\n"
+        };
+        let text = format!(
+            "[source]\nengine = \"sqlite\"\npath = \"source.db\"\n\n[archive]\npath = \"trail.db\"\n\n[watcher]\n{poll}{extra}\n"
+        );
+        std::fs::write(self.config(), text).expect("write config");
+    }
+
+    /// A connection to the source (busy timeout set).
+    pub fn connect(&self) -> Connection {
+        let c = Connection::open(self.source()).expect("open source");
+        c.busy_timeout(Duration::from_secs(20))
+            .expect("busy timeout");
+        c
+    }
+
+    /// Creates the source with `ddl` and installs capture on all its tables through the CLI.
+    pub fn create_and_install(&self, ddl: &str) -> Connection {
+        let c = self.connect();
+        c.execute_batch(ddl).expect("create source schema");
+        self.ok(&["sql", "install"]);
+        c
+    }
+
+    /// A `rowtrail --config <sandbox config> ARGS…` command.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--config").arg(self.config()).args(args);
+        c.current_dir(self.path());
+        c.env_remove("ROWTRAIL_TEST_FAILPOINT");
+        c.env("RUST_LOG", "info");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs and returns the output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run rowtrail")
+    }
+
+    /// Runs, requires success, returns stdout; shows everything on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rowtrail {args:?} failed:\n{}",
+            show(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs, requires failure with `code`, returns stdout+stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "rowtrail {args:?}: wrong exit status:\n{}",
+            show(&out)
+        );
+        show(&out)
+    }
+
+    /// Starts `rowtrail watch` and waits until it answers `status`.
+    pub fn start_watcher(&self) -> Proc {
+        let child = self
+            .cmd(&["watch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn watcher");
+        let p = Proc { child };
+        wait_until(
+            Duration::from_secs(20),
+            "the watcher answers status",
+            || self.run(&["status"]).status.success(),
+        );
+        p
+    }
+
+    /// Changes archived so far (0 when there is no archive yet).
+    pub fn archived(&self) -> i64 {
+        if !self.archive().exists() {
+            return 0;
+        }
+        let c =
+            Connection::open_with_flags(self.archive(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open archive");
+        c.busy_timeout(Duration::from_secs(20))
+            .expect("busy timeout");
+        c.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+            .unwrap_or(0)
+    }
+
+    /// Images waiting in the source's staging tables.
+    pub fn staged(&self) -> i64 {
+        let c = self.connect();
+        let names: Vec<String> = c
+            .prepare("SELECT staging_name FROM rowtrail_registry")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("read registry");
+        names
+            .iter()
+            .map(|n| {
+                c.query_row(
+                    &format!("SELECT count(*) FROM \"{}\"", n.replace('"', "\"\"")),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .expect("count staging")
+            })
+            .sum()
+    }
+}
+
+/// A child process, killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+}
+
+impl Proc {
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Both streams of a finished command, for failure messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `cond` every few milliseconds until it holds; panics naming `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -58,8 +58,9 @@ impl Archive {
             path: path.to_path_buf(),
             ids: append::IdCache::default(),
         };
-        archive.configure(options)?;
+        // Identify the file before anything writes to it (switching to WAL rewrites its header).
         archive.check_identity(true)?;
+        archive.configure(options)?;
         archive.migrate()?;
         Ok(archive)
     }

@@ -1,0 +1,99 @@
+//! `rowtrail history`: one row's life.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use rowtrail_reader::archive::{Archive, ArchivedChange};
+use rowtrail_restore::history;
+use rowtrail_sql::{Ident, TableName};
+
+use crate::config::Config;
+
+/// Arguments of `rowtrail history`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rowtrail history --table staff --key 3\n  rowtrail history --table order_lines --key 1001 --key 2   # composite key, in key order\n  rowtrail history --table staff --key 3 --all-columns"
+)]
+pub struct Args {
+    /// The table.
+    #[arg(long, value_name = "NAME")]
+    pub table: String,
+    /// The table's schema (SQL Server).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+    /// Key value, one per key column in key order (the rowid for tables without a key).
+    #[arg(long, required = true, value_name = "VALUE")]
+    pub key: Vec<String>,
+    /// Show unchanged columns too.
+    #[arg(long)]
+    pub all_columns: bool,
+}
+
+/// Prints the history.
+pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
+    let archive = Archive::open_read_only(cfg.archive()?)?;
+    let table = TableName {
+        schema: args.schema.clone().map(Ident::new).transpose()?,
+        name: Ident::new(args.table.clone())?,
+    };
+    let changes = history::row_history(&archive, &table, &args.key)?;
+    if changes.is_empty() {
+        println!(
+            "no changes archived for {} with key {}",
+            table,
+            args.key.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_history(&changes, args.all_columns);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints changes as a row history, one block per change.
+pub fn print_history(changes: &[ArchivedChange], all: bool) {
+    for c in changes {
+        let who = c.login.as_deref().unwrap_or("(unknown login)");
+        let mut origin = Vec::new();
+        if let Some(h) = &c.host {
+            origin.push(format!("host {h}"));
+        }
+        if let Some(a) = &c.app {
+            origin.push(format!("app {a}"));
+        }
+        if let Some(ip) = &c.client_ip {
+            origin.push(format!("ip {ip}"));
+        }
+        let tx =
+            c.tx.as_ref()
+                .map(|t| format!(" tx {t}"))
+                .unwrap_or_default();
+        println!(
+            "#{:<6} {} {:<6} by {who}{}{tx}",
+            c.seq,
+            c.at.as_deref().unwrap_or("?"),
+            c.op,
+            if origin.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", origin.join(", "))
+            },
+        );
+        for line in describe(c, all) {
+            println!("         {line}");
+        }
+    }
+}
+
+/// The columns of a change as text: `col = value` for inserts and deletes, `col: before → after`
+/// for updates (unchanged columns only with `all`).
+pub fn describe(c: &ArchivedChange, all: bool) -> Vec<String> {
+    history::changed_columns(c, all)
+        .into_iter()
+        .map(|col| match (&col.before, &col.after) {
+            (Some(b), Some(a)) if b.same(a) => format!("{}: {b}", col.column),
+            (Some(b), Some(a)) => format!("{}: {b} → {a}", col.column),
+            (None, Some(v)) | (Some(v), None) => format!("{} = {v}", col.column),
+            (None, None) => col.column,
+        })
+        .collect()
+}

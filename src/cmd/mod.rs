@@ -1,0 +1,10 @@
+//! One module per subcommand.
+
+pub mod demo;
+pub mod history;
+pub mod init;
+pub mod logging;
+pub mod read;
+pub mod sql;
+pub mod verify;
+pub mod watch;

@@ -1,0 +1,78 @@
+//! `rowtrail read`: one drain of staging into the archive.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use rowtrail_reader::archive::{Archive, ArchiveOptions};
+use rowtrail_reader::lock::ArchiveLock;
+use rowtrail_reader::mover::{self, PassStats};
+use rowtrail_reader::source::SqliteSource;
+
+use crate::config::Config;
+
+/// Arguments of `rowtrail read`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example (cron, every minute):\n  * * * * * rowtrail --config /etc/rowtrail.toml read --quiet"
+)]
+pub struct Args {
+    /// Images per archive transaction (default: the config's batch_size).
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+    /// Print nothing when all is well.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Opens the archive configured in `cfg` for writing.
+pub fn open_archive(cfg: &Config) -> Result<Archive> {
+    Ok(Archive::open(
+        cfg.archive()?,
+        &ArchiveOptions {
+            max_bytes: cfg.archive_max_bytes,
+        },
+    )?)
+}
+
+/// Drains staging once.
+pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
+    let batch = args.batch.unwrap_or(cfg.batch_size).max(1);
+    let _lock = ArchiveLock::acquire(cfg.archive()?)?;
+    let mut source = SqliteSource::open(cfg.source()?)?;
+    let mut archive = open_archive(cfg)?;
+    let started = Instant::now();
+    let mut stats = PassStats::default();
+    let mut last_report = Instant::now();
+    loop {
+        let n = mover::move_batch(&mut source, &mut archive, batch, &mut stats)?;
+        if !args.quiet && last_report.elapsed().as_secs() >= 2 {
+            eprintln!("  … {} changes archived so far", stats.archived);
+            last_report = Instant::now();
+        }
+        if n < batch {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !args.quiet {
+        let rate = if secs > 0.0 {
+            stats.archived as f64 / secs
+        } else {
+            0.0
+        };
+        println!(
+            "archived {} change(s) from {} staged image(s) in {:.3} s ({:.0} changes/s){}; staging is drained",
+            stats.archived,
+            stats.images,
+            secs,
+            rate,
+            if stats.duplicates > 0 {
+                format!("; {} already archived by an interrupted pass were skipped", stats.duplicates)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

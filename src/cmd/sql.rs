@@ -1,0 +1,148 @@
+//! `rowtrail sql generate|install|uninstall`: the capture scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use rowtrail_reader::source::{sqlite_tables_from_ddl, SqliteSource};
+use rowtrail_sql::sqlite;
+
+use crate::config::{Config, Engine};
+
+/// `rowtrail sql …`
+#[derive(Debug, clap::Subcommand)]
+pub enum SqlCommand {
+    /// Write the install and uninstall scripts, for review.
+    #[command(
+        after_help = "Examples:\n  rowtrail sql generate                      # install script of the configured source, to stdout\n  rowtrail sql generate --out scripts/       # install.sql and uninstall.sql\n  rowtrail sql generate --from-ddl schema.sql --tables orders,customers"
+    )]
+    Generate(GenerateArgs),
+    /// Install capture on the configured source (idempotent).
+    Install(TablesArgs),
+    /// Remove capture from the configured source.
+    Uninstall(UninstallArgs),
+}
+
+/// Which tables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TablesArgs {
+    /// Only these tables (comma-separated); default: every table.
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    pub tables: Vec<String>,
+    /// One table by its exact name (repeatable; for names holding commas).
+    #[arg(long = "table", value_name = "NAME")]
+    pub table: Vec<String>,
+}
+
+impl TablesArgs {
+    fn selected(&self) -> Option<Vec<String>> {
+        let all: Vec<String> = self.tables.iter().chain(&self.table).cloned().collect();
+        (!all.is_empty()).then_some(all)
+    }
+}
+
+/// Arguments of `sql generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Target engine (default: the configured source's).
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+    /// Read table definitions from a CREATE TABLE script instead of the source.
+    #[arg(long, value_name = "FILE")]
+    pub from_ddl: Option<PathBuf>,
+    #[command(flatten)]
+    pub tables: TablesArgs,
+    /// Write install.sql and uninstall.sql into this folder instead of printing install.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `sql uninstall`.
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub tables: TablesArgs,
+    /// Drop staged changes that no reader has archived yet (they are lost).
+    #[arg(long)]
+    pub discard_staged: bool,
+}
+
+/// The version written into script headers.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs a `sql` subcommand.
+pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
+    match cmd {
+        SqlCommand::Generate(a) => generate(a, cfg),
+        SqlCommand::Install(a) => {
+            let path = cfg.source()?;
+            let tables = SqliteSource::candidate_tables(path, a.selected().as_deref())?;
+            SqliteSource::install(path, &tables, VERSION)?;
+            println!(
+                "capture installed on {} for {} table(s):",
+                path.display(),
+                tables.len()
+            );
+            for t in &tables {
+                let key = if t.primary_key.is_empty() {
+                    "  (no primary key: rows are matched whole)"
+                } else {
+                    ""
+                };
+                println!("  {}{key}", t.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SqlCommand::Uninstall(a) => {
+            let path = cfg.source()?;
+            let removed = SqliteSource::uninstall(
+                path,
+                a.tables.selected().as_deref(),
+                a.discard_staged,
+                VERSION,
+            )?;
+            println!(
+                "capture removed from {} for {} table(s)",
+                path.display(),
+                removed.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
+    let engine = a.engine.unwrap_or(cfg.engine);
+    let only = a.tables.selected();
+    if engine == Engine::Mssql {
+        bail!("T-SQL generation is not wired into this build yet");
+    }
+    let tables = match &a.from_ddl {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let tables = sqlite_tables_from_ddl(&text, only.as_deref())?;
+            if tables.is_empty() {
+                bail!("{} defines no tables", file.display());
+            }
+            tables
+        }
+        None => SqliteSource::candidate_tables(cfg.source()?, only.as_deref())?,
+    };
+    let install = sqlite::install_script(&tables, VERSION)?;
+    let uninstall = sqlite::uninstall_script(&tables, true, VERSION);
+    match &a.out {
+        None => print!("{install}"),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, text) in [("install.sql", &install), ("uninstall.sql", &uninstall)] {
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,65 @@
+//! `rowtrail verify`: check the archive.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+use rowtrail_reader::archive::{Archive, Digest};
+
+use crate::config::Config;
+
+/// Arguments of `rowtrail verify`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rowtrail verify\n  rowtrail verify --digest > digest.txt         # keep it somewhere else\n  rowtrail verify --against \"$(cat digest.txt)\"  # detects truncation or rewriting since"
+)]
+pub struct Args {
+    /// Print only the digest (for keeping elsewhere).
+    #[arg(long)]
+    pub digest: bool,
+    /// Also check that the state this digest pinned is intact.
+    #[arg(long, value_name = "DIGEST")]
+    pub against: Option<String>,
+}
+
+/// Verifies the archive; exit 1 when anything is wrong.
+pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
+    let against = args
+        .against
+        .as_deref()
+        .map(|d| d.parse::<Digest>().map_err(|e| anyhow!(e)))
+        .transpose()?;
+    let archive = Archive::open_read_only(cfg.archive()?)?;
+    let report = archive.verify(against.as_ref())?;
+    if args.digest && report.ok() {
+        match &report.digest {
+            Some(d) => println!("{d}"),
+            None => println!("rowtrail1-0-0-{}", "0".repeat(64)),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &report.problems {
+        println!("PROBLEM: {p}");
+    }
+    if report.ok() {
+        println!(
+            "archive verified: {} change(s) from {} source(s); hash chain intact{}",
+            report.changes,
+            report.sources,
+            if against.is_some() {
+                "; digest matches"
+            } else {
+                ""
+            }
+        );
+        if let Some(d) = &report.digest {
+            println!("digest: {d}");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "archive verification FAILED: {} problem(s)",
+            report.problems.len()
+        );
+        Ok(ExitCode::from(crate::EXIT_ERROR))
+    }
+}

@@ -1,0 +1,135 @@
+//! `rowtrail watch`, and its clients `rowtrail signal` and `rowtrail status`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use rowtrail_reader::lock::ArchiveLock;
+use rowtrail_reader::source::{Source, SqliteSource};
+use rowtrail_watcher::protocol::Request;
+use rowtrail_watcher::{client, WatcherOptions};
+
+use crate::config::Config;
+
+/// Arguments of `rowtrail watch`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Runs in the foreground; stop it with Ctrl-C, SIGTERM or `rowtrail signal --shutdown`.\n\
+It finishes the batch in hand before it stops. Logs go to stderr (RUST_LOG=debug for more)."
+)]
+pub struct Args {}
+
+/// Arguments of `rowtrail signal`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rowtrail signal                 # a hint: look now\n  rowtrail signal --wait          # return once staging has been drained\n  rowtrail signal --shutdown      # stop the watcher after the batch in hand"
+)]
+pub struct SignalArgs {
+    /// Wait until the watcher has drained staging.
+    #[arg(long)]
+    pub wait: bool,
+    /// Ask the watcher to stop.
+    #[arg(long, conflicts_with = "wait")]
+    pub shutdown: bool,
+    /// How long to wait for an answer, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+/// Arguments of `rowtrail status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the watcher until it is told to stop.
+pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
+    let archive_path = cfg.archive()?.to_path_buf();
+    let source_path: PathBuf = cfg.source()?.to_path_buf();
+    let lock = ArchiveLock::acquire(&archive_path)?;
+    let archive = super::read::open_archive(cfg)?;
+    // Fail fast on a source that was never set up; later failures are retried.
+    let first = SqliteSource::open(&source_path)?;
+    let mut first: Option<Box<dyn Source>> = Some(Box::new(first));
+    let factory_path = source_path.clone();
+    let factory = Box::new(
+        move || -> Result<Box<dyn Source>, rowtrail_reader::ReaderError> {
+            match first.take() {
+                Some(s) => Ok(s),
+                None => Ok(Box::new(SqliteSource::open(&factory_path)?)),
+            }
+        },
+    );
+    rowtrail_watcher::run(
+        factory,
+        archive,
+        lock,
+        WatcherOptions {
+            socket: cfg.socket()?,
+            poll_interval: cfg.poll_interval,
+            probe_interval: cfg.probe_interval,
+            batch: cfg.batch_size,
+            source_location: source_path.display().to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends a signal, a flush or a shutdown.
+pub fn signal(args: &SignalArgs, cfg: &Config) -> Result<ExitCode> {
+    let socket = cfg.socket()?;
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    if args.shutdown {
+        client::request(&socket, &Request::Shutdown, timeout)?;
+        println!("the watcher is stopping after the batch in hand");
+    } else if args.wait {
+        let req = Request::Flush {
+            timeout_ms: Some(timeout.as_millis() as u64),
+        };
+        let resp = client::request(&socket, &req, timeout + Duration::from_secs(1))?;
+        let d = resp.drained.unwrap_or_default();
+        println!("staging drained: {} change(s) archived", d.archived);
+    } else {
+        client::request(&socket, &Request::Signal, timeout)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the watcher's status.
+pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
+    let socket = cfg.socket()?;
+    let resp = client::request(&socket, &Request::Status, Duration::from_secs(5))?;
+    let s = resp.status.unwrap_or_default();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ago = |us: Option<i64>| match us {
+        None => "never".to_string(),
+        Some(us) => {
+            let secs = (rowtrail_reader::now_micros() - us) as f64 / 1e6;
+            format!("{secs:.1} s ago")
+        }
+    };
+    println!("watcher    pid {} (rowtrail {})", s.pid, s.version);
+    println!(
+        "source     {} — {}",
+        s.source,
+        if s.source_up { "up" } else { "DOWN" }
+    );
+    println!("archive    {}", s.archive);
+    println!("passes     {} (last {})", s.passes, ago(s.last_pass_us));
+    println!("archived   {} change(s) since start", s.archived);
+    println!(
+        "wakeups    {} signal, {} probe, {} poll",
+        s.wakeups.signal, s.wakeups.probe, s.wakeups.poll
+    );
+    if let Some(e) = &s.last_error {
+        println!("last error {e} ({})", ago(s.last_error_us));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,74 @@
+//! The watcher's socket protocol: one JSON object per line each way.
+//!
+//! Requests: `{"cmd":"signal"}` (a hint; answered at once), `{"cmd":"flush","timeout_ms":N}`
+//! (answered when staging has been drained, or with an error), `{"cmd":"status"}`,
+//! `{"cmd":"shutdown"}`. Every reply has `"ok"`; failures carry `"error"`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::Status;
+
+/// The longest request line the watcher reads.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A request to the watcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// Changes were committed: look now.
+    Signal,
+    /// Drain staging now and answer when done.
+    Flush {
+        /// How long the caller will wait.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    /// Report the watcher's state.
+    Status,
+    /// Finish the batch in hand and stop.
+    Shutdown,
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drained {
+    /// Changes newly archived by the flush's passes.
+    pub archived: u64,
+    /// Staged images read.
+    pub images: u64,
+}
+
+/// A reply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// For `flush`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained: Option<Drained>,
+}
+
+impl Response {
+    /// A bare success.
+    pub fn ok() -> Self {
+        Self {
+            ok: true,
+            ..Self::default()
+        }
+    }
+
+    /// A failure.
+    pub fn error(msg: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            error: Some(msg.into()),
+            ..Self::default()
+        }
+    }
+}

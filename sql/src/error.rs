@@ -25,4 +25,12 @@ pub enum SqlError {
     /// A table definition recorded as JSON could not be read back.
     #[error("table definition is not readable: {0}")]
     BadDefinition(#[source] serde_json::Error),
+    /// A DDL script could not be read: what is wrong, and where.
+    #[error("DDL line {line}: {message}")]
+    BadDdl {
+        /// The 1-based line of the script where the problem is.
+        line: u64,
+        /// What is wrong and, where possible, what to do.
+        message: String,
+    },
 }

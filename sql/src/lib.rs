@@ -7,11 +7,13 @@
 //! model and returns text or bytes, so generated scripts can be reviewed, snapshotted and tested
 //! without a database.
 
+pub mod ddl;
 pub mod error;
 pub mod ident;
 pub mod image;
 pub mod literal;
 pub mod model;
+pub mod mssql;
 pub mod sqlite;
 pub mod staging;
 pub mod value;

@@ -1,0 +1,148 @@
+//! A table as rowtrail captures it on SQL Server: checked, with its staging column types.
+
+use super::script::check_name;
+use super::types::{MssqlType, TypeClass};
+use crate::staging::derived_name;
+use crate::{Column, Ident, SqlError, Table};
+
+/// Columns a staging table adds to the source table's (the metadata columns).
+const METADATA_WIDTH: usize = crate::staging::METADATA_COLUMNS.len();
+
+/// SQL Server's column limit for a table without a column set.
+const MAX_COLUMNS: usize = 1024;
+
+/// A table ready to be captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// The definition as captured and recorded in the registry: schema defaulted to `dbo`,
+    /// columns rowtrail cannot stage (computed columns of unknown type) left out.
+    pub table: Table,
+    /// The staging type of each column of `table`, in order (e.g. `binary(8)` for rowversion).
+    pub staging_types: Vec<String>,
+    /// The staging table's name (in schema `rowtrail`).
+    pub staging: Ident,
+    /// The trigger's name (in the table's schema).
+    pub trigger: Ident,
+    /// What the DBA should know (columns left out), shown in script headers.
+    pub notes: Vec<String>,
+}
+
+impl Captured {
+    /// Checks `table` for SQL Server capture.
+    pub fn new(table: &Table) -> Result<Self, SqlError> {
+        table.validate()?;
+        let mut t = table.clone();
+        if t.name.schema.is_none() {
+            t.name.schema = Some(super::ident("dbo"));
+        }
+        let refuse = |reason: String| SqlError::Uncapturable { table: t.name.to_string(), reason };
+        for part in [t.name.schema.as_ref().expect("set above"), &t.name.name] {
+            check_name(part.as_str())
+                .map_err(|why| refuse(format!("its name {:?} is refused: {why}", part.as_str())))?;
+        }
+        if t.name.schema.as_ref().is_some_and(|s| s.as_str().eq_ignore_ascii_case(super::SCHEMA)) {
+            return Err(refuse("it is in rowtrail's own schema".into()));
+        }
+        let mut notes = Vec::new();
+        let mut keep = Vec::new();
+        let mut staging_types = Vec::new();
+        for (i, c) in t.columns.iter().enumerate() {
+            let col_refuse = |why: String| {
+                refuse(format!("column {:?}: {why}", c.name.as_str()))
+            };
+            check_name(c.name.as_str()).map_err(|why| col_refuse(why.into()))?;
+            if c.computed && c.sql_type.trim().is_empty() {
+                if t.primary_key.contains(&i) {
+                    return Err(col_refuse(
+                        "it is a computed key column whose type the DDL does not state; generate \
+                         from the live catalog, which knows it"
+                            .into(),
+                    ));
+                }
+                notes.push(format!(
+                    "computed column {} is not captured: the DDL does not state its type \
+                     (generate from the live catalog to capture it)",
+                    c.name
+                ));
+                continue;
+            }
+            let ty = MssqlType::parse(&c.sql_type).map_err(col_refuse)?;
+            let staged = match ty.classify() {
+                TypeClass::Exact(s) => s,
+                TypeClass::Refused(why) => return Err(col_refuse(why)),
+            };
+            if let Some(coll) = &c.collation {
+                if coll.is_empty() || !coll.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                    return Err(col_refuse(format!("its collation {coll:?} is not a collation name")));
+                }
+            }
+            keep.push(i);
+            staging_types.push(staged);
+        }
+        let remap = |k: &usize| keep.iter().position(|j| j == k);
+        let columns: Vec<Column> = keep.iter().map(|&i| t.columns[i].clone()).collect();
+        let primary_key = t.primary_key.iter().filter_map(remap).collect();
+        let unique_keys = t
+            .unique_keys
+            .iter()
+            .filter(|k| k.iter().all(|c| keep.contains(c)))
+            .map(|k| k.iter().filter_map(remap).collect())
+            .collect();
+        let table = Table { name: t.name.clone(), columns, primary_key, unique_keys, rowid: false };
+        let dense = table.columns.iter().filter(|c| !c.sparse).count();
+        if dense + METADATA_WIDTH > MAX_COLUMNS || table.columns.len() + METADATA_WIDTH > 30_000 {
+            return Err(SqlError::Uncapturable {
+                table: table.name.to_string(),
+                reason: format!(
+                    "its staging table would need {} columns ({} of its own plus {METADATA_WIDTH} \
+                     metadata), more than SQL Server allows; leave the table out with --tables",
+                    dense + METADATA_WIDTH,
+                    dense
+                ),
+            });
+        }
+        Ok(Self {
+            staging: derived_name(&table.name, "s"),
+            trigger: derived_name(&table.name, "t"),
+            staging_types,
+            notes,
+            table,
+        })
+    }
+
+    /// The source table's quoted, schema-qualified name.
+    pub fn source(&self) -> String {
+        self.table.name.quoted(crate::Dialect::Mssql)
+    }
+
+    /// The schema of the source table (always set).
+    pub fn schema(&self) -> &Ident {
+        self.table.name.schema.as_ref().expect("Captured always has a schema")
+    }
+
+    /// `[schema].[trigger]`.
+    pub fn trigger_name(&self) -> String {
+        format!("{}.{}", self.schema().mssql(), self.trigger.mssql())
+    }
+
+    /// `[rowtrail].[staging]`.
+    pub fn staging_name(&self) -> String {
+        super::in_schema(&self.staging)
+    }
+
+    /// The staging definition of column `i`: `[name] type [COLLATE x] [SPARSE] NULL`.
+    pub fn staging_column(&self, i: usize) -> String {
+        let c = &self.table.columns[i];
+        let mut s = format!("{} {}", c.name.mssql(), self.staging_types[i]);
+        if let Some(coll) = &c.collation {
+            s.push_str(" COLLATE ");
+            s.push_str(coll);
+        }
+        if c.sparse {
+            s.push_str(" SPARSE");
+        }
+        s.push_str(" NULL");
+        s
+    }
+}
+

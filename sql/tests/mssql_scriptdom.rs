@@ -10,7 +10,10 @@ use rowtrail_sql::mssql::{Deployment, Options, Target};
 fn every_realistic_script_parses_in_scriptdom() {
     let mut scripts = common::realistic_scripts();
     // The same deployment for SQL Server 2012/2014 (transaction id from the DMV).
-    let old = Options { target: Target::Sql2012, ..common::options() };
+    let old = Options {
+        target: Target::Sql2012,
+        ..common::options()
+    };
     let d = Deployment::generate(&common::tables(), &old).unwrap();
     let mut legacy = d.install.clone();
     legacy.name = "install-sql2012".into();
@@ -19,7 +22,10 @@ fn every_realistic_script_parses_in_scriptdom() {
     let summary = common::scriptdom("realistic", &scripts);
     eprintln!("ScriptDom: {summary}");
     assert!(
-        summary.starts_with(&format!("validated {} scripts, {batches} batches, 0 errors", scripts.len())),
+        summary.starts_with(&format!(
+            "validated {} scripts, {batches} batches, 0 errors",
+            scripts.len()
+        )),
         "{summary}"
     );
 }
@@ -30,7 +36,11 @@ fn sqlcmd_splits_each_script_into_exactly_its_batches() {
         let split = split_batches(&s.render());
         assert_eq!(split.len(), s.batches().len(), "{}", s.file_name());
         for (got, want) in split.iter().zip(s.batches()) {
-            assert!(got.contains(want.sql.trim_end()), "{}: batch differs", s.file_name());
+            assert!(
+                got.contains(want.sql.trim_end()),
+                "{}: batch differs",
+                s.file_name()
+            );
         }
     }
 }
@@ -41,6 +51,9 @@ fn the_gate_catches_broken_sql() {
     bad.name = "broken".into();
     bad.batches[1].sql.push_str("\nSELEC 1 FROM;");
     let r = std::panic::catch_unwind(|| common::scriptdom("broken", &[bad]));
-    let msg = *r.expect_err("ScriptDom must reject it").downcast::<String>().unwrap();
+    let msg = *r
+        .expect_err("ScriptDom must reject it")
+        .downcast::<String>()
+        .unwrap();
     assert!(msg.contains("rowtrail-broken.sql: batch 2"), "{msg}");
 }

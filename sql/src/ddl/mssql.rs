@@ -19,7 +19,10 @@ struct Cursor {
 }
 
 fn err(line: u64, message: impl Into<String>) -> SqlError {
-    SqlError::BadDdl { line, message: message.into() }
+    SqlError::BadDdl {
+        line,
+        message: message.into(),
+    }
 }
 
 /// Whether `t` is the unquoted keyword `kw` (any case).
@@ -61,14 +64,20 @@ impl Cursor {
         if self.eat(t) {
             Ok(())
         } else {
-            Err(err(self.line(), format!("expected {what}, found {}", self.describe())))
+            Err(err(
+                self.line(),
+                format!("expected {what}, found {}", self.describe()),
+            ))
         }
     }
     fn expect_kw(&mut self, kw: &str) -> Result<(), SqlError> {
         if self.eat_kw(kw) {
             Ok(())
         } else {
-            Err(err(self.line(), format!("expected {kw}, found {}", self.describe())))
+            Err(err(
+                self.line(),
+                format!("expected {kw}, found {}", self.describe()),
+            ))
         }
     }
     fn describe(&self) -> String {
@@ -85,7 +94,10 @@ impl Cursor {
                 self.pos += 1;
                 Ok(v)
             }
-            _ => Err(err(self.line(), format!("expected a name, found {}", self.describe()))),
+            _ => Err(err(
+                self.line(),
+                format!("expected a name, found {}", self.describe()),
+            )),
         }
     }
     /// A dotted name: `a`, `a.b`, `db.a.b` (parts in order).
@@ -138,7 +150,9 @@ fn skip_index_options(c: &mut Cursor) -> Result<(), SqlError> {
         if c.at_kw("WITH") && c.peek_at(1) == Some(&Token::LParen) {
             c.pos += 1;
             c.skip_group()?;
-        } else if c.at_kw("ON") && !matches!(c.peek_at(1), Some(t) if is_kw(t, "DELETE") || is_kw(t, "UPDATE")) {
+        } else if c.at_kw("ON")
+            && !matches!(c.peek_at(1), Some(t) if is_kw(t, "DELETE") || is_kw(t, "UPDATE"))
+        {
             c.pos += 1;
             c.name_part()?;
             if c.peek() == Some(&Token::LParen) {
@@ -167,7 +181,10 @@ pub(super) fn parse(text: &str) -> Result<Vec<Table>, SqlError> {
     let toks = raw
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .map(|t| Tok { line: t.span.start.line.max(1), token: t.token })
+        .map(|t| Tok {
+            line: t.span.start.line.max(1),
+            token: t.token,
+        })
         .collect();
     let mut c = Cursor { toks, pos: 0 };
     let mut drafts: Vec<Draft> = Vec::new();
@@ -195,7 +212,10 @@ fn table_name(parts: Vec<String>, line: u64) -> Result<TableName, SqlError> {
         2 | 3 => (parts[n - 2].clone(), parts[n - 1].clone()),
         _ => return Err(err(line, "a table name has at most three parts")),
     };
-    Ok(TableName { schema: Some(Ident::new(schema).map_err(bad)?), name: Ident::new(name).map_err(bad)? })
+    Ok(TableName {
+        schema: Some(Ident::new(schema).map_err(bad)?),
+        name: Ident::new(name).map_err(bad)?,
+    })
 }
 
 fn create_table(c: &mut Cursor) -> Result<Option<Draft>, SqlError> {
@@ -205,10 +225,19 @@ fn create_table(c: &mut Cursor) -> Result<Option<Draft>, SqlError> {
     let name = table_name(parts, line)?;
     if c.at_kw("AS") {
         // CREATE TABLE … AS (FileTable / graph): not a captured shape.
-        return Err(err(line, format!("table {name}: only column-list CREATE TABLE statements are read")));
+        return Err(err(
+            line,
+            format!("table {name}: only column-list CREATE TABLE statements are read"),
+        ));
     }
     c.expect(&Token::LParen, "( and the table's columns")?;
-    let mut d = Draft { name, columns: Vec::new(), lines: Vec::new(), primary_key: Vec::new(), unique_keys: Vec::new() };
+    let mut d = Draft {
+        name,
+        columns: Vec::new(),
+        lines: Vec::new(),
+        primary_key: Vec::new(),
+        unique_keys: Vec::new(),
+    };
     loop {
         element(c, &mut d)?;
         if c.eat(&Token::Comma) {
@@ -285,12 +314,25 @@ fn element(c: &mut Cursor, d: &mut Draft) -> Result<(), SqlError> {
 fn column(c: &mut Cursor, d: &mut Draft) -> Result<(), SqlError> {
     let line = c.line();
     let name = c.name_part()?;
+    let context = format!("table {}, column {name:?}: ", d.name);
+    column_rest(c, d, line, name).map_err(|e| match e {
+        SqlError::BadDdl { line, message } if !message.starts_with("table ") => SqlError::BadDdl {
+            line,
+            message: format!("{context}{message}"),
+        },
+        other => other,
+    })
+}
+
+fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result<(), SqlError> {
     let table = d.name.to_string();
     let refuse = |why: String| err(line, format!("table {table}, column {name:?}: {why}"));
     let ident = Ident::new(name.as_str()).map_err(|e| refuse(e.to_string()))?;
     let mut col;
     if c.eat_kw("AS") {
-        let ty = computed_type(c)?.and_then(|t| MssqlType::parse(&t).ok()).map(|t| t.canonical());
+        let ty = computed_type(c)?
+            .and_then(|t| MssqlType::parse(&t).ok())
+            .map(|t| t.canonical());
         col = Column::new(ident, ty.unwrap_or_default(), true);
         col.computed = true;
     } else {
@@ -299,7 +341,15 @@ fn column(c: &mut Cursor, d: &mut Draft) -> Result<(), SqlError> {
         if let TypeClass::Refused(why) = parsed.classify() {
             return Err(refuse(why));
         }
-        col = Column::new(ident, if parsed.is_rowversion() { "rowversion".into() } else { parsed.canonical() }, true);
+        col = Column::new(
+            ident,
+            if parsed.is_rowversion() {
+                "rowversion".into()
+            } else {
+                parsed.canonical()
+            },
+            true,
+        );
         col.rowversion = parsed.is_rowversion();
         // A rowversion column is NOT NULL unless declared NULL; SQL Server's default otherwise.
         col.nullable = !col.rowversion;
@@ -366,7 +416,11 @@ fn column(c: &mut Cursor, d: &mut Draft) -> Result<(), SqlError> {
             c.expect_kw("ALWAYS")?;
             c.expect_kw("AS")?;
             while let Some(Token::Word(w)) = c.peek() {
-                if w.quote_style.is_some() || !["ROW", "TRANSACTION_ID", "SEQUENCE_NUMBER", "START", "END"].iter().any(|k| w.value.eq_ignore_ascii_case(k)) {
+                if w.quote_style.is_some()
+                    || !["ROW", "TRANSACTION_ID", "SEQUENCE_NUMBER", "START", "END"]
+                        .iter()
+                        .any(|k| w.value.eq_ignore_ascii_case(k))
+                {
                     break;
                 }
                 c.pos += 1;
@@ -378,7 +432,13 @@ fn column(c: &mut Cursor, d: &mut Draft) -> Result<(), SqlError> {
         } else if matches!(c.peek(), Some(Token::Comma) | Some(Token::RParen)) {
             break;
         } else {
-            return Err(err(c.line(), format!("table {table}, column {name:?}: unexpected {}", c.describe())));
+            return Err(err(
+                c.line(),
+                format!(
+                    "table {table}, column {name:?}: unexpected {}",
+                    c.describe()
+                ),
+            ));
         }
     }
     if col.computed {
@@ -396,10 +456,22 @@ fn data_type(c: &mut Cursor) -> Result<String, SqlError> {
     if ty.eq_ignore_ascii_case("double") && c.eat_kw("PRECISION") {
         ty = "float".into();
     }
-    if ty.eq_ignore_ascii_case("national") || ty.eq_ignore_ascii_case("character") || ty.eq_ignore_ascii_case("char") {
-        if c.eat_kw("VARYING") {
-            ty = if ty.eq_ignore_ascii_case("char") || ty.eq_ignore_ascii_case("character") { "varchar".into() } else { "nvarchar".into() };
-        }
+    // ISO spellings: `char varying`, `character varying`, `national char[acter] varying`.
+    let national = ty.eq_ignore_ascii_case("national");
+    if national {
+        let _ = c.eat_kw("CHAR") || c.eat_kw("CHARACTER");
+        ty = "nchar".into();
+    }
+    if (national || ty.eq_ignore_ascii_case("character") || ty.eq_ignore_ascii_case("char"))
+        && c.eat_kw("VARYING")
+    {
+        ty = if national {
+            "nvarchar".into()
+        } else {
+            "varchar".into()
+        };
+    } else if ty.eq_ignore_ascii_case("character") {
+        ty = "char".into();
     }
     if c.peek() == Some(&Token::LParen) {
         c.pos += 1;
@@ -421,7 +493,12 @@ fn data_type(c: &mut Cursor) -> Result<String, SqlError> {
                     cur.push_str(&w.value);
                 }
                 Some(Token::Period) => cur.push('.'),
-                Some(_) => return Err(err(c.line(), format!("unexpected {} in a type", c.describe()))),
+                Some(_) => {
+                    return Err(err(
+                        c.line(),
+                        format!("unexpected {} in a type", c.describe()),
+                    ))
+                }
             }
             if c.peek() != Some(&Token::RParen) {
                 c.pos += 1;
@@ -442,17 +519,26 @@ fn computed_type(c: &mut Cursor) -> Result<Option<String>, SqlError> {
     let end = c.pos;
     let toks: Vec<Tok> = c.toks[start..end]
         .iter()
-        .map(|t| Tok { token: t.token.clone(), line: t.line })
+        .map(|t| Tok {
+            token: t.token.clone(),
+            line: t.line,
+        })
         .collect();
     let mut sub = Cursor { toks, pos: 0 };
     let mut lo = 0;
     let mut hi = sub.toks.len();
     // Strip parentheses that enclose the whole expression.
-    while hi > lo + 1 && sub.toks[lo].token == Token::LParen && matching(&sub.toks, lo) == Some(hi - 1) {
+    while hi > lo + 1
+        && sub.toks[lo].token == Token::LParen
+        && matching(&sub.toks, lo) == Some(hi - 1)
+    {
         lo += 1;
         hi -= 1;
     }
-    if hi < lo + 3 || sub.toks[lo + 1].token != Token::LParen || matching(&sub.toks, lo + 1) != Some(hi - 1) {
+    if hi < lo + 3
+        || sub.toks[lo + 1].token != Token::LParen
+        || matching(&sub.toks, lo + 1) != Some(hi - 1)
+    {
         return Ok(None);
     }
     let func = &sub.toks[lo].token;
@@ -481,7 +567,8 @@ fn computed_type(c: &mut Cursor) -> Result<Option<String>, SqlError> {
     } else {
         None
     };
-    Ok(ty.filter(|t| MssqlType::parse(t).is_ok_and(|p| matches!(p.classify(), TypeClass::Exact(_)))))
+    Ok(ty
+        .filter(|t| MssqlType::parse(t).is_ok_and(|p| matches!(p.classify(), TypeClass::Exact(_)))))
 }
 
 /// The position of the `)` that closes the `(` at `open`.
@@ -511,7 +598,10 @@ fn skip_value(c: &mut Cursor) -> Result<(), SqlError> {
         c.pos += 1;
     }
     if c.peek().is_none() {
-        return Err(err(c.line(), "expected a value, found the end of the script"));
+        return Err(err(
+            c.line(),
+            "expected a value, found the end of the script",
+        ));
     }
     c.pos += 1;
     while c.eat(&Token::Period) {
@@ -529,7 +619,20 @@ fn skip_expression(c: &mut Cursor) -> Result<(), SqlError> {
         match c.peek() {
             None | Some(Token::Comma) | Some(Token::RParen) => return Ok(()),
             Some(Token::LParen) => c.skip_group()?,
-            Some(t) if ["PERSISTED", "NOT", "NULL", "CONSTRAINT", "PRIMARY", "UNIQUE"].iter().any(|k| is_kw(t, k)) => return Ok(()),
+            Some(t)
+                if [
+                    "PERSISTED",
+                    "NOT",
+                    "NULL",
+                    "CONSTRAINT",
+                    "PRIMARY",
+                    "UNIQUE",
+                ]
+                .iter()
+                .any(|k| is_kw(t, k)) =>
+            {
+                return Ok(())
+            }
             _ => c.pos += 1,
         }
     }
@@ -540,10 +643,26 @@ fn finish(d: Draft) -> Result<Table, SqlError> {
         d.columns
             .iter()
             .position(|c| c.name.as_str() == name)
-            .or_else(|| d.columns.iter().position(|c| c.name.as_str().eq_ignore_ascii_case(name)))
-            .ok_or_else(|| err(*line, format!("table {}: a key names column {name:?}, which it does not have", d.name)))
+            .or_else(|| {
+                d.columns
+                    .iter()
+                    .position(|c| c.name.as_str().eq_ignore_ascii_case(name))
+            })
+            .ok_or_else(|| {
+                err(
+                    *line,
+                    format!(
+                        "table {}: a key names column {name:?}, which it does not have",
+                        d.name
+                    ),
+                )
+            })
     };
-    let primary_key = d.primary_key.iter().map(position).collect::<Result<Vec<_>, _>>()?;
+    let primary_key = d
+        .primary_key
+        .iter()
+        .map(position)
+        .collect::<Result<Vec<_>, _>>()?;
     let unique_keys = d
         .unique_keys
         .iter()
@@ -553,7 +672,13 @@ fn finish(d: Draft) -> Result<Table, SqlError> {
     for &k in &primary_key {
         columns[k].nullable = false;
     }
-    let t = Table { name: d.name, columns, primary_key, unique_keys, rowid: false };
+    let t = Table {
+        name: d.name,
+        columns,
+        primary_key,
+        unique_keys,
+        rowid: false,
+    };
     let first = d.lines.first().copied().unwrap_or(1);
     t.validate().map_err(|e| err(first, e.to_string()))?;
     Ok(t)

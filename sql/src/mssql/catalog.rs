@@ -51,7 +51,10 @@ pub fn table_from_catalog(
     columns: &[CatalogColumn],
     primary_key: &[i32],
 ) -> Result<Table, SqlError> {
-    let table_name = TableName { schema: Some(Ident::new(schema)?), name: Ident::new(name)? };
+    let table_name = TableName {
+        schema: Some(Ident::new(schema)?),
+        name: Ident::new(name)?,
+    };
     let refuse = |col: &str, reason: &str| SqlError::Uncapturable {
         table: table_name.to_string(),
         reason: format!("column {col:?}: {reason}"),
@@ -61,12 +64,18 @@ pub fn table_from_catalog(
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         if r.is_column_set {
-            return Err(refuse(&r.name, "it is a sparse column set; tables with a column set cannot be \
-                 staged (their sparse columns may exceed 1024); leave the table out with --tables"));
+            return Err(refuse(
+                &r.name,
+                "it is a sparse column set; tables with a column set cannot be \
+                 staged (their sparse columns may exceed 1024); leave the table out with --tables",
+            ));
         }
         if r.is_filestream {
-            return Err(refuse(&r.name, "it is a FILESTREAM column: capture would copy every file into \
-                 staging on each change; leave the table out with --tables"));
+            return Err(refuse(
+                &r.name,
+                "it is a FILESTREAM column: capture would copy every file into \
+                 staging on each change; leave the table out with --tables",
+            ));
         }
         if r.is_assembly_type && r.is_user_defined {
             return Err(refuse(&r.name, &format!(
@@ -78,7 +87,11 @@ pub fn table_from_catalog(
         let base = r.system_type_name.to_lowercase();
         let rowversion = base == "timestamp" || base == "rowversion";
         let len = |chars_per_unit: i16| -> String {
-            if r.max_length == -1 { "max".into() } else { (r.max_length / chars_per_unit).to_string() }
+            if r.max_length == -1 {
+                "max".into()
+            } else {
+                (r.max_length / chars_per_unit).to_string()
+            }
         };
         let sql_type = match base.as_str() {
             "char" | "varchar" | "binary" | "varbinary" => format!("{base}({})", len(1)),
@@ -98,13 +111,24 @@ pub fn table_from_catalog(
     }
     let mut pk = Vec::with_capacity(primary_key.len());
     for id in primary_key {
-        let pos = rows.iter().position(|r| r.column_id == *id).ok_or_else(|| SqlError::Uncapturable {
-            table: table_name.to_string(),
-            reason: format!("its primary key names column_id {id}, which the catalog rows lack"),
-        })?;
+        let pos = rows
+            .iter()
+            .position(|r| r.column_id == *id)
+            .ok_or_else(|| SqlError::Uncapturable {
+                table: table_name.to_string(),
+                reason: format!(
+                    "its primary key names column_id {id}, which the catalog rows lack"
+                ),
+            })?;
         pk.push(pos);
     }
-    let t = Table { name: table_name, columns: out, primary_key: pk, unique_keys: Vec::new(), rowid: false };
+    let t = Table {
+        name: table_name,
+        columns: out,
+        primary_key: pk,
+        unique_keys: Vec::new(),
+        rowid: false,
+    };
     t.validate()?;
     Ok(t)
 }
@@ -144,23 +168,63 @@ mod tests {
         let ver = row(7, "Ver", "timestamp", "timestamp", 8);
         let mut at = row(8, "At", "datetimeoffset", "datetimeoffset", 10);
         at.scale = 7;
-        let geo = CatalogColumn { is_assembly_type: true, ..row(9, "Geo", "geography", "geography", -1) };
-        let t = table_from_catalog("Sales", "Order", &[at, name, id, phone, total, price, blob, ver, geo], &[1]).unwrap();
+        let geo = CatalogColumn {
+            is_assembly_type: true,
+            ..row(9, "Geo", "geography", "geography", -1)
+        };
+        let t = table_from_catalog(
+            "Sales",
+            "Order",
+            &[at, name, id, phone, total, price, blob, ver, geo],
+            &[1],
+        )
+        .unwrap();
         let types: Vec<_> = t.columns.iter().map(|c| c.sql_type.as_str()).collect();
-        assert_eq!(types, ["int", "nvarchar(50)", "nvarchar(25)", "money", "decimal(19,4)", "varbinary(max)", "rowversion", "datetimeoffset(7)", "geography"]);
+        assert_eq!(
+            types,
+            [
+                "int",
+                "nvarchar(50)",
+                "nvarchar(25)",
+                "money",
+                "decimal(19,4)",
+                "varbinary(max)",
+                "rowversion",
+                "datetimeoffset(7)",
+                "geography"
+            ]
+        );
         assert!(t.columns[0].identity && t.columns[3].computed && t.columns[6].rowversion);
-        assert_eq!(t.columns[1].collation.as_deref(), Some("Latin1_General_CI_AS"));
+        assert_eq!(
+            t.columns[1].collation.as_deref(),
+            Some("Latin1_General_CI_AS")
+        );
         assert_eq!(t.primary_key, vec![0]);
     }
 
     #[test]
     fn refuses_user_clr_types_filestream_and_column_sets() {
-        let clr = CatalogColumn { is_assembly_type: true, is_user_defined: true, ..row(1, "P", "Point", "Point", -1) };
-        let err = table_from_catalog("dbo", "T", &[clr], &[]).unwrap_err().to_string();
+        let clr = CatalogColumn {
+            is_assembly_type: true,
+            is_user_defined: true,
+            ..row(1, "P", "Point", "Point", -1)
+        };
+        let err = table_from_catalog("dbo", "T", &[clr], &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"P\"") && err.contains("CLR"), "{err}");
-        let fs = CatalogColumn { is_filestream: true, ..row(1, "F", "varbinary", "varbinary", -1) };
-        assert!(table_from_catalog("dbo", "T", &[fs], &[]).unwrap_err().to_string().contains("FILESTREAM"));
-        let cs = CatalogColumn { is_column_set: true, ..row(1, "S", "xml", "xml", -1) };
+        let fs = CatalogColumn {
+            is_filestream: true,
+            ..row(1, "F", "varbinary", "varbinary", -1)
+        };
+        assert!(table_from_catalog("dbo", "T", &[fs], &[])
+            .unwrap_err()
+            .to_string()
+            .contains("FILESTREAM"));
+        let cs = CatalogColumn {
+            is_column_set: true,
+            ..row(1, "S", "xml", "xml", -1)
+        };
         assert!(table_from_catalog("dbo", "T", &[cs], &[]).is_err());
     }
 }

@@ -1,14 +1,19 @@
 //! The install script: shared objects, then each table's staging table, registry row and trigger.
 
 use super::trigger::{create_trigger, fire_last};
-use super::{header, ident, name_literal, objects, shared, transactional, Captured, Options, Script, SCHEMA};
+use super::{
+    header, ident, name_literal, objects, shared, transactional, Captured, Options, Script, SCHEMA,
+};
 use crate::literal::Literal;
 use crate::staging;
 
 /// The install script for `tables` (already checked).
 pub(super) fn script(tables: &[Captured], options: &Options) -> Script {
     let mut h = header("install", tables, options);
-    h.push("Creates (or keeps): schema [rowtrail], the sequence, meta (incarnation), registry and".into());
+    h.push(
+        "Creates (or keeps): schema [rowtrail], the sequence, meta (incarnation), registry and"
+            .into(),
+    );
     h.push("versions tables; per table: a staging table and a capture trigger (replaced).".into());
     h.push("Staged rows, the sequence and the incarnation survive a re-run.".into());
     let mut s = Script::new("install", h);
@@ -21,7 +26,10 @@ pub(super) fn script(tables: &[Captured], options: &Options) -> Script {
 
 /// `THROW` with a rowtrail message (a literal: names in it are quoted as text).
 pub(super) fn throw(message: &str) -> String {
-    format!("THROW 50000, {}, 1;", Literal::mssql(&format!("rowtrail: {message}")))
+    format!(
+        "THROW 50000, {}, 1;",
+        Literal::mssql(&format!("rowtrail: {message}"))
+    )
 }
 
 /// A fresh sequence value: the `first_seq` of a table version, above every image staged before
@@ -98,7 +106,10 @@ pub(super) fn create_staging(t: &Captured) -> String {
         (staging::COL_APP, "nvarchar(128) NULL"),
         (staging::COL_CLIENT_IP, "nvarchar(48) NULL"),
     ];
-    let mut defs: Vec<String> = meta.iter().map(|(c, ty)| format!("{} {ty}", ident(c).mssql())).collect();
+    let mut defs: Vec<String> = meta
+        .iter()
+        .map(|(c, ty)| format!("{} {ty}", ident(c).mssql()))
+        .collect();
     defs.extend((0..t.table.columns.len()).map(|i| t.staging_column(i)));
     format!(
         "CREATE TABLE {} (\n        {});\n    ALTER TABLE {} SET (LOCK_ESCALATION = DISABLE);",
@@ -110,7 +121,10 @@ pub(super) fn create_staging(t: &Captured) -> String {
 
 fn table_objects(s: &mut Script, t: &Captured, target: super::Target) {
     let source = t.source();
-    let rowtrail_owner = format!("(SELECT principal_id FROM sys.schemas WHERE name = {})", Literal::mssql(SCHEMA));
+    let rowtrail_owner = format!(
+        "(SELECT principal_id FROM sys.schemas WHERE name = {})",
+        Literal::mssql(SCHEMA)
+    );
     s.push(format!(
         "-- {name}\nIF OBJECT_ID({src}, N'U') IS NULL\n    {missing}\n\
          IF OBJECTPROPERTY(OBJECT_ID({src}), 'OwnerId') <> {rowtrail_owner}\n    {owner}",

@@ -1,7 +1,9 @@
 //! The uninstall script (mirrors install) and the reader's permissions script.
 
 use super::install::{registry_where, throw};
-use super::{header, ident, name_literal, objects, shared, transactional, Captured, Options, Script, SCHEMA};
+use super::{
+    header, ident, name_literal, objects, shared, transactional, Captured, Options, Script, SCHEMA,
+};
 use crate::literal::Literal;
 use crate::{Ident, SqlError};
 
@@ -10,7 +12,9 @@ use crate::{Ident, SqlError};
 pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
     let mut h = header("uninstall", tables, options);
     h.push("Drops, per table: the capture trigger, the staging table, its registry rows.".into());
-    h.push("Then, if no captured table remains: registry, versions, meta (incarnation), the".into());
+    h.push(
+        "Then, if no captured table remains: registry, versions, meta (incarnation), the".into(),
+    );
     h.push("sequence and schema [rowtrail]. Refuses while staging holds unarchived rows:".into());
     h.push("run `rowtrail read` first (or delete those rows yourself to discard them).".into());
     let mut s = Script::new("uninstall", h);
@@ -73,10 +77,16 @@ pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
 /// each staging table, SELECT on the registry, versions and meta tables (definitions and the
 /// incarnation), and VIEW DEFINITION on the sequence (its current value is the cheap probe).
 /// Application users need nothing new.
-pub(super) fn permissions(tables: &[Captured], reader_login: &Ident, options: &Options) -> Result<Script, SqlError> {
-    super::script::check_name(reader_login.as_str()).map_err(|why| SqlError::InvalidIdentifier {
-        name: reader_login.as_str().to_string(),
-        reason: why,
+pub(super) fn permissions(
+    tables: &[Captured],
+    reader_login: &Ident,
+    options: &Options,
+) -> Result<Script, SqlError> {
+    super::script::check_name(reader_login.as_str()).map_err(|why| {
+        SqlError::InvalidIdentifier {
+            name: reader_login.as_str().to_string(),
+            reason: why,
+        }
     })?;
     let mut h = header("permissions", tables, options);
     h.push(format!(
@@ -92,7 +102,10 @@ pub(super) fn permissions(tables: &[Captured], reader_login: &Ident, options: &O
     ));
     let mut grants = String::new();
     for t in tables {
-        grants.push_str(&format!("GRANT SELECT, DELETE ON {} TO {user};\n", t.staging_name()));
+        grants.push_str(&format!(
+            "GRANT SELECT, DELETE ON {} TO {user};\n",
+            t.staging_name()
+        ));
     }
     for obj in [objects::REGISTRY, objects::VERSIONS, objects::META] {
         grants.push_str(&format!("GRANT SELECT ON {} TO {user};\n", shared(obj)));

@@ -76,7 +76,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { version: env!("CARGO_PKG_VERSION").to_string(), target: Target::default() }
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            target: Target::default(),
+        }
     }
 }
 
@@ -97,7 +100,10 @@ impl Deployment {
     ///
     /// Fails, naming the table and column, for anything rowtrail cannot capture exactly.
     pub fn generate(tables: &[Table], options: &Options) -> Result<Self, SqlError> {
-        let captured = tables.iter().map(Captured::new).collect::<Result<Vec<_>, _>>()?;
+        let captured = tables
+            .iter()
+            .map(Captured::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut seen = std::collections::HashSet::new();
         for c in &captured {
             if !seen.insert(c.staging.clone()) {

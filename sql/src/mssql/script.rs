@@ -34,7 +34,11 @@ pub struct Script {
 impl Script {
     /// An empty script with a header.
     pub(crate) fn new(name: &str, header: Vec<String>) -> Self {
-        Self { name: name.to_string(), header, batches: Vec::new() }
+        Self {
+            name: name.to_string(),
+            header,
+            batches: Vec::new(),
+        }
     }
 
     /// Appends a batch.
@@ -74,7 +78,9 @@ impl Script {
 
 /// Text made safe for a `--` comment line: line breaks and other controls become `?`.
 pub fn comment_text(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Why `name` cannot appear in a sqlcmd script, if it cannot.
@@ -84,8 +90,10 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     }
     for line in name.split(['\n', '\r']).skip(1) {
         if is_sqlcmd_command(line) {
-            return Err("it contains a line that sqlcmd reads as a command (GO, RESET, ED, EXIT, \
-                        QUIT, :command or !!), which would split the script or run something");
+            return Err(
+                "it contains a line that sqlcmd reads as a command (GO, RESET, ED, EXIT, \
+                        QUIT, :command or !!), which would split the script or run something",
+            );
         }
     }
     Ok(())
@@ -99,7 +107,8 @@ pub fn is_sqlcmd_command(line: &str) -> bool {
     }
     let word: String = t.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
     let after = &t[word.len()..];
-    let ends_word = after.is_empty() || after.starts_with(|c: char| !c.is_alphanumeric() && c != '_');
+    let ends_word =
+        after.is_empty() || after.starts_with(|c: char| !c.is_alphanumeric() && c != '_');
     ends_word
         && ["go", "reset", "ed", "exit", "quit"]
             .iter()
@@ -110,7 +119,11 @@ pub fn is_sqlcmd_command(line: &str) -> bool {
 /// `--` comment.
 pub fn is_go_line(line: &str) -> bool {
     let t = line.trim();
-    let Some(rest) = t.get(..2).filter(|g| g.eq_ignore_ascii_case("go")).map(|_| &t[2..]) else {
+    let Some(rest) = t
+        .get(..2)
+        .filter(|g| g.eq_ignore_ascii_case("go"))
+        .map(|_| &t[2..])
+    else {
         return false;
     };
     let rest = rest.split("--").next().unwrap_or("").trim();
@@ -131,7 +144,10 @@ pub fn split_batches(text: &str) -> Vec<String> {
         }
     }
     batches.push(cur);
-    batches.retain(|b| b.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--")));
+    batches.retain(|b| {
+        b.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+    });
     batches
 }
 
@@ -195,7 +211,14 @@ mod tests {
 
     #[test]
     fn names_with_sqlcmd_lines_are_refused() {
-        for bad in ["a\nGO\nb", "a\n  go 5", "x\n:r evil.sql", "x\n!! rm -rf /", "x\nexit", "$(USER)"] {
+        for bad in [
+            "a\nGO\nb",
+            "a\n  go 5",
+            "x\n:r evil.sql",
+            "x\n!! rm -rf /",
+            "x\nexit",
+            "$(USER)",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         for good in ["GO", "a GO", "a\nGOOD", "a\ngo_on", "it's [x]", "ünï\ncode"] {
@@ -208,7 +231,13 @@ mod tests {
         assert!(is_go_line("GO") && is_go_line("  go 2 ") && is_go_line("GO -- end"));
         assert!(!is_go_line("GOTO x") && !is_go_line("go]"));
         let b = split_batches("-- header\n\nSELECT 1\nGO\n\nGO\nSELECT 2\ngo\n");
-        assert_eq!(b, vec!["SELECT 1\n".to_string(), "SELECT 2\n".to_string()]);
+        assert_eq!(
+            b,
+            vec![
+                "-- header\n\nSELECT 1\n".to_string(),
+                "SELECT 2\n".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -35,21 +35,26 @@ impl Captured {
         if t.name.schema.is_none() {
             t.name.schema = Some(super::ident("dbo"));
         }
-        let refuse = |reason: String| SqlError::Uncapturable { table: t.name.to_string(), reason };
+        let refuse = |reason: String| SqlError::Uncapturable {
+            table: t.name.to_string(),
+            reason,
+        };
         for part in [t.name.schema.as_ref().expect("set above"), &t.name.name] {
             check_name(part.as_str())
                 .map_err(|why| refuse(format!("its name {:?} is refused: {why}", part.as_str())))?;
         }
-        if t.name.schema.as_ref().is_some_and(|s| s.as_str().eq_ignore_ascii_case(super::SCHEMA)) {
+        if t.name
+            .schema
+            .as_ref()
+            .is_some_and(|s| s.as_str().eq_ignore_ascii_case(super::SCHEMA))
+        {
             return Err(refuse("it is in rowtrail's own schema".into()));
         }
         let mut notes = Vec::new();
         let mut keep = Vec::new();
         let mut staging_types = Vec::new();
         for (i, c) in t.columns.iter().enumerate() {
-            let col_refuse = |why: String| {
-                refuse(format!("column {:?}: {why}", c.name.as_str()))
-            };
+            let col_refuse = |why: String| refuse(format!("column {:?}: {why}", c.name.as_str()));
             check_name(c.name.as_str()).map_err(|why| col_refuse(why.into()))?;
             if c.computed && c.sql_type.trim().is_empty() {
                 if t.primary_key.contains(&i) {
@@ -72,8 +77,14 @@ impl Captured {
                 TypeClass::Refused(why) => return Err(col_refuse(why)),
             };
             if let Some(coll) = &c.collation {
-                if coll.is_empty() || !coll.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-                    return Err(col_refuse(format!("its collation {coll:?} is not a collation name")));
+                if coll.is_empty()
+                    || !coll
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                {
+                    return Err(col_refuse(format!(
+                        "its collation {coll:?} is not a collation name"
+                    )));
                 }
             }
             keep.push(i);
@@ -88,7 +99,13 @@ impl Captured {
             .filter(|k| k.iter().all(|c| keep.contains(c)))
             .map(|k| k.iter().filter_map(remap).collect())
             .collect();
-        let table = Table { name: t.name.clone(), columns, primary_key, unique_keys, rowid: false };
+        let table = Table {
+            name: t.name.clone(),
+            columns,
+            primary_key,
+            unique_keys,
+            rowid: false,
+        };
         let dense = table.columns.iter().filter(|c| !c.sparse).count();
         if dense + METADATA_WIDTH > MAX_COLUMNS || table.columns.len() + METADATA_WIDTH > 30_000 {
             return Err(SqlError::Uncapturable {
@@ -117,7 +134,11 @@ impl Captured {
 
     /// The schema of the source table (always set).
     pub fn schema(&self) -> &Ident {
-        self.table.name.schema.as_ref().expect("Captured always has a schema")
+        self.table
+            .name
+            .schema
+            .as_ref()
+            .expect("Captured always has a schema")
     }
 
     /// `[schema].[trigger]`.
@@ -145,4 +166,3 @@ impl Captured {
         s
     }
 }
-

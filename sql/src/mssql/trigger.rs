@@ -54,12 +54,15 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
     let meta = |seq_expr: &str, op: &str, image: &str| {
         format!("{seq_expr}, '{op}', '{image}', @tx, @stmt, @time, @login, @host, @app, @ip")
     };
-    let insert = |seq_expr: &str, op: &str, image: &str, from: &str, alias: &str| {
+    let insert_at = |pad: &str, seq_expr: &str, op: &str, image: &str, from: &str, alias: &str| {
         format!(
-            "        INSERT INTO {staging} ({cols})\n            SELECT {}, {}\n            FROM {from};\n",
+            "{pad}INSERT INTO {staging} ({cols})\n{pad}    SELECT {}, {}\n{pad}    FROM {from};\n",
             meta(seq_expr, op, image),
             values(alias),
         )
+    };
+    let insert = |seq_expr: &str, op: &str, image: &str, from: &str, alias: &str| {
+        insert_at("        ", seq_expr, op, image, from, alias)
     };
     let next = format!("NEXT VALUE FOR {seq}");
     let tx = match target {
@@ -100,14 +103,21 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
          DECLARE @n_del bigint = (SELECT COUNT_BIG(*) FROM deleted);\n",
     );
     if let Some(key) = t.table.key() {
-        let key_cols: Vec<_> = key.iter().map(|&k| t.table.columns[k].name.mssql().to_string()).collect();
+        let key_cols: Vec<_> = key
+            .iter()
+            .map(|&k| t.table.columns[k].name.mssql().to_string())
+            .collect();
         let on = key_cols
             .iter()
             .map(|c| format!("d.{c} = i.{c}"))
             .collect::<Vec<_>>()
             .join(" AND ");
         let order = |alias: &str| {
-            key_cols.iter().map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+            key_cols
+                .iter()
+                .map(|c| format!("{alias}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         // The row number's alias must not collide with a source column: rowtrail_seq is reserved.
         let rn = super::ident(staging::COL_SEQ).mssql().to_string();
@@ -131,7 +141,13 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
             order("d"),
         ));
         s.push_str(&insert("p.seq", "U", "B", &numbered("deleted", "d"), "d"));
-        s.push_str(&insert("p.seq + 1", "U", "A", &numbered("inserted", "i"), "i"));
+        s.push_str(&insert(
+            "p.seq + 1",
+            "U",
+            "A",
+            &numbered("inserted", "i"),
+            "i",
+        ));
         s.push_str("        RETURN;\n    END;\n");
     }
     s.push_str(&format!(
@@ -143,10 +159,8 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
     s.push_str(&insert("@one + 1", "U", "A", "inserted AS i", "i"));
     s.push_str("        RETURN;\n    END;\n");
     s.push_str("    -- 3. Keys changed in a multi-row statement: record it whole, op K.\n");
-    for (image, from, alias) in [("B", "deleted AS d", "d"), ("A", "inserted AS i", "i")] {
-        let stmt = insert(&next, "K", image, from, alias);
-        s.push_str(&stmt.lines().map(|l| format!("{}\n", &l[4..])).collect::<String>());
-    }
+    s.push_str(&insert_at("    ", &next, "K", "B", "deleted AS d", "d"));
+    s.push_str(&insert_at("    ", &next, "K", "A", "inserted AS i", "i"));
     s.push_str("END;");
     s
 }

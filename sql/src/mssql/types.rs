@@ -91,10 +91,7 @@ impl MssqlType {
                     .strip_prefix('(')
                     .and_then(|r| r.trim_end().strip_suffix(')'))
                     .ok_or_else(|| format!("the type {t:?} has unbalanced parentheses"))?;
-                inner
-                    .split(',')
-                    .map(|a| a.trim().to_lowercase())
-                    .collect()
+                inner.split(',').map(|a| a.trim().to_lowercase()).collect()
             }
         };
         Ok(Self { base, args })
@@ -102,6 +99,10 @@ impl MssqlType {
 
     /// The canonical text of this type (lowercase, no spaces), as rowtrail records it.
     pub fn canonical(&self) -> String {
+        if self.base == "xml" {
+            // Typed xml is captured (and recorded) as xml: its schema collection does not travel.
+            return "xml".into();
+        }
         self.to_string()
     }
 
@@ -162,9 +163,12 @@ impl MssqlType {
         }
         for a in &self.args {
             let ok = a.parse::<u32>().is_ok()
-                || (a == "max" && matches!(self.base.as_str(), "varchar" | "nvarchar" | "varbinary"));
+                || (a == "max"
+                    && matches!(self.base.as_str(), "varchar" | "nvarchar" | "varbinary"));
             if !ok {
-                return Err(format!("the type {self} has an argument that is not a size: {a:?}"));
+                return Err(format!(
+                    "the type {self} has an argument that is not a size: {a:?}"
+                ));
             }
         }
         Ok(())
@@ -191,9 +195,18 @@ mod tests {
 
     #[test]
     fn exact_types_keep_their_text() {
-        assert_eq!(class("NVARCHAR(50)"), TypeClass::Exact("nvarchar(50)".into()));
-        assert_eq!(class("decimal(19, 4)"), TypeClass::Exact("decimal(19,4)".into()));
-        assert_eq!(class("varbinary(MAX)"), TypeClass::Exact("varbinary(max)".into()));
+        assert_eq!(
+            class("NVARCHAR(50)"),
+            TypeClass::Exact("nvarchar(50)".into())
+        );
+        assert_eq!(
+            class("decimal(19, 4)"),
+            TypeClass::Exact("decimal(19,4)".into())
+        );
+        assert_eq!(
+            class("varbinary(MAX)"),
+            TypeClass::Exact("varbinary(max)".into())
+        );
         assert_eq!(class("geography"), TypeClass::Exact("geography".into()));
         assert_eq!(class("xml(CONTENT dbo.S)"), TypeClass::Exact("xml".into()));
     }
@@ -206,7 +219,11 @@ mod tests {
 
     #[test]
     fn lob_types_are_refused_with_the_replacement() {
-        for (t, instead) in [("text", "varchar(max)"), ("ntext", "nvarchar(max)"), ("image", "varbinary(max)")] {
+        for (t, instead) in [
+            ("text", "varchar(max)"),
+            ("ntext", "nvarchar(max)"),
+            ("image", "varbinary(max)"),
+        ] {
             match class(t) {
                 TypeClass::Refused(why) => assert!(why.contains(instead), "{why}"),
                 other => panic!("{t}: {other:?}"),

@@ -26,7 +26,10 @@ pub fn script(old: &Table, new: &Table, options: &Options) -> Result<Script, Sql
     if old.table.name != new.table.name {
         return Err(SqlError::Uncapturable {
             table: new.table.name.to_string(),
-            reason: format!("an upgrade is for one table, but the old definition is of {}", old.table.name),
+            reason: format!(
+                "an upgrade is for one table, but the old definition is of {}",
+                old.table.name
+            ),
         });
     }
     let mut added = Vec::new();
@@ -37,7 +40,10 @@ pub fn script(old: &Table, new: &Table, options: &Options) -> Result<Script, Sql
             None => added.push(i),
             Some(j) => {
                 let o = &old.table.columns[j];
-                if old.staging_types[j] != new.staging_types[i] || o.collation != c.collation || o.sparse != c.sparse {
+                if old.staging_types[j] != new.staging_types[i]
+                    || o.collation != c.collation
+                    || o.sparse != c.sparse
+                {
                     changed.push((j, i));
                 }
             }
@@ -55,8 +61,14 @@ pub fn script(old: &Table, new: &Table, options: &Options) -> Result<Script, Sql
         changed.len(),
         dropped.len()
     ));
-    h.push("Replaces the capture trigger; keeps every staged row. Stops, changing nothing, if a".into());
-    h.push("column's type changed while staging holds rows: run `rowtrail read`, then run again.".into());
+    h.push(
+        "Replaces the capture trigger; keeps every staged row. Stops, changing nothing, if a"
+            .into(),
+    );
+    h.push(
+        "column's type changed while staging holds rows: run `rowtrail read`, then run again."
+            .into(),
+    );
     let mut s = Script::new("upgrade", h);
     let reg = shared(objects::REGISTRY);
     let stg = new.staging_name();
@@ -91,12 +103,16 @@ pub fn script(old: &Table, new: &Table, options: &Options) -> Result<Script, Sql
             let name = new.table.columns[i].name.mssql();
             let def = new.staging_column(i);
             if old.table.columns[j].sparse {
-                body.push_str(&format!("    ALTER TABLE {stg} ALTER COLUMN {name} DROP SPARSE;\n"));
+                body.push_str(&format!(
+                    "    ALTER TABLE {stg} ALTER COLUMN {name} DROP SPARSE;\n"
+                ));
             }
             let plain = def.replace(" SPARSE NULL", " NULL");
             body.push_str(&format!("    ALTER TABLE {stg} ALTER COLUMN {plain};\n"));
             if new.table.columns[i].sparse {
-                body.push_str(&format!("    ALTER TABLE {stg} ALTER COLUMN {name} ADD SPARSE;\n"));
+                body.push_str(&format!(
+                    "    ALTER TABLE {stg} ALTER COLUMN {name} ADD SPARSE;\n"
+                ));
             }
         }
     }

@@ -12,7 +12,10 @@ pub const ADVENTUREWORKS: &str = include_str!("../fixtures/adventureworks.sql");
 
 /// Options with a fixed version, so snapshots do not change with the crate version.
 pub fn options() -> Options {
-    Options { version: "0.0.0-test".into(), ..Options::default() }
+    Options {
+        version: "0.0.0-test".into(),
+        ..Options::default()
+    }
 }
 
 /// The realistic tables, parsed.
@@ -22,7 +25,10 @@ pub fn tables() -> Vec<Table> {
 
 /// The table called `name` among the realistic ones.
 pub fn table(name: &str) -> Table {
-    tables().into_iter().find(|t| t.name.name.as_str() == name).expect("fixture table")
+    tables()
+        .into_iter()
+        .find(|t| t.name.name.as_str() == name)
+        .expect("fixture table")
 }
 
 /// Every script rowtrail generates for the realistic tables: the deployment, the reader's
@@ -32,7 +38,10 @@ pub fn realistic_scripts() -> Vec<Script> {
     let all = tables();
     let d = Deployment::generate(&all, &opts).expect("realistic tables deploy");
     let mut out = vec![d.install.clone(), d.uninstall.clone()];
-    out.push(d.permissions(&Ident::new("rowtrail_reader").unwrap()).unwrap());
+    out.push(
+        d.permissions(&Ident::new("rowtrail_reader").unwrap())
+            .unwrap(),
+    );
     for (i, mut new) in upgraded(&table("Product")).into_iter().enumerate() {
         new.name = format!("upgrade-{i}");
         out.push(new);
@@ -44,12 +53,20 @@ pub fn realistic_scripts() -> Vec<Script> {
 pub fn upgraded(old: &Table) -> Vec<Script> {
     let opts = options();
     let mut added = old.clone();
-    added.columns.push(rowtrail_sql::Column::new(Ident::new("Color").unwrap(), "nvarchar(15)", true));
+    added.columns.push(rowtrail_sql::Column::new(
+        Ident::new("Color").unwrap(),
+        "nvarchar(15)",
+        true,
+    ));
     let mut dropped = old.clone();
     let last = dropped.columns.len() - 1;
     dropped.columns.remove(last - 1);
     let mut changed = old.clone();
-    let w = changed.columns.iter_mut().find(|c| c.name.as_str() == "Weight").unwrap();
+    let w = changed
+        .columns
+        .iter_mut()
+        .find(|c| c.name.as_str() == "Weight")
+        .unwrap();
     w.sql_type = "decimal(10,3)".into();
     w.sparse = true;
     [added, dropped, changed]

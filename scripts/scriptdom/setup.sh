@@ -15,11 +15,19 @@ mkdir -p "$out"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+need_apt=()
 if ! command -v mcs >/dev/null 2>&1 || ! command -v mono >/dev/null 2>&1; then
-    echo "== installing mono-devel (ScriptDom validation gate)"
+    need_apt+=(mono-devel)
+fi
+if [ ! -s "$dll" ]; then
+    command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+    command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || need_apt+=(python3-pip)
+fi
+if ((${#need_apt[@]})); then
+    echo "== installing ${need_apt[*]} (ScriptDom validation gate)"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        mono-devel >/dev/null
+        "${need_apt[@]}" >/dev/null
 fi
 
 if [ ! -s "$dll" ]; then

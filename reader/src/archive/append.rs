@@ -156,6 +156,10 @@ impl Archive {
                 .map_err(e("cannot prepare the archive insert"))?;
             let archived_us = now_micros();
             let definitions: Vec<String> = tables.iter().map(|c| c.table.to_json()).collect();
+            let digests: Vec<[u8; 32]> = definitions
+                .iter()
+                .map(|d| chain::definition_digest(d))
+                .collect();
             let mut resolved: Vec<Option<(i64, i64)>> = vec![None; tables.len()];
             let mut before_buf = Vec::new();
             let mut after_buf = Vec::new();
@@ -199,7 +203,7 @@ impl Archive {
                     seq: c.seq,
                     schema: t.name.schema.as_ref().map_or("", |s| s.as_str()),
                     table: t.name.name.as_str(),
-                    definition,
+                    definition: &digests[c.table],
                     op: c.op.word(),
                     meta: meta.clone(),
                     before: c.before.as_ref().map(|_| before_buf.as_slice()),

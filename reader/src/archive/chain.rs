@@ -23,8 +23,8 @@ pub struct ChainFields<'a> {
     pub schema: &'a str,
     /// Table name.
     pub table: &'a str,
-    /// The table version's definition JSON.
-    pub definition: &'a str,
+    /// SHA-256 of the table version's definition JSON ([`definition_digest`]).
+    pub definition: &'a [u8; 32],
     /// `insert`, `update`, `delete` or `keychange`.
     pub op: &'a str,
     /// Transaction, statement, time, login, host, application, client address, rowid.
@@ -62,7 +62,7 @@ pub fn canonical(f: &ChainFields<'_>) -> Vec<u8> {
     out.extend_from_slice(&f.seq.to_le_bytes());
     put(&mut out, f.schema.as_bytes());
     put(&mut out, f.table.as_bytes());
-    put(&mut out, f.definition.as_bytes());
+    out.extend_from_slice(f.definition);
     put(&mut out, f.op.as_bytes());
     for m in &f.meta {
         image::encode_value(m, &mut out);
@@ -71,6 +71,11 @@ pub fn canonical(f: &ChainFields<'_>) -> Vec<u8> {
     put_opt(&mut out, f.after);
     out.extend_from_slice(&f.archived_us.to_le_bytes());
     out
+}
+
+/// The digest of a table definition that the chain covers (computed once per table version).
+pub fn definition_digest(definition: &str) -> [u8; 32] {
+    Sha256::digest(definition.as_bytes()).into()
 }
 
 /// The chain hash of a change whose predecessor's hash is `prev`.

@@ -6,11 +6,13 @@
 
 mod append;
 pub mod chain;
+mod journal;
 mod read;
 pub mod schema;
 mod verify;
 
 pub use append::{AppendStats, NewChange};
+pub use journal::{RunKind, RunState, UndoItem, UndoRun};
 pub use read::{ArchivedChange, ChangeFilter};
 pub use verify::{Digest, VerifyReport};
 

@@ -59,6 +59,29 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX changes_by_time ON changes (at);
     CREATE INDEX changes_by_login ON changes (login) WHERE login IS NOT NULL;
     CREATE INDEX changes_by_tx ON changes (source_id, tx) WHERE tx IS NOT NULL;",
+    // 2: the undo journal. A run is one `rowtrail undo --apply` or `rowtrail redo`; its `state`
+    // (and its items' `outcome`) are the only values in the archive ever updated in place.
+    // The run's writes to the source carry `tx_tag` as their transaction, linking them to it.
+    "CREATE TABLE undo_runs (
+        id INTEGER PRIMARY KEY,
+        created_us INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('undo', 'redo')),
+        mode TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        tx_tag TEXT NOT NULL UNIQUE,
+        redo_of INTEGER REFERENCES undo_runs (id),
+        state TEXT NOT NULL CHECK (state IN ('applying', 'applied', 'abandoned', 'redone')),
+        finished_us INTEGER);
+    CREATE TABLE undo_items (
+        run_id INTEGER NOT NULL REFERENCES undo_runs (id),
+        ordinal INTEGER NOT NULL,
+        change_id INTEGER NOT NULL REFERENCES changes (id),
+        action TEXT NOT NULL CHECK (action IN ('insert', 'update', 'delete')),
+        outcome TEXT NOT NULL CHECK (outcome IN ('applied', 'forced', 'skipped')),
+        PRIMARY KEY (run_id, ordinal));
+    CREATE INDEX undo_items_by_change ON undo_items (change_id);
+    CREATE INDEX undo_runs_by_state ON undo_runs (state);",
 ];
 
 /// The schema version this build writes and reads.

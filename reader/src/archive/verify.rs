@@ -1,5 +1,6 @@
-//! Verification: the hash chain, sequence order per source, decodable images, and digests that
-//! pin the archive's state so later truncation or rewriting is detected.
+//! Verification: the hash chain, sequence order per source, decodable images, the undo
+//! journal's consistency, and digests that pin the archive's state so later truncation or
+//! rewriting is detected.
 
 use std::collections::HashMap;
 
@@ -108,7 +109,7 @@ impl Archive {
             .prepare(
                 "SELECT c.id, s.incarnation, c.seq, t.schema_name, t.table_name, v.definition, c.op, \
                  c.tx, c.stmt, c.at, c.login, c.host, c.app, c.client_ip, c.src_rowid, c.before, \
-                 c.after, c.archived_us, c.hash, c.source_id \
+                 c.after, c.archived_us, c.hash, c.source_id, c.version_id \
                  FROM changes c JOIN sources s ON s.id = c.source_id \
                  JOIN tables t ON t.id = c.table_id JOIN table_versions v ON v.id = c.version_id \
                  ORDER BY c.id",
@@ -118,6 +119,7 @@ impl Archive {
         let mut prev = chain::GENESIS;
         let mut last_seq: HashMap<i64, i64> = HashMap::new();
         let mut pinned_seen = false;
+        let mut digests: HashMap<i64, [u8; 32]> = HashMap::new();
         while let Some(r) = rows.next().map_err(e)? {
             let id: i64 = r.get(0).map_err(e)?;
             let seq: i64 = r.get(2).map_err(e)?;
@@ -133,13 +135,22 @@ impl Archive {
             let stored: Vec<u8> = blob(18)?.unwrap_or_default();
             let text =
                 |i: usize| -> Result<String, ReaderError> { r.get::<_, String>(i).map_err(e) };
+            let version_id: i64 = r.get(20).map_err(e)?;
+            let definition = match digests.get(&version_id) {
+                Some(d) => *d,
+                None => {
+                    let d = chain::definition_digest(&text(5)?);
+                    digests.insert(version_id, d);
+                    d
+                }
+            };
             let fields = ChainFields {
                 id,
                 incarnation: &text(1)?,
                 seq,
                 schema: &text(3)?,
                 table: &text(4)?,
-                definition: &text(5)?,
+                definition: &definition,
                 op: &text(6)?,
                 meta: [
                     meta(r.get_ref(7).map_err(e)?),
@@ -195,6 +206,10 @@ impl Archive {
             });
         }
         report.sources = last_seq.len() as u64;
+        drop(rows);
+        for p in super::journal::check(self).map_err(e)? {
+            report.problem(p);
+        }
         if let Some(d) = against {
             if !pinned_seen {
                 report.problem(format!(

@@ -62,12 +62,14 @@ fn open(path: &Path) -> Result<Connection, ReaderError> {
     Ok(conn)
 }
 
-fn err(location: &str, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> ReaderError {
-    let location = location.to_string();
-    let context = context.into();
+/// Wraps an engine error with where and what; allocates only when there is an error.
+fn err<'a, C: Into<String> + 'a>(
+    location: &'a str,
+    context: C,
+) -> impl FnOnce(rusqlite::Error) -> ReaderError + 'a {
     move |cause| ReaderError::Source {
-        location,
-        context,
+        location: location.to_string(),
+        context: context.into(),
         cause,
     }
 }

@@ -8,6 +8,8 @@
 //! structure is read here. Other statements (`SET`, `GO`, `ALTER TABLE … ADD CONSTRAINT` other
 //! than primary and unique keys, indexes, procedures) are skipped.
 
+mod column;
+mod cursor;
 mod mssql;
 
 use crate::{SqlError, Table};

@@ -126,7 +126,9 @@ impl Deployment {
         upgrade::script(old, new, options)
     }
 
-    /// The grants the reader's login needs (and nothing more): see [`lifecycle::permissions`].
+    /// The grants the reader's login needs, and nothing more: a database user of the same name
+    /// with SELECT and DELETE on each staging table, SELECT on the registry, versions and meta
+    /// tables, and VIEW DEFINITION on the sequence. Application users need nothing new.
     pub fn permissions(&self, reader_login: &Ident) -> Result<Script, SqlError> {
         lifecycle::permissions(&self.tables, reader_login, &self.options)
     }

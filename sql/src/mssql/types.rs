@@ -232,6 +232,25 @@ mod tests {
     }
 
     #[test]
+    fn nothing_but_a_type_reaches_sql() {
+        for evil in [
+            "int); DROP TABLE t; --",
+            "int x",
+            "decimal(1,2) x",
+            "decimal(1)(2)",
+            "nvarchar(max) COLLATE x",
+            "varchar(1;2)",
+            "[int]]; --]",
+            "int\nGO",
+        ] {
+            match MssqlType::parse(evil).map(|t| t.classify()) {
+                Err(_) | Ok(TypeClass::Refused(_)) => {}
+                Ok(TypeClass::Exact(s)) => panic!("{evil:?} became {s:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_alias_and_bad_arguments_are_refused() {
         assert!(matches!(class("dbo.Phone"), TypeClass::Refused(_)));
         assert!(matches!(class("money(4)"), TypeClass::Refused(_)));

@@ -148,3 +148,64 @@ fn skips_temp_tables_and_other_statements() {
     assert_eq!(t[0].columns[0].name.as_str(), "x]y");
     assert_eq!(t[0].primary_key, vec![0]);
 }
+
+#[test]
+fn reads_what_ssms_and_hand_written_scripts_add() {
+    let t = parse_mssql(
+        "CREATE TABLE [dbo].[Stock] (\n\
+         \t[Id] [bigint] NOT NULL INDEX [IX_Id] NONCLUSTERED,\n\
+         \t[Sku] [varchar](20) NOT NULL,\n\
+         \t[Qty] [int] NOT NULL CONSTRAINT [DF_Qty] DEFAULT (-1),\n\
+         \t[Price] [decimal](9, 2) NULL CHECK NOT FOR REPLICATION ([Price] > (0)),\n\
+         \t[Parent] [bigint] NULL FOREIGN KEY REFERENCES [dbo].[Stock] ([Id]) ON DELETE NO ACTION ON UPDATE NO ACTION,\n\
+         \t[Email] [nvarchar](100) MASKED WITH (FUNCTION = 'email()') NULL,\n\
+         \t[ValidFrom] [datetime2](7) GENERATED ALWAYS AS ROW START HIDDEN NOT NULL,\n\
+         \t[ValidTo] [datetime2](7) GENERATED ALWAYS AS ROW END HIDDEN NOT NULL,\n\
+         \t[Label] AS (CONVERT([nvarchar](30), [Sku])) PERSISTED NOT NULL,\n\
+         \tPERIOD FOR SYSTEM_TIME ([ValidFrom], [ValidTo]),\n\
+         \tINDEX [IX_Sku] NONCLUSTERED ([Sku]),\n\
+         \tCONSTRAINT [PK_Stock] PRIMARY KEY CLUSTERED ([Id] ASC) WITH (FILLFACTOR = 90) ON [PRIMARY],\n\
+         \tCONSTRAINT [UQ_Sku] UNIQUE NONCLUSTERED ([Sku])\n\
+         ) ON [PRIMARY] WITH (SYSTEM_VERSIONING = ON (HISTORY_TABLE = [dbo].[StockHistory]), DATA_COMPRESSION = PAGE)\n\
+         GO\n\
+         ALTER TABLE [dbo].[Stock] ADD CONSTRAINT [DF_Sku] DEFAULT ('') FOR [Sku]\n\
+         GO\n\
+         ALTER TABLE [dbo].[Stock] WITH CHECK ADD CONSTRAINT [FK_x] FOREIGN KEY ([Parent]) REFERENCES [dbo].[Stock] ([Id])\n\
+         GO\n\
+         ALTER TABLE [dbo].[Stock] CHECK CONSTRAINT [FK_x]\n",
+    )
+    .unwrap();
+    assert_eq!(t.len(), 1);
+    let s = &t[0];
+    let names: Vec<&str> = s.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Id",
+            "Sku",
+            "Qty",
+            "Price",
+            "Parent",
+            "Email",
+            "ValidFrom",
+            "ValidTo",
+            "Label"
+        ]
+    );
+    assert_eq!(s.primary_key, vec![0]);
+    assert_eq!(s.unique_keys, vec![vec![1]]);
+    let label = &s.columns[8];
+    assert!(label.computed && label.sql_type == "nvarchar(30)");
+}
+
+#[test]
+fn refuses_memory_optimized_tables() {
+    let (line, msg) = ddl_error(
+        "CREATE TABLE dbo.Hot (\n  Id int NOT NULL PRIMARY KEY NONCLUSTERED\n)\nWITH (MEMORY_OPTIMIZED = ON, DURABILITY = SCHEMA_AND_DATA)",
+    );
+    assert_eq!(line, 4);
+    assert!(
+        msg.contains("dbo.Hot") && msg.contains("memory-optimized"),
+        "{msg}"
+    );
+}

@@ -297,3 +297,24 @@ fn staging_keeps_types_collations_and_sparse() {
     assert!(header.starts_with("-- rowtrail 9.9.9: SQL Server install script"));
     assert!(header.contains("--   Person.Person\n"));
 }
+
+#[test]
+fn the_2012_target_uses_nothing_newer() {
+    let opts = Options {
+        target: Target::Sql2012,
+        ..common::options()
+    };
+    let d = Deployment::generate(&common::tables(), &opts).unwrap();
+    for s in [d.install.render(), d.uninstall.render()] {
+        for newer in [
+            "CREATE OR ALTER",
+            "DROP TRIGGER IF EXISTS",
+            "DROP TABLE IF EXISTS",
+            "CURRENT_TRANSACTION_ID",
+            "STRING_AGG",
+            "SESSION_CONTEXT",
+        ] {
+            assert!(!s.contains(newer), "{newer}");
+        }
+    }
+}

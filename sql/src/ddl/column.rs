@@ -73,6 +73,13 @@ fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result
         } else if c.eat_kw("ROWGUIDCOL") || c.eat_kw("PERSISTED") || c.eat_kw("HIDDEN") {
         } else if c.eat_kw("CONSTRAINT") {
             c.name_part()?;
+        } else if c.eat_kw("INDEX") {
+            // An inline index: `INDEX ix [CLUSTERED|NONCLUSTERED] [(cols)]`.
+            c.name_part()?;
+            while c.eat_kw("CLUSTERED") || c.eat_kw("NONCLUSTERED") {}
+            if c.peek() == Some(&Token::LParen) {
+                c.skip_group()?;
+            }
         } else if c.eat_kw("DEFAULT") {
             skip_value(c)?;
             if c.eat_kw("WITH") {

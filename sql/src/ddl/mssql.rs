@@ -132,7 +132,44 @@ fn create_table(c: &mut Cursor) -> Result<Option<Draft>, SqlError> {
         c.expect(&Token::RParen, ", or ) after a column definition")?;
         break;
     }
+    table_options(c, &d)?;
     Ok((!temp).then_some(d))
+}
+
+/// Refuses table options rowtrail cannot capture: memory-optimized tables accept only natively
+/// compiled triggers. Other options (`ON fg`, `TEXTIMAGE_ON`, compression) are skipped with the
+/// rest of the statement.
+fn table_options(c: &mut Cursor, d: &Draft) -> Result<(), SqlError> {
+    while c.at_kw("ON") || c.at_kw("TEXTIMAGE_ON") || c.at_kw("FILESTREAM_ON") {
+        c.pos += 1;
+        c.name_part()?;
+        if c.peek() == Some(&Token::LParen) {
+            c.skip_group()?;
+        }
+    }
+    if !(c.at_kw("WITH") && c.peek_at(1) == Some(&Token::LParen)) {
+        return Ok(());
+    }
+    let line = c.line();
+    let start = c.pos;
+    c.pos += 1;
+    c.skip_group()?;
+    let memory = c.toks[start..c.pos].windows(3).any(|w| {
+        is_kw(&w[0].token, "MEMORY_OPTIMIZED")
+            && w[1].token == Token::Eq
+            && is_kw(&w[2].token, "ON")
+    });
+    if memory {
+        return Err(err(
+            line,
+            format!(
+                "table {}: memory-optimized tables accept only natively compiled triggers, which \
+                 cannot capture changes the way rowtrail does; leave the table out",
+                d.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn alter_table(c: &mut Cursor, drafts: &mut [Draft]) -> Result<(), SqlError> {

@@ -43,6 +43,11 @@ impl Captured {
             check_name(part.as_str())
                 .map_err(|why| refuse(format!("its name {:?} is refused: {why}", part.as_str())))?;
         }
+        if t.name.name.as_str().starts_with('#') {
+            return Err(refuse(
+                "it is a temporary table (its name starts with #)".into(),
+            ));
+        }
         if t.name
             .schema
             .as_ref()

@@ -55,6 +55,23 @@ pub struct GenerateArgs {
     /// Write install.sql and uninstall.sql into this folder instead of printing install.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// SQL Server: also write the grants for the reader's login (SELECT and DELETE on staging).
+    #[arg(long, value_name = "LOGIN")]
+    pub reader_login: Option<String>,
+    /// SQL Server: the oldest server version the scripts must run on.
+    #[arg(long, value_enum, default_value = "2016")]
+    pub target: MssqlTarget,
+}
+
+/// SQL Server versions the T-SQL may target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MssqlTarget {
+    /// SQL Server 2016 or later (transaction id from CURRENT_TRANSACTION_ID()).
+    #[value(name = "2016")]
+    Sql2016,
+    /// SQL Server 2012 or 2014 (transaction id only with VIEW SERVER STATE).
+    #[value(name = "2012")]
+    Sql2012,
 }
 
 /// Arguments of `sql uninstall`.
@@ -115,7 +132,7 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
     let engine = a.engine.unwrap_or(cfg.engine);
     let only = a.tables.selected();
     if engine == Engine::Mssql {
-        bail!("T-SQL generation is not wired into this build yet");
+        return generate_mssql(a, only.as_deref());
     }
     let tables = match &a.from_ddl {
         Some(file) => {
@@ -142,6 +159,73 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate_mssql(a: &GenerateArgs, only: Option<&[String]>) -> Result<ExitCode> {
+    use rowtrail_sql::mssql::{Deployment, Options, Target};
+    let Some(file) = &a.from_ddl else {
+        bail!("SQL Server scripts are generated from a CREATE TABLE script: pass --from-ddl FILE");
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut tables =
+        rowtrail_sql::ddl::parse_mssql(&text).with_context(|| format!("in {}", file.display()))?;
+    if let Some(wanted) = only {
+        let mut chosen = Vec::with_capacity(wanted.len());
+        for w in wanted {
+            let pos = tables
+                .iter()
+                .position(|t| t.name.to_string() == *w || t.name.name.as_str() == w);
+            match pos {
+                Some(i) => chosen.push(tables.remove(i)),
+                None => bail!(
+                    "table {w:?} is not defined in {} (or was listed twice); it defines: {}",
+                    file.display(),
+                    tables
+                        .iter()
+                        .map(|t| t.name.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        tables = chosen;
+    }
+    if tables.is_empty() {
+        bail!("{} defines no tables", file.display());
+    }
+    let options = Options {
+        version: VERSION.into(),
+        target: match a.target {
+            MssqlTarget::Sql2016 => Target::Sql2016,
+            MssqlTarget::Sql2012 => Target::Sql2012,
+        },
+    };
+    let deployment = Deployment::generate(&tables, &options)?;
+    let permissions = a
+        .reader_login
+        .as_ref()
+        .map(|login| deployment.permissions(&rowtrail_sql::Ident::new(login.clone())?))
+        .transpose()?;
+    match &a.out {
+        None => print!("{}", deployment.install.render()),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for script in deployment.scripts().into_iter().chain(permissions.as_ref()) {
+                let path = dir.join(script.file_name());
+                std::fs::write(&path, script.render())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!(
+                    "wrote {} ({} batches)",
+                    path.display(),
+                    script.batches().len()
+                );
+            }
+            println!("review them, then deploy with: sqlcmd -b -i <file> (see docs/sqlserver.md)");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -304,3 +304,58 @@ fn archives_that_are_not_usable_are_refused_and_left_untouched() {
         "{e}"
     );
 }
+
+#[test]
+fn generate_for_sql_server_writes_the_deployment_from_a_ddl_script() {
+    let sb = Sandbox::new(BIN);
+    let ddl = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sql/tests/fixtures/adventureworks.sql"
+    );
+    let out = sb.ok(&[
+        "sql",
+        "generate",
+        "--engine",
+        "mssql",
+        "--from-ddl",
+        ddl,
+        "--tables",
+        "Sales.SalesOrderDetail,dbo.ImportLog",
+        "--reader-login",
+        "rowtrail_reader",
+        "--out",
+        "mssql",
+    ]);
+    for f in [
+        "rowtrail-install.sql",
+        "rowtrail-uninstall.sql",
+        "rowtrail-permissions.sql",
+    ] {
+        assert!(out.contains(f), "{out}");
+        let text = std::fs::read_to_string(sb.path().join("mssql").join(f)).unwrap();
+        assert!(text.starts_with("-- rowtrail "), "{f} has no header");
+    }
+    let install = std::fs::read_to_string(sb.path().join("mssql/rowtrail-install.sql")).unwrap();
+    assert!(
+        install.contains("[Sales].[SalesOrderDetail]") && !install.contains("[Person].[Person]")
+    );
+    let e = sb.fails(
+        &[
+            "sql",
+            "generate",
+            "--engine",
+            "mssql",
+            "--from-ddl",
+            ddl,
+            "--tables",
+            "nope",
+        ],
+        1,
+    );
+    assert!(
+        e.contains("\"nope\" is not defined") && e.contains("Sales.SalesOrderDetail"),
+        "{e}"
+    );
+    let e = sb.fails(&["sql", "generate", "--engine", "mssql"], 1);
+    assert!(e.contains("--from-ddl"), "{e}");
+}

@@ -209,3 +209,37 @@ fn refuses_memory_optimized_tables() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_refused_table_does_not_hide_the_others() {
+    let script = "CREATE TABLE dbo.Old (Id int PRIMARY KEY, Body ntext)\nGO\n\
+                  CREATE TABLE dbo.Hot (Id int PRIMARY KEY NONCLUSTERED) WITH (MEMORY_OPTIMIZED = ON)\nGO\n\
+                  CREATE TABLE dbo.Files (Id int PRIMARY KEY, Data varbinary(max) FILESTREAM NULL)\nGO\n\
+                  CREATE TABLE dbo.Good (Id int PRIMARY KEY, Name nvarchar(10))\n";
+    let each = rowtrail_sql::ddl::parse_mssql_each(script).unwrap();
+    let names: Vec<String> = each.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(names, ["dbo.Old", "dbo.Hot", "dbo.Files", "dbo.Good"]);
+    assert!(each[0]
+        .1
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("nvarchar(max)"));
+    assert!(each[1]
+        .1
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("memory-optimized"));
+    assert!(each[2]
+        .1
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("FILESTREAM"));
+    assert_eq!(each[3].1.as_ref().unwrap().columns.len(), 2);
+    // The strict reader reports the first refusal.
+    let (line, msg) = ddl_error(script);
+    assert_eq!(line, 1);
+    assert!(msg.contains("dbo.Old"), "{msg}");
+}

@@ -36,7 +36,8 @@ fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result
         let ty = data_type(c)?;
         let parsed = MssqlType::parse(&ty).map_err(&refuse)?;
         if let TypeClass::Refused(why) = parsed.classify() {
-            return Err(refuse(why));
+            // Refused, but read on: the rest of the script may still be captured.
+            d.refused.get_or_insert(refuse(why));
         }
         col = Column::new(
             ident,
@@ -129,10 +130,20 @@ fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result
                 }
                 c.pos += 1;
             }
-        } else if c.at_kw("FILESTREAM") {
-            return Err(refuse("it is a FILESTREAM column: capture would copy every file into staging on each change; leave the table out".into()));
-        } else if c.at_kw("ENCRYPTED") {
-            return Err(refuse("it uses Always Encrypted: a trigger cannot copy its values into staging; leave the table out".into()));
+        } else if c.eat_kw("FILESTREAM") {
+            d.refused.get_or_insert(refuse(
+                "it is a FILESTREAM column: capture would copy every file into staging on each \
+                 change; leave the table out"
+                    .into(),
+            ));
+        } else if c.eat_kw("ENCRYPTED") {
+            c.expect_kw("WITH")?;
+            c.skip_group()?;
+            d.refused.get_or_insert(refuse(
+                "it uses Always Encrypted: a trigger cannot copy its values into staging; leave \
+                 the table out"
+                    .into(),
+            ));
         } else if matches!(c.peek(), Some(Token::Comma) | Some(Token::RParen)) {
             break;
         } else {

@@ -12,7 +12,7 @@ mod column;
 mod cursor;
 mod mssql;
 
-use crate::{SqlError, Table};
+use crate::{SqlError, Table, TableName};
 
 /// Reads every `CREATE TABLE` of a SQL Server script.
 ///
@@ -21,5 +21,16 @@ use crate::{SqlError, Table};
 /// line and what is wrong for malformed DDL and for columns rowtrail cannot capture (naming the
 /// table, the column and what to do).
 pub fn parse_mssql(text: &str) -> Result<Vec<Table>, SqlError> {
+    mssql::parse(text)?.into_iter().map(|(_, t)| t).collect()
+}
+
+/// One table of a DDL script: its name, and its model or why rowtrail cannot capture it.
+pub type ParsedTable = (TableName, Result<Table, SqlError>);
+
+/// Reads every `CREATE TABLE` of a SQL Server script, keeping going past tables rowtrail cannot
+/// capture: each table's name with its model, or with why it is refused (naming the column and
+/// what to do). Malformed DDL still fails the whole script. Use it to capture the other tables
+/// of a script that also defines, say, a table with an `ntext` column.
+pub fn parse_mssql_each(text: &str) -> Result<Vec<ParsedTable>, SqlError> {
     mssql::parse(text)
 }

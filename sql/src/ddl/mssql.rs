@@ -53,9 +53,11 @@ pub(super) struct Draft {
     pub(super) lines: Vec<u64>,
     pub(super) primary_key: Vec<(String, u64)>,
     pub(super) unique_keys: Vec<Vec<(String, u64)>>,
+    /// Why rowtrail cannot capture the table, found while reading it (the first reason).
+    pub(super) refused: Option<SqlError>,
 }
 
-pub(super) fn parse(text: &str) -> Result<Vec<Table>, SqlError> {
+pub(super) fn parse(text: &str) -> Result<Vec<super::ParsedTable>, SqlError> {
     let dialect = MsSqlDialect {};
     let raw = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
@@ -83,7 +85,10 @@ pub(super) fn parse(text: &str) -> Result<Vec<Table>, SqlError> {
             c.pos += 1;
         }
     }
-    drafts.into_iter().map(finish).collect()
+    Ok(drafts
+        .into_iter()
+        .map(|d| (d.name.clone(), finish(d)))
+        .collect())
 }
 
 fn table_name(parts: Vec<String>, line: u64) -> Result<TableName, SqlError> {
@@ -119,6 +124,7 @@ fn create_table(c: &mut Cursor) -> Result<Option<Draft>, SqlError> {
         lines: Vec::new(),
         primary_key: Vec::new(),
         unique_keys: Vec::new(),
+        refused: None,
     };
     loop {
         element(c, &mut d)?;
@@ -132,14 +138,14 @@ fn create_table(c: &mut Cursor) -> Result<Option<Draft>, SqlError> {
         c.expect(&Token::RParen, ", or ) after a column definition")?;
         break;
     }
-    table_options(c, &d)?;
+    table_options(c, &mut d)?;
     Ok((!temp).then_some(d))
 }
 
 /// Refuses table options rowtrail cannot capture: memory-optimized tables accept only natively
 /// compiled triggers. Other options (`ON fg`, `TEXTIMAGE_ON`, compression) are skipped with the
 /// rest of the statement.
-fn table_options(c: &mut Cursor, d: &Draft) -> Result<(), SqlError> {
+fn table_options(c: &mut Cursor, d: &mut Draft) -> Result<(), SqlError> {
     while c.at_kw("ON") || c.at_kw("TEXTIMAGE_ON") || c.at_kw("FILESTREAM_ON") {
         c.pos += 1;
         c.name_part()?;
@@ -160,7 +166,7 @@ fn table_options(c: &mut Cursor, d: &Draft) -> Result<(), SqlError> {
             && is_kw(&w[2].token, "ON")
     });
     if memory {
-        return Err(err(
+        d.refused.get_or_insert(err(
             line,
             format!(
                 "table {}: memory-optimized tables accept only natively compiled triggers, which \
@@ -230,7 +236,10 @@ fn element(c: &mut Cursor, d: &mut Draft) -> Result<(), SqlError> {
     column(c, d)
 }
 
-fn finish(d: Draft) -> Result<Table, SqlError> {
+fn finish(mut d: Draft) -> Result<Table, SqlError> {
+    if let Some(why) = d.refused.take() {
+        return Err(why);
+    }
     let position = |(name, line): &(String, u64)| -> Result<usize, SqlError> {
         d.columns
             .iter()

@@ -52,6 +52,7 @@ fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result
         // A rowversion column is NOT NULL unless declared NULL; SQL Server's default otherwise.
         col.nullable = !col.rowversion;
     }
+    let mut persisted = false;
     loop {
         if c.eat_kw("NOT") {
             if c.eat_kw("NULL") {
@@ -71,7 +72,9 @@ fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result
             col.collation = Some(c.name_part()?);
         } else if c.eat_kw("SPARSE") {
             col.sparse = true;
-        } else if c.eat_kw("ROWGUIDCOL") || c.eat_kw("PERSISTED") || c.eat_kw("HIDDEN") {
+        } else if c.eat_kw("PERSISTED") {
+            persisted = true;
+        } else if c.eat_kw("ROWGUIDCOL") || c.eat_kw("HIDDEN") {
         } else if c.eat_kw("CONSTRAINT") {
             c.name_part()?;
         } else if c.eat_kw("INDEX") {
@@ -158,6 +161,11 @@ fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result
     }
     if col.computed {
         col.nullable = true;
+        if !persisted {
+            // Evaluated on every read: reading it in the trigger could fail (say, on a division
+            // by zero) where the user's statement did not. Recorded without a type: not captured.
+            col.sql_type.clear();
+        }
     }
     d.columns.push(col);
     d.lines.push(line);

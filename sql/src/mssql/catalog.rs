@@ -34,6 +34,8 @@ pub struct CatalogColumn {
     pub is_identity: bool,
     /// `c.is_computed`.
     pub is_computed: bool,
+    /// `sys.computed_columns.is_persisted` (false for other columns).
+    pub is_persisted: bool,
     /// `c.is_sparse`.
     pub is_sparse: bool,
     /// `c.is_column_set`.
@@ -101,6 +103,14 @@ pub fn table_from_catalog(
             "timestamp" | "rowversion" => "rowversion".into(),
             _ => base.clone(),
         };
+        // A computed column that is not persisted is evaluated on every read, and reading it in
+        // the trigger could fail where the user's statement did not: recorded without a type,
+        // it is not captured.
+        let sql_type = if r.is_computed && !r.is_persisted {
+            String::new()
+        } else {
+            sql_type
+        };
         let mut c = Column::new(Ident::new(r.name.as_str())?, sql_type, r.is_nullable);
         c.identity = r.is_identity;
         c.computed = r.is_computed;
@@ -161,6 +171,7 @@ mod tests {
         phone.is_user_defined = true;
         let mut total = row(4, "Total", "money", "money", 8);
         total.is_computed = true;
+        total.is_persisted = true;
         let mut price = row(5, "Price", "decimal", "decimal", 9);
         price.precision = 19;
         price.scale = 4;
@@ -200,6 +211,14 @@ mod tests {
             Some("Latin1_General_CI_AS")
         );
         assert_eq!(t.primary_key, vec![0]);
+    }
+
+    #[test]
+    fn computed_columns_that_are_not_persisted_carry_no_type() {
+        let mut c = row(1, "Ratio", "decimal", "decimal", 9);
+        c.is_computed = true;
+        let t = table_from_catalog("dbo", "T", &[c], &[]).unwrap();
+        assert!(t.columns[0].computed && t.columns[0].sql_type.is_empty());
     }
 
     #[test]

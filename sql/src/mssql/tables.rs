@@ -15,7 +15,7 @@ const MAX_COLUMNS: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {
     /// The definition as captured and recorded in the registry: schema defaulted to `dbo`,
-    /// columns rowtrail cannot stage (computed columns of unknown type) left out.
+    /// columns rowtrail cannot stage (computed columns not persisted or of unknown type) left out.
     pub table: Table,
     /// The staging type of each column of `table`, in order (e.g. `binary(8)` for rowversion).
     pub staging_types: Vec<String>,
@@ -64,14 +64,15 @@ impl Captured {
             if c.computed && c.sql_type.trim().is_empty() {
                 if t.primary_key.contains(&i) {
                     return Err(col_refuse(
-                        "it is a computed key column whose type the DDL does not state; generate \
-                         from the live catalog, which knows it"
+                        "it is a computed key column that is not PERSISTED or whose type the DDL \
+                         does not state; persist it, or generate from the live catalog"
                             .into(),
                     ));
                 }
                 notes.push(format!(
-                    "computed column {} is not captured: the DDL does not state its type \
-                     (generate from the live catalog to capture it)",
+                    "computed column {} is not captured: rowtrail captures computed columns \
+                     that are PERSISTED and whose type is known (reading others in the trigger \
+                     could fail the user's statement)",
                     c.name
                 ));
                 continue;

@@ -1,6 +1,23 @@
-//! Faults: the archive filling up. (Crash tests at every labelled step live here too.)
+//! Faults: the archive filling up, and crashes. The reader (`rowtrail read`) and the watcher
+//! (`rowtrail watch`) are SIGKILLed at every labelled step of a pass (failpoints) and at random
+//! moments of a 50,000-change workload; afterwards the archive holds every change exactly once,
+//! in sequence order, the hash chain verifies, staging is empty after a final drain, and
+//! replaying the archive into an empty copy of the schema rebuilds the source value for value
+//! and type for type.
 
-use rowtrail_tests::Sandbox;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rowtrail_sql::{image, Value};
+use rowtrail_tests::{show, Proc, Sandbox};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
 
@@ -38,4 +55,997 @@ fn a_full_archive_stops_the_reader_deletes_nothing_and_resumes_without_loss() {
     assert_eq!(sb.archived(), 2000);
     assert_eq!(sb.staged(), 0);
     sb.ok(&["verify"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes: SIGKILL at every labelled step of a pass, and at random moments of a long workload.
+// ---------------------------------------------------------------------------------------------
+
+/// Three captured tables: a rowid table with mixed-type columns, a WITHOUT ROWID table with a
+/// text key, and a table with reals and blobs. Every table has a primary key, so the archive
+/// can be replayed row by row.
+const SCHEMA: &str = "
+    CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance NUMERIC, note);
+    CREATE TABLE tags (k TEXT PRIMARY KEY, n INTEGER NOT NULL, v) WITHOUT ROWID;
+    CREATE TABLE events (id INTEGER PRIMARY KEY, account INTEGER, kind TEXT, amount REAL,
+                         payload BLOB);
+";
+
+/// The four labelled steps of a pass (see `reader/src/failpoint.rs`).
+const AFTER_READ: &str = "after-read";
+const AFTER_ARCHIVE_COMMIT: &str = "after-archive-commit";
+const DURING_STAGING_DELETE: &str = "during-staging-delete";
+const AFTER_STAGING_DELETE: &str = "after-staging-delete";
+
+/// How long a process may take to reach its failpoint.
+const REACH_FAILPOINT: Duration = Duration::from_secs(60);
+
+/// A known workload of inserts, multi-row updates, key-changing updates (integer and text keys),
+/// no-op updates, deletes and a multi-table transaction; returns the row-level changes it made
+/// (counted from each statement's own row count).
+fn known_workload(c: &Connection) -> u64 {
+    let mut made = 0u64;
+    let mut run = |sql: &str| made += c.execute(sql, []).expect(sql) as u64;
+    run(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 80)
+         INSERT INTO accounts (id, name, balance, note)
+         SELECT i, 'acct-' || i, i * 10,
+                CASE i % 5 WHEN 0 THEN NULL WHEN 1 THEN i WHEN 2 THEN i + 0.25
+                           WHEN 3 THEN 'n' || i ELSE x'00ff10' END FROM s",
+    );
+    run(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 60)
+         INSERT INTO tags (k, n, v)
+         SELECT printf('tag-%03d', i), i,
+                CASE i % 4 WHEN 0 THEN -0.0 WHEN 1 THEN 'x' WHEN 2 THEN 1e300 ELSE NULL END FROM s",
+    );
+    run(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 60)
+         INSERT INTO events (id, account, kind, amount, payload)
+         SELECT i, i % 80 + 1, 'k' || (i % 3), i * 1.5, CAST(printf('%08d', i) AS BLOB) FROM s",
+    );
+    // Multi-row update.
+    run("UPDATE accounts SET balance = balance + 1.5, note = 'seen' WHERE id % 3 = 0");
+    // Key-changing updates: integer key (the rowid), and a text key.
+    run("UPDATE accounts SET id = id + 1000 WHERE id % 10 = 0");
+    run("UPDATE tags SET k = k || '-moved', v = 0.1 WHERE n % 4 = 0");
+    // Deletes.
+    run("DELETE FROM events WHERE id % 5 = 0");
+    run("DELETE FROM tags WHERE n % 7 = 1");
+    // An update that changes nothing is still a captured change.
+    run("UPDATE tags SET n = n WHERE n < 5");
+    // One transaction across all three tables.
+    c.execute_batch("BEGIN").unwrap();
+    run(
+        "WITH RECURSIVE s(i) AS (SELECT 81 UNION ALL SELECT i + 1 FROM s WHERE i < 100)
+         INSERT INTO accounts (id, name, balance) SELECT i, 'late-' || i, i FROM s",
+    );
+    run("UPDATE events SET amount = amount * 2, payload = NULL WHERE account <= 20");
+    run("DELETE FROM accounts WHERE id BETWEEN 1 AND 5");
+    run("UPDATE tags SET v = x'deadbeef' WHERE n BETWEEN 30 AND 39");
+    c.execute_batch("COMMIT").unwrap();
+    made
+}
+
+/// A process started with a failpoint armed, and its stderr line by line.
+struct Armed {
+    proc: Proc,
+    lines: Receiver<String>,
+    what: String,
+}
+
+/// Starts `rowtrail ARGS` with `ROWTRAIL_TEST_FAILPOINT=spec`.
+fn spawn_armed(sb: &Sandbox, args: &[&str], spec: &str) -> Armed {
+    let mut cmd = sb.cmd(args);
+    cmd.env("ROWTRAIL_TEST_FAILPOINT", spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn rowtrail");
+    let lines = stderr_lines(&mut child);
+    Armed {
+        proc: Proc { child },
+        lines,
+        what: format!("`rowtrail {}` with failpoint {spec}", args.join(" ")),
+    }
+}
+
+/// A thread that forwards the child's stderr lines (so the pipe never fills).
+fn stderr_lines(child: &mut std::process::Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Armed {
+    /// Waits (with a deadline) until the process reports it stopped at `label`, then SIGKILLs it
+    /// there. Returns its stderr up to that point.
+    fn kill_at(&mut self, label: &str) -> Vec<String> {
+        let seen = self.wait_parked(label);
+        self.proc.kill9();
+        seen
+    }
+
+    /// Waits (with a deadline) until the process reports it stopped at `label`; checks it is
+    /// still there. Returns its stderr up to that point.
+    fn wait_parked(&mut self, label: &str) -> Vec<String> {
+        let want = format!("rowtrail-failpoint {label}");
+        let deadline = Instant::now() + REACH_FAILPOINT;
+        let mut seen = Vec::new();
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    let hit = line.trim() == want;
+                    seen.push(line);
+                    if hit {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: no `{want}` within {REACH_FAILPOINT:?}; stderr so far:\n{}",
+                    self.what,
+                    seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{}: it ended ({:?}) without reaching `{want}`; stderr:\n{}",
+                    self.what,
+                    self.proc.child.try_wait(),
+                    seen.join("\n")
+                ),
+            }
+        }
+        assert!(
+            self.proc.child.try_wait().expect("try_wait").is_none(),
+            "{}: it should be parked at the failpoint, not exited",
+            self.what
+        );
+        seen
+    }
+}
+
+/// A staged image: (seq, op code, image code).
+type StagedImage = (i64, String, String);
+
+/// Every staged image, in seq order, across all staging tables.
+fn staged_images(sb: &Sandbox) -> Vec<StagedImage> {
+    let c = sb.connect();
+    let names: Vec<String> = c
+        .prepare("SELECT staging_name FROM rowtrail_registry")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("read registry");
+    let mut out = Vec::new();
+    for n in names {
+        let sql = format!(
+            "SELECT rowtrail_seq, rowtrail_op, rowtrail_image FROM {}",
+            quote(&n)
+        );
+        let mut stmt = c.prepare(&sql).expect("read staging");
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("read staging");
+        for r in rows {
+            out.push(r.expect("read staging"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The seqs of the changes that staged images make up (an update's after-image belongs to the
+/// change named by its before-image).
+fn staged_change_seqs(images: &[StagedImage]) -> BTreeSet<i64> {
+    images
+        .iter()
+        .filter(|(_, op, image)| !(op == "U" && image == "A"))
+        .map(|(seq, _, _)| *seq)
+        .collect()
+}
+
+/// One archived change, decoded.
+#[derive(Debug)]
+struct Archived {
+    incarnation: String,
+    seq: i64,
+    table: String,
+    op: String,
+    before: Option<Vec<Value>>,
+    after: Option<Vec<Value>>,
+}
+
+impl Archived {
+    /// How many staged images it was made of.
+    fn images(&self) -> usize {
+        if self.op == "update" {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// The archive's changes in archive (chain) order; empty when there is no archive yet.
+fn archived_changes(sb: &Sandbox) -> Vec<Archived> {
+    if !sb.archive().exists() {
+        return Vec::new();
+    }
+    let a = Connection::open_with_flags(sb.archive(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open archive");
+    a.busy_timeout(Duration::from_secs(20)).unwrap();
+    let has_changes: i64 = a
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'changes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if has_changes == 0 {
+        return Vec::new();
+    }
+    let mut stmt = a
+        .prepare(
+            "SELECT s.incarnation, c.seq, t.table_name, c.op, c.before, c.after
+             FROM changes c JOIN sources s ON s.id = c.source_id JOIN tables t ON t.id = c.table_id
+             ORDER BY c.id",
+        )
+        .unwrap();
+    let decode = |b: Option<Vec<u8>>| b.map(|b| image::decode(&b).expect("a decodable image"));
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Archived {
+                incarnation: r.get(0)?,
+                seq: r.get(1)?,
+                table: r.get(2)?,
+                op: r.get(3)?,
+                before: decode(r.get(4)?),
+                after: decode(r.get(5)?),
+            })
+        })
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// The number in the final read's "N already archived by an interrupted pass were skipped".
+fn skipped_duplicates(read_stdout: &str) -> u64 {
+    read_stdout
+        .split(';')
+        .find_map(|part| {
+            let part = part.trim();
+            let (n, rest) = part.split_once(' ')?;
+            rest.starts_with("already archived")
+                .then(|| n.parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// Exactly once: `expected` changes, no (incarnation, seq) twice, seqs strictly increasing in
+/// archive order, one incarnation, the chain verifies, staging is empty.
+fn assert_exactly_once(sb: &Sandbox, expected: u64, ctx: &str) -> Vec<Archived> {
+    let changes = archived_changes(sb);
+    let mut seen = HashSet::new();
+    let doubled: Vec<i64> = changes
+        .iter()
+        .filter(|c| !seen.insert((c.incarnation.clone(), c.seq)))
+        .map(|c| c.seq)
+        .collect();
+    assert!(
+        doubled.is_empty(),
+        "{ctx}: {} change(s) archived twice, seqs {:?}",
+        doubled.len(),
+        &doubled[..doubled.len().min(20)]
+    );
+    assert_eq!(
+        changes.len() as u64,
+        expected,
+        "{ctx}: the archive must hold every change the workload made, once"
+    );
+    let incarnations: HashSet<&str> = changes.iter().map(|c| c.incarnation.as_str()).collect();
+    assert!(
+        incarnations.len() <= 1,
+        "{ctx}: one source, one incarnation"
+    );
+    for w in changes.windows(2) {
+        assert!(
+            w[1].seq > w[0].seq,
+            "{ctx}: seq {} archived after seq {}",
+            w[1].seq,
+            w[0].seq
+        );
+    }
+    let verify = sb.run(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "{ctx}: verify failed:\n{}",
+        show(&verify)
+    );
+    assert_eq!(
+        sb.staged(),
+        0,
+        "{ctx}: staging must be empty after a final drain"
+    );
+    changes
+}
+
+/// A table's columns (in order) and primary key columns (in key order).
+struct Shape {
+    name: String,
+    columns: Vec<String>,
+    key: Vec<usize>,
+}
+
+fn shapes(c: &Connection) -> Vec<Shape> {
+    let names: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table'
+             AND name NOT LIKE 'rowtrail%' AND name NOT LIKE 'sqlite%' ORDER BY name",
+        )
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .unwrap();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT name, pk FROM pragma_table_info({})",
+                    literal(&name)
+                ))
+                .unwrap();
+            let cols: Vec<(String, i64)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let mut key: Vec<(i64, usize)> = cols
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, pk))| *pk > 0)
+                .map(|(i, (_, pk))| (*pk, i))
+                .collect();
+            key.sort();
+            Shape {
+                name,
+                columns: cols.into_iter().map(|(n, _)| n).collect(),
+                key: key.into_iter().map(|(_, i)| i).collect(),
+            }
+        })
+        .collect()
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn to_sql(v: &Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Integer(i) => SqlValue::Integer(*i),
+        Value::Real(r) => SqlValue::Real(*r),
+        Value::Text(t) => SqlValue::Text(String::from_utf8(t.clone()).expect("UTF-8 text")),
+        Value::Blob(b) => SqlValue::Blob(b.clone()),
+        other => panic!("a SQLite source produced a {} value", other.kind()),
+    }
+}
+
+fn from_sql(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(r) => Value::Real(r),
+        ValueRef::Text(t) => Value::Text(t.to_vec()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// A row as (typeof, value) per column.
+type Row = Vec<(String, Value)>;
+
+fn same_row(a: &Row, b: &Row) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.same(&y.1))
+}
+
+fn select_list(t: &Shape) -> String {
+    t.columns
+        .iter()
+        .map(|c| format!("typeof({0}), {0}", quote(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn read_row(r: &rusqlite::Row<'_>, width: usize) -> rusqlite::Result<Row> {
+    (0..width)
+        .map(|i| Ok((r.get::<_, String>(2 * i)?, from_sql(r.get_ref(2 * i + 1)?))))
+        .collect()
+}
+
+/// Every row of `t`, by primary key.
+fn dump(c: &Connection, t: &Shape) -> Vec<Row> {
+    let order: Vec<String> = t.key.iter().map(|&i| quote(&t.columns[i])).collect();
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        select_list(t),
+        quote(&t.name),
+        order.join(", ")
+    );
+    let mut stmt = c.prepare(&sql).unwrap();
+    let rows = stmt
+        .query_map([], |r| read_row(r, t.columns.len()))
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+fn key_where(t: &Shape, first_param: usize) -> String {
+    t.key
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| format!("{} = ?{}", quote(&t.columns[i]), first_param + n))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Replays the archive (in archive order) into an empty copy of `schema`, checking that each
+/// update and delete finds the row exactly as its before-image, then compares every table with
+/// the source, value for value and type for type.
+fn assert_replay_rebuilds_source(sb: &Sandbox, schema: &str, changes: &[Archived], ctx: &str) {
+    let replay = Connection::open_in_memory().unwrap();
+    replay.execute_batch(schema).unwrap();
+    let tables = shapes(&replay);
+    let by_name: HashMap<&str, &Shape> = tables.iter().map(|t| (t.name.as_str(), t)).collect();
+    for ch in changes {
+        let t = by_name
+            .get(ch.table.as_str())
+            .unwrap_or_else(|| panic!("{ctx}: a change to unknown table {}", ch.table));
+        let key_of =
+            |img: &[Value]| -> Vec<SqlValue> { t.key.iter().map(|&i| to_sql(&img[i])).collect() };
+        if let Some(before) = &ch.before {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {}",
+                select_list(t),
+                quote(&t.name),
+                key_where(t, 1)
+            );
+            let found: Vec<Row> = replay
+                .prepare(&sql)
+                .unwrap()
+                .query_map(params_from_iter(key_of(before)), |r| {
+                    read_row(r, t.columns.len())
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let want: Row = before
+                .iter()
+                .map(|v| (v.kind().to_string(), v.clone()))
+                .collect();
+            assert!(
+                found.len() == 1 && same_row(&found[0], &want),
+                "{ctx}: seq {} ({} on {}): the replayed row is {found:?}, its before-image {want:?}",
+                ch.seq,
+                ch.op,
+                ch.table
+            );
+        }
+        let n = match (ch.op.as_str(), &ch.before, &ch.after) {
+            ("insert", None, Some(after)) => {
+                let marks: Vec<String> = (1..=after.len()).map(|i| format!("?{i}")).collect();
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    quote(&t.name),
+                    t.columns
+                        .iter()
+                        .map(|c| quote(c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    marks.join(", ")
+                );
+                replay
+                    .execute(&sql, params_from_iter(after.iter().map(to_sql)))
+                    .unwrap()
+            }
+            ("delete", Some(before), None) => {
+                let sql = format!("DELETE FROM {} WHERE {}", quote(&t.name), key_where(t, 1));
+                replay
+                    .execute(&sql, params_from_iter(key_of(before)))
+                    .unwrap()
+            }
+            ("update", Some(before), Some(after)) => {
+                let set: Vec<String> = t
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
+                    .collect();
+                let sql = format!(
+                    "UPDATE {} SET {} WHERE {}",
+                    quote(&t.name),
+                    set.join(", "),
+                    key_where(t, after.len() + 1)
+                );
+                let args: Vec<SqlValue> = after.iter().map(to_sql).chain(key_of(before)).collect();
+                replay.execute(&sql, params_from_iter(args)).unwrap()
+            }
+            _ => panic!("{ctx}: seq {}: unexpected change {ch:?}", ch.seq),
+        };
+        assert_eq!(
+            n, 1,
+            "{ctx}: seq {} ({}) touched {n} rows on replay",
+            ch.seq, ch.op
+        );
+    }
+    let source = sb.connect();
+    for t in &tables {
+        let want = dump(&source, t);
+        let got = dump(&replay, t);
+        let first_diff = want.iter().zip(&got).position(|(a, b)| !same_row(a, b));
+        assert!(
+            want.len() == got.len() && first_diff.is_none(),
+            "{ctx}: table {} rebuilt from the archive differs from the source \
+             ({} rows there, {} rebuilt); first difference at row {first_diff:?}: {:?} vs {:?}",
+            t.name,
+            want.len(),
+            got.len(),
+            first_diff.map(|i| &want[i]),
+            first_diff.map(|i| &got[i]),
+        );
+    }
+}
+
+/// Stages [`known_workload`] with 50-image batches, runs `rowtrail MODE` with `label:nth` armed,
+/// SIGKILLs it at the failpoint, checks what the crash left, then drains with `rowtrail read`
+/// and checks exactly-once and the replay.
+fn crash_at(mode: &str, label: &str, nth: usize) {
+    const BATCH: usize = 50;
+    let ctx = format!("`rowtrail {mode}` killed at {label}:{nth}");
+    let sb = Sandbox::new(BIN);
+    sb.write_config(&format!("batch_size = {BATCH}"));
+    let c = sb.create_and_install(SCHEMA);
+    let made = known_workload(&c);
+    let staged_before = staged_images(&sb);
+    let all_seqs = staged_change_seqs(&staged_before);
+    assert_eq!(all_seqs.len() as u64, made, "every change is staged");
+    assert!(
+        staged_before.len() > BATCH * (nth + 1),
+        "the workload spans more than {} batches",
+        nth + 1
+    );
+
+    let mut p = spawn_armed(&sb, &[mode], &format!("{label}:{nth}"));
+    p.kill_at(label);
+
+    // What the crash left: every change staged or archived (or both, for the batch whose
+    // staging delete did not commit), and exactly the batches committed before it archived.
+    let archived = archived_changes(&sb);
+    let staged_now = staged_images(&sb);
+    let archived_seqs: BTreeSet<i64> = archived.iter().map(|a| a.seq).collect();
+    let staged_seqs = staged_change_seqs(&staged_now);
+    let union: BTreeSet<i64> = archived_seqs.union(&staged_seqs).copied().collect();
+    assert_eq!(
+        union, all_seqs,
+        "{ctx}: a change is neither staged nor archived"
+    );
+    assert_eq!(
+        archived_seqs.len(),
+        archived.len(),
+        "{ctx}: doubled in the archive"
+    );
+    let commits = if label == AFTER_READ { nth - 1 } else { nth };
+    let archived_images: usize = archived.iter().map(Archived::images).sum();
+    assert!(
+        (BATCH * commits..=(BATCH + 1) * commits).contains(&archived_images),
+        "{ctx}: {archived_images} images archived, expected {commits} batch(es) of {BATCH}"
+    );
+    // Archived but still staged: the batch whose staging delete never committed.
+    let overlap = archived_seqs.intersection(&staged_seqs).count();
+    let kept_images: usize = archived
+        .iter()
+        .filter(|a| staged_seqs.contains(&a.seq))
+        .map(Archived::images)
+        .sum();
+    if label == AFTER_ARCHIVE_COMMIT || label == DURING_STAGING_DELETE {
+        assert!(
+            (BATCH..=BATCH + 1).contains(&kept_images),
+            "{ctx}: the last batch ({kept_images} images) must be both archived and still staged"
+        );
+    } else {
+        assert_eq!(overlap, 0, "{ctx}: nothing is both archived and staged");
+    }
+    assert_eq!(
+        staged_now.len() + archived_images - kept_images,
+        staged_before.len(),
+        "{ctx}: staged images = all images - images archived and deleted"
+    );
+    if !archived.is_empty() {
+        let verify = sb.run(&["verify"]);
+        assert!(
+            verify.status.success(),
+            "{ctx}: the archive left by the crash must verify:\n{}",
+            show(&verify)
+        );
+    }
+
+    let out = sb.ok(&["read"]);
+    assert_eq!(
+        skipped_duplicates(&out),
+        overlap as u64,
+        "{ctx}: the final read skips exactly the changes archived but still staged:\n{out}"
+    );
+    let changes = assert_exactly_once(&sb, made, &ctx);
+    assert_replay_rebuilds_source(&sb, SCHEMA, &changes, &ctx);
+    eprintln!(
+        "{ctx}: {made} changes ({} images); at the kill {} archived, {} images staged; \
+         the final read skipped {overlap} duplicate(s)",
+        staged_before.len(),
+        archived.len(),
+        staged_now.len()
+    );
+}
+
+#[test]
+fn read_killed_after_read_loses_and_doubles_nothing() {
+    crash_at("read", AFTER_READ, 2);
+}
+
+#[test]
+fn read_killed_after_archive_commit_loses_and_doubles_nothing() {
+    crash_at("read", AFTER_ARCHIVE_COMMIT, 3);
+}
+
+#[test]
+fn read_killed_during_staging_delete_loses_and_doubles_nothing() {
+    crash_at("read", DURING_STAGING_DELETE, 2);
+}
+
+#[test]
+fn read_killed_after_staging_delete_loses_and_doubles_nothing() {
+    crash_at("read", AFTER_STAGING_DELETE, 3);
+}
+
+#[test]
+fn watcher_killed_after_read_loses_and_doubles_nothing() {
+    crash_at("watch", AFTER_READ, 3);
+}
+
+#[test]
+fn watcher_killed_after_archive_commit_loses_and_doubles_nothing() {
+    crash_at("watch", AFTER_ARCHIVE_COMMIT, 2);
+}
+
+#[test]
+fn watcher_killed_during_staging_delete_loses_and_doubles_nothing() {
+    crash_at("watch", DURING_STAGING_DELETE, 3);
+}
+
+#[test]
+fn watcher_killed_after_staging_delete_loses_and_doubles_nothing() {
+    crash_at("watch", AFTER_STAGING_DELETE, 2);
+}
+
+#[test]
+fn a_kill_during_the_staging_delete_rolls_the_delete_back() {
+    let ctx = "`rowtrail read` killed at during-staging-delete:1";
+    const BATCH: usize = 3000;
+    let schema =
+        format!("{SCHEMA} CREATE TABLE docs (id INTEGER PRIMARY KEY, body BLOB NOT NULL);");
+    let sb = Sandbox::new(BIN);
+    sb.write_config(&format!("batch_size = {BATCH}"));
+    let c = sb.create_and_install(&schema);
+    // The first batch spans all four tables.
+    let mut made = known_workload(&c);
+    made += c
+        .execute(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3500)
+             INSERT INTO docs (id, body) SELECT i, randomblob(500) FROM s",
+            [],
+        )
+        .unwrap() as u64;
+    made += c
+        .execute(
+            "UPDATE docs SET body = randomblob(10) WHERE id % 97 = 0",
+            [],
+        )
+        .unwrap() as u64;
+    drop(c);
+    let staged_before = staged_images(&sb);
+    assert!(staged_before.len() > BATCH);
+
+    let mut p = spawn_armed(&sb, &["read"], &format!("{DURING_STAGING_DELETE}:1"));
+    p.wait_parked(DURING_STAGING_DELETE);
+    // Parked with the delete transaction open and half done: its rollback journal holds the
+    // pages the first deletes changed.
+    let journal = sb.path().join("source.db-journal");
+    let journal_bytes = std::fs::metadata(&journal).map_or(0, |m| m.len());
+    assert!(
+        journal_bytes > 0,
+        "{ctx}: the half-done delete should have a rollback journal"
+    );
+    p.proc.kill9();
+
+    // Before any new read: the delete never committed (whatever reached the file is rolled back
+    // from the journal), so staging is exactly what it was before the pass, and the batch is
+    // archived too.
+    let staged_after = staged_images(&sb);
+    assert_eq!(
+        staged_after.len(),
+        staged_before.len(),
+        "{ctx}: staged images after the kill vs before the pass"
+    );
+    assert!(
+        staged_after == staged_before,
+        "{ctx}: staging must hold exactly the images it held before the pass"
+    );
+    let archived = archived_changes(&sb);
+    let archived_images: usize = archived.iter().map(Archived::images).sum();
+    assert!(
+        (BATCH..=BATCH + 1).contains(&archived_images),
+        "{ctx}: the first batch ({archived_images} images) was archived before the kill"
+    );
+
+    let out = sb.ok(&["read"]);
+    assert_eq!(
+        skipped_duplicates(&out),
+        archived.len() as u64,
+        "{ctx}: the read skips exactly the batch archived before the kill:\n{out}"
+    );
+    let changes = assert_exactly_once(&sb, made, ctx);
+    assert_replay_rebuilds_source(&sb, &schema, &changes, ctx);
+    eprintln!(
+        "{ctx}: {made} changes ({} images); while parked the journal held {journal_bytes} bytes; \
+         after the kill {} images staged (as before the pass), {} changes archived; the read \
+         skipped {} duplicate(s)",
+        staged_before.len(),
+        staged_after.len(),
+        archived.len(),
+        skipped_duplicates(&out)
+    );
+}
+
+/// Ids the random writer has handed out.
+#[derive(Default)]
+struct Ids {
+    account: i64,
+    tag: i64,
+    event: i64,
+    moved: i64,
+}
+
+/// A value of any storage class, for the untyped columns.
+fn mixed(rng: &mut fastrand::Rng) -> SqlValue {
+    match rng.u8(0..7) {
+        0 => SqlValue::Null,
+        1 => SqlValue::Integer(rng.i64(..)),
+        2 => SqlValue::Real(rng.f64() * 1e6 - 5e5),
+        3 => SqlValue::Real(-0.0),
+        4 => SqlValue::Text(format!("t{}", rng.u32(..))),
+        5 => SqlValue::Text(String::new()),
+        _ => SqlValue::Blob((0..rng.usize(0..24)).map(|_| rng.u8(..)).collect()),
+    }
+}
+
+/// One random statement; returns the row-level changes it made.
+fn random_statement(c: &Connection, rng: &mut fastrand::Rng, ids: &mut Ids) -> usize {
+    use rusqlite::params;
+    let any_account = |rng: &mut fastrand::Rng, ids: &Ids| rng.i64(1..=ids.account.max(1));
+    let run = |sql: &str, p: &[&dyn rusqlite::ToSql]| c.execute(sql, p).expect(sql);
+    match rng.u32(0..100) {
+        0..=29 => {
+            ids.account += 1;
+            let balance = match rng.u8(0..3) {
+                0 => SqlValue::Integer(rng.i64(-1000..1000)),
+                1 => SqlValue::Real(rng.f64() * 100.0),
+                _ => SqlValue::Text(format!("{}.{:02}", rng.u16(..), rng.u8(0..100))),
+            };
+            run(
+                "INSERT INTO accounts (id, name, balance, note) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    ids.account,
+                    format!("a{}", ids.account),
+                    balance,
+                    mixed(rng)
+                ],
+            )
+        }
+        30..=42 => {
+            ids.tag += 1;
+            run(
+                "INSERT INTO tags (k, n, v) VALUES (?1, ?2, ?3)",
+                params![format!("t{:07}", ids.tag), rng.i64(0..1000), mixed(rng)],
+            )
+        }
+        43..=57 => {
+            ids.event += 1;
+            let payload = if rng.bool() {
+                SqlValue::Blob((0..rng.usize(0..64)).map(|_| rng.u8(..)).collect())
+            } else {
+                SqlValue::Null
+            };
+            let account = any_account(rng, ids);
+            run(
+                "INSERT INTO events (id, account, kind, amount, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ids.event, account, format!("k{}", rng.u8(0..5)), rng.f64() * 1e3, payload],
+            )
+        }
+        58..=69 => {
+            let lo = any_account(rng, ids);
+            run(
+                "UPDATE accounts SET balance = balance + ?1, note = ?2 WHERE id BETWEEN ?3 AND ?3 + ?4",
+                params![rng.f64(), mixed(rng), lo, rng.i64(0..8)],
+            )
+        }
+        70..=74 => {
+            // A key-changing update of the rowid key, to an id nobody else uses.
+            ids.moved += 1;
+            let from = any_account(rng, ids);
+            run(
+                "UPDATE accounts SET id = ?1 WHERE id = ?2",
+                params![1_000_000_000 + ids.moved, from],
+            )
+        }
+        75..=78 => {
+            // A key-changing update of the text key (keys only ever grow, so never collide).
+            let k = format!("t{:07}", rng.i64(1..=ids.tag.max(1)));
+            run(
+                "UPDATE tags SET k = k || '.m', n = n + 1 WHERE k = ?1",
+                params![k],
+            )
+        }
+        79..=84 => {
+            let account = any_account(rng, ids);
+            run(
+                "UPDATE events SET amount = -amount, kind = ?1 WHERE account = ?2",
+                params![format!("r{}", rng.u8(..)), account],
+            )
+        }
+        85..=92 => {
+            let lo = rng.i64(1..=ids.event.max(1));
+            run(
+                "DELETE FROM events WHERE id BETWEEN ?1 AND ?1 + ?2",
+                params![lo, rng.i64(0..4)],
+            )
+        }
+        93..=96 => {
+            let id = any_account(rng, ids);
+            run("DELETE FROM accounts WHERE id = ?1", params![id])
+        }
+        _ => {
+            let k = format!("t{:07}", rng.i64(1..=ids.tag.max(1)));
+            run("DELETE FROM tags WHERE k = ?1", params![k])
+        }
+    }
+}
+
+/// Commits transactions of 1-200 random statements until they made `target` row-level changes;
+/// returns (changes, transactions). Each statement's own row count is what is counted.
+fn random_workload(source: &Path, mut rng: fastrand::Rng, target: u64) -> (u64, u64) {
+    let c = Connection::open(source).expect("open source");
+    c.busy_timeout(Duration::from_secs(60)).unwrap();
+    let mut ids = Ids::default();
+    let (mut made, mut transactions) = (0u64, 0u64);
+    while made < target {
+        let size = rng.usize(1..=200);
+        c.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        for _ in 0..size {
+            made += random_statement(&c, &mut rng, &mut ids) as u64;
+        }
+        c.execute_batch("COMMIT").expect("commit");
+        transactions += 1;
+        // A source that is never idle starves the reader's staging delete (SQLite's busy
+        // handler polls and keeps missing the writer's back-to-back transactions): pause 0-3 ms
+        // between transactions so passes complete and kills land at every step of them.
+        std::thread::sleep(Duration::from_millis(rng.u64(0..=3)));
+    }
+    (made, transactions)
+}
+
+/// What the watchers' debug logs said about their completed passes.
+#[derive(Default)]
+struct PassLog {
+    /// Passes that moved something and finished before their watcher was killed.
+    passes: AtomicU64,
+    /// Changes those passes found already archived.
+    duplicates: AtomicU64,
+}
+
+/// Starts `rowtrail watch` (not waiting for it: a kill may land during its start-up too); a
+/// thread reads its stderr and adds up what its completed passes report.
+fn spawn_watcher(sb: &Sandbox, log: &Arc<PassLog>) -> Proc {
+    let mut cmd = sb.cmd(&["watch"]);
+    cmd.env("RUST_LOG", "info,rowtrail_watcher=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn watcher");
+    let lines = stderr_lines(&mut child);
+    let log = Arc::clone(log);
+    std::thread::spawn(move || {
+        for line in lines {
+            if let Some((_, rest)) = line.split_once("duplicates=") {
+                let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                log.passes.fetch_add(1, Ordering::Relaxed);
+                log.duplicates
+                    .fetch_add(n.parse().unwrap_or(0), Ordering::Relaxed);
+            }
+        }
+    });
+    Proc { child }
+}
+
+#[test]
+fn random_kills_during_a_50000_change_workload_lose_and_double_nothing() {
+    const TARGET: u64 = 50_000;
+    const MIN_KILLS: usize = 10;
+    let seed: u64 = std::env::var("ROWTRAIL_FAULTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let ctx = format!("random kills, seed {seed} (rerun with ROWTRAIL_FAULTS_SEED={seed})");
+    eprintln!("{ctx}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let sb = Sandbox::new(BIN);
+    drop(sb.create_and_install(SCHEMA));
+
+    let started = Instant::now();
+    let writer_rng = rng.fork();
+    let source = sb.source();
+    let writer = std::thread::spawn(move || random_workload(&source, writer_rng, TARGET));
+    let log = Arc::new(PassLog::default());
+    let mut watcher = spawn_watcher(&sb, &log);
+    let mut kills = 0usize;
+    let mut archived_at_kills = Vec::new();
+    while !writer.is_finished() || kills < MIN_KILLS {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{ctx}: the workload did not finish"
+        );
+        // The randomness itself, not a wait for a condition.
+        std::thread::sleep(Duration::from_millis(rng.u64(10..=300)));
+        watcher.kill9();
+        kills += 1;
+        archived_at_kills.push(sb.archived());
+        watcher = spawn_watcher(&sb, &log);
+    }
+    let (made, transactions) = writer.join().unwrap_or_else(|e| {
+        let why = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+        panic!("{ctx}: the writer failed: {why:?}")
+    });
+    let workload = started.elapsed();
+    watcher.kill9();
+    kills += 1;
+    let archived_before_read = sb.archived();
+    let staged_before_read = sb.staged();
+
+    let read_started = Instant::now();
+    let out = sb.ok(&["read"]);
+    let read_time = read_started.elapsed();
+    assert!(made >= TARGET);
+    let changes = assert_exactly_once(&sb, made, &ctx);
+    assert_replay_rebuilds_source(&sb, SCHEMA, &changes, &ctx);
+    eprintln!(
+        "{ctx}: {made} changes in {transactions} transactions; {kills} SIGKILLs (archived at each: \
+         {archived_at_kills:?}); workload {:.1} s; before the final read {archived_before_read} \
+         archived and {staged_before_read} images staged; final read {:.1} s, skipped {} \
+         duplicate(s); {} completed watcher passes skipped {} duplicate(s); \
+         total {:.1} s",
+        workload.as_secs_f64(),
+        read_time.as_secs_f64(),
+        skipped_duplicates(&out),
+        log.passes.load(Ordering::Relaxed),
+        log.duplicates.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -16,6 +16,7 @@ pub mod model;
 pub mod mssql;
 pub mod sqlite;
 pub mod staging;
+pub mod undo;
 pub mod value;
 
 pub use error::SqlError;

@@ -1,0 +1,295 @@
+//! Audit listings: changes filtered by table, login, client address, operation, time range and
+//! transaction, streamed page by page (keyset on the archive id), never loaded all at once.
+//!
+//! The JSON form ([`to_json`]) is one object per change (JSON Lines); see
+//! `docs/audit-and-undo.md` for its shape. Values keep their type: integers are JSON integers,
+//! reals always carry a `.` or an exponent, text is a string, and kinds JSON lacks are tagged
+//! objects (`{"blob": "<hex>"}`, `{"text_hex": …}` for text that is not UTF-8, `{"real": "inf"}`,
+//! `{"decimal": …}`, `{"datetime": …}`, `{"uuid": …}`).
+
+use std::collections::HashMap;
+
+use rowtrail_reader::archive::Archive;
+use rowtrail_sql::Value;
+use serde_json::{json, Map};
+
+use crate::load::{self, Change};
+use crate::scope::normalise_time;
+use crate::RestoreError;
+
+/// Which changes to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this table.
+    pub table: Option<String>,
+    /// The table's schema (SQL Server).
+    pub schema: Option<String>,
+    /// Only changes by this login.
+    pub login: Option<String>,
+    /// Only changes from this client address.
+    pub client_ip: Option<String>,
+    /// Only this operation (`insert`, `update`, `delete`, `keychange`).
+    pub op: Option<String>,
+    /// Only changes at or after this UTC time.
+    pub since: Option<String>,
+    /// Only changes before this UTC time.
+    pub until: Option<String>,
+    /// Only this transaction.
+    pub tx: Option<String>,
+    /// Only changes after this archive id (to resume a listing).
+    pub after_id: Option<i64>,
+    /// At most this many.
+    pub limit: Option<u64>,
+}
+
+/// The operations an archive records.
+pub const OPS: [&str; 4] = ["insert", "update", "delete", "keychange"];
+
+fn condition(f: &AuditFilter) -> Result<(String, Vec<rusqlite::types::Value>), RestoreError> {
+    let mut clauses = vec!["c.id > ?1".to_string()];
+    let mut args: Vec<rusqlite::types::Value> = vec![0i64.into()];
+    let mut arg = |v: rusqlite::types::Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(t) = &f.table {
+        let s = arg(f.schema.clone().unwrap_or_default().into());
+        let n = arg(t.clone().into());
+        clauses.push(format!(
+            "c.table_id IN (SELECT id FROM tables WHERE schema_name = {s} AND table_name = {n})"
+        ));
+    }
+    for (v, col) in [(&f.login, "c.login"), (&f.client_ip, "c.client_ip")] {
+        if let Some(v) = v {
+            let a = arg(v.clone().into());
+            clauses.push(format!("{col} = {a}"));
+        }
+    }
+    if let Some(op) = &f.op {
+        if !OPS.contains(&op.as_str()) {
+            return Err(RestoreError::BadRequest(format!(
+                "--op {op:?}: use one of {}",
+                OPS.join(", ")
+            )));
+        }
+        let a = arg(op.clone().into());
+        clauses.push(format!("c.op = {a}"));
+    }
+    if let Some(t) = &f.since {
+        let a = arg(normalise_time(t)?.into());
+        clauses.push(format!("c.at >= {a}"));
+    }
+    if let Some(t) = &f.until {
+        let a = arg(normalise_time(t)?.into());
+        clauses.push(format!("c.at < {a}"));
+    }
+    if let Some(tx) = &f.tx {
+        let t = arg(tx.clone().into());
+        match tx.trim().parse::<i64>() {
+            Ok(i) => {
+                let n = arg(i.into());
+                clauses.push(format!("(c.tx = {t} OR c.tx = {n})"));
+            }
+            Err(_) => clauses.push(format!("c.tx = {t}")),
+        }
+    }
+    Ok((clauses.join(" AND "), args))
+}
+
+/// Calls `each` with every change `filter` selects, oldest first, reading `page` changes at a
+/// time; returns how many there were and the last id (to resume after).
+pub fn stream(
+    archive: &Archive,
+    filter: &AuditFilter,
+    page: u64,
+    each: &mut dyn FnMut(&Change) -> Result<(), RestoreError>,
+) -> Result<(u64, Option<i64>), RestoreError> {
+    let (cond, mut args) = condition(filter)?;
+    let mut after = filter.after_id.unwrap_or(0);
+    let mut count = 0u64;
+    let mut last = None;
+    loop {
+        let want = match filter.limit {
+            Some(l) if l <= count => break,
+            Some(l) => page.min(l - count),
+            None => page,
+        };
+        args[0] = after.into();
+        let batch = load::changes_limited(archive, &cond, &args, Some(want))?;
+        for c in &batch {
+            each(c)?;
+            count += 1;
+            after = c.id;
+            last = Some(c.id);
+        }
+        if (batch.len() as u64) < want {
+            break;
+        }
+    }
+    Ok((count, last))
+}
+
+/// A value as JSON, keeping its type (see the module documentation).
+pub fn value_json(v: &Value) -> serde_json::Value {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => json!(i),
+        Value::Real(r) if r.is_finite() => json!(r),
+        Value::Real(r) => {
+            json!({ "real": if r.is_nan() { "nan" } else if *r > 0.0 { "inf" } else { "-inf" } })
+        }
+        Value::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => json!(s),
+            Err(_) => json!({ "text_hex": hex(t) }),
+        },
+        Value::Blob(b) => json!({ "blob": hex(b) }),
+        Value::Decimal(d) => json!({ "decimal": d }),
+        Value::DateTime(d) => json!({ "datetime": d }),
+        Value::Uuid(_) => json!({ "uuid": v.to_string() }),
+    }
+}
+
+/// The row's key as `{column: value}` (`{"rowid": n}` for a table without a key).
+pub fn key_json(c: &Change) -> serde_json::Value {
+    let image = c.after.as_ref().or(c.before.as_ref());
+    let mut m = Map::new();
+    match (c.table.key(), image) {
+        (Some(k), Some(img)) => {
+            for &i in k {
+                m.insert(c.table.columns[i].name.to_string(), value_json(&img[i]));
+            }
+        }
+        _ => {
+            if let Some(r) = c.rowid {
+                m.insert("rowid".into(), json!(r));
+            }
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// One change as a JSON object; unchanged columns only with `all_columns`.
+pub fn to_json(c: &Change, incarnation: &str, all_columns: bool) -> serde_json::Value {
+    let cols = &c.table.columns;
+    let columns: Vec<serde_json::Value> = (0..cols.len())
+        .filter_map(|i| {
+            let before = c.before.as_ref().map(|b| &b[i]);
+            let after = c.after.as_ref().map(|a| &a[i]);
+            let changed = match (before, after) {
+                (Some(b), Some(a)) => !b.same(a),
+                _ => true,
+            };
+            (all_columns || changed).then(|| {
+                json!({
+                    "column": cols[i].name.as_str(),
+                    "before": before.map_or(serde_json::Value::Null, value_json),
+                    "after": after.map_or(serde_json::Value::Null, value_json),
+                    "changed": changed,
+                })
+            })
+        })
+        .collect();
+    let meta = |v: &Option<Value>| v.as_ref().map_or(serde_json::Value::Null, value_json);
+    json!({
+        "id": c.id,
+        "incarnation": incarnation,
+        "seq": c.seq,
+        "schema": c.table.name.schema.as_ref().map(|s| s.as_str()),
+        "table": c.table.name.name.as_str(),
+        "op": c.op,
+        "at": c.at,
+        "login": c.login,
+        "host": c.host,
+        "app": c.app,
+        "client_ip": c.client_ip,
+        "tx": meta(&c.tx),
+        "statement": meta(&c.stmt),
+        "rowid": c.rowid,
+        "key": key_json(c),
+        "columns": columns,
+    })
+}
+
+/// Incarnation ids by the archive's source id.
+pub fn incarnations(archive: &Archive) -> Result<HashMap<i64, String>, RestoreError> {
+    let mut stmt = archive
+        .connection()
+        .prepare("SELECT id, incarnation FROM sources")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<HashMap<_, _>, _>>()?;
+    Ok(rows)
+}
+
+/// The CSV header line (no line break).
+pub const CSV_HEADER: &str = "id,seq,at,table,op,login,host,app,client_ip,tx,statement,key,columns";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// A change's key as text: `id=3` (`rowid=7` without a key).
+pub fn key_text(c: &Change) -> String {
+    match key_json(c) {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The columns of a change as text: `col: before → after` for updates, `col = value` otherwise.
+pub fn columns_text(c: &Change, all_columns: bool) -> String {
+    let cols = &c.table.columns;
+    (0..cols.len())
+        .filter_map(|i| {
+            let name = cols[i].name.as_str();
+            match (
+                c.before.as_ref().map(|b| &b[i]),
+                c.after.as_ref().map(|a| &a[i]),
+            ) {
+                (Some(b), Some(a)) if b.same(a) => all_columns.then(|| format!("{name}: {b}")),
+                (Some(b), Some(a)) => Some(format!("{name}: {b} → {a}")),
+                (None, Some(v)) | (Some(v), None) => Some(format!("{name} = {v}")),
+                (None, None) => None,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One change as a CSV line (no line break).
+pub fn to_csv(c: &Change, all_columns: bool) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let meta = |v: &Option<Value>| match v {
+        None => String::new(),
+        Some(Value::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+        Some(other) => other.to_string(),
+    };
+    [
+        c.id.to_string(),
+        c.seq.to_string(),
+        opt(&c.at),
+        c.table.name.to_string(),
+        c.op.clone(),
+        opt(&c.login),
+        opt(&c.host),
+        opt(&c.app),
+        opt(&c.client_ip),
+        meta(&c.tx),
+        meta(&c.stmt),
+        key_text(c),
+        columns_text(c, all_columns),
+    ]
+    .iter()
+    .map(|f| csv_field(f))
+    .collect::<Vec<_>>()
+    .join(",")
+}

@@ -1,0 +1,289 @@
+//! Dependencies between archived changes, found from the archive alone.
+//!
+//! A later change *depends* on an earlier one when undoing the earlier one alone would break
+//! it or be blocked by it:
+//!
+//! * **later write**: it changed or deleted the row the earlier change produced (write after
+//!   write): the earlier change's after-image is gone;
+//! * **key reused**: the earlier change removed a key (delete, or key change) and it put a row
+//!   at that key again: the re-insert would find the key taken;
+//! * **child inserted**: the earlier change inserted a parent row, and it inserted (or moved) a
+//!   child row under it: deleting the parent would orphan the child;
+//! * **parent deleted**: the earlier change removed a child row, and it deleted (or re-keyed)
+//!   that row's parent: the re-inserted child would have no parent.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use rowtrail_sql::{image, Value};
+use serde::Serialize;
+
+use crate::load::Change;
+
+/// A foreign key of the source: `child (child_columns)` references `parent (parent_columns)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// The referencing table.
+    pub child: String,
+    /// Its columns.
+    pub child_columns: Vec<String>,
+    /// The referenced table.
+    pub parent: String,
+    /// Its columns (the primary key when the declaration names none).
+    pub parent_columns: Vec<String>,
+}
+
+/// Why a later change depends on an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dependency {
+    /// It wrote the same row later.
+    LaterWrite,
+    /// It re-used a key the earlier change freed.
+    KeyReused,
+    /// It put a child row under the parent the earlier change inserted.
+    ChildInserted,
+    /// It deleted the parent of the child row the earlier change removed.
+    ParentDeleted,
+}
+
+impl Dependency {
+    /// A phrase for reports.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Dependency::LaterWrite => "changed the same row later",
+            Dependency::KeyReused => "re-used the key this change freed",
+            Dependency::ChildInserted => "inserted a child row under the row this change inserted",
+            Dependency::ParentDeleted => "deleted the parent of the row this change removed",
+        }
+    }
+}
+
+/// Who made a change and when: what a conflict report names (never row values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeRef {
+    /// Archive change id.
+    pub id: i64,
+    /// Sequence number.
+    pub seq: i64,
+    /// Table.
+    pub table: String,
+    /// Operation.
+    pub op: String,
+    /// Login.
+    pub login: Option<String>,
+    /// Host.
+    pub host: Option<String>,
+    /// Application.
+    pub app: Option<String>,
+    /// Time.
+    pub at: Option<String>,
+    /// Transaction.
+    pub tx: Option<String>,
+}
+
+impl ChangeRef {
+    /// The reference to `c`.
+    pub fn of(c: &Change) -> Self {
+        Self {
+            id: c.id,
+            seq: c.seq,
+            table: c.table.name.to_string(),
+            op: c.op.clone(),
+            login: c.login.clone(),
+            host: c.host.clone(),
+            app: c.app.clone(),
+            at: c.at.clone(),
+            tx: c.tx.as_ref().map(|t| match t {
+                Value::Text(b) => String::from_utf8_lossy(b).into_owned(),
+                other => other.to_string(),
+            }),
+        }
+    }
+}
+
+/// A change in scope and a later change outside it that depends on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The change to undo.
+    pub change: ChangeRef,
+    /// The later change that blocks it.
+    pub later: ChangeRef,
+    /// Why.
+    pub dependency: Dependency,
+}
+
+/// The text of a refusal: every conflict with who and when.
+pub fn describe(conflicts: &[Conflict]) -> String {
+    let mut s = format!(
+        "undo refused: {} conflict(s) with later changes (nothing was changed; use --cascade to undo \
+         them too, --skip-conflicts to leave those rows alone, or --force)",
+        conflicts.len()
+    );
+    for c in conflicts {
+        let l = &c.later;
+        let _ = write!(
+            s,
+            "\n  change {} ({} of {}): change {} ({} of {}, seq {}) by {} at {}{}{} {}",
+            c.change.id,
+            c.change.op,
+            c.change.table,
+            l.id,
+            l.op,
+            l.table,
+            l.seq,
+            l.login.as_deref().unwrap_or("(unknown login)"),
+            l.at.as_deref().unwrap_or("(unknown time)"),
+            l.host
+                .as_deref()
+                .map(|h| format!(" from host {h}"))
+                .unwrap_or_default(),
+            l.tx.as_deref()
+                .map(|t| format!(" in tx {t}"))
+                .unwrap_or_default(),
+            c.dependency.phrase()
+        );
+    }
+    s
+}
+
+type RowIndex = HashMap<(i64, Vec<u8>), Vec<usize>>;
+
+/// Indexes over a slice of changes (oldest first) that answer "which later changes depend on
+/// this one" in time proportional to the answer.
+pub struct Dependencies<'a> {
+    changes: &'a [Change],
+    /// (table id, key) → changes that found a row at that key (updates, deletes).
+    writes: RowIndex,
+    /// (table id, key) → changes that brought a row to that key (inserts, key changes).
+    arrivals: RowIndex,
+    /// (fk index, parent values) → changes that put a child row under that parent.
+    children: RowIndex,
+    /// (fk index, parent values) → changes that removed that parent row (or its key).
+    departures: RowIndex,
+    /// Per fk: (child table id set by name, column positions) resolved per table definition.
+    fks: &'a [ForeignKey],
+}
+
+fn cols(c: &Change, names: &[String]) -> Option<Vec<usize>> {
+    if names.is_empty() {
+        return c.table.key().map(<[usize]>::to_vec);
+    }
+    names
+        .iter()
+        .map(|n| {
+            c.table
+                .columns
+                .iter()
+                .position(|col| col.name.as_str() == n)
+        })
+        .collect()
+}
+
+/// The encoded values of `positions` in `row`, or None when one is NULL (no reference).
+fn values_at(row: &[Value], positions: &[usize]) -> Option<Vec<u8>> {
+    let vals: Vec<Value> = positions.iter().map(|&i| row[i].clone()).collect();
+    (!vals.contains(&Value::Null)).then(|| image::encode(&vals))
+}
+
+impl<'a> Dependencies<'a> {
+    /// Indexes `changes` (oldest first) under the source's foreign keys.
+    pub fn new(changes: &'a [Change], fks: &'a [ForeignKey]) -> Self {
+        let mut d = Self {
+            changes,
+            writes: HashMap::new(),
+            arrivals: HashMap::new(),
+            children: HashMap::new(),
+            departures: HashMap::new(),
+            fks,
+        };
+        for (i, c) in changes.iter().enumerate() {
+            let (bk, ak) = (c.before_key(), c.after_key());
+            if let Some(k) = bk {
+                d.writes
+                    .entry((c.table_id, k.to_vec()))
+                    .or_default()
+                    .push(i);
+            }
+            if let Some(k) = ak.filter(|k| Some(*k) != bk) {
+                d.arrivals
+                    .entry((c.table_id, k.to_vec()))
+                    .or_default()
+                    .push(i);
+            }
+            let name = c.table.name.name.as_str();
+            for (f, fk) in fks.iter().enumerate() {
+                if fk.child == name {
+                    if let Some(pos) = cols(c, &fk.child_columns) {
+                        let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
+                        let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
+                        if let Some(v) = new.filter(|v| Some(v) != old.as_ref()) {
+                            d.children.entry((f as i64, v)).or_default().push(i);
+                        }
+                    }
+                }
+                if fk.parent == name {
+                    if let Some(pos) = cols(c, &fk.parent_columns) {
+                        let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
+                        let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
+                        if let Some(v) = old.filter(|v| Some(v) != new.as_ref()) {
+                            d.departures.entry((f as i64, v)).or_default().push(i);
+                        }
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    /// The changes after position `i` that depend on change `i`, with why, in order.
+    pub fn of(&self, i: usize) -> Vec<(usize, Dependency)> {
+        let c = &self.changes[i];
+        let mut out = Vec::new();
+        let mut later = |index: &RowIndex, key: (i64, Vec<u8>), why: Dependency| {
+            if let Some(list) = index.get(&key) {
+                let from = list.partition_point(|&j| j <= i);
+                out.extend(list[from..].iter().map(|&j| (j, why)));
+            }
+        };
+        let (bk, ak) = (c.before_key(), c.after_key());
+        if let Some(k) = ak {
+            later(
+                &self.writes,
+                (c.table_id, k.to_vec()),
+                Dependency::LaterWrite,
+            );
+        }
+        if let Some(k) = bk.filter(|k| Some(*k) != ak) {
+            later(
+                &self.arrivals,
+                (c.table_id, k.to_vec()),
+                Dependency::KeyReused,
+            );
+        }
+        let name = c.table.name.name.as_str();
+        for (f, fk) in self.fks.iter().enumerate() {
+            if fk.parent == name {
+                if let Some(pos) = cols(c, &fk.parent_columns) {
+                    let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
+                    let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
+                    if let Some(v) = new.filter(|v| Some(v) != old.as_ref()) {
+                        later(&self.children, (f as i64, v), Dependency::ChildInserted);
+                    }
+                }
+            }
+            if fk.child == name {
+                if let Some(pos) = cols(c, &fk.child_columns) {
+                    let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
+                    let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
+                    if let Some(v) = old.filter(|v| Some(v) != new.as_ref()) {
+                        later(&self.departures, (f as i64, v), Dependency::ParentDeleted);
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|(j, _)| *j);
+        out.dedup_by_key(|(j, _)| *j);
+        out
+    }
+}

@@ -1,0 +1,195 @@
+//! Undo and redo plans: which changes, in which order, under which conflict mode.
+//!
+//! Planning is pure: it takes archived changes (the scope and every later change of the same
+//! source) and the source's foreign keys, and returns ordered steps. Rendering the steps as SQL
+//! is `rowtrail_sql::undo`'s job; applying them is [`crate::apply`]'s.
+
+use std::collections::HashSet;
+
+use rowtrail_reader::archive::RunKind;
+use rowtrail_sql::undo::{OnConflict, Step};
+use serde::Serialize;
+
+use crate::conflict::{ChangeRef, Conflict, Dependencies, ForeignKey};
+use crate::load::Change;
+
+/// What to do about later changes that depend on a change in scope (after Oracle's Flashback
+/// Transaction Backout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse the whole undo (the default).
+    Refuse,
+    /// Undo the dependent later changes too, newest first.
+    Cascade,
+    /// Leave the conflicting rows alone and undo the rest.
+    Skip,
+    /// Undo anyway: make each row equal its before-image whatever it is now.
+    Force,
+}
+
+impl Mode {
+    /// The mode's word in the journal.
+    pub fn word(self) -> &'static str {
+        match self {
+            Mode::Refuse => "refuse",
+            Mode::Cascade => "cascade",
+            Mode::Skip => "skip",
+            Mode::Force => "force",
+        }
+    }
+
+    /// What a guard failure at apply time means in this mode.
+    pub fn on_conflict(self) -> OnConflict {
+        match self {
+            Mode::Refuse | Mode::Cascade => OnConflict::Stop,
+            Mode::Skip => OnConflict::Skip,
+            Mode::Force => OnConflict::Force,
+        }
+    }
+}
+
+/// One step of a plan: a change, undone (inverse) or redone (forward).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedStep {
+    /// The archived change.
+    pub change: Change,
+    /// Redo (re-apply the change) rather than undo it.
+    pub forward: bool,
+}
+
+impl PlannedStep {
+    /// The row change this step makes, for rendering.
+    pub fn step(&self) -> Step<'_> {
+        let c = &self.change;
+        let (expect, target) = if self.forward {
+            (c.before.as_deref(), c.after.as_deref())
+        } else {
+            (c.after.as_deref(), c.before.as_deref())
+        };
+        Step {
+            table: &c.table,
+            expect,
+            target,
+            rowid: c.rowid,
+        }
+    }
+
+    /// A one-line description (no row values).
+    pub fn comment(&self) -> String {
+        format!(
+            "{} {}: {} {}",
+            if self.forward { "redo" } else { "undo" },
+            self.change.summary(),
+            self.step().action(),
+            self.change.table.name
+        )
+    }
+}
+
+/// An ordered plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Undo or redo.
+    pub kind: RunKind,
+    /// The conflict mode.
+    pub mode: Mode,
+    /// Steps in the order they apply (undo: newest first; redo: oldest first).
+    pub steps: Vec<PlannedStep>,
+    /// Later changes outside the scope that depend on changes in it.
+    pub conflicts: Vec<Conflict>,
+    /// Changes added by cascade.
+    pub cascaded: Vec<ChangeRef>,
+    /// Changes left alone because of conflicts (skip mode).
+    pub skipped: Vec<ChangeRef>,
+}
+
+impl Plan {
+    /// Whether the plan must be refused as it stands.
+    pub fn refused(&self) -> bool {
+        self.mode == Mode::Refuse && !self.conflicts.is_empty()
+    }
+}
+
+/// Plans the undo of `targets` (archive ids). `history` holds every eligible change of the
+/// source from the oldest target on, oldest first (targets included).
+pub fn undo(history: Vec<Change>, targets: &[i64], fks: &[ForeignKey], mode: Mode) -> Plan {
+    let wanted: HashSet<i64> = targets.iter().copied().collect();
+    let mut in_scope: Vec<bool> = history.iter().map(|c| wanted.contains(&c.id)).collect();
+    let deps = Dependencies::new(&history, fks);
+    let mut cascaded = Vec::new();
+    if mode == Mode::Cascade {
+        let mut work: Vec<usize> = (0..history.len()).filter(|&i| in_scope[i]).collect();
+        while let Some(i) = work.pop() {
+            for (j, _) in deps.of(i) {
+                if !in_scope[j] {
+                    in_scope[j] = true;
+                    cascaded.push(ChangeRef::of(&history[j]));
+                    work.push(j);
+                }
+            }
+        }
+        cascaded.sort_by_key(|c| c.id);
+    }
+    let mut conflicts = Vec::new();
+    let mut skip = vec![false; history.len()];
+    for i in (0..history.len()).rev().filter(|&i| in_scope[i]) {
+        for (j, why) in deps.of(i) {
+            if !in_scope[j] {
+                conflicts.push(Conflict {
+                    change: ChangeRef::of(&history[i]),
+                    later: ChangeRef::of(&history[j]),
+                    dependency: why,
+                });
+            }
+            if mode == Mode::Skip && (!in_scope[j] || skip[j]) {
+                skip[i] = true;
+            }
+        }
+    }
+    conflicts.sort_by_key(|c| (c.change.id, c.later.id));
+    let mut skipped = Vec::new();
+    let mut steps = Vec::new();
+    for (i, change) in history.into_iter().enumerate().rev() {
+        if !in_scope[i] {
+            continue;
+        }
+        if skip[i] {
+            skipped.push(ChangeRef::of(&change));
+        } else {
+            steps.push(PlannedStep {
+                change,
+                forward: false,
+            });
+        }
+    }
+    skipped.reverse();
+    Plan {
+        kind: RunKind::Undo,
+        mode,
+        steps,
+        conflicts,
+        cascaded,
+        skipped,
+    }
+}
+
+/// Plans re-applying `changes` (the changes an undo run undid), oldest first. Conflicts are
+/// found by the guards when it is applied: each row must still equal its before-image.
+pub fn redo(mut changes: Vec<Change>, mode: Mode) -> Plan {
+    changes.sort_by_key(|c| c.id);
+    Plan {
+        kind: RunKind::Redo,
+        mode,
+        steps: changes
+            .into_iter()
+            .map(|change| PlannedStep {
+                change,
+                forward: true,
+            })
+            .collect(),
+        conflicts: Vec::new(),
+        cascaded: Vec::new(),
+        skipped: Vec::new(),
+    }
+}

@@ -1,0 +1,192 @@
+//! What to undo: the scopes of `rowtrail undo`, turned into archived change ids.
+
+use rowtrail_reader::archive::Archive;
+use rowtrail_sql::{Ident, TableName};
+use serde::Serialize;
+
+use crate::load::ELIGIBLE;
+use crate::RestoreError;
+
+/// Which changes an undo covers: one selector, narrowed by the optional filters.
+///
+/// Changes written by undo or redo runs, and changes already undone, are never selected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Scope {
+    /// The last N changes (after the filters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<u64>,
+    /// Every change of this transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx: Option<String>,
+    /// Every change of this statement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    /// Every change at or after this UTC time (`2026-11-21T14:05:00Z`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Every change archived after this archive change id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_change: Option<i64>,
+    /// These archive change ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<i64>,
+    /// Only this table (`schema.table` on SQL Server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The table's schema (SQL Server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Only this row of `table` (one value per key column).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// Only changes by this login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl Scope {
+    /// The scope as JSON, for the undo journal.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a scope always serialises")
+    }
+
+    fn selectors(&self) -> usize {
+        [
+            self.last.is_some(),
+            self.tx.is_some(),
+            self.statement.is_some(),
+            self.since.is_some(),
+            self.after_change.is_some(),
+            !self.changes.is_empty(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count()
+    }
+}
+
+/// Normalises a UTC time as the archive writes it (`YYYY-MM-DDTHH:MM:SS.fffZ`), so that text
+/// comparison orders correctly; accepts a space for `T`, and omitted seconds or fraction.
+pub fn normalise_time(text: &str) -> Result<String, RestoreError> {
+    let bad = || {
+        RestoreError::BadRequest(format!(
+            "{text:?} is not a UTC time like 2026-11-21T14:05:00Z (or \"2026-11-21 14:05\")"
+        ))
+    };
+    let t = text.trim().trim_end_matches(['Z', 'z']).replace(' ', "T");
+    let (date, time) = t.split_once('T').unwrap_or((t.as_str(), "00:00"));
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let d: Vec<&str> = date.split('-').collect();
+    if d.len() != 3 || !digits(d[0], 4) || !digits(d[1], 2) || !digits(d[2], 2) {
+        return Err(bad());
+    }
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let h: Vec<&str> = hms.split(':').collect();
+    if !(2..=3).contains(&h.len()) || !h.iter().all(|p| digits(p, 2)) {
+        return Err(bad());
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let sec = h.get(2).copied().unwrap_or("00");
+    let frac = format!("{frac:0<3}");
+    Ok(format!("{date}T{}:{}:{sec}.{frac}Z", h[0], h[1]))
+}
+
+/// The eligible changes of source `source_id` that `scope` selects, oldest first (ids).
+pub fn select(archive: &Archive, source_id: i64, scope: &Scope) -> Result<Vec<i64>, RestoreError> {
+    if scope.selectors() != 1 {
+        return Err(RestoreError::BadRequest(
+            "give exactly one of --last, --tx, --statement, --since, --after-change, --change"
+                .into(),
+        ));
+    }
+    if !scope.key.is_empty() && scope.table.is_none() {
+        return Err(RestoreError::BadRequest("--key needs --table".into()));
+    }
+    let mut sql = format!("SELECT c.id FROM changes c WHERE {ELIGIBLE}");
+    let mut args: Vec<rusqlite::types::Value> = vec![source_id.into()];
+    let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(name) = &scope.table {
+        let table = TableName {
+            schema: scope.schema.clone().map(Ident::new).transpose()?,
+            name: Ident::new(name.clone())?,
+        };
+        let s = arg(scope.schema.clone().unwrap_or_default().into(), &mut args);
+        let n = arg(name.clone().into(), &mut args);
+        sql.push_str(&format!(
+            " AND c.table_id IN (SELECT id FROM tables WHERE schema_name = {s} AND table_name = {n})"
+        ));
+        if !scope.key.is_empty() {
+            let ids: Vec<String> = crate::history::row_history(archive, &table, &scope.key)?
+                .iter()
+                .map(|c| c.id.to_string())
+                .collect();
+            sql.push_str(&format!(" AND c.id IN ({})", ids.join(", ")));
+        }
+    }
+    if let Some(user) = &scope.user {
+        let u = arg(user.clone().into(), &mut args);
+        sql.push_str(&format!(" AND c.login = {u}"));
+    }
+    for (value, column) in [(&scope.tx, "c.tx"), (&scope.statement, "c.stmt")] {
+        if let Some(v) = value {
+            let t = arg(v.clone().into(), &mut args);
+            match v.trim().parse::<i64>() {
+                Ok(i) => {
+                    let n = arg(i.into(), &mut args);
+                    sql.push_str(&format!(" AND ({column} = {t} OR {column} = {n})"));
+                }
+                Err(_) => sql.push_str(&format!(" AND {column} = {t}")),
+            }
+        }
+    }
+    if let Some(since) = &scope.since {
+        let s = arg(normalise_time(since)?.into(), &mut args);
+        sql.push_str(&format!(" AND c.at >= {s}"));
+    }
+    if let Some(after) = scope.after_change {
+        let a = arg(after.into(), &mut args);
+        sql.push_str(&format!(" AND c.id > {a}"));
+    }
+    if !scope.changes.is_empty() {
+        let ids: Vec<String> = scope.changes.iter().map(|i| i.to_string()).collect();
+        sql.push_str(&format!(" AND c.id IN ({})", ids.join(", ")));
+    }
+    sql.push_str(" ORDER BY c.id DESC");
+    if let Some(n) = scope.last {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    let mut stmt = archive.connection().prepare(&sql)?;
+    let mut ids: Vec<i64> = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    ids.reverse();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_normalise_to_the_archive_form() {
+        assert_eq!(
+            normalise_time("2026-11-21T14:05:00Z").unwrap(),
+            "2026-11-21T14:05:00.000Z"
+        );
+        assert_eq!(
+            normalise_time("2026-11-21 14:05").unwrap(),
+            "2026-11-21T14:05:00.000Z"
+        );
+        assert_eq!(
+            normalise_time("2026-11-21T14:05:07.5").unwrap(),
+            "2026-11-21T14:05:07.500Z"
+        );
+        assert!(normalise_time("yesterday").is_err());
+        assert!(normalise_time("2026-11-21T14").is_err());
+    }
+}

@@ -1,0 +1,545 @@
+//! Undo statements: one guarded inverse statement per step, rendered for a dialect.
+//!
+//! A [`Step`] says what a row must be now (`expect`; `None` means its key must be free) and what
+//! it must become (`target`; `None` means deleted). Planning (which steps, in which order) lives
+//! in the restore tool; applying (which connection) too. This module only writes text.
+//!
+//! Each step renders to a *guarded* statement that changes exactly one row when the guard holds
+//! and none otherwise, and to *forced* statements that make the row equal `target` whatever it
+//! is now (for `--force`). Values are written either inline as exact literals (for the script a
+//! DBA reads and may run by hand) or as bound parameters `?N` (for applying), from one renderer.
+//!
+//! SQLite guards compare each column with its storage class and bytes: `typeof(c) = 'integer'
+//! AND c = 1 COLLATE BINARY`, so integer 1, real 1.0 and text '1' never match each other and a
+//! NOCASE column never matches another case. Tables without a primary key are matched on the
+//! whole row, and a guarded statement touches a row only when exactly one row matches.
+
+use std::fmt::Write;
+
+use crate::literal::Literal;
+use crate::{Dialect, SqlError, Table, Value};
+
+/// One inverse (or, for redo, forward) row change.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// The table.
+    pub table: &'a Table,
+    /// What the row must equal now; `None` when the row must not exist (its key is free).
+    pub expect: Option<&'a [Value]>,
+    /// What the row must become; `None` to delete it.
+    pub target: Option<&'a [Value]>,
+    /// The SQLite rowid the row had, preferred among equal rows of a table without a key.
+    pub rowid: Option<i64>,
+}
+
+impl Step<'_> {
+    /// `insert`, `update` or `delete`: the statement the step applies.
+    pub fn action(&self) -> &'static str {
+        match (self.expect, self.target) {
+            (None, _) => "insert",
+            (Some(_), Some(_)) => "update",
+            (Some(_), None) => "delete",
+        }
+    }
+}
+
+/// How values reach the statement text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// As exact literals (scripts).
+    Inline,
+    /// As numbered parameters `?1`, `?2`, … (applying through a driver).
+    Bound,
+}
+
+/// A statement and the parameters it binds (empty when values are inline).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    /// The SQL text.
+    pub sql: String,
+    /// Values for `?1`, `?2`, … in order.
+    pub params: Vec<Value>,
+}
+
+/// One step, rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedStep {
+    /// Changes exactly one row when the guard holds, none otherwise.
+    pub guarded: Statement,
+    /// For a table without a key: counts the rows that match `expect` (0, 1 or 2 = "several").
+    pub matching: Option<Statement>,
+    /// Make the row equal `target` whatever it is now; run only when `guarded` changed nothing.
+    pub forced: Vec<Statement>,
+}
+
+/// Renders `step` for `dialect`. `only_if` (a SQL condition, inline scripts only) is added to
+/// every forced statement, so a script can run them only after the guarded one changed nothing.
+pub fn render(
+    step: &Step<'_>,
+    dialect: Dialect,
+    values: Values,
+    only_if: Option<&str>,
+) -> Result<RenderedStep, SqlError> {
+    if step.expect.is_none() && step.target.is_none() {
+        return Err(SqlError::Uncapturable {
+            table: step.table.name.to_string(),
+            reason: "an undo step must expect a row or produce one".into(),
+        });
+    }
+    let r = Renderer {
+        t: step.table,
+        d: dialect,
+    };
+    let mut rendered = RenderedStep {
+        guarded: Statement {
+            sql: String::new(),
+            params: Vec::new(),
+        },
+        matching: None,
+        forced: Vec::new(),
+    };
+    let keyed = step.table.key().is_some();
+    let mut p = Params::new(values, dialect);
+    rendered.guarded.sql = match (step.expect, step.target) {
+        (Some(e), Some(t)) => format!(
+            "UPDATE {} SET {} WHERE {}",
+            r.table(),
+            r.assignments(t, &mut p),
+            r.one_row(e, step.rowid, true, &mut p)
+        ),
+        (Some(e), None) => format!(
+            "DELETE FROM {} WHERE {}",
+            r.table(),
+            r.one_row(e, step.rowid, true, &mut p)
+        ),
+        (None, Some(t)) if keyed => format!(
+            "INSERT INTO {} ({}) SELECT {} WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {})",
+            r.table(),
+            r.columns(),
+            r.row_values(t, &mut p),
+            r.table(),
+            r.key_equals(t, &mut p)
+        ),
+        (None, Some(t)) => format!(
+            "INSERT INTO {} ({}) SELECT {}",
+            r.table(),
+            r.columns(),
+            r.row_values(t, &mut p)
+        ),
+        (None, None) => unreachable!("checked above"),
+    };
+    rendered.guarded.params = p.take();
+    if !keyed {
+        if let Some(e) = step.expect {
+            let sql = match dialect {
+                Dialect::Sqlite => format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT 2)",
+                    r.table(),
+                    r.matches(e, &mut p)
+                ),
+                Dialect::Mssql => format!(
+                    "SELECT count(*) FROM (SELECT TOP (2) 1 AS [x] FROM {} WHERE {}) AS [m]",
+                    r.table(),
+                    r.matches(e, &mut p)
+                ),
+            };
+            rendered.matching = Some(Statement {
+                sql,
+                params: p.take(),
+            });
+        }
+    }
+    let and = |first: bool| match (only_if, first) {
+        (None, _) => String::new(),
+        (Some(c), true) => format!(" WHERE {c}"),
+        (Some(c), false) => format!(" AND {c}"),
+    };
+    let mut forced = Vec::new();
+    let mut push = |sql: String, p: &mut Params| {
+        forced.push(Statement {
+            sql,
+            params: p.take(),
+        })
+    };
+    // Make the row equal `target`: update whatever row holds its place, else insert it.
+    let upsert = |place: &[Value],
+                  t: &[Value],
+                  push: &mut dyn FnMut(String, &mut Params),
+                  p: &mut Params| {
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {}{}",
+            r.table(),
+            r.assignments(t, p),
+            r.one_row(place, step.rowid, false, p),
+            and(false)
+        );
+        push(sql, p);
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT {} WHERE {}{}",
+            r.table(),
+            r.columns(),
+            r.row_values(t, p),
+            r.nothing_changed(),
+            and(false)
+        );
+        push(sql, p);
+    };
+    match (step.expect, step.target) {
+        (Some(e), Some(t)) => upsert(e, t, &mut push, &mut p),
+        (None, Some(t)) if keyed => upsert(t, t, &mut push, &mut p),
+        (None, Some(t)) => {
+            let sql = format!(
+                "INSERT INTO {} ({}) SELECT {}{}",
+                r.table(),
+                r.columns(),
+                r.row_values(t, &mut p),
+                and(true)
+            );
+            push(sql, &mut p);
+        }
+        (Some(e), None) => {
+            let sql = format!(
+                "DELETE FROM {} WHERE {}{}",
+                r.table(),
+                r.one_row(e, step.rowid, false, &mut p),
+                and(false)
+            );
+            push(sql, &mut p);
+        }
+        (None, None) => unreachable!("checked above"),
+    }
+    rendered.forced = forced;
+    Ok(rendered)
+}
+
+/// Collects bound parameters, or writes values inline.
+struct Params {
+    mode: Values,
+    dialect: Dialect,
+    bound: Vec<Value>,
+}
+
+impl Params {
+    fn new(mode: Values, dialect: Dialect) -> Self {
+        Self {
+            mode,
+            dialect,
+            bound: Vec::new(),
+        }
+    }
+
+    /// The SQL for `v`: a literal, or the next `?N`.
+    fn value(&mut self, v: &Value) -> String {
+        match self.mode {
+            Values::Inline => literal(v, self.dialect),
+            Values::Bound => {
+                self.bound.push(v.clone());
+                let n = self.bound.len();
+                match v {
+                    // Text that is not UTF-8 travels as a blob; the cast makes it text again.
+                    Value::Text(t) if std::str::from_utf8(t).is_err() => {
+                        format!("CAST(?{n} AS TEXT)")
+                    }
+                    _ => format!("?{n}"),
+                }
+            }
+        }
+    }
+
+    /// The parameters collected so far; numbering starts again at `?1`.
+    fn take(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.bound)
+    }
+}
+
+struct Renderer<'a> {
+    t: &'a Table,
+    d: Dialect,
+}
+
+impl Renderer<'_> {
+    fn table(&self) -> String {
+        self.t.name.quoted(self.d)
+    }
+
+    fn col(&self, i: usize) -> String {
+        self.t.columns[i].name.quoted(self.d).to_string()
+    }
+
+    /// Columns undo writes (computed and server-assigned ones are left to the engine).
+    fn writable(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.t.columns.len()).filter(|&i| self.t.columns[i].writable())
+    }
+
+    fn columns(&self) -> String {
+        self.writable()
+            .map(|i| self.col(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn row_values(&self, row: &[Value], p: &mut Params) -> String {
+        self.writable()
+            .map(|i| p.value(&row[i]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn assignments(&self, row: &[Value], p: &mut Params) -> String {
+        self.writable()
+            .map(|i| format!("{} = {}", self.col(i), p.value(&row[i])))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `c = v` over the key columns of `row`: the engine's own equality, as its unique index
+    /// sees it (for "is the key free").
+    fn key_equals(&self, row: &[Value], p: &mut Params) -> String {
+        let key = self.t.key().unwrap_or(&[]);
+        key.iter()
+            .map(|&i| match &row[i] {
+                Value::Null => format!("{} IS NULL", self.col(i)),
+                v => format!("{} = {}", self.col(i), p.value(v)),
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// The row equals `row` exactly, column by column (key columns first, for the index).
+    fn matches(&self, row: &[Value], p: &mut Params) -> String {
+        let key = self.t.key().unwrap_or(&[]).to_vec();
+        let order = key
+            .iter()
+            .copied()
+            .chain((0..self.t.columns.len()).filter(|i| !key.contains(i)));
+        order
+            .map(|i| self.exactly(i, &row[i], p))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    fn exactly(&self, i: usize, v: &Value, p: &mut Params) -> String {
+        let c = self.col(i);
+        if *v == Value::Null {
+            return format!("{c} IS NULL");
+        }
+        match self.d {
+            Dialect::Sqlite => {
+                let class = match v {
+                    Value::Integer(_) => "integer",
+                    Value::Real(_) => "real",
+                    Value::Blob(_) => "blob",
+                    _ => "text",
+                };
+                format!(
+                    "(typeof({c}) = '{class}' AND {c} = {} COLLATE BINARY)",
+                    p.value(v)
+                )
+            }
+            Dialect::Mssql => format!("{c} = {}", p.value(v)),
+        }
+    }
+
+    /// Selects the one row the step acts on. With `guard`, a row that equals `row` exactly (and,
+    /// without a key, only when no other row does); without, the row at `row`'s key (or, without
+    /// a key, one equal row, preferring the recorded rowid).
+    fn one_row(&self, row: &[Value], rowid: Option<i64>, guard: bool, p: &mut Params) -> String {
+        if self.t.key().is_some() {
+            return if guard {
+                self.matches(row, p)
+            } else {
+                self.key_equals(row, p)
+            };
+        }
+        let table = self.table();
+        match self.d {
+            Dialect::Sqlite => {
+                let prefer = rowid.map_or(String::new(), |r| format!("rowid = {r} DESC, "));
+                let pick = format!(
+                    "rowid = (SELECT rowid FROM {table} WHERE {} ORDER BY {prefer}rowid LIMIT 1)",
+                    self.matches(row, p)
+                );
+                if guard {
+                    format!(
+                        "{pick} AND (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {} LIMIT 2)) = 1",
+                        self.matches(row, p)
+                    )
+                } else {
+                    pick
+                }
+            }
+            Dialect::Mssql => {
+                let all = self.matches(row, p);
+                if guard {
+                    format!(
+                        "{all} AND (SELECT count(*) FROM (SELECT TOP (2) 1 AS [x] FROM {table} WHERE {}) AS [m]) = 1",
+                        self.matches(row, p)
+                    )
+                } else {
+                    all
+                }
+            }
+        }
+    }
+
+    fn nothing_changed(&self) -> &'static str {
+        match self.d {
+            Dialect::Sqlite => "changes() = 0",
+            Dialect::Mssql => "@@ROWCOUNT = 0",
+        }
+    }
+}
+
+/// `v` as an exact literal of `dialect`.
+///
+/// SQLite: integers in decimal; reals in Rust's shortest round-trip decimal form (`1.0`,
+/// `1e300`; infinities as `9e999`/`-9e999`; SQLite stores no NaN, so NULL); text as `'...'`
+/// unless it is not valid UTF-8 or holds a NUL, then `CAST(x'..' AS TEXT)`; blobs as `x'..'`.
+pub fn literal(v: &Value, dialect: Dialect) -> String {
+    let hex = |b: &[u8]| {
+        b.iter()
+            .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+                let _ = write!(s, "{x:02x}");
+                s
+            })
+    };
+    match (v, dialect) {
+        (Value::Null, _) => "NULL".into(),
+        (Value::Integer(i), _) => i.to_string(),
+        (Value::Real(r), _) if r.is_nan() => "NULL".into(),
+        (Value::Real(r), Dialect::Sqlite) if r.is_infinite() => {
+            if *r > 0.0 { "9e999" } else { "-9e999" }.into()
+        }
+        (Value::Real(r), Dialect::Sqlite) => real_text(*r),
+        (Value::Real(r), Dialect::Mssql) => format!("CAST({} AS float)", real_text(*r)),
+        (Value::Text(t), Dialect::Sqlite) => match std::str::from_utf8(t) {
+            Ok(s) if !s.contains('\0') => Literal::sqlite(s).to_string(),
+            _ => format!("CAST(x'{}' AS TEXT)", hex(t)),
+        },
+        (Value::Text(t), Dialect::Mssql) => Literal::mssql(&String::from_utf8_lossy(t)).to_string(),
+        (Value::Blob(b), Dialect::Sqlite) => format!("x'{}'", hex(b)),
+        (Value::Blob(b), Dialect::Mssql) => format!("0x{}", hex(b)),
+        (Value::Decimal(d), Dialect::Sqlite) => Literal::sqlite(d).to_string(),
+        (Value::Decimal(d), Dialect::Mssql) => d.clone(),
+        (Value::DateTime(d), _) => Literal::new(d, dialect).to_string(),
+        (Value::Uuid(_), _) => Literal::new(&v.to_string(), dialect).to_string(),
+    }
+}
+
+/// A float as decimal text that reads back to the same bits (Rust's `{:?}` is the shortest
+/// such form), always with a `.` or an exponent so SQL reads it as a real.
+fn real_text(r: f64) -> String {
+    let s = format!("{r:?}");
+    if s.contains(['.', 'e', 'E']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// How a script treats a step whose guard does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Stop, and roll everything back.
+    Stop,
+    /// Leave that row alone and go on.
+    Skip,
+    /// Make the row equal the target anyway.
+    Force,
+}
+
+/// One step of a script, with the comment that says what it undoes.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptStep<'a> {
+    /// One line (no line breaks) describing the step.
+    pub comment: &'a str,
+    /// The step.
+    pub step: Step<'a>,
+}
+
+/// The whole script for `steps`, in order, as one transaction, runnable by hand (`sqlite3
+/// -bail source.db < undo.sql`, or `sqlcmd -b`). SQLite scripts check foreign keys once at the
+/// end (no new violations may appear), so the order of rows within the script does not matter
+/// to them; SQL Server scripts rely on the steps being in an order its foreign keys accept.
+pub fn script(
+    header: &str,
+    steps: &[ScriptStep<'_>],
+    on_conflict: OnConflict,
+    dialect: Dialect,
+) -> Result<String, SqlError> {
+    let mut s = String::new();
+    for line in header.lines() {
+        let _ = writeln!(s, "-- {}", line.replace(|c: char| c.is_control(), "?"));
+    }
+    let steps_table = "temp.\"rowtrail_undo_steps\"";
+    match dialect {
+        Dialect::Sqlite => {
+            let check = if on_conflict == OnConflict::Stop {
+                " CONSTRAINT \"rowtrail undo: a row no longer equals its archived image, or its key is taken (a later change conflicts)\" CHECK (\"n\" = 1)"
+            } else {
+                ""
+            };
+            let _ = write!(
+                s,
+                "PRAGMA foreign_keys = OFF;\nBEGIN IMMEDIATE;\n\
+                 CREATE TEMP TABLE \"rowtrail_undo_steps\" (\"step\" INTEGER PRIMARY KEY, \"n\" INTEGER NOT NULL{check});\n\
+                 CREATE TEMP TABLE \"rowtrail_undo_fk\" (\"before\" INTEGER NOT NULL, \"after\" INTEGER, \
+                 CONSTRAINT \"rowtrail undo: a row would lose its parent (foreign key)\" CHECK (\"after\" IS NULL OR \"after\" <= \"before\"));\n\
+                 INSERT INTO temp.\"rowtrail_undo_fk\" (\"before\") SELECT count(*) FROM pragma_foreign_key_check;\n"
+            );
+        }
+        Dialect::Mssql => s.push_str("SET XACT_ABORT ON;\nBEGIN TRANSACTION;\nDECLARE @n int;\n"),
+    }
+    for (i, st) in steps.iter().enumerate() {
+        let n = i + 1;
+        let _ = writeln!(
+            s,
+            "\n-- step {n}: {}",
+            st.comment.replace(|c: char| c.is_control(), "?")
+        );
+        let only_if = format!("(SELECT \"n\" FROM {steps_table} WHERE \"step\" = {n}) = 0");
+        let only_if = (dialect == Dialect::Sqlite).then_some(only_if.as_str());
+        let r = render(&st.step, dialect, Values::Inline, only_if)?;
+        let _ = writeln!(s, "{};", r.guarded.sql);
+        match dialect {
+            Dialect::Sqlite => {
+                let _ = writeln!(
+                    s,
+                    "INSERT INTO {steps_table} (\"step\", \"n\") VALUES ({n}, changes());"
+                );
+                if on_conflict == OnConflict::Force {
+                    for f in &r.forced {
+                        let _ = writeln!(s, "{};", f.sql);
+                    }
+                }
+            }
+            Dialect::Mssql => {
+                s.push_str("SET @n = @@ROWCOUNT;\n");
+                match on_conflict {
+                    OnConflict::Stop => {
+                        let _ = writeln!(
+                            s,
+                            "IF @n <> 1 THROW 50003, N'rowtrail undo: step {n} conflicts: the row no longer equals its archived image, or its key is taken', 1;"
+                        );
+                    }
+                    OnConflict::Skip => {}
+                    OnConflict::Force => {
+                        s.push_str("IF @n = 0\nBEGIN\n");
+                        for f in &r.forced {
+                            let _ = writeln!(s, "    {};", f.sql);
+                        }
+                        s.push_str("END;\n");
+                    }
+                }
+            }
+        }
+    }
+    match dialect {
+        Dialect::Sqlite => s.push_str(
+            "\nUPDATE temp.\"rowtrail_undo_fk\" SET \"after\" = (SELECT count(*) FROM pragma_foreign_key_check);\n\
+             DROP TABLE temp.\"rowtrail_undo_steps\";\nDROP TABLE temp.\"rowtrail_undo_fk\";\nCOMMIT;\n",
+        ),
+        Dialect::Mssql => s.push_str("\nCOMMIT TRANSACTION;\n"),
+    }
+    Ok(s)
+}

@@ -64,6 +64,12 @@ enum Command {
     Status(cmd::watch::StatusArgs),
     /// Show one row's history: every change with who, when, from where.
     History(cmd::history::Args),
+    /// List changes filtered by table, login, client IP, operation, time and transaction.
+    Audit(cmd::audit::Args),
+    /// Undo changes, newest first, with guards; dry run unless --apply.
+    Undo(cmd::undo::Args),
+    /// Re-apply what an undo run undid, with the same guards; dry run unless --apply.
+    Redo(cmd::undo::RedoArgs),
     /// Verify the archive: hash chain, sequence order, images; print or check a digest.
     Verify(cmd::verify::Args),
     /// Run a self-contained demonstration on SQLite (no server, no arguments needed).
@@ -90,6 +96,9 @@ fn main() -> ExitCode {
                 Command::Signal(a) => cmd::watch::signal(a, &cfg),
                 Command::Status(a) => cmd::watch::status(a, &cfg),
                 Command::History(a) => cmd::history::run(a, &cfg),
+                Command::Audit(a) => cmd::audit::run(a, &cfg),
+                Command::Undo(a) => cmd::undo::run(a, &cfg),
+                Command::Redo(a) => cmd::undo::redo(a, &cfg),
                 Command::Verify(a) => cmd::verify::run(a, &cfg),
                 Command::Init(_) | Command::Demo(_) => unreachable!("handled above"),
             },

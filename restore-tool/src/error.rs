@@ -54,6 +54,9 @@ pub enum RestoreError {
     /// The undo would leave rows without their parent.
     #[error("undo would leave {0} row(s) without their parent (foreign key); nothing was changed")]
     ForeignKeys(i64),
+    /// The output could not be written (a closed pipe ends a listing early).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
     /// The generated SQL could not be made.
     #[error(transparent)]
     Sql(#[from] rowtrail_sql::SqlError),

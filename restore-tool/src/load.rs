@@ -77,7 +77,10 @@ impl Change {
             self.at.as_deref().unwrap_or("(unknown time)"),
             self.tx
                 .as_ref()
-                .map(|t| format!(", tx {t}"))
+                .map(|t| match t {
+                    Value::Text(b) => format!(", tx {}", String::from_utf8_lossy(b)),
+                    other => format!(", tx {other}"),
+                })
                 .unwrap_or_default()
         )
     }

@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod demo;
 pub mod history;
 pub mod init;
 pub mod logging;
 pub mod read;
 pub mod sql;
+pub mod undo;
 pub mod verify;
 pub mod watch;

@@ -1,0 +1,372 @@
+//! `rowtrail undo` and `rowtrail redo`: guarded inverse statements, dry run by default.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use rowtrail_reader::archive::{Archive, RunState};
+use rowtrail_reader::lock::ArchiveLock;
+use rowtrail_restore::apply;
+use rowtrail_restore::plan::Mode;
+use rowtrail_restore::run::{self, Actor, Prepared};
+use rowtrail_restore::scope::Scope;
+use rowtrail_restore::RestoreError;
+use rowtrail_sql::Dialect;
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::config::Config;
+
+const UNDO_HELP: &str = "Examples:
+  rowtrail undo --last 3 --table staff            # show the plan and the SQL; change nothing
+  rowtrail undo --last 3 --table staff --apply    # run it, in one transaction
+  rowtrail undo --tx 81723 --apply
+  rowtrail undo --user bob --since 2026-11-21T14:05:00Z --apply   # what bob did after 14:05
+  rowtrail undo --table staff --key 3 --last 1 --cascade
+  rowtrail undo --change 118 --change 120 --script-only > undo.sql
+  sqlite3 -bail app.db < undo.sql                  # the script runs by hand too
+  rowtrail undo --list                             # the undo journal
+
+Newest first. Each statement applies only if the row still equals the archived after-image
+(a re-insert: only if the key is free). Later changes that depend on the ones in scope are
+conflicts: by default the undo is refused (exit code 3) with each conflicting change named;
+--cascade undoes them too, --skip-conflicts leaves those rows alone, --force overrides.
+Changes already undone, and the undo's own writes, are never selected.";
+
+/// How conflicts are handled (one of).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+#[group(multiple = false)]
+pub struct ModeArgs {
+    /// Also undo the later changes that depend on those in scope, newest first.
+    #[arg(long)]
+    pub cascade: bool,
+    /// Leave rows with conflicts alone; undo the rest.
+    #[arg(long)]
+    pub skip_conflicts: bool,
+    /// Undo anyway: make each row equal its earlier image whatever it is now.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl ModeArgs {
+    fn mode(&self) -> Mode {
+        match (self.cascade, self.skip_conflicts, self.force) {
+            (true, _, _) => Mode::Cascade,
+            (_, true, _) => Mode::Skip,
+            (_, _, true) => Mode::Force,
+            _ => Mode::Refuse,
+        }
+    }
+}
+
+/// How the plan is shown.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Run the plan (default: only show it).
+    #[arg(long)]
+    pub apply: bool,
+    /// Print only the SQL script.
+    #[arg(long, conflicts_with = "apply")]
+    pub script_only: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `rowtrail undo`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = UNDO_HELP)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["last", "tx", "statement", "since", "after_change", "change", "list"])))]
+pub struct Args {
+    /// The last N changes (within --table/--key/--user when given).
+    #[arg(long, value_name = "N")]
+    pub last: Option<u64>,
+    /// Every change of this transaction.
+    #[arg(long, value_name = "ID")]
+    pub tx: Option<String>,
+    /// Every change of this statement.
+    #[arg(long, value_name = "ID")]
+    pub statement: Option<String>,
+    /// Everything at or after this UTC time: point-in-time repair.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Everything archived after this archive change id.
+    #[arg(long, value_name = "ID")]
+    pub after_change: Option<i64>,
+    /// These archive change ids (repeat the flag).
+    #[arg(long, value_name = "ID")]
+    pub change: Vec<i64>,
+    /// Only this table.
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// The table's schema (SQL Server).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+    /// Only this row of --table (one value per key column, in key order).
+    #[arg(long, value_name = "VALUE", requires = "table")]
+    pub key: Vec<String>,
+    /// Only changes by this login.
+    #[arg(long, value_name = "LOGIN")]
+    pub user: Option<String>,
+    /// List the undo journal's runs instead.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Arguments of `rowtrail redo`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rowtrail undo --list              # find the run\n  rowtrail redo --run 4             # show the plan and the SQL\n  rowtrail redo --run 4 --apply\n\nRe-applies what one undo run undid, oldest first, with the same guards: each row must still\nequal its archived before-image (an insert: its key must be free)."
+)]
+pub struct RedoArgs {
+    /// The undo run to re-apply (see `rowtrail undo --list`).
+    #[arg(long, value_name = "ID")]
+    pub run: i64,
+    /// Leave rows with conflicts alone.
+    #[arg(long, conflicts_with = "force")]
+    pub skip_conflicts: bool,
+    /// Re-apply anyway.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn actor() -> Actor {
+    let login = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "rowtrail-undo".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty());
+    Actor { login, host }
+}
+
+fn open_source(cfg: &Config) -> Result<Connection> {
+    let path = cfg.source()?;
+    if !path.exists() {
+        anyhow::bail!("source database {} does not exist", path.display());
+    }
+    let conn = Connection::open(path)
+        .with_context(|| format!("cannot open the source {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Runs `rowtrail undo`.
+pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
+    if args.list {
+        return list(cfg);
+    }
+    let scope = Scope {
+        last: args.last,
+        tx: args.tx.clone(),
+        statement: args.statement.clone(),
+        since: args.since.clone(),
+        after_change: args.after_change,
+        changes: args.change.clone(),
+        table: args.table.clone(),
+        schema: args.schema.clone(),
+        key: args.key.clone(),
+        user: args.user.clone(),
+    };
+    let mode = args.mode.mode();
+    execute(cfg, &args.output, |archive, source| {
+        run::prepare_undo(archive, source, &scope, mode)
+    })
+}
+
+/// Runs `rowtrail redo`.
+pub fn redo(args: &RedoArgs, cfg: &Config) -> Result<ExitCode> {
+    let mode = if args.force {
+        Mode::Force
+    } else if args.skip_conflicts {
+        Mode::Skip
+    } else {
+        Mode::Refuse
+    };
+    execute(cfg, &args.output, |archive, source| {
+        run::prepare_redo(archive, source, args.run, mode)
+    })
+}
+
+fn undo_lock(archive: &Path) -> Result<ArchiveLock> {
+    let mut name = archive.file_name().unwrap_or_default().to_os_string();
+    name.push(".undo");
+    ArchiveLock::acquire(&archive.with_file_name(name))
+        .context("another undo or redo is running on this archive")
+}
+
+fn execute(
+    cfg: &Config,
+    output: &OutputArgs,
+    prepare: impl Fn(&Archive, &Connection) -> Result<Prepared, RestoreError>,
+) -> Result<ExitCode> {
+    let mut source = open_source(cfg)?;
+    let (archive, _lock) = if output.apply {
+        let lock = undo_lock(cfg.archive()?)?;
+        let archive = crate::cmd::read::open_archive(cfg)?;
+        for (id, committed) in run::settle_pending(&archive, &source)? {
+            eprintln!(
+                "settled interrupted run {id}: {}",
+                if committed {
+                    "it had committed (applied)"
+                } else {
+                    "it never committed (abandoned)"
+                }
+            );
+        }
+        (archive, Some(lock))
+    } else {
+        (Archive::open_read_only(cfg.archive()?)?, None)
+    };
+    let prepared = prepare(&archive, &source)?;
+    let plan = &prepared.plan;
+    let kind = plan.kind.word();
+    let header = format!(
+        "rowtrail {kind} script ({} step(s), mode {}), for the SQLite source {}.\n\
+         Run by hand with: sqlite3 -bail <source.db> < this-file.sql (one transaction; a failed\n\
+         guard stops it and nothing changes). `rowtrail {kind} --apply` also records it in the undo journal.",
+        plan.steps.len(),
+        plan.mode.word(),
+        prepared.incarnation
+    );
+    let script = apply::script(plan, &header, Dialect::Sqlite)?;
+    if output.script_only {
+        print!("{script}");
+        return Ok(if plan.refused() {
+            ExitCode::from(crate::EXIT_CONFLICT)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    if output.json && !output.apply {
+        let steps: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| json!({ "change": rowtrail_restore::conflict::ChangeRef::of(&s.change), "action": s.step().action() }))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "kind": kind, "mode": plan.mode, "selected": prepared.selected, "steps": steps,
+                "conflicts": plan.conflicts, "cascaded": plan.cascaded, "skipped": plan.skipped,
+                "refused": plan.refused(), "script": script,
+            })
+        );
+        return Ok(if plan.refused() {
+            ExitCode::from(crate::EXIT_CONFLICT)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    println!(
+        "{kind} plan: {} change(s) selected, {} step(s), mode {}{}{}",
+        prepared.selected,
+        plan.steps.len(),
+        plan.mode.word(),
+        if plan.cascaded.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} dependent change(s) added by cascade",
+                plan.cascaded.len()
+            )
+        },
+        if plan.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} change(s) skipped for conflicts", plan.skipped.len())
+        },
+    );
+    for (n, s) in plan.steps.iter().enumerate() {
+        println!("  {:>4}. {}", n + 1, s.comment());
+    }
+    if !plan.conflicts.is_empty() && !plan.refused() {
+        println!(
+            "{}",
+            rowtrail_restore::conflict::describe(&plan.conflicts).replacen(
+                "undo refused",
+                "conflicts found",
+                1
+            )
+        );
+    }
+    if plan.refused() {
+        eprintln!("{}", RestoreError::Conflicts(plan.conflicts.clone()));
+        return Ok(ExitCode::from(crate::EXIT_CONFLICT));
+    }
+    if plan.steps.is_empty() {
+        println!("nothing to {kind}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !output.apply {
+        if !archive.runs(Some(RunState::Applying))?.is_empty() {
+            println!("note: an interrupted undo or redo is pending; --apply settles it first, and the plan may change");
+        }
+        println!("\n{script}");
+        println!("-- dry run: nothing was changed; add --apply to run it");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match run::execute(&archive, &mut source, &prepared, &actor()) {
+        Ok(Some((r, results))) => {
+            let count = |w: &str| results.iter().filter(|x| x.outcome.word() == w).count();
+            println!(
+                "{kind} run {} applied: {} applied, {} forced, {} skipped; its writes carry the transaction label {}",
+                r.id,
+                count("applied"),
+                count("forced"),
+                count("skipped"),
+                r.tx_tag
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(None) => {
+            println!("nothing to {kind}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(
+            e @ (RestoreError::Conflicts(_)
+            | RestoreError::Guards(_)
+            | RestoreError::Ambiguous { .. }
+            | RestoreError::ForeignKeys(_)),
+        ) => {
+            eprintln!("rowtrail: {e}");
+            Ok(ExitCode::from(crate::EXIT_CONFLICT))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn list(cfg: &Config) -> Result<ExitCode> {
+    let archive = Archive::open_read_only(cfg.archive()?)?;
+    let runs = archive.runs(None)?;
+    if runs.is_empty() {
+        println!("the undo journal is empty");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>5}  {:<5} {:<10} {:<8} {:>6}  {:<10} SCOPE",
+        "RUN", "KIND", "STATE", "MODE", "ITEMS", "TX LABEL"
+    );
+    for r in runs {
+        let items = archive.run_items(r.id)?.len();
+        println!(
+            "{:>5}  {:<5} {:<10} {:<8} {:>6}  {:<10} {}",
+            r.id,
+            r.kind.word(),
+            r.state.word(),
+            r.mode,
+            items,
+            r.tx_tag,
+            r.scope
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

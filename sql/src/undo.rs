@@ -543,3 +543,139 @@ pub fn script(
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Column, Ident, TableName};
+
+    fn table(key: Vec<usize>) -> Table {
+        let col = |n: &str, t: &str| Column::new(Ident::new(n).unwrap(), t, true);
+        Table {
+            name: TableName::bare(Ident::new("we\"ird").unwrap()),
+            columns: vec![col("id", "INTEGER"), col("v", ""), col("it's", "TEXT")],
+            primary_key: key,
+            unique_keys: vec![],
+            rowid: true,
+        }
+    }
+
+    #[test]
+    fn guarded_update_matches_every_column_by_class_and_bytes() {
+        let t = table(vec![0]);
+        let before = [Value::Integer(1), Value::Real(1.0), Value::text("a'b")];
+        let after = [Value::Integer(1), Value::text("1"), Value::Null];
+        let step = Step {
+            table: &t,
+            expect: Some(&after),
+            target: Some(&before),
+            rowid: Some(1),
+        };
+        let r = render(&step, Dialect::Sqlite, Values::Inline, None).unwrap();
+        assert_eq!(
+            r.guarded.sql,
+            "UPDATE \"we\"\"ird\" SET \"id\" = 1, \"v\" = 1.0, \"it's\" = 'a''b' WHERE \
+             (typeof(\"id\") = 'integer' AND \"id\" = 1 COLLATE BINARY) AND \
+             (typeof(\"v\") = 'text' AND \"v\" = '1' COLLATE BINARY) AND \"it's\" IS NULL"
+        );
+        assert!(r.matching.is_none());
+        let b = render(&step, Dialect::Sqlite, Values::Bound, None).unwrap();
+        assert_eq!(b.guarded.params.len(), 5);
+        assert!(b.guarded.sql.contains("\"v\" = ?2") && b.guarded.sql.contains("?5 COLLATE"));
+    }
+
+    #[test]
+    fn reinsert_requires_a_free_key_and_force_upserts() {
+        let t = table(vec![0]);
+        let row = [
+            Value::Integer(7),
+            Value::Blob(vec![0, 255]),
+            Value::Text(vec![0xff]),
+        ];
+        let step = Step {
+            table: &t,
+            expect: None,
+            target: Some(&row),
+            rowid: None,
+        };
+        let r = render(&step, Dialect::Sqlite, Values::Inline, Some("1 = 1")).unwrap();
+        assert_eq!(
+            r.guarded.sql,
+            "INSERT INTO \"we\"\"ird\" (\"id\", \"v\", \"it's\") SELECT 7, x'00ff', CAST(x'ff' AS TEXT) \
+             WHERE NOT EXISTS (SELECT 1 FROM \"we\"\"ird\" WHERE \"id\" = 7)"
+        );
+        assert_eq!(r.forced.len(), 2);
+        assert!(r.forced[0].sql.starts_with("UPDATE") && r.forced[0].sql.ends_with("AND 1 = 1"));
+        assert!(r.forced[1].sql.contains("WHERE changes() = 0 AND 1 = 1"));
+    }
+
+    #[test]
+    fn keyless_rows_are_touched_only_when_exactly_one_matches() {
+        let t = table(vec![]);
+        let row = [Value::Integer(1), Value::Null, Value::text("x")];
+        let step = Step {
+            table: &t,
+            expect: Some(&row),
+            target: None,
+            rowid: Some(9),
+        };
+        let r = render(&step, Dialect::Sqlite, Values::Inline, None).unwrap();
+        assert!(r
+            .guarded
+            .sql
+            .starts_with("DELETE FROM \"we\"\"ird\" WHERE rowid = (SELECT rowid"));
+        assert!(r
+            .guarded
+            .sql
+            .contains("ORDER BY rowid = 9 DESC, rowid LIMIT 1)"));
+        assert!(r.guarded.sql.ends_with("LIMIT 2)) = 1"));
+        assert!(r
+            .matching
+            .unwrap()
+            .sql
+            .starts_with("SELECT count(*) FROM (SELECT 1"));
+        assert!(
+            !r.forced[0].sql.contains("LIMIT 2"),
+            "force skips the ambiguity check"
+        );
+    }
+
+    #[test]
+    fn literals_are_exact_and_typed() {
+        let lit = |v: Value| literal(&v, Dialect::Sqlite);
+        assert_eq!(lit(Value::Real(1.0)), "1.0");
+        assert_eq!(lit(Value::Real(1e300)), "1e300");
+        assert_eq!(lit(Value::Real(f64::NEG_INFINITY)), "-9e999");
+        assert_eq!(lit(Value::Real(f64::NAN)), "NULL");
+        assert_eq!(lit(Value::Integer(i64::MIN)), "-9223372036854775808");
+        assert_eq!(lit(Value::text("a\0b")), "CAST(x'610062' AS TEXT)");
+        assert_eq!(lit(Value::Blob(vec![])), "x''");
+        assert_eq!(literal(&Value::text("é'"), Dialect::Mssql), "N'é'''");
+        assert_eq!(literal(&Value::Blob(vec![1]), Dialect::Mssql), "0x01");
+    }
+
+    #[test]
+    fn mssql_scripts_check_rowcount_and_stop() {
+        let mut t = table(vec![0]);
+        t.name = TableName {
+            schema: Some(Ident::new("dbo").unwrap()),
+            name: Ident::new("staff").unwrap(),
+        };
+        let row = [Value::Integer(1), Value::Null, Value::text("x")];
+        let steps = [ScriptStep {
+            comment: "undo change 1",
+            step: Step {
+                table: &t,
+                expect: Some(&row),
+                target: None,
+                rowid: None,
+            },
+        }];
+        let s = script("header", &steps, OnConflict::Stop, Dialect::Mssql).unwrap();
+        assert!(s.contains(
+            "DELETE FROM [dbo].[staff] WHERE [id] = 1 AND [v] IS NULL AND [it's] = N'x';"
+        ));
+        assert!(s.contains("IF @n <> 1 THROW 50003"));
+        assert!(s.starts_with("-- header\nSET XACT_ABORT ON;"));
+    }
+}

@@ -1,7 +1,7 @@
 //! Loading archived changes for planning: one query, table definitions decoded once per version,
 //! and the keys the archive indexes rows by.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rowtrail_reader::archive::Archive;
@@ -208,12 +208,17 @@ pub fn eligible_from(
 
 /// Changes by id (any source), oldest first.
 pub fn by_ids(archive: &Archive, ids: &[i64]) -> Result<Vec<Change>, RestoreError> {
-    let set: HashSet<i64> = ids.iter().copied().collect();
-    let Some(&min) = ids.iter().min() else {
-        return Ok(Vec::new());
-    };
-    let max = ids.iter().copied().max().unwrap_or(min);
-    let mut all = changes(archive, "c.id BETWEEN ?1 AND ?2", &[min.into(), max.into()])?;
-    all.retain(|c| set.contains(&c.id));
-    Ok(all)
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::with_capacity(sorted.len());
+    for chunk in sorted.chunks(500) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        out.extend(changes(
+            archive,
+            &format!("c.id IN ({})", list.join(", ")),
+            &[],
+        )?);
+    }
+    Ok(out)
 }

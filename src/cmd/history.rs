@@ -12,7 +12,7 @@ use crate::config::Config;
 /// Arguments of `rowtrail history`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rowtrail history --table staff --key 3\n  rowtrail history --table order_lines --key 1001 --key 2   # composite key, in key order\n  rowtrail history --table staff --key 3 --all-columns"
+    after_help = "Examples:\n  rowtrail history --table staff --key 3\n  rowtrail history --table order_lines --key 1001 --key 2   # composite key, in key order\n  rowtrail history --table staff --key 3 --all-columns\n  rowtrail history --table staff --key 3 --format json"
 )]
 pub struct Args {
     /// The table.
@@ -27,6 +27,19 @@ pub struct Args {
     /// Show unchanged columns too.
     #[arg(long)]
     pub all_columns: bool,
+    /// Output format: text, or one JSON object per change (the shape of `rowtrail audit
+    /// --format json`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: HistoryFormat,
+}
+
+/// Output formats of `rowtrail history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    /// One block per change, for people.
+    Text,
+    /// JSON Lines, as `rowtrail audit --format json`.
+    Json,
 }
 
 /// Prints the history.
@@ -37,6 +50,18 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
         name: Ident::new(args.table.clone())?,
     };
     let changes = history::row_history(&archive, &table, &args.key)?;
+    if args.format == HistoryFormat::Json {
+        let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
+        let incarnations = rowtrail_restore::audit::incarnations(&archive)?;
+        for c in rowtrail_restore::load::by_ids(&archive, &ids)? {
+            let inc = incarnations.get(&c.source_id).map_or("", String::as_str);
+            println!(
+                "{}",
+                rowtrail_restore::audit::to_json(&c, inc, args.all_columns)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if changes.is_empty() {
         println!(
             "no changes archived for {} with key {}",

@@ -6,6 +6,18 @@ mod sqlite;
 pub use catalog::{sqlite_tables, sqlite_tables_from_ddl};
 pub use sqlite::{value_of, SqliteSource};
 
+/// What a heartbeat learns about a source: that it answers, and how much waits in staging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// The incarnation installed now (a change means capture was reinstalled).
+    pub incarnation: String,
+    /// Images waiting in staging.
+    pub staged: u64,
+    /// Age in seconds of the oldest staged image (by its server time): the changes at risk if
+    /// the source were lost now. `None` when staging is empty.
+    pub oldest_age_secs: Option<f64>,
+}
+
 use rowtrail_sql::staging::Op;
 use rowtrail_sql::{Ident, Table, Value};
 

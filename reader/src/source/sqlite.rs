@@ -24,6 +24,22 @@ pub struct SqliteSource {
 /// How long a source statement waits for another connection's lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Time between two tries for a lock the application holds.
+const BUSY_POLL: Duration = Duration::from_micros(200);
+
+/// Waits for the application's locks with short, even polls. SQLite's default handler sleeps up
+/// to 100 ms between tries, and against a writer that commits back to back it keeps missing the
+/// short gaps between transactions, so the staging delete could starve for as long as the
+/// application writes.
+fn poll_busy(attempt: i32) -> bool {
+    let waited = BUSY_POLL.saturating_mul(u32::try_from(attempt).unwrap_or(u32::MAX));
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
+}
+
 fn open(path: &Path) -> Result<Connection, ReaderError> {
     let location = path.display().to_string();
     if !path.exists() {
@@ -33,7 +49,7 @@ fn open(path: &Path) -> Result<Connection, ReaderError> {
             cause: rusqlite::Error::InvalidPath(path.to_path_buf()),
         });
     }
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -44,10 +60,10 @@ fn open(path: &Path) -> Result<Connection, ReaderError> {
         context: "cannot open".into(),
         cause,
     })?;
-    conn.busy_timeout(BUSY_TIMEOUT)
+    conn.busy_handler(Some(poll_busy))
         .map_err(|cause| ReaderError::Source {
             location: location.clone(),
-            context: "cannot set the busy timeout".into(),
+            context: "cannot set the busy handler".into(),
             cause,
         })?;
     // Fail early and clearly on a file that is not a database.
@@ -247,6 +263,55 @@ impl SqliteSource {
             }
         })?;
         Ok(tables)
+    }
+
+    /// A heartbeat: opens a fresh connection (so a moved, replaced or deleted file is noticed,
+    /// which an open connection would not notice), checks the installation, and measures the
+    /// backlog.
+    pub fn health(path: &Path) -> Result<super::Health, ReaderError> {
+        let conn = open(path)?;
+        let location = path.display().to_string();
+        if !installed(&conn, &location)? {
+            return Err(ReaderError::NotInstalled { location });
+        }
+        let incarnation: String = conn
+            .query_row(
+                &format!(
+                    "SELECT \"value\" FROM {} WHERE \"key\" = 'incarnation'",
+                    Ident::new(objects::META)?.sqlite()
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err(&location, "cannot read the incarnation"))?;
+        let mut staged = 0u64;
+        let mut oldest: Option<f64> = None;
+        let time = Ident::new(staging::COL_TIME)?;
+        let seq = Ident::new(staging::COL_SEQ)?;
+        for c in registry(&conn, &location)? {
+            let (n, age): (i64, Option<f64>) = conn
+                .query_row(
+                    &format!(
+                        "SELECT (SELECT count(*) FROM {t}), \
+                         (SELECT (julianday('now') - julianday({time})) * 86400.0 FROM {t} ORDER BY {seq} LIMIT 1)",
+                        t = c.staging.sqlite(),
+                        time = time.sqlite(),
+                        seq = seq.sqlite(),
+                    ),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(err(&location, "cannot measure the backlog"))?;
+            staged += n as u64;
+            if let Some(age) = age {
+                oldest = Some(oldest.map_or(age, |o: f64| o.max(age)));
+            }
+        }
+        Ok(super::Health {
+            incarnation,
+            staged,
+            oldest_age_secs: oldest,
+        })
     }
 
     /// The file this source reads.

@@ -1,13 +1,17 @@
-//! `rowtrail.toml`: where the source and the archive are, and how the watcher behaves.
+//! `rowtrail.toml`: where the source and the archive are, how the watcher behaves, when it alerts.
 //!
-//! Relative paths are relative to the config file's folder. Environment variables override the
-//! file: `ROWTRAIL_SOURCE_PATH`, `ROWTRAIL_ARCHIVE_PATH`, `ROWTRAIL_SOCKET`; secrets come only
-//! from the environment (`ROWTRAIL_SOURCE_PASSWORD`), never from the command line.
+//! Relative paths are relative to the config file's folder. Unknown keys are errors. Environment
+//! variables override the file: `ROWTRAIL_SOURCE_PATH`, `ROWTRAIL_ARCHIVE_PATH`, `ROWTRAIL_SOCKET`,
+//! `ROWTRAIL_SOURCE_CONNECTION`, `ROWTRAIL_LOG_FORMAT`, `ROWTRAIL_METRICS_LISTEN`. Secrets come
+//! only from the environment (`ROWTRAIL_SOURCE_PASSWORD`): a password in the file is refused, and
+//! nothing rowtrail prints contains one.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use rowtrail_watcher::AlertRules;
 use serde::Deserialize;
 
 /// The engine of the source database.
@@ -20,6 +24,17 @@ pub enum Engine {
     Mssql,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -27,6 +42,8 @@ struct File {
     archive: Option<ArchiveSection>,
     #[serde(default)]
     watcher: WatcherSection,
+    #[serde(default)]
+    alerts: AlertsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +51,9 @@ struct File {
 struct SourceSection {
     engine: Engine,
     path: Option<PathBuf>,
+    connection: Option<String>,
+    #[serde(default)]
+    trust_server_certificate: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +69,19 @@ struct WatcherSection {
     socket: Option<PathBuf>,
     poll_interval_ms: Option<u64>,
     probe_interval_ms: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
     batch_size: Option<usize>,
+    log_format: Option<LogFormat>,
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AlertsSection {
+    backlog_age_seconds: Option<u64>,
+    source_down_seconds: Option<u64>,
+    min_free_disk_bytes: Option<u64>,
+    command: Option<String>,
 }
 
 /// The resolved configuration.
@@ -69,8 +101,16 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Engine probe interval.
     pub probe_interval: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
     /// Images per batch.
     pub batch_size: usize,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Where to serve metrics.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Alert thresholds and command.
+    pub alerts: AlertRules,
 }
 
 /// Command-line overrides that apply on top of the file.
@@ -87,6 +127,45 @@ pub struct Overrides {
 /// The default config file name, looked for in the current folder.
 pub const DEFAULT_FILE: &str = "rowtrail.toml";
 
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `Some(duration)` from a number of units; `key` must be at least 1.
+fn positive(
+    key: &str,
+    v: Option<u64>,
+    default: u64,
+    unit: fn(u64) -> Duration,
+) -> Result<Duration> {
+    match v {
+        Some(0) => bail!("{key} must be at least 1 (it is 0)"),
+        Some(v) => Ok(unit(v)),
+        None => Ok(unit(default)),
+    }
+}
+
+/// A threshold where 0 switches the alert off.
+fn threshold(v: Option<u64>, default: u64) -> Option<u64> {
+    match v.unwrap_or(default) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
+/// Whether a connection string carries a password (`password=` or `pwd=`).
+fn has_password(connection: &str) -> bool {
+    connection.split(';').any(|part| {
+        let key = part
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        key == "password" || key == "pwd"
+    })
+}
+
 impl Config {
     /// Loads the config: `--config`, else `$ROWTRAIL_CONFIG`, else `./rowtrail.toml` if it exists;
     /// then environment variables; then `--source` / `--archive`.
@@ -94,7 +173,7 @@ impl Config {
         let explicit = o
             .config
             .clone()
-            .or_else(|| std::env::var_os("ROWTRAIL_CONFIG").map(PathBuf::from));
+            .or_else(|| env("ROWTRAIL_CONFIG").map(PathBuf::from));
         let file_path = match explicit {
             Some(p) => {
                 if !p.exists() {
@@ -114,59 +193,125 @@ impl Config {
                 let parsed: File = toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!("config file {}: {}", p.display(), e.to_string().trim_end())
                 })?;
-                let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
-                (parsed, base)
+                (
+                    parsed,
+                    p.parent().map(Path::to_path_buf).unwrap_or_default(),
+                )
             }
             None => (File::default(), PathBuf::new()),
         };
-        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let env_path = |name: &str| std::env::var_os(name).map(PathBuf::from);
-        let w = parsed.watcher;
-        let positive = |name: &str, v: Option<u64>, default: u64| -> Result<u64> {
-            match v {
-                Some(0) => bail!("watcher.{name} must be at least 1"),
-                Some(v) => Ok(v),
-                None => Ok(default),
-            }
+        let at = |key: &str| match &file_path {
+            Some(p) => format!("{} in {}", key, p.display()),
+            None => key.to_string(),
         };
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let w = parsed.watcher;
+        let a = parsed.alerts;
         let batch_size = match w.batch_size {
-            Some(0) => bail!("watcher.batch_size must be at least 1"),
+            Some(0) => bail!("{} must be at least 1 (it is 0)", at("watcher.batch_size")),
             Some(n) => n,
             None => rowtrail_reader::mover::DEFAULT_BATCH,
         };
-        let engine = parsed.source.as_ref().map_or(Engine::Sqlite, |s| s.engine);
+        let metrics_text = env("ROWTRAIL_METRICS_LISTEN").or(w.metrics_listen);
+        let metrics_listen = match metrics_text {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{} is {text:?}; it must be an address and port such as \"127.0.0.1:9187\"",
+                        at("watcher.metrics_listen")
+                    )
+                })?;
+                if !addr.ip().is_loopback() {
+                    bail!("{} is {text:?}; metrics are served on loopback addresses only (127.0.0.1 or [::1])", at("watcher.metrics_listen"));
+                }
+                Some(addr)
+            }
+        };
+        let log_format = match env("ROWTRAIL_LOG_FORMAT") {
+            Some(f) if f == "json" => LogFormat::Json,
+            Some(f) if f == "text" => LogFormat::Text,
+            Some(f) => bail!("ROWTRAIL_LOG_FORMAT is {f:?}; it must be \"text\" or \"json\""),
+            None => w.log_format.unwrap_or_default(),
+        };
+        let source = parsed.source;
+        let engine = source.as_ref().map_or(Engine::Sqlite, |s| s.engine);
+        let connection = env("ROWTRAIL_SOURCE_CONNECTION")
+            .or_else(|| source.as_ref().and_then(|s| s.connection.clone()));
+        if let Some(c) = &connection {
+            if has_password(c) && env("ROWTRAIL_SOURCE_CONNECTION").is_none() {
+                bail!(
+                    "{} holds a password; remove it and set ROWTRAIL_SOURCE_PASSWORD in the service's environment instead",
+                    at("source.connection")
+                );
+            }
+        }
+        // The SQL Server live path reads `connection` and `trust_server_certificate`; until it is
+        // part of this build they are only validated.
+        if engine == Engine::Sqlite
+            && source
+                .as_ref()
+                .is_some_and(|s| s.connection.is_some() || s.trust_server_certificate)
+        {
+            bail!(
+                "{} and trust_server_certificate are for SQL Server sources; a SQLite source takes source.path",
+                at("source.connection")
+            );
+        }
+        let alert_command = a.command.filter(|c| !c.trim().is_empty());
         Ok(Config {
             engine,
             source_path: o
                 .source
                 .clone()
-                .or_else(|| env_path("ROWTRAIL_SOURCE_PATH"))
-                .or_else(|| parsed.source.as_ref().and_then(|s| s.path.clone()).map(rel)),
+                .or_else(|| env("ROWTRAIL_SOURCE_PATH").map(PathBuf::from))
+                .or_else(|| source.as_ref().and_then(|s| s.path.clone()).map(rel)),
             archive_path: o
                 .archive
                 .clone()
-                .or_else(|| env_path("ROWTRAIL_ARCHIVE_PATH"))
+                .or_else(|| env("ROWTRAIL_ARCHIVE_PATH").map(PathBuf::from))
                 .or_else(|| parsed.archive.as_ref().map(|a| rel(a.path.clone()))),
             archive_max_bytes: parsed.archive.as_ref().and_then(|a| a.max_bytes),
-            socket: env_path("ROWTRAIL_SOCKET").or_else(|| w.socket.map(rel)),
-            poll_interval: Duration::from_millis(positive(
-                "poll_interval_ms",
+            socket: env("ROWTRAIL_SOCKET")
+                .map(PathBuf::from)
+                .or_else(|| w.socket.map(rel)),
+            poll_interval: positive(
+                &at("watcher.poll_interval_ms"),
                 w.poll_interval_ms,
                 1000,
-            )?),
-            probe_interval: Duration::from_millis(positive(
-                "probe_interval_ms",
+                Duration::from_millis,
+            )?,
+            probe_interval: positive(
+                &at("watcher.probe_interval_ms"),
                 w.probe_interval_ms,
                 2,
-            )?),
+                Duration::from_millis,
+            )?,
+            heartbeat_interval: positive(
+                &at("watcher.heartbeat_interval_ms"),
+                w.heartbeat_interval_ms,
+                1000,
+                Duration::from_millis,
+            )?,
             batch_size,
+            log_format,
+            metrics_listen,
+            alerts: AlertRules {
+                backlog_age: threshold(a.backlog_age_seconds, 60).map(Duration::from_secs),
+                source_down: threshold(a.source_down_seconds, 30).map(Duration::from_secs),
+                min_free_disk: threshold(a.min_free_disk_bytes, 1 << 30),
+                command: alert_command,
+            },
         })
     }
 
     /// The SQLite source file, or an error that says how to name one.
     pub fn source(&self) -> Result<&Path> {
         if self.engine == Engine::Mssql {
-            bail!("this command reaches SQL Server sources only through the SQL Server live path, which this build does not include yet; use `rowtrail sql generate --engine mssql` for scripts");
+            bail!(
+                "this build reaches SQL Server sources only through generated scripts \
+                 (`rowtrail sql generate --engine mssql --from-ddl FILE`); the live SQL Server path is not part of it yet"
+            );
         }
         self.source_path.as_deref().ok_or_else(|| {
             anyhow::anyhow!(
@@ -190,5 +335,21 @@ impl Config {
             return Ok(s.clone());
         }
         Ok(rowtrail_watcher::default_socket(self.archive()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_found_in_connection_strings() {
+        assert!(has_password(
+            "Server=tcp:db,1433;Database=app;User Id=r;Password=x"
+        ));
+        assert!(has_password("server=db; PWD = x"));
+        assert!(!has_password(
+            "Server=db;Database=app;User Id=r;Encrypt=true"
+        ));
     }
 }

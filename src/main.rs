@@ -78,7 +78,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cmd::logging::init();
     let overrides = config::Overrides {
         config: cli.config.clone(),
         source: cli.source.clone(),
@@ -86,22 +85,28 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Init(a) => cmd::init::run(a, &overrides),
-        Command::Demo(a) => cmd::demo::run(a),
+        Command::Demo(a) => {
+            cmd::logging::init(config::LogFormat::Text);
+            cmd::demo::run(a)
+        }
         other => match config::Config::load(&overrides) {
             Err(e) => Err(e),
-            Ok(cfg) => match other {
-                Command::Sql(c) => cmd::sql::run(c, &cfg),
-                Command::Read(a) => cmd::read::run(a, &cfg),
-                Command::Watch(a) => cmd::watch::run(a, &cfg),
-                Command::Signal(a) => cmd::watch::signal(a, &cfg),
-                Command::Status(a) => cmd::watch::status(a, &cfg),
-                Command::History(a) => cmd::history::run(a, &cfg),
-                Command::Audit(a) => cmd::audit::run(a, &cfg),
-                Command::Undo(a) => cmd::undo::run(a, &cfg),
-                Command::Redo(a) => cmd::undo::redo(a, &cfg),
-                Command::Verify(a) => cmd::verify::run(a, &cfg),
-                Command::Init(_) | Command::Demo(_) => unreachable!("handled above"),
-            },
+            Ok(cfg) => {
+                cmd::logging::init(cfg.log_format);
+                match other {
+                    Command::Sql(c) => cmd::sql::run(c, &cfg),
+                    Command::Read(a) => cmd::read::run(a, &cfg),
+                    Command::Watch(a) => cmd::watch::run(a, &cfg),
+                    Command::Signal(a) => cmd::watch::signal(a, &cfg),
+                    Command::Status(a) => cmd::watch::status(a, &cfg),
+                    Command::History(a) => cmd::history::run(a, &cfg),
+                    Command::Audit(a) => cmd::audit::run(a, &cfg),
+                    Command::Undo(a) => cmd::undo::run(a, &cfg),
+                    Command::Redo(a) => cmd::undo::redo(a, &cfg),
+                    Command::Verify(a) => cmd::verify::run(a, &cfg),
+                    Command::Init(_) | Command::Demo(_) => unreachable!("handled above"),
+                }
+            }
         },
     };
     match result {

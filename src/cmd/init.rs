@@ -10,15 +10,54 @@ use crate::config::{Overrides, DEFAULT_FILE};
 /// Arguments of `rowtrail init`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  rowtrail init --source app.db --archive /var/lib/rowtrail/trail.db"
+    after_help = "Examples:\n  rowtrail init --source app.db --archive /var/lib/rowtrail/trail.db\n  rowtrail init --engine mssql --out /etc/rowtrail/rowtrail.toml"
 )]
 pub struct Args {
+    /// The source's engine.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub engine: crate::config::Engine,
     /// Where to write the file.
     #[arg(long, default_value = DEFAULT_FILE, value_name = "FILE")]
     pub out: PathBuf,
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+}
+
+/// The `[archive]`, `[watcher]` and `[alerts]` sections every config shares.
+fn common(archive: &str) -> String {
+    format!(
+        "[archive]\n\
+         # The trace archive (created on first use, mode 0600). Keep it on another disk or host.\n\
+         path = {archive:?}\n\
+         # Stop (without losing anything) before the archive grows past this size.\n\
+         # max_bytes = 10_737_418_240\n\n\
+         [watcher]\n\
+         # Socket for `rowtrail signal` / `status` (default: a private folder beside the archive).\n\
+         # socket = \"/run/rowtrail/watcher.sock\"\n\
+         # Safety net: a pass at least this often, even if every signal and probe is missed.\n\
+         poll_interval_ms = 1000\n\
+         # How often the engine probe looks for new commits.\n\
+         probe_interval_ms = 2\n\
+         # How often the heartbeat checks the source, the backlog and the archive's disk.\n\
+         heartbeat_interval_ms = 1000\n\
+         # Staged images per archive transaction.\n\
+         batch_size = 5000\n\
+         # \"text\" or \"json\" log lines (on stderr; RUST_LOG sets the level).\n\
+         log_format = \"text\"\n\
+         # Prometheus metrics at http://<this>/metrics (loopback addresses only).\n\
+         # metrics_listen = \"127.0.0.1:9187\"\n\n\
+         [alerts]\n\
+         # Raise an alert when ... (0 switches a rule off):\n\
+         # the oldest change still in staging is older than this (data at risk if the source is lost)\n\
+         backlog_age_seconds = 60\n\
+         # the source has not answered for this long\n\
+         source_down_seconds = 30\n\
+         # the archive's disk has less free space than this\n\
+         min_free_disk_bytes = 1_073_741_824\n\
+         # Each alert start and clear is also piped, as one JSON object, to this command's stdin.\n\
+         # command = \"/usr/local/bin/page-oncall\"\n"
+    )
 }
 
 /// The text of a config file for a SQLite source.
@@ -29,21 +68,23 @@ pub fn sqlite_config(source: &str, archive: &str) -> String {
          [source]\n\
          engine = \"sqlite\"\n\
          # The captured database.\n\
-         path = {source:?}\n\n\
-         [archive]\n\
-         # The trace archive (created on first use, mode 0600). Keep it on another disk or host.\n\
-         path = {archive:?}\n\
-         # Stop (without losing anything) before the archive grows past this size.\n\
-         # max_bytes = 10_737_418_240\n\n\
-         [watcher]\n\
-         # Socket for `rowtrail signal` / `status` (default: a private folder beside the archive).\n\
-         # socket = \"/run/rowtrail/watcher.sock\"\n\
-         # Safety net: a pass at least this often, even if every signal and probe is missed.\n\
-         poll_interval_ms = 1000\n\
-         # How often the engine probe (SQLite data_version) looks for new commits.\n\
-         probe_interval_ms = 2\n\
-         # Staged images per archive transaction.\n\
-         batch_size = 5000\n"
+         path = {source:?}\n\n{}",
+        common(archive)
+    )
+}
+
+/// The text of a config file for a SQL Server source.
+pub fn mssql_config(archive: &str) -> String {
+    format!(
+        "# rowtrail configuration. Relative paths are relative to this file's folder.\n\n\
+         [source]\n\
+         engine = \"mssql\"\n\
+         # ADO connection string WITHOUT the password: set ROWTRAIL_SOURCE_PASSWORD in the service's\n\
+         # environment (or the whole string in ROWTRAIL_SOURCE_CONNECTION). A password here is refused.\n\
+         connection = \"Server=tcp:db.example.internal,1433;Database=app;User Id=rowtrail_reader;Encrypt=true\"\n\
+         # Trust any server certificate (a warning is logged). Prefer installing the server's CA.\n\
+         trust_server_certificate = false\n\n{}",
+        common(archive)
     )
 }
 
@@ -55,18 +96,24 @@ pub fn run(args: &Args, o: &Overrides) -> Result<ExitCode> {
             args.out.display()
         );
     }
-    let source = o
-        .source
-        .as_ref()
-        .map_or("app.db".into(), |p| p.display().to_string());
     let archive = o
         .archive
         .as_ref()
         .map_or("trail.db".into(), |p| p.display().to_string());
-    std::fs::write(&args.out, sqlite_config(&source, &archive))
+    let text = match args.engine {
+        crate::config::Engine::Sqlite => {
+            let source = o
+                .source
+                .as_ref()
+                .map_or("app.db".into(), |p| p.display().to_string());
+            sqlite_config(&source, &archive)
+        }
+        crate::config::Engine::Mssql => mssql_config(&archive),
+    };
+    std::fs::write(&args.out, text)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(
-        "wrote {}; next: `rowtrail sql generate` to review, `rowtrail sql install` to capture",
+        "wrote {}; review it, then `rowtrail sql generate` to see what capture installs",
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -39,6 +39,11 @@ pub struct SignalArgs {
 
 /// Arguments of `rowtrail status`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes, as monitoring plugins expect them: 0 healthy, 1 degraded (an alert is\n\
+firing or the last pass failed), 2 down (the source is down, or no watcher answers).\n\n\
+Examples:\n  rowtrail status\n  rowtrail status --json | jq .backlog_oldest_age_secs"
+)]
 pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -55,6 +60,7 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
     let first = SqliteSource::open(&source_path)?;
     let mut first: Option<Box<dyn Source>> = Some(Box::new(first));
     let factory_path = source_path.clone();
+    let health_path = source_path.clone();
     let factory = Box::new(
         move || -> Result<Box<dyn Source>, rowtrail_reader::ReaderError> {
             match first.take() {
@@ -74,6 +80,10 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             batch: cfg.batch_size,
             source_location: source_path.display().to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
+            health_check: Box::new(move || SqliteSource::health(&health_path)),
+            heartbeat_interval: cfg.heartbeat_interval,
+            alerts: cfg.alerts.clone(),
+            metrics: cfg.metrics_listen,
         },
     )?;
     Ok(ExitCode::SUCCESS)
@@ -99,31 +109,75 @@ pub fn signal(args: &SignalArgs, cfg: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the watcher's status.
+/// Exit code of `status` when the watcher or the source is down.
+pub const STATUS_DOWN: u8 = 2;
+
+/// Prints the watcher's status; the exit code says healthy (0), degraded (1) or down (2).
 pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
+    use rowtrail_watcher::status::Health;
     let socket = cfg.socket()?;
-    let resp = client::request(&socket, &Request::Status, Duration::from_secs(5))?;
+    let resp = match client::request(&socket, &Request::Status, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(
+            e @ (rowtrail_watcher::WatcherError::NotRunning { .. }
+            | rowtrail_watcher::WatcherError::Timeout { .. }),
+        ) => {
+            eprintln!("rowtrail: {e}");
+            return Ok(ExitCode::from(STATUS_DOWN));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let s = resp.status.unwrap_or_default();
+    let code = match s.health {
+        Health::Healthy => ExitCode::SUCCESS,
+        Health::Degraded => ExitCode::from(1),
+        Health::Down => ExitCode::from(STATUS_DOWN),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let ago = |us: Option<i64>| match us {
         None => "never".to_string(),
-        Some(us) => {
-            let secs = (rowtrail_reader::now_micros() - us) as f64 / 1e6;
-            format!("{secs:.1} s ago")
-        }
+        Some(us) => format!(
+            "{:.1} s ago",
+            (rowtrail_reader::now_micros() - us) as f64 / 1e6
+        ),
     };
-    println!("watcher    pid {} (rowtrail {})", s.pid, s.version);
+    let verdict = match s.health {
+        Health::Healthy => "HEALTHY",
+        Health::Degraded => "DEGRADED",
+        Health::Down => "DOWN",
+    };
+    println!("{verdict}");
     println!(
-        "source     {} — {}",
-        s.source,
-        if s.source_up { "up" } else { "DOWN" }
+        "watcher    pid {} (rowtrail {}), up since {}",
+        s.pid,
+        s.version,
+        ago(Some(s.started_us))
     );
-    println!("archive    {}", s.archive);
-    println!("passes     {} (last {})", s.passes, ago(s.last_pass_us));
-    println!("archived   {} change(s) since start", s.archived);
+    let source_state = if s.source_up {
+        "up".to_string()
+    } else {
+        format!("DOWN since {}", ago(s.source_down_since_us))
+    };
+    println!("source     {} — {source_state}", s.source);
+    println!(
+        "archive    {} ({} free)",
+        s.archive,
+        s.archive_free_bytes
+            .map_or("?".into(), |b| format!("{} MiB", b >> 20))
+    );
+    let oldest = s
+        .backlog_oldest_age_secs
+        .map_or(String::new(), |a| format!(", oldest {a:.1} s old"));
+    println!("backlog    {} staged image(s){oldest}", s.backlog);
+    println!(
+        "passes     {} (last {}), {} change(s) archived since start",
+        s.passes,
+        ago(s.last_pass_us),
+        s.archived
+    );
     println!(
         "wakeups    {} signal, {} probe, {} poll",
         s.wakeups.signal, s.wakeups.probe, s.wakeups.poll
@@ -131,5 +185,14 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     if let Some(e) = &s.last_error {
         println!("last error {e} ({})", ago(s.last_error_us));
     }
-    Ok(ExitCode::SUCCESS)
+    for a in &s.alerts {
+        println!(
+            "ALERT      {} ({}), since {}: {}",
+            a.alert,
+            a.severity,
+            ago(Some(a.since_us)),
+            a.message
+        );
+    }
+    Ok(code)
 }

@@ -10,9 +10,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
 fn clients_fail_fast_and_clearly_when_no_watcher_runs() {
     let sb = Sandbox::new(BIN);
     sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY);");
-    for args in [&["status"][..], &["signal"], &["signal", "--wait"]] {
+    // `status` says "down" the way monitoring plugins do (2); the others fail as errors (1).
+    for (args, code) in [
+        (&["status"][..], 2),
+        (&["signal"], 1),
+        (&["signal", "--wait"], 1),
+    ] {
         let started = Instant::now();
-        let e = sb.fails(args, 1);
+        let e = sb.fails(args, code);
         assert!(
             e.contains("no watcher is running") && e.contains("rowtrail watch"),
             "{e}"
@@ -127,7 +132,7 @@ fn sigterm_and_shutdown_stop_it_cleanly_and_a_killed_one_is_replaced() {
     let mut w = sb.start_watcher();
     w.kill9();
     assert!(socket.exists());
-    let e = sb.fails(&["status"], 1);
+    let e = sb.fails(&["status"], 2);
     assert!(e.contains("no watcher is running"), "{e}");
     c.execute("INSERT INTO t VALUES (2)", []).unwrap();
     let _w = sb.start_watcher();

@@ -1,6 +1,7 @@
 //! The watcher's main loop: one thread owns the source and the archive and runs passes; the
 //! socket and OS signals only send it events.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -13,6 +14,8 @@ use rowtrail_reader::mover::{self, PassStats};
 use rowtrail_reader::source::Source;
 use rowtrail_reader::{now_micros, ReaderError};
 
+use crate::alerts::AlertRules;
+use crate::health::{self, HealthCheck};
 use crate::protocol::{Drained, Response};
 use crate::status::Status;
 use crate::{endpoint, WatcherError};
@@ -21,7 +24,6 @@ use crate::{endpoint, WatcherError};
 pub type SourceFactory = Box<dyn FnMut() -> Result<Box<dyn Source>, ReaderError> + Send>;
 
 /// How the watcher behaves.
-#[derive(Debug, Clone)]
 pub struct WatcherOptions {
     /// The socket to serve.
     pub socket: PathBuf,
@@ -35,6 +37,14 @@ pub struct WatcherOptions {
     pub source_location: String,
     /// rowtrail's version, for status.
     pub version: String,
+    /// The heartbeat against the source (a fresh connection each time).
+    pub health_check: HealthCheck,
+    /// How often the heartbeat runs.
+    pub heartbeat_interval: Duration,
+    /// Alert thresholds and the alert command.
+    pub alerts: AlertRules,
+    /// Where to serve Prometheus metrics (a loopback address), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What reaches the main loop.
@@ -45,10 +55,9 @@ pub(crate) enum Event {
     Flush(Sender<Response>),
     /// Finish the batch in hand and stop.
     Shutdown,
+    /// The heartbeat found the source again (or a new incarnation): reconnect and look.
+    SourceRecovered,
 }
-
-/// Failed source attempts in a row before the source counts as down.
-const DOWN_AFTER: u32 = 3;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The same error is logged at most this often.
@@ -60,9 +69,10 @@ pub fn run(
     mut open_source: SourceFactory,
     mut archive: Archive,
     lock: ArchiveLock,
-    opts: WatcherOptions,
+    mut opts: WatcherOptions,
 ) -> Result<(), WatcherError> {
     let status = Arc::new(Mutex::new(Status {
+        source_up: true,
         pid: std::process::id(),
         version: opts.version.clone(),
         started_us: now_micros(),
@@ -74,11 +84,29 @@ pub fn run(
     let stop = Arc::new(AtomicBool::new(false));
     watch_os_signals(events.clone(), Arc::clone(&stop))?;
     let endpoint = endpoint::serve(&opts.socket, events.clone(), Arc::clone(&status))?;
+    let metrics = match opts.metrics {
+        Some(addr) => Some(crate::metrics::serve(addr, Arc::clone(&status))?),
+        None => None,
+    };
+    let check = std::mem::replace(
+        &mut opts.health_check,
+        Box::new(|| unreachable!("the heartbeat owns the check")),
+    );
+    health::spawn(
+        check,
+        opts.heartbeat_interval,
+        opts.alerts.clone(),
+        archive.path().to_path_buf(),
+        Arc::clone(&status),
+        events.clone(),
+        Arc::clone(&stop),
+    );
     tracing::info!(
         source = %opts.source_location,
         archive = %archive.path().display(),
         socket = %opts.socket.display(),
         poll_ms = opts.poll_interval.as_millis() as u64,
+        metrics = %metrics.map_or("off".to_string(), |a| format!("http://{a}/metrics")),
         "watcher started"
     );
 
@@ -105,6 +133,10 @@ pub fn run(
             Ok(Event::Flush(reply)) => {
                 state.flushes.push(reply);
                 wake = Some(Wake::Signal);
+            }
+            Ok(Event::SourceRecovered) => {
+                state.reconnect();
+                wake = Some(Wake::Probe);
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
@@ -133,6 +165,7 @@ pub fn run(
                 Event::Shutdown => shutting_down = true,
                 Event::Wake => {}
                 Event::Flush(reply) => state.flushes.push(reply),
+                Event::SourceRecovered => state.reconnect(),
             }
         }
         let Some(wake) = wake else { continue };
@@ -154,6 +187,7 @@ pub fn run(
         state.pass(&mut open_source, &mut archive, &opts, &status, &stop);
         next_poll = Instant::now() + opts.poll_interval;
     }
+    stop.store(true, Ordering::Relaxed);
     for reply in state.flushes.drain(..) {
         let _ = reply.send(Response::error("the watcher is stopping"));
     }
@@ -180,6 +214,14 @@ struct Loop {
 }
 
 impl Loop {
+    /// Drops the source connection so the next pass opens a fresh one, and retries at once.
+    fn reconnect(&mut self) {
+        self.source = None;
+        self.last_version = None;
+        self.retry_at = None;
+        self.backoff = BACKOFF_START;
+    }
+
     fn pass(
         &mut self,
         open_source: &mut SourceFactory,
@@ -188,20 +230,20 @@ impl Loop {
         status: &Mutex<Status>,
         stop: &AtomicBool,
     ) {
+        let started = Instant::now();
         let result = self.drain(open_source, archive, opts, stop);
         let mut s = status.lock().expect("status lock");
+        s.pass_seconds_total += started.elapsed().as_secs_f64();
         match result {
             Ok((stats, complete)) => {
-                if s.source_failures >= DOWN_AFTER {
-                    tracing::info!(source = %opts.source_location, "source is up again");
-                }
                 s.passes += 1;
                 s.archived += stats.archived;
                 s.last_pass_us = Some(now_micros());
-                s.source_up = true;
-                s.source_failures = 0;
                 s.last_error = None;
-                s.backlog = if complete { 0 } else { s.backlog };
+                if complete {
+                    s.backlog = 0;
+                    s.backlog_oldest_age_secs = None;
+                }
                 if let Some(source) = &self.source {
                     s.incarnation = Some(source.info().incarnation.clone());
                 }
@@ -236,13 +278,9 @@ impl Loop {
                         | ReaderError::BadStaging { .. }
                 );
                 if source_side {
+                    // Reconnect next time; the heartbeat decides whether the source is down.
                     self.source = None;
                     self.last_version = None;
-                    s.source_failures += 1;
-                    if s.source_failures == DOWN_AFTER {
-                        tracing::error!(source = %opts.source_location, "source is down ({DOWN_AFTER} failed attempts in a row)");
-                    }
-                    s.source_up = s.source_failures < DOWN_AFTER;
                 }
                 let msg = e.to_string();
                 s.last_error = Some(msg.clone());
@@ -262,6 +300,7 @@ impl Loop {
                 }
             }
         }
+        s.judge();
     }
 
     /// Drains staging; `complete` is false when a shutdown stopped it between batches.

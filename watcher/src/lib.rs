@@ -4,17 +4,23 @@
 //! [`protocol`] message on its local socket (a Unix socket in a private folder; a named pipe on
 //! Windows), the engine probe (SQLite `data_version`), and a poll timer. Each wake runs the
 //! trace reader's drain ([`rowtrail_reader::mover`]). [`client`] is the other end of the socket,
-//! used by `rowtrail signal` and `rowtrail status`.
+//! used by `rowtrail signal` and `rowtrail status`. A [`health`] heartbeat judges the source,
+//! the backlog and the archive's disk, raising [`alerts`]; [`metrics`] serves them to Prometheus.
 
+pub mod alerts;
 pub mod client;
 mod daemon;
 mod endpoint;
 pub mod error;
+pub mod health;
+pub mod metrics;
 pub mod protocol;
 pub mod status;
 
+pub use alerts::AlertRules;
 pub use daemon::{run, SourceFactory, WatcherOptions};
 pub use error::WatcherError;
+pub use health::HealthCheck;
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,7 @@
-//! What the watcher knows about itself, as `status` reports it.
+//! What the watcher knows about itself, as `status` reports it (and the metrics endpoint shows).
+//!
+//! The JSON form is part of rowtrail's interface (`rowtrail status --json`); fields are only
+//! ever added. It never holds row values or secrets.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,37 +16,88 @@ pub struct Wakeups {
     pub poll: u64,
 }
 
-/// The watcher's state. Never holds row values or secrets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The overall verdict, as `status` prints it and its exit code reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Source up, no alert firing, the last pass succeeded.
+    #[default]
+    Healthy,
+    /// Working, but an alert is firing or the last pass failed.
+    Degraded,
+    /// The source is down.
+    Down,
+}
+
+/// One alert that is firing now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FiringAlert {
+    /// `source_down`, `backlog_age` or `disk_free`.
+    pub alert: String,
+    /// `warning` or `critical`.
+    pub severity: String,
+    /// Since when (µs since the epoch).
+    pub since_us: i64,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+/// The watcher's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
+    /// The overall verdict.
+    pub health: Health,
     /// Process id.
     pub pid: u32,
     /// rowtrail version.
     pub version: String,
     /// When the watcher started (µs since the epoch).
     pub started_us: i64,
-    /// Where the source is.
+    /// Where the source is (never with a password).
     pub source: String,
-    /// The source's incarnation, once connected.
+    /// The source's incarnation, once seen.
     pub incarnation: Option<String>,
     /// The archive file.
     pub archive: String,
-    /// Whether the source answered the last attempt.
+    /// Whether the source answers (false after 3 failed heartbeats in a row).
     pub source_up: bool,
-    /// Failed attempts to reach the source in a row.
+    /// Failed heartbeats in a row.
     pub source_failures: u32,
+    /// Since when the source has not answered (µs since the epoch), while it does not.
+    pub source_down_since_us: Option<i64>,
+    /// Images waiting in staging, at the last heartbeat.
+    pub backlog: u64,
+    /// Age in seconds of the oldest staged image: what is at risk if the source is lost now.
+    pub backlog_oldest_age_secs: Option<f64>,
+    /// Free bytes on the archive's file system.
+    pub archive_free_bytes: Option<u64>,
     /// Passes run.
     pub passes: u64,
+    /// Total time spent in passes, in seconds.
+    pub pass_seconds_total: f64,
     /// Changes archived since start.
     pub archived: u64,
-    /// Images left in staging after the last pass (0 means drained).
-    pub backlog: u64,
     /// When the last pass succeeded (µs since the epoch).
     pub last_pass_us: Option<i64>,
-    /// The last error, if the last attempt failed.
+    /// The last error, while the latest attempt fails.
     pub last_error: Option<String>,
-    /// When it happened.
+    /// When the last error happened (µs since the epoch); kept after recovery.
     pub last_error_us: Option<i64>,
     /// Wake counts.
     pub wakeups: Wakeups,
+    /// Alerts firing now.
+    pub alerts: Vec<FiringAlert>,
+}
+
+impl Status {
+    /// Recomputes [`Status::health`] from the other fields.
+    pub fn judge(&mut self) {
+        self.health = if !self.source_up {
+            Health::Down
+        } else if !self.alerts.is_empty() || self.last_error.is_some() {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
+    }
 }

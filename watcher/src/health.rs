@@ -1,0 +1,85 @@
+//! The heartbeat: every interval, a fresh look at the source (is it there, is capture installed,
+//! how much waits in staging and since when) and at the archive's disk; then the alert rules.
+//!
+//! It runs on its own thread with its own connection, so it keeps judging while a pass is stuck
+//! (a locked or full archive), and it notices a source file that was moved, replaced or deleted,
+//! which the reader's open connection would not.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rowtrail_reader::source::Health;
+use rowtrail_reader::{now_micros, ReaderError};
+
+use crate::alerts::{AlertRules, Alerts};
+use crate::daemon::Event;
+use crate::status::Status;
+
+/// One heartbeat against the source.
+pub type HealthCheck = Box<dyn FnMut() -> Result<Health, ReaderError> + Send>;
+
+/// Failed heartbeats in a row before the source counts as down.
+pub const DOWN_AFTER: u32 = 3;
+
+/// Starts the heartbeat thread.
+pub(crate) fn spawn(
+    mut check: HealthCheck,
+    interval: Duration,
+    rules: AlertRules,
+    archive: PathBuf,
+    status: Arc<Mutex<Status>>,
+    events: Sender<Event>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut alerts = Alerts::new(rules);
+    std::thread::Builder::new()
+        .name("rowtrail-heartbeat".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let result = check();
+                let free = fs4::available_space(&archive).ok();
+                let now = now_micros();
+                let mut s = status.lock().expect("status lock");
+                match result {
+                    Ok(h) => {
+                        let was_down = !s.source_up;
+                        let reinstalled = s.incarnation.as_ref().is_some_and(|i| *i != h.incarnation);
+                        s.source_up = true;
+                        s.source_failures = 0;
+                        s.source_down_since_us = None;
+                        s.backlog = h.staged;
+                        s.backlog_oldest_age_secs = h.oldest_age_secs;
+                        if reinstalled {
+                            tracing::warn!("the source's incarnation changed (capture was reinstalled); reconnecting");
+                        }
+                        if was_down {
+                            tracing::info!(source = %s.source, "source is up again");
+                        }
+                        s.incarnation = Some(h.incarnation);
+                        if was_down || reinstalled {
+                            let _ = events.send(Event::SourceRecovered);
+                        }
+                    }
+                    Err(e) => {
+                        s.source_failures += 1;
+                        s.source_down_since_us.get_or_insert(now);
+                        if s.source_failures == DOWN_AFTER {
+                            tracing::error!(source = %s.source, error = %e, "source is down ({DOWN_AFTER} failed heartbeats in a row)");
+                            s.source_up = false;
+                        }
+                        s.last_error = Some(e.to_string());
+                        s.last_error_us = Some(now);
+                    }
+                }
+                s.archive_free_bytes = free;
+                alerts.evaluate(&mut s, now);
+                s.judge();
+                drop(s);
+                std::thread::sleep(interval);
+            }
+        })
+        .expect("spawn the heartbeat thread");
+}

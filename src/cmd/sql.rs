@@ -171,28 +171,33 @@ fn generate_mssql(a: &GenerateArgs, only: Option<&[String]>) -> Result<ExitCode>
     };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut tables =
-        rowtrail_sql::ddl::parse_mssql(&text).with_context(|| format!("in {}", file.display()))?;
-    if let Some(wanted) = only {
-        let mut chosen = Vec::with_capacity(wanted.len());
-        for w in wanted {
-            let pos = tables
-                .iter()
-                .position(|t| t.name.to_string() == *w || t.name.name.as_str() == w);
-            match pos {
-                Some(i) => chosen.push(tables.remove(i)),
-                None => bail!(
-                    "table {w:?} is not defined in {} (or was listed twice); it defines: {}",
-                    file.display(),
-                    tables
-                        .iter()
-                        .map(|t| t.name.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+    let parsed = rowtrail_sql::ddl::parse_mssql_each(&text)
+        .with_context(|| format!("in {}", file.display()))?;
+    let defined: Vec<String> = parsed.iter().map(|(n, _)| n.to_string()).collect();
+    // With --tables, a table the script defines but rowtrail refuses only matters if chosen.
+    let mut by_name: Vec<_> = parsed.into_iter().map(|(n, t)| (n, Some(t))).collect();
+    let mut tables = Vec::new();
+    match only {
+        None => {
+            for (_, t) in by_name {
+                tables.push(t.expect("each table taken once")?);
             }
         }
-        tables = chosen;
+        Some(wanted) => {
+            for w in wanted {
+                let slot = by_name
+                    .iter_mut()
+                    .find(|(n, t)| t.is_some() && (n.to_string() == *w || n.name.as_str() == w));
+                match slot {
+                    Some((_, t)) => tables.push(t.take().expect("checked above")?),
+                    None => bail!(
+                        "table {w:?} is not defined in {} (or was listed twice); it defines: {}",
+                        file.display(),
+                        defined.join(", ")
+                    ),
+                }
+            }
+        }
     }
     if tables.is_empty() {
         bail!("{} defines no tables", file.display());

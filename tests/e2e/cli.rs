@@ -359,3 +359,35 @@ fn generate_for_sql_server_writes_the_deployment_from_a_ddl_script() {
     let e = sb.fails(&["sql", "generate", "--engine", "mssql"], 1);
     assert!(e.contains("--from-ddl"), "{e}");
 }
+
+#[test]
+fn a_refused_sql_server_table_blocks_only_itself() {
+    let sb = Sandbox::new(BIN);
+    let ddl = sb.path().join("mixed.sql");
+    std::fs::write(
+        &ddl,
+        "CREATE TABLE dbo.Notes (id int NOT NULL PRIMARY KEY, body ntext NULL);\nGO\n\
+         CREATE TABLE dbo.Orders (id int NOT NULL PRIMARY KEY, total decimal(12,2) NOT NULL);\nGO\n",
+    )
+    .unwrap();
+    let ddl = ddl.to_str().unwrap();
+    let e = sb.fails(
+        &["sql", "generate", "--engine", "mssql", "--from-ddl", ddl],
+        1,
+    );
+    assert!(e.contains("Notes") && e.contains("ntext"), "{e}");
+    let out = sb.ok(&[
+        "sql",
+        "generate",
+        "--engine",
+        "mssql",
+        "--from-ddl",
+        ddl,
+        "--tables",
+        "dbo.Orders",
+    ]);
+    assert!(
+        out.contains("[dbo].[Orders]") && !out.contains("[dbo].[Notes]"),
+        "{out}"
+    );
+}

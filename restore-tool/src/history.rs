@@ -1,7 +1,7 @@
 //! One row's history: every change to it, oldest first, following key changes.
 
 use rowtrail_reader::archive::{Archive, ArchivedChange, ChangeFilter};
-use rowtrail_sql::{Table, TableName, Value};
+use rowtrail_sql::{image, Table, TableName, Value};
 use rusqlite::OptionalExtension;
 
 use crate::RestoreError;
@@ -168,11 +168,7 @@ fn follow_key(
     let mut pending = vec![(key, before_id)];
     let mut seen = std::collections::HashSet::new();
     while let Some((key, limit)) = pending.pop() {
-        let found = archive.changes(&ChangeFilter {
-            table: Some(table.clone()),
-            key: Some(key.clone()),
-            ..ChangeFilter::default()
-        })?;
+        let found = changes_of_row(archive, table, &key)?;
         for c in found.into_iter().filter(|c| c.id < limit) {
             if let (Some(b), Some(_)) = (&c.before, &c.after) {
                 let old = image_key(&c, b);
@@ -193,6 +189,37 @@ fn follow_key(
                 out.push(c);
             }
         }
+    }
+    Ok(out)
+}
+
+/// Every change to the row of `table` keyed `key` (under that key, before or after), oldest
+/// first. The ids come from the two row indexes (`changes_by_row`, `changes_by_prev_row`),
+/// each change then by its id, so the cost follows the row's history, not the archive's size.
+fn changes_of_row(
+    archive: &Archive,
+    table: &TableName,
+    key: &[Value],
+) -> Result<Vec<ArchivedChange>, RestoreError> {
+    let schema = table.schema.as_ref().map_or("", |s| s.as_str());
+    let mut stmt = archive.connection().prepare_cached(
+        "WITH tid AS (SELECT id FROM tables WHERE schema_name = ?1 AND table_name = ?2) \
+         SELECT id FROM changes WHERE table_id IN tid AND row_key = ?3 \
+         UNION SELECT id FROM changes WHERE table_id IN tid AND prev_key = ?3 ORDER BY 1",
+    )?;
+    let ids: Vec<i64> = stmt
+        .query_map(
+            rusqlite::params![schema, table.name.as_str(), image::encode(key)],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(archive.changes(&ChangeFilter {
+            after_id: Some(id - 1),
+            limit: Some(1),
+            ..ChangeFilter::default()
+        })?);
     }
     Ok(out)
 }

@@ -127,12 +127,11 @@ fn history_figure(n: i64) {
     };
     let rows = (n / 10).max(1);
     let started = Instant::now();
-    let mut seq = 0;
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..n {
         let id = i % rows;
         let round = i / rows;
-        seq += 1;
+        let seq = i + 1;
         let image = |salary: i64| {
             vec![
                 Value::Integer(id),

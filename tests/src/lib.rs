@@ -59,8 +59,15 @@ impl Sandbox {
         } else {
             "poll_interval_ms = 200\n"
         };
+        // The test machine's free disk is not the subject of most tests: the disk alert is off
+        // unless a test configures alerts itself.
+        let alerts = if extra.contains("[alerts]") {
+            ""
+        } else {
+            "\n[alerts]\nmin_free_disk_bytes = 0\n"
+        };
         let text = format!(
-            "[source]\nengine = \"sqlite\"\npath = \"source.db\"\n\n[archive]\npath = \"trail.db\"\n\n[watcher]\n{poll}{extra}\n"
+            "[source]\nengine = \"sqlite\"\npath = \"source.db\"\n\n[archive]\npath = \"trail.db\"\n\n[watcher]\n{poll}{extra}\n{alerts}"
         );
         std::fs::write(self.config(), text).expect("write config");
     }
@@ -120,19 +127,25 @@ impl Sandbox {
         show(&out)
     }
 
-    /// Starts `rowtrail watch` and waits until it answers `status`.
+    /// Starts `rowtrail watch` (its log appended to `watcher.log` in the sandbox) and waits
+    /// until it answers `status`, whatever its verdict.
     pub fn start_watcher(&self) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("watcher.log"))
+            .expect("open watcher.log");
         let child = self
             .cmd(&["watch"])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("spawn watcher");
         let p = Proc { child };
         wait_until(
             Duration::from_secs(20),
             "the watcher answers status",
-            || self.run(&["status"]).status.success(),
+            || !self.run(&["status", "--json"]).stdout.is_empty(),
         );
         p
     }

@@ -14,9 +14,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rowtrail_reader::source::value_of;
 use rowtrail_sql::{image, Value};
 use rowtrail_tests::{show, Proc, Sandbox};
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
@@ -440,15 +441,6 @@ fn to_sql(v: &Value) -> SqlValue {
     }
 }
 
-fn from_sql(v: ValueRef<'_>) -> Value {
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(r) => Value::Real(r),
-        ValueRef::Text(t) => Value::Text(t.to_vec()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
-}
 
 /// A row as (typeof, value) per column.
 type Row = Vec<(String, Value)>;
@@ -467,7 +459,7 @@ fn select_list(t: &Shape) -> String {
 
 fn read_row(r: &rusqlite::Row<'_>, width: usize) -> rusqlite::Result<Row> {
     (0..width)
-        .map(|i| Ok((r.get::<_, String>(2 * i)?, from_sql(r.get_ref(2 * i + 1)?))))
+        .map(|i| Ok((r.get::<_, String>(2 * i)?, value_of(r.get_ref(2 * i + 1)?))))
         .collect()
 }
 

@@ -441,7 +441,6 @@ fn to_sql(v: &Value) -> SqlValue {
     }
 }
 
-
 /// A row as (typeof, value) per column.
 type Row = Vec<(String, Value)>;
 

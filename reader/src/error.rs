@@ -106,6 +106,68 @@ pub enum ReaderError {
         /// The pid recorded by the holder (0 when unknown).
         pid: u32,
     },
+    /// A SQL Server request failed. `transient` errors (deadlock victim, lost connection,
+    /// timeouts, server busy) are worth retrying; the others are not.
+    #[error("SQL Server {location}: {context}{}", if *transient { " (transient; will retry)" } else { "" })]
+    Mssql {
+        /// Server and database (never credentials).
+        location: String,
+        /// What rowtrail was doing.
+        context: String,
+        /// Whether trying again may succeed.
+        transient: bool,
+        /// The driver's or the server's error.
+        #[source]
+        cause: Box<tiberius::error::Error>,
+    },
+    /// The SQL Server connection settings are unusable.
+    #[error("SQL Server connection settings: {reason}")]
+    Connection {
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A batch of a generated script failed on the server.
+    #[error("{script} script, batch {batch} of {batches} failed on {location}: {message}\n--- batch {batch} ---\n{excerpt}")]
+    ScriptFailed {
+        /// The script's name (install, uninstall, upgrade).
+        script: String,
+        /// Where it ran (server and database).
+        location: String,
+        /// The failing batch, 1-based.
+        batch: usize,
+        /// How many batches the script has.
+        batches: usize,
+        /// The server's message.
+        message: String,
+        /// The start of the failing batch.
+        excerpt: String,
+        /// The driver's or the server's error.
+        #[source]
+        cause: Box<tiberius::error::Error>,
+    },
+    /// A value read from SQL Server has no exact archive form.
+    #[error("{location}: column {column:?} of staging table {staging}: {reason}")]
+    Conversion {
+        /// Server and database.
+        location: String,
+        /// The staging table.
+        staging: String,
+        /// The column.
+        column: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source's incarnation changed while rowtrail was working with it (capture was
+    /// uninstalled and installed again): what was read is not deleted, and is read again.
+    #[error("source {location} was reinstalled while a batch was in hand (incarnation {expected} is now {found}); the batch is read again")]
+    IncarnationChanged {
+        /// Server and database.
+        location: String,
+        /// The incarnation the batch was read under.
+        expected: String,
+        /// The incarnation installed now.
+        found: String,
+    },
     /// A file operation failed.
     #[error("{context} {}", path.display())]
     Io {
@@ -120,6 +182,18 @@ pub enum ReaderError {
 }
 
 impl ReaderError {
+    /// Whether trying the same request again may succeed (a SQL Server deadlock, a lost
+    /// connection, a timeout). Everything else is fatal for the request.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ReaderError::Mssql {
+                transient: true,
+                ..
+            }
+        )
+    }
+
     /// Wraps an archive engine error, recognising a full disk or size limit.
     pub fn archive(
         path: &std::path::Path,

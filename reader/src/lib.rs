@@ -7,6 +7,8 @@
 //!   hash chain, reading changes back, verification.
 //! * [`mover`]: one pass of the trace reader: copy a batch in sequence order, commit it to the
 //!   archive, then delete exactly the staged rows it copied.
+//! * [`mssql`]: SQL Server: connection (tiberius over rustls), exact value conversion, the
+//!   SQL Server [`source::Source`], running generated scripts, drift checks.
 //! * [`lock`]: the one-reader-per-archive lock; [`failpoint`]: labelled crash points for tests.
 
 pub mod archive;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod failpoint;
 pub mod lock;
 pub mod mover;
+pub mod mssql;
 pub mod source;
 
 pub use error::ReaderError;

@@ -1,0 +1,289 @@
+//! The one place rowtrail talks to SQL Server: a tiberius client driven by a current-thread
+//! tokio runtime, behind blocking calls.
+//!
+//! * A lost connection is dropped and opened again on the next request.
+//! * [`Transaction`] rolls back when dropped without [`Transaction::commit`].
+//! * Every error is classified transient or fatal ([`super::error`]); [`Backoff`] spaces the
+//!   retries of transient ones, doubling up to a cap, and resets on success.
+
+use std::time::Duration;
+
+use tiberius::{Client, Row, ToSql};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use super::error::{breaks_connection, wrap};
+use super::settings::Settings;
+use crate::ReaderError;
+
+/// How long opening the TCP connection may take (the TLS handshake and login have their own
+/// 15 s limit in the driver, and every request a 30 s one).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+type Conn = Client<Compat<TcpStream>>;
+
+/// A blocking SQL Server connection.
+pub struct MssqlClient {
+    rt: tokio::runtime::Runtime,
+    conn: Option<Conn>,
+    settings: Settings,
+    location: String,
+}
+
+impl MssqlClient {
+    /// Connects (and logs in) now, so bad settings fail at once.
+    pub fn connect(settings: &Settings) -> Result<Self, ReaderError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|cause| ReaderError::Connection {
+                reason: format!("cannot start the I/O runtime: {cause}"),
+            })?;
+        let mut c = Self {
+            rt,
+            conn: None,
+            location: settings.location(),
+            settings: settings.clone(),
+        };
+        c.conn()?;
+        Ok(c)
+    }
+
+    /// Server and database, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn open(&self) -> Result<Conn, ReaderError> {
+        let config = self.settings.config()?;
+        let addr = config.get_addr();
+        let location = self.location.clone();
+        self.rt.block_on(async move {
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+                .and_then(|r| r)
+                .map_err(|e| wrap(&location, "cannot connect", e.into()))?;
+            tcp.set_nodelay(true)
+                .map_err(|e| wrap(&location, "cannot connect", e.into()))?;
+            Client::connect(config, tcp.compat_write())
+                .await
+                .map_err(|e| wrap(&location, "cannot log in", e))
+        })
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, ReaderError> {
+        if self.conn.is_none() {
+            let c = self.open()?;
+            tracing::debug!(source = %self.location, "connected to SQL Server");
+            self.conn = Some(c);
+        }
+        Ok(self.conn.as_mut().expect("just opened"))
+    }
+
+    /// Classifies a failed request and forgets a connection it broke.
+    fn fail(&mut self, context: &str, e: tiberius::error::Error) -> ReaderError {
+        if breaks_connection(&e) {
+            self.conn = None;
+        }
+        wrap(&self.location, context, e)
+    }
+
+    /// Runs a parameterised query (`@P1`, `@P2`, …) and returns the rows of its first result.
+    pub fn query(
+        &mut self,
+        context: &str,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Vec<Row>, ReaderError> {
+        self.conn()?;
+        let rt = &self.rt;
+        let conn = self.conn.as_mut().expect("connected above");
+        let r = rt.block_on(async { conn.query(sql, params).await?.into_first_result().await });
+        r.map_err(|e| self.fail(context, e))
+    }
+
+    /// Runs a parameterised statement and returns the rows it affected.
+    pub fn execute(
+        &mut self,
+        context: &str,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<u64, ReaderError> {
+        self.conn()?;
+        let rt = &self.rt;
+        let conn = self.conn.as_mut().expect("connected above");
+        let r = rt.block_on(async { conn.execute(sql, params).await.map(|r| r.total()) });
+        r.map_err(|e| self.fail(context, e))
+    }
+
+    /// Sends one batch as it is (no parameters: for generated scripts, which may hold
+    /// `CREATE TRIGGER`, which must start its batch). Returns every result set.
+    pub fn batch(&mut self, context: &str, sql: &str) -> Result<Vec<Vec<Row>>, ReaderError> {
+        self.conn()?;
+        let rt = &self.rt;
+        let conn = self.conn.as_mut().expect("connected above");
+        let r = rt.block_on(async { conn.simple_query(sql).await?.into_results().await });
+        r.map_err(|e| self.fail(context, e))
+    }
+
+    /// Like [`MssqlClient::batch`], but hands the driver's error back unwrapped (the install
+    /// reports the failing batch itself).
+    pub fn batch_raw(&mut self, sql: &str) -> Result<(), tiberius::error::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(self.open().map_err(|e| match e {
+                ReaderError::Mssql { cause, .. } => *cause,
+                other => tiberius::error::Error::Conversion(other.to_string().into()),
+            })?);
+        }
+        let rt = &self.rt;
+        let conn = self.conn.as_mut().expect("connected above");
+        let r = rt.block_on(async { conn.simple_query(sql).await?.into_results().await });
+        if let Err(e) = &r {
+            if breaks_connection(e) {
+                self.conn = None;
+            }
+        }
+        r.map(|_| ())
+    }
+
+    /// Starts a transaction that rolls back unless committed.
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, ReaderError> {
+        self.batch(
+            "cannot start a transaction",
+            "SET XACT_ABORT ON; BEGIN TRANSACTION;",
+        )?;
+        Ok(Transaction {
+            client: self,
+            open: true,
+        })
+    }
+}
+
+/// A transaction on an [`MssqlClient`]; rolled back on drop unless committed.
+pub struct Transaction<'a> {
+    client: &'a mut MssqlClient,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    /// The connection, for requests inside the transaction.
+    pub fn client(&mut self) -> &mut MssqlClient {
+        self.client
+    }
+
+    /// Commits.
+    pub fn commit(mut self) -> Result<(), ReaderError> {
+        self.open = false;
+        self.client
+            .batch("cannot commit", "COMMIT TRANSACTION;")
+            .map(|_| ())
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open && self.client.conn.is_some() {
+            let r = self.client.batch(
+                "cannot roll back",
+                "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;",
+            );
+            if r.is_err() {
+                // A connection that cannot roll back is not reused: the server rolls the
+                // transaction back when it goes away.
+                self.client.conn = None;
+            }
+        }
+    }
+}
+
+/// Capped exponential backoff between retries of transient errors; reset on success.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    cap: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `first`, doubles up to `cap`.
+    pub fn new(first: Duration, cap: Duration) -> Self {
+        Self {
+            first,
+            cap,
+            next: first,
+        }
+    }
+
+    /// The pause before the next try; the one after is twice as long, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        d
+    }
+
+    /// After a success: the next failure waits `first` again.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// Runs `op` on `client`, retrying transient errors up to `attempts` times in all with `backoff`
+/// between tries; resets `backoff` on success.
+pub fn with_retry<T>(
+    client: &mut MssqlClient,
+    backoff: &mut Backoff,
+    attempts: u32,
+    mut op: impl FnMut(&mut MssqlClient) -> Result<T, ReaderError>,
+) -> Result<T, ReaderError> {
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        match op(client) {
+            Ok(v) => {
+                backoff.reset();
+                return Ok(v);
+            }
+            Err(e) if e.is_transient() && tried < attempts => {
+                let pause = backoff.next_delay();
+                tracing::warn!(source = %client.location(), error = %e, retry_in_ms = pause.as_millis() as u64, "transient SQL Server error; retrying");
+                std::thread::sleep(pause);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets_on_success() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let d: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(d, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn an_unreachable_server_is_a_transient_connection_error() {
+        // Port 1 on loopback: nothing listens, so the connection is refused at once.
+        let s = Settings {
+            connection: "Server=tcp:127.0.0.1,1;Database=d;User ID=u".into(),
+            password: Some("p".into()),
+            trust_server_certificate: false,
+        };
+        let Err(e) = MssqlClient::connect(&s) else {
+            panic!("connected to port 1")
+        };
+        assert!(e.is_transient(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("d on 127.0.0.1,1") && !text.contains("User"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! SQL Server: the one place rowtrail talks to it (tiberius over rustls, driven by a
+//! current-thread tokio runtime behind blocking calls).
+//!
+//! * [`settings`]: the ADO.NET connection string, the password kept apart, certificate trust.
+//! * [`client`]: the connection, transactions that roll back on drop, retry with backoff.
+//! * [`error`]: transient or fatal.
+//! * [`convert`]: every captured type to its exact archive value.
+//! * [`source`]: [`MssqlSource`], the [`crate::source::Source`] the mover drains; [`probe`]: its
+//!   adaptive probe.
+//! * [`catalog`]: registry, incarnation, live table definitions, triggers.
+//! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
+//!   installed and what should be.
+
+pub mod catalog;
+pub mod check;
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod install;
+pub mod probe;
+pub mod settings;
+pub mod source;
+
+pub use client::MssqlClient;
+pub use settings::Settings;
+pub use source::MssqlSource;

@@ -1,0 +1,489 @@
+//! The SQL Server source: reads staged images in sequence order, deletes exactly the keys it
+//! copied, probes the sequence, and checks the incarnation.
+//!
+//! * **Reading.** One `SELECT TOP (@P1) … WITH (READPAST) ORDER BY [rowtrail_seq]` per staging
+//!   table (clustered on the sequence), merged by sequence. `READPAST` skips rows that writers
+//!   have not committed yet instead of waiting for them: they are read by a later pass (a trigger
+//!   writes both images of an update in its statement, so a pair is visible whole or not at all).
+//!   Money and CLR types are read through exact conversions ([`super::convert::select_expr`]).
+//! * **Deleting.** In one transaction, `DELETE … WHERE [rowtrail_seq] IN (@P1, …, @Pn)` per
+//!   staging table, in chunks of [`DELETE_CHUNK`] parameters: the keys travel as parameters,
+//!   never as SQL text, and never as a range (`seq <= max` would delete rows of transactions
+//!   that committed after the read with lower numbers). The transaction first checks that the
+//!   incarnation is still the one the batch was read under.
+//! * **Retrying.** Transient errors (deadlock, lost connection, timeouts) are retried with a
+//!   capped backoff that resets on success; a lost connection is opened again.
+//! * **Probing.** The sequence's current value changes whenever a trigger writes. The probe asks
+//!   the server at most once per [`AdaptiveProbe`] interval, which shrinks while the value moves
+//!   and grows while it is idle; in between it answers with the last value.
+
+use std::time::{Duration, Instant};
+
+use rowtrail_sql::mssql::{objects, Captured};
+use rowtrail_sql::staging::{self, Op};
+use rowtrail_sql::{Ident, Value};
+use tiberius::{Row, ToSql};
+
+use super::catalog::{self, shared};
+use super::client::{with_retry, Backoff, MssqlClient};
+use super::convert::{select_expr, value_of};
+use super::probe::AdaptiveProbe;
+use super::settings::Settings;
+use crate::source::{
+    CapturedTable, Health, ImageKind, Meta, Source, SourceInfo, StagedImage, StagedKey,
+};
+use crate::ReaderError;
+
+/// Keys per parameterised DELETE (SQL Server takes at most 2,100 parameters per request).
+pub const DELETE_CHUNK: usize = 500;
+
+/// Tries per request for transient errors.
+const ATTEMPTS: u32 = 5;
+
+/// A SQL Server database under capture.
+pub struct MssqlSource {
+    client: MssqlClient,
+    info: SourceInfo,
+    tables: Vec<CapturedTable>,
+    /// Per table: the SELECT over its staging table.
+    selects: Vec<String>,
+    backoff: Backoff,
+    probe: AdaptiveProbe,
+}
+
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(2))
+}
+
+impl MssqlSource {
+    /// Connects and opens a database that has capture installed.
+    pub fn open(settings: &Settings) -> Result<Self, ReaderError> {
+        let mut client = MssqlClient::connect(settings)?;
+        let location = client.location().to_string();
+        let incarnation = catalog::incarnation(&mut client)?.ok_or(ReaderError::NotInstalled {
+            location: location.clone(),
+        })?;
+        let mut s = Self {
+            client,
+            info: SourceInfo {
+                incarnation,
+                engine: "mssql",
+                location,
+            },
+            tables: Vec::new(),
+            selects: Vec::new(),
+            backoff: retry_backoff(),
+            probe: AdaptiveProbe::default(),
+        };
+        s.refresh()?;
+        Ok(s)
+    }
+
+    /// A heartbeat on a fresh connection: the installation answers, and how much waits.
+    pub fn health(settings: &Settings) -> Result<Health, ReaderError> {
+        let mut c = MssqlClient::connect(settings)?;
+        let location = c.location().to_string();
+        let incarnation =
+            catalog::incarnation(&mut c)?.ok_or(ReaderError::NotInstalled { location })?;
+        let mut staged = 0u64;
+        let mut oldest: Option<f64> = None;
+        let seq = Ident::new(staging::COL_SEQ)?;
+        let time = Ident::new(staging::COL_TIME)?;
+        for t in catalog::registry(&mut c)? {
+            let sql = format!(
+                "SELECT COUNT_BIG(*), (SELECT TOP (1) DATEDIFF_BIG(microsecond, {time}, SYSUTCDATETIME()) \
+                 FROM {stg} ORDER BY {seq}) FROM {stg}",
+                time = time.mssql(),
+                seq = seq.mssql(),
+                stg = staging_name(&t.staging),
+            );
+            let rows = c.query("cannot measure the backlog", &sql, &[])?;
+            if let Some(r) = rows.first() {
+                staged += r.get::<i64, _>(0).unwrap_or(0) as u64;
+                if let Some(us) = r.get::<i64, _>(1) {
+                    let age = us as f64 / 1e6;
+                    oldest = Some(oldest.map_or(age, |o: f64| o.max(age)));
+                }
+            }
+        }
+        Ok(Health {
+            incarnation,
+            staged,
+            oldest_age_secs: oldest,
+        })
+    }
+
+    fn retry<T>(
+        &mut self,
+        op: impl FnMut(&mut MssqlClient) -> Result<T, ReaderError>,
+    ) -> Result<T, ReaderError> {
+        with_retry(&mut self.client, &mut self.backoff, ATTEMPTS, op)
+    }
+
+    /// Rereads the registry when the installation was replaced since the last look.
+    fn check_incarnation(&mut self) -> Result<(), ReaderError> {
+        let found = self.retry(catalog::incarnation)?;
+        match found {
+            None => Err(ReaderError::NotInstalled {
+                location: self.info.location.clone(),
+            }),
+            Some(now) if now == self.info.incarnation => Ok(()),
+            Some(now) => {
+                tracing::warn!(source = %self.info.location, old = %self.info.incarnation, new = %now,
+                    "capture was reinstalled: a new incarnation starts");
+                self.info.incarnation = now;
+                self.refresh()
+            }
+        }
+    }
+}
+
+/// `[rowtrail].[staging]`.
+fn staging_name(staging: &Ident) -> String {
+    format!(
+        "{}.{}",
+        Ident::new(rowtrail_sql::mssql::SCHEMA)
+            .expect("valid")
+            .mssql(),
+        staging.mssql()
+    )
+}
+
+/// The SELECT that reads the oldest `@P1` images of one staging table.
+pub fn staging_select(t: &CapturedTable) -> Result<String, ReaderError> {
+    let captured = Captured::new(&t.table)?;
+    let mut cols: Vec<String> = staging::METADATA_COLUMNS
+        .iter()
+        .map(|m| Ident::new(*m).expect("valid").mssql().to_string())
+        .collect();
+    cols.extend(
+        captured
+            .table
+            .columns
+            .iter()
+            .zip(&captured.staging_types)
+            .map(|(c, ty)| select_expr(c, ty)),
+    );
+    Ok(format!(
+        "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
+        cols.join(", "),
+        staging_name(&t.staging),
+        Ident::new(staging::COL_SEQ).expect("valid").mssql()
+    ))
+}
+
+/// The parameterised DELETE of `n` keys from one staging table.
+pub fn staging_delete(staging: &Ident, n: usize) -> String {
+    let params: Vec<String> = (1..=n).map(|i| format!("@P{i}")).collect();
+    format!(
+        "DELETE FROM {} WHERE {} IN ({})",
+        staging_name(staging),
+        Ident::new(staging::COL_SEQ).expect("valid").mssql(),
+        params.join(", ")
+    )
+}
+
+fn opt_text(v: Value) -> Option<String> {
+    match v {
+        Value::Text(t) => Some(String::from_utf8_lossy(&t).into_owned()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn nullable(v: Value) -> Option<Value> {
+    (v != Value::Null).then_some(v)
+}
+
+/// One staging row to an image of table number `table`.
+pub fn image_of(
+    row: Row,
+    table: usize,
+    captured: &CapturedTable,
+    location: &str,
+) -> Result<StagedImage, ReaderError> {
+    let width = staging::METADATA_COLUMNS.len() + captured.table.columns.len();
+    let names: Vec<String> = row.columns().iter().map(|c| c.name().to_string()).collect();
+    if names.len() != width {
+        return Err(ReaderError::BadStaging {
+            staging: captured.staging.to_string(),
+            seq: 0,
+            reason: format!(
+                "it returned {} columns where {width} were expected",
+                names.len()
+            ),
+        });
+    }
+    let mut values = Vec::with_capacity(width);
+    for (i, cell) in row.into_iter().enumerate() {
+        values.push(value_of(cell).map_err(|reason| ReaderError::Conversion {
+            location: location.to_string(),
+            staging: captured.staging.to_string(),
+            column: names[i].clone(),
+            reason,
+        })?);
+    }
+    let mut it = values.into_iter();
+    let seq = match it.next() {
+        Some(Value::Integer(s)) => s,
+        _ => {
+            return Err(ReaderError::BadStaging {
+                staging: captured.staging.to_string(),
+                seq: 0,
+                reason: "its sequence number is not an integer".into(),
+            })
+        }
+    };
+    let bad = |reason: &str| ReaderError::BadStaging {
+        staging: captured.staging.to_string(),
+        seq,
+        reason: reason.into(),
+    };
+    let mut next = || it.next().unwrap_or(Value::Null);
+    let op = opt_text(next())
+        .and_then(|c| Op::from_code(c.trim()))
+        .ok_or_else(|| bad("unknown op code"))?;
+    let image = match opt_text(next()).as_deref().map(str::trim) {
+        Some("B") => ImageKind::Before,
+        Some("A") => ImageKind::After,
+        _ => return Err(bad("unknown image code")),
+    };
+    let meta = Meta {
+        tx: nullable(next()),
+        stmt: nullable(next()),
+        time: nullable(next()),
+        login: opt_text(next()),
+        host: opt_text(next()),
+        app: opt_text(next()),
+        client_ip: opt_text(next()),
+    };
+    let values: Vec<Value> = (0..captured.table.columns.len()).map(|_| next()).collect();
+    Ok(StagedImage {
+        table,
+        seq,
+        op,
+        image,
+        meta,
+        rowid: None,
+        values,
+    })
+}
+
+/// Merges per-table runs (each in sequence order) into one batch of at most `limit` images,
+/// never splitting an update's before/after pair (so it may hold `limit + 1`).
+pub fn merge(runs: Vec<Vec<StagedImage>>, limit: usize) -> Vec<StagedImage> {
+    let mut heads: Vec<std::iter::Peekable<std::vec::IntoIter<StagedImage>>> =
+        runs.into_iter().map(|r| r.into_iter().peekable()).collect();
+    let mut out = Vec::with_capacity(limit.min(1 << 16) + 1);
+    loop {
+        let pick = heads
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, h)| h.peek().map(|img| (img.seq, i)))
+            .min();
+        let Some((_, i)) = pick else { break };
+        let pair_open = matches!(
+            out.last(),
+            Some(StagedImage {
+                op: Op::Update,
+                image: ImageKind::Before,
+                ..
+            })
+        );
+        if out.len() >= limit && !pair_open {
+            break;
+        }
+        out.push(heads[i].next().expect("peeked"));
+    }
+    out
+}
+
+impl Source for MssqlSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn tables(&self) -> &[CapturedTable] {
+        &self.tables
+    }
+
+    fn refresh(&mut self) -> Result<(), ReaderError> {
+        let tables = self.retry(catalog::registry)?;
+        self.selects = tables
+            .iter()
+            .map(staging_select)
+            .collect::<Result<_, _>>()?;
+        self.tables = tables;
+        Ok(())
+    }
+
+    fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, ReaderError> {
+        self.check_incarnation()?;
+        let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut runs = Vec::with_capacity(self.tables.len());
+        for i in 0..self.tables.len() {
+            let sql = self.selects[i].clone();
+            let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&per_table]))?;
+            let location = self.info.location.clone();
+            runs.push(
+                rows.into_iter()
+                    .map(|r| image_of(r, i, &self.tables[i], &location))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok(merge(runs, limit))
+    }
+
+    fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), ReaderError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut per_table: Vec<Vec<i64>> = vec![Vec::new(); self.tables.len()];
+        for &(t, seq) in keys {
+            per_table
+                .get_mut(t)
+                .ok_or_else(|| ReaderError::BadStaging {
+                    staging: format!("table #{t}"),
+                    seq,
+                    reason: "the key names a table the registry does not hold".into(),
+                })?
+                .push(seq);
+        }
+        let expected = self.info.incarnation.clone();
+        let location = self.info.location.clone();
+        let stagings: Vec<Ident> = self.tables.iter().map(|t| t.staging.clone()).collect();
+        let meta = shared(objects::META);
+        self.retry(|c| {
+            let mut tx = c.transaction()?;
+            let rows = tx.client().query(
+                "cannot read the incarnation",
+                &format!("SELECT [value] FROM {meta} WITH (HOLDLOCK) WHERE [key] = N'incarnation'"),
+                &[],
+            )?;
+            let found = rows
+                .first()
+                .and_then(|r| r.get::<&str, _>(0).map(str::to_lowercase))
+                .unwrap_or_default();
+            if found != expected {
+                return Err(ReaderError::IncarnationChanged {
+                    location: location.clone(),
+                    expected: expected.clone(),
+                    found,
+                });
+            }
+            for (t, seqs) in per_table.iter().enumerate() {
+                for chunk in seqs.chunks(DELETE_CHUNK) {
+                    let sql = staging_delete(&stagings[t], chunk.len());
+                    let params: Vec<&dyn ToSql> = chunk.iter().map(|s| s as &dyn ToSql).collect();
+                    tx.client()
+                        .execute("cannot delete from staging", &sql, &params)?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn probe(&mut self) -> Result<i64, ReaderError> {
+        if let Some(v) = self.probe.cached(Instant::now()) {
+            return Ok(v);
+        }
+        let sql = "SELECT CONVERT(bigint, current_value) FROM sys.sequences WHERE object_id = OBJECT_ID(@P1, N'SO')";
+        let name = shared(objects::SEQUENCE);
+        let rows = self.retry(|c| c.query("probe failed", sql, &[&name]))?;
+        let value = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
+        Ok(self.probe.observe(Instant::now(), value))
+    }
+
+    fn staged_count(&mut self) -> Result<u64, ReaderError> {
+        let mut total = 0u64;
+        for t in self.tables.clone() {
+            let sql = format!("SELECT COUNT_BIG(*) FROM {}", staging_name(&t.staging));
+            let rows = self.retry(|c| c.query("cannot count staged images", &sql, &[]))?;
+            total += rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0) as u64;
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rowtrail_sql::{Column, Table, TableName};
+
+    fn img(seq: i64, op: Op, image: ImageKind) -> StagedImage {
+        StagedImage {
+            table: 0,
+            seq,
+            op,
+            image,
+            meta: Meta::default(),
+            rowid: None,
+            values: vec![],
+        }
+    }
+
+    #[test]
+    fn merge_orders_by_seq_and_never_splits_a_pair() {
+        let a = vec![
+            img(2, Op::Insert, ImageKind::After),
+            img(6, Op::Update, ImageKind::Before),
+            img(7, Op::Update, ImageKind::After),
+        ];
+        let b = vec![
+            img(4, Op::Delete, ImageKind::Before),
+            img(10, Op::Insert, ImageKind::After),
+        ];
+        let seqs = |v: Vec<StagedImage>| v.iter().map(|i| i.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(merge(vec![a.clone(), b.clone()], 10)),
+            [2, 4, 6, 7, 10]
+        );
+        assert_eq!(
+            seqs(merge(vec![a.clone(), b.clone()], 3)),
+            [2, 4, 6, 7],
+            "the pair stays whole"
+        );
+        assert_eq!(seqs(merge(vec![a, b], 2)), [2, 4]);
+    }
+
+    #[test]
+    fn deletes_bind_every_key_as_a_parameter() {
+        let s = Ident::new("rowtrail_s_x]y_0123456789").unwrap();
+        let sql = staging_delete(&s, 3);
+        assert_eq!(sql, "DELETE FROM [rowtrail].[rowtrail_s_x]]y_0123456789] WHERE [rowtrail_seq] IN (@P1, @P2, @P3)");
+        assert!(!staging_delete(&s, DELETE_CHUNK).contains(&format!("@P{}", DELETE_CHUNK + 1)));
+        const { assert!(DELETE_CHUNK < 2100) };
+    }
+
+    #[test]
+    fn the_staging_select_reads_metadata_then_exact_columns() {
+        let mut t = Table {
+            name: TableName {
+                schema: Some(Ident::new("Sales").unwrap()),
+                name: Ident::new("Order").unwrap(),
+            },
+            columns: vec![
+                Column::new(Ident::new("Id").unwrap(), "int", false),
+                Column::new(Ident::new("Total").unwrap(), "money", true),
+                Column::new(Ident::new("Ver").unwrap(), "rowversion", true),
+            ],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            rowid: false,
+        };
+        t.columns[2].rowversion = true;
+        let staging = rowtrail_sql::staging::derived_name(&t.name, "s");
+        let sql = staging_select(&CapturedTable { table: t, staging }).unwrap();
+        assert!(
+            sql.starts_with(
+                "SELECT TOP (@P1) [rowtrail_seq], [rowtrail_op], [rowtrail_image], [rowtrail_tx]"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("[Id], CONVERT(decimal(19,4), [Total]) AS [Total], [Ver] FROM [rowtrail].[rowtrail_s_Order_"), "{sql}");
+        assert!(
+            sql.ends_with("WITH (READPAST) ORDER BY [rowtrail_seq]"),
+            "{sql}"
+        );
+    }
+}

@@ -91,6 +91,11 @@ pub struct Config {
     pub engine: Engine,
     /// The SQLite source file.
     pub source_path: Option<PathBuf>,
+    /// The SQL Server connection string (ADO.NET), without a password unless it came whole from
+    /// `ROWTRAIL_SOURCE_CONNECTION`.
+    pub connection: Option<String>,
+    /// SQL Server: accept any server certificate (logged as a warning at every connection).
+    pub trust_server_certificate: bool,
     /// The archive file.
     pub archive_path: Option<PathBuf>,
     /// The archive size limit.
@@ -246,8 +251,6 @@ impl Config {
                 );
             }
         }
-        // The SQL Server live path reads `connection` and `trust_server_certificate`; until it is
-        // part of this build they are only validated.
         if engine == Engine::Sqlite
             && source
                 .as_ref()
@@ -259,8 +262,11 @@ impl Config {
             );
         }
         let alert_command = a.command.filter(|c| !c.trim().is_empty());
+        let trust_server_certificate = source.as_ref().is_some_and(|s| s.trust_server_certificate);
         Ok(Config {
             engine,
+            connection,
+            trust_server_certificate,
             source_path: o
                 .source
                 .clone()
@@ -309,8 +315,8 @@ impl Config {
     pub fn source(&self) -> Result<&Path> {
         if self.engine == Engine::Mssql {
             bail!(
-                "this build reaches SQL Server sources only through generated scripts \
-                 (`rowtrail sql generate --engine mssql --from-ddl FILE`); the live SQL Server path is not part of it yet"
+                "this command works on SQLite sources; for SQL Server, `sql install|uninstall|check`, \
+                 `read`, `watch` and `status` use [source] connection, and `undo` prints the T-SQL script"
             );
         }
         self.source_path.as_deref().ok_or_else(|| {
@@ -318,6 +324,33 @@ impl Config {
                 "no source database: set [source] path in rowtrail.toml, or pass --source FILE"
             )
         })
+    }
+
+    /// The SQL Server connection settings: `[source] connection` (or `ROWTRAIL_SOURCE_CONNECTION`),
+    /// the password from `ROWTRAIL_SOURCE_PASSWORD`, and `trust_server_certificate`.
+    pub fn mssql(&self) -> Result<rowtrail_reader::mssql::Settings> {
+        if self.engine != Engine::Mssql {
+            bail!("the configured source is not SQL Server: set [source] engine = \"mssql\" and connection");
+        }
+        let connection = self.connection.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no SQL Server connection: set [source] connection = \"Server=tcp:host,1433;Database=db;User ID=login\" \
+                 in rowtrail.toml (or ROWTRAIL_SOURCE_CONNECTION), and the password in ROWTRAIL_SOURCE_PASSWORD"
+            )
+        })?;
+        Ok(rowtrail_reader::mssql::Settings {
+            connection,
+            password: env("ROWTRAIL_SOURCE_PASSWORD"),
+            trust_server_certificate: self.trust_server_certificate,
+        })
+    }
+
+    /// Where the source is, for messages: a file, or a database on a server (never credentials).
+    pub fn source_location(&self) -> Result<String> {
+        match self.engine {
+            Engine::Sqlite => Ok(self.source()?.display().to_string()),
+            Engine::Mssql => Ok(self.mssql()?.location()),
+        }
     }
 
     /// The archive file, or an error that says how to name one.

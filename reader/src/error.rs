@@ -108,7 +108,7 @@ pub enum ReaderError {
     },
     /// A SQL Server request failed. `transient` errors (deadlock victim, lost connection,
     /// timeouts, server busy) are worth retrying; the others are not.
-    #[error("SQL Server {location}: {context}{}", if *transient { " (transient; will retry)" } else { "" })]
+    #[error("SQL Server {location}: {context}{}", if *transient { " (transient: trying again later may succeed)" } else { "" })]
     Mssql {
         /// Server and database (never credentials).
         location: String,

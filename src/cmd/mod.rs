@@ -5,6 +5,7 @@ pub mod demo;
 pub mod history;
 pub mod init;
 pub mod logging;
+pub mod mssql;
 pub mod read;
 pub mod sql;
 pub mod undo;

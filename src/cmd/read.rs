@@ -7,9 +7,10 @@ use anyhow::Result;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::lock::ArchiveLock;
 use rowtrail_reader::mover::{self, PassStats};
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::mssql::MssqlSource;
+use rowtrail_reader::source::{Source, SqliteSource};
 
-use crate::config::Config;
+use crate::config::{Config, Engine};
 
 /// Arguments of `rowtrail read`.
 #[derive(Debug, clap::Args)]
@@ -35,17 +36,25 @@ pub fn open_archive(cfg: &Config) -> Result<Archive> {
     )?)
 }
 
+/// Opens the configured source: a SQLite file, or a SQL Server database.
+pub fn open_source(cfg: &Config) -> Result<Box<dyn Source>> {
+    Ok(match cfg.engine {
+        Engine::Sqlite => Box::new(SqliteSource::open(cfg.source()?)?),
+        Engine::Mssql => Box::new(MssqlSource::open(&cfg.mssql()?)?),
+    })
+}
+
 /// Drains staging once.
 pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let batch = args.batch.unwrap_or(cfg.batch_size).max(1);
     let _lock = ArchiveLock::acquire(cfg.archive()?)?;
-    let mut source = SqliteSource::open(cfg.source()?)?;
+    let mut source = open_source(cfg)?;
     let mut archive = open_archive(cfg)?;
     let started = Instant::now();
     let mut stats = PassStats::default();
     let mut last_report = Instant::now();
     loop {
-        let n = mover::move_batch(&mut source, &mut archive, batch, &mut stats)?;
+        let n = mover::move_batch(source.as_mut(), &mut archive, batch, &mut stats)?;
         if !args.quiet && last_report.elapsed().as_secs() >= 2 {
             eprintln!("  … {} changes archived so far", stats.archived);
             last_report = Instant::now();

@@ -1,4 +1,4 @@
-//! `rowtrail sql generate|install|uninstall`: the capture scripts.
+//! `rowtrail sql generate|install|uninstall|check`: the capture scripts, and drift.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +21,20 @@ pub enum SqlCommand {
     Install(TablesArgs),
     /// Remove capture from the configured source.
     Uninstall(UninstallArgs),
+    /// SQL Server: find drift (trigger missing, disabled or altered; staging not matching;
+    /// a captured table dropped or changed) and say what fixes it; exits 1 on drift.
+    #[command(
+        after_help = "Examples:\n  rowtrail sql check\n  rowtrail sql check --write-upgrade upgrades/   # upgrade scripts for tables whose columns changed"
+    )]
+    Check(CheckArgs),
+}
+
+/// Arguments of `sql check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Write an upgrade script into this folder for each table whose columns changed.
+    #[arg(long, value_name = "DIR")]
+    pub write_upgrade: Option<PathBuf>,
 }
 
 /// Which tables.
@@ -91,6 +105,27 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
     match cmd {
         SqlCommand::Generate(a) => generate(a, cfg),
+        SqlCommand::Install(a) if cfg.engine == Engine::Mssql => super::mssql::install(
+            cfg,
+            a.selected().as_deref(),
+            &mssql_options(MssqlTarget::Sql2016),
+        ),
+        SqlCommand::Uninstall(a) if cfg.engine == Engine::Mssql => super::mssql::uninstall(
+            cfg,
+            a.tables.selected().as_deref(),
+            a.discard_staged,
+            &mssql_options(MssqlTarget::Sql2016),
+        ),
+        SqlCommand::Check(a) => {
+            if cfg.engine != Engine::Mssql {
+                bail!("`sql check` inspects SQL Server sources; SQLite capture is checked by `rowtrail verify` and reinstalled by `sql install`");
+            }
+            super::mssql::check(
+                cfg,
+                a.write_upgrade.as_deref(),
+                &mssql_options(MssqlTarget::Sql2016),
+            )
+        }
         SqlCommand::Install(a) => {
             let path = cfg.source()?;
             let tables = SqliteSource::candidate_tables(path, a.selected().as_deref())?;
@@ -132,7 +167,7 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
     let engine = a.engine.unwrap_or(cfg.engine);
     let only = a.tables.selected();
     if engine == Engine::Mssql {
-        return generate_mssql(a, only.as_deref());
+        return generate_mssql(a, cfg, only.as_deref());
     }
     let tables = match &a.from_ddl {
         Some(file) => {
@@ -164,10 +199,27 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn generate_mssql(a: &GenerateArgs, only: Option<&[String]>) -> Result<ExitCode> {
-    use rowtrail_sql::mssql::{Deployment, Options, Target};
+/// Script options for a target version.
+fn mssql_options(target: MssqlTarget) -> rowtrail_sql::mssql::Options {
+    use rowtrail_sql::mssql::{Options, Target};
+    Options {
+        version: VERSION.into(),
+        target: match target {
+            MssqlTarget::Sql2016 => Target::Sql2016,
+            MssqlTarget::Sql2012 => Target::Sql2012,
+        },
+    }
+}
+
+fn generate_mssql(a: &GenerateArgs, cfg: &Config, only: Option<&[String]>) -> Result<ExitCode> {
+    use rowtrail_sql::mssql::Deployment;
     let Some(file) = &a.from_ddl else {
-        bail!("SQL Server scripts are generated from a CREATE TABLE script: pass --from-ddl FILE");
+        if cfg.engine != Engine::Mssql {
+            bail!("SQL Server scripts are generated from a CREATE TABLE script (--from-ddl FILE) or from the live catalog of a configured SQL Server source");
+        }
+        let deployment =
+            super::mssql::deployment_from_catalog(cfg, only, &mssql_options(a.target))?;
+        return write_mssql(a, &deployment);
     };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -202,14 +254,11 @@ fn generate_mssql(a: &GenerateArgs, only: Option<&[String]>) -> Result<ExitCode>
     if tables.is_empty() {
         bail!("{} defines no tables", file.display());
     }
-    let options = Options {
-        version: VERSION.into(),
-        target: match a.target {
-            MssqlTarget::Sql2016 => Target::Sql2016,
-            MssqlTarget::Sql2012 => Target::Sql2012,
-        },
-    };
-    let deployment = Deployment::generate(&tables, &options)?;
+    let deployment = Deployment::generate(&tables, &mssql_options(a.target))?;
+    write_mssql(a, &deployment)
+}
+
+fn write_mssql(a: &GenerateArgs, deployment: &rowtrail_sql::mssql::Deployment) -> Result<ExitCode> {
     let permissions = a
         .reader_login
         .as_ref()

@@ -1,16 +1,17 @@
 //! `rowtrail watch`, and its clients `rowtrail signal` and `rowtrail status`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use rowtrail_reader::lock::ArchiveLock;
-use rowtrail_reader::source::{Source, SqliteSource};
+use rowtrail_reader::mssql::MssqlSource;
+use rowtrail_reader::source::{Health, Source, SqliteSource};
+use rowtrail_reader::ReaderError;
 use rowtrail_watcher::protocol::Request;
 use rowtrail_watcher::{client, WatcherOptions};
 
-use crate::config::Config;
+use crate::config::{Config, Engine};
 
 /// Arguments of `rowtrail watch`.
 #[derive(Debug, clap::Args)]
@@ -53,22 +54,39 @@ pub struct StatusArgs {
 /// Runs the watcher until it is told to stop.
 pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
     let archive_path = cfg.archive()?.to_path_buf();
-    let source_path: PathBuf = cfg.source()?.to_path_buf();
+    let location = cfg.source_location()?;
     let lock = ArchiveLock::acquire(&archive_path)?;
     let archive = super::read::open_archive(cfg)?;
     // Fail fast on a source that was never set up; later failures are retried.
-    let first = SqliteSource::open(&source_path)?;
-    let mut first: Option<Box<dyn Source>> = Some(Box::new(first));
-    let factory_path = source_path.clone();
-    let health_path = source_path.clone();
-    let factory = Box::new(
-        move || -> Result<Box<dyn Source>, rowtrail_reader::ReaderError> {
-            match first.take() {
-                Some(s) => Ok(s),
-                None => Ok(Box::new(SqliteSource::open(&factory_path)?)),
-            }
-        },
-    );
+    let mut first: Option<Box<dyn Source>> = Some(super::read::open_source(cfg)?);
+    type Open = Box<dyn FnMut() -> Result<Box<dyn Source>, ReaderError> + Send>;
+    type Check = Box<dyn FnMut() -> Result<Health, ReaderError> + Send>;
+    let (mut open, health_check): (Open, Check) = match cfg.engine {
+        Engine::Sqlite => {
+            let path = cfg.source()?.to_path_buf();
+            let health_path = path.clone();
+            (
+                Box::new(move || Ok(Box::new(SqliteSource::open(&path)?) as Box<dyn Source>)),
+                Box::new(move || SqliteSource::health(&health_path)),
+            )
+        }
+        Engine::Mssql => {
+            let settings = cfg.mssql()?;
+            let health_settings = settings.clone();
+            (
+                Box::new(move || Ok(Box::new(MssqlSource::open(&settings)?) as Box<dyn Source>)),
+                // A fresh connection each time: a heartbeat that reused the reader's connection
+                // could not tell a dead server from a dead socket.
+                Box::new(move || MssqlSource::health(&health_settings)),
+            )
+        }
+    };
+    let factory = Box::new(move || -> Result<Box<dyn Source>, ReaderError> {
+        match first.take() {
+            Some(s) => Ok(s),
+            None => open(),
+        }
+    });
     rowtrail_watcher::run(
         factory,
         archive,
@@ -78,9 +96,9 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             poll_interval: cfg.poll_interval,
             probe_interval: cfg.probe_interval,
             batch: cfg.batch_size,
-            source_location: source_path.display().to_string(),
+            source_location: location,
             version: env!("CARGO_PKG_VERSION").into(),
-            health_check: Box::new(move || SqliteSource::health(&health_path)),
+            health_check,
             heartbeat_interval: cfg.heartbeat_interval,
             alerts: cfg.alerts.clone(),
             metrics: cfg.metrics_listen,

@@ -124,7 +124,7 @@ mod tests {
             std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset").into(),
         );
         assert!(e.is_transient());
-        assert!(e.to_string().contains("will retry"), "{e}");
+        assert!(e.to_string().contains("transient"), "{e}");
         assert!(std::error::Error::source(&e).is_some());
         let fatal = wrap("x", "y", Error::Tls("nope".into()));
         assert!(!fatal.is_transient());

@@ -1,0 +1,141 @@
+//! `rowtrail sql install|uninstall|check` (and `generate` from the live catalog) on SQL Server.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use rowtrail_reader::mssql::{catalog, check, install, MssqlClient};
+use rowtrail_sql::mssql::{Deployment, Options};
+
+use crate::config::Config;
+
+/// Progress on stderr: one line per tenth of the batches, and the last.
+fn progress(what: &'static str) -> impl FnMut(usize, usize) {
+    let mut shown = 0;
+    move |done, total| {
+        let step = (total / 10).max(1);
+        if done == total || done >= shown + step {
+            shown = done;
+            eprintln!("  {what}: batch {done} of {total}");
+        }
+    }
+}
+
+fn connect(cfg: &Config) -> Result<MssqlClient> {
+    let settings = cfg.mssql()?;
+    Ok(MssqlClient::connect(&settings)?)
+}
+
+/// Installs (or refreshes) capture for the tables named, or for those already captured.
+pub fn install(cfg: &Config, only: Option<&[String]>, options: &Options) -> Result<ExitCode> {
+    let mut c = connect(cfg)?;
+    let tables = install::tables_to_capture(&mut c, only)?;
+    eprintln!(
+        "installing capture on {} for {} table(s)",
+        c.location(),
+        tables.len()
+    );
+    let d = install::install(&mut c, &tables, options, &mut progress("install"))?;
+    println!(
+        "capture installed on {} for {} table(s):",
+        c.location(),
+        d.tables.len()
+    );
+    for t in &d.tables {
+        let key = if t.table.primary_key.is_empty() {
+            "  (no primary key: multi-row updates are recorded whole, op K)"
+        } else {
+            ""
+        };
+        println!("  {}{key}", t.table.name);
+        for note in &t.notes {
+            println!("    note: {note}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes capture.
+pub fn uninstall(
+    cfg: &Config,
+    only: Option<&[String]>,
+    discard_staged: bool,
+    options: &Options,
+) -> Result<ExitCode> {
+    let mut c = connect(cfg)?;
+    let removed = install::uninstall(
+        &mut c,
+        only,
+        discard_staged,
+        options,
+        &mut progress("uninstall"),
+    )?;
+    println!(
+        "capture removed from {} for {} table(s)",
+        c.location(),
+        removed.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reports drift; exits 1 when there is any. With `write_upgrade`, writes an upgrade script per
+/// table whose columns changed.
+pub fn check(cfg: &Config, write_upgrade: Option<&Path>, options: &Options) -> Result<ExitCode> {
+    let mut c = connect(cfg)?;
+    let observed = check::observe(&mut c)?;
+    let mut findings = 0;
+    for o in &observed {
+        let found = check::drift(o)?;
+        findings += found.len();
+        for f in &found {
+            println!("DRIFT  {}: {}\n       fix: {}", f.table, f.problem, f.fix);
+        }
+        if let (Some(dir), Some(live)) = (write_upgrade, &o.live) {
+            if found.iter().any(|f| f.needs_upgrade) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let script = Deployment::upgrade(&o.captured, live, options)?;
+                let slug: String = o
+                    .captured
+                    .name
+                    .to_string()
+                    .chars()
+                    .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+                    .collect();
+                let path = dir.join(format!("rowtrail-upgrade-{slug}.sql"));
+                std::fs::write(&path, script.render())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!(
+                    "       wrote {} (review it, then: sqlcmd -b -I -i {})",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    let live_tables = catalog::user_tables(&mut c)?.len();
+    if findings == 0 {
+        println!(
+            "no drift: {} captured table(s) on {} match their triggers, staging tables and definitions ({} user table(s) in the database)",
+            observed.len(),
+            c.location(),
+            live_tables
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{findings} problem(s) on {}", c.location());
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// The deployment for tables read from the live catalog (`sql generate --engine mssql` without
+/// `--from-ddl`).
+pub fn deployment_from_catalog(
+    cfg: &Config,
+    only: Option<&[String]>,
+    options: &Options,
+) -> Result<Deployment> {
+    let mut c = connect(cfg)?;
+    let tables = install::tables_to_capture(&mut c, only)?;
+    Ok(Deployment::generate(&tables, options)?)
+}

@@ -26,6 +26,7 @@ pub mod script;
 mod tables;
 pub mod trigger;
 pub mod types;
+pub mod undo;
 pub mod upgrade;
 
 pub use script::{Batch, Script};

@@ -1,0 +1,487 @@
+//! Undo plans as T-SQL: one transaction, guarded statements, typed literals, identity inserts
+//! and an order foreign keys accept.
+//!
+//! The steps come from the restore tool's planner ([`crate::undo::ScriptStep`]: what a row must
+//! be now, what it must become). This module writes them for SQL Server:
+//!
+//! * **One batch, one transaction**: `SET XACT_ABORT ON; BEGIN TRANSACTION; … COMMIT`. Any
+//!   error, or a guard that does not hold in refuse mode (`THROW`), rolls everything back.
+//! * **Guards**: a statement changes the row only if it equals the archived image exactly:
+//!   text compared as UTF-16 code units with a binary collation and equal byte length (so case,
+//!   accents and trailing spaces count), `datetimeoffset` by instant *and* offset, `xml` by its
+//!   text, CLR types by their serialisation, binary by bytes and length. Key columns are also
+//!   compared plainly first so the key's index is used. A re-insert needs its key free
+//!   (`UPDLOCK, HOLDLOCK`, so no one takes it meanwhile); a table without a key is touched only
+//!   when exactly one row matches.
+//! * **Typed literals** that convert back to the same value: `CAST(N'…' AS datetime2(7))`,
+//!   `CAST(12.3400 AS decimal(19,4))`, `CAST(1.0000000000000002E0 AS float)` (the shortest digits
+//!   that read back to the same double), `CAST(N'…' AS uniqueidentifier)`, `0x…` for bytes, control
+//!   characters as `NCHAR(n)` so no editor or line-ending conversion can change them.
+//! * **Identity**: re-inserts into a table with an `IDENTITY` column run between
+//!   `SET IDENTITY_INSERT … ON` and `OFF` (one table at a time, as SQL Server requires);
+//!   updates never assign an identity column (SQL Server forbids it, and it never changes).
+//! * **Never written**: computed columns and `rowversion` (the server assigns them); they still
+//!   take part in guards, where a rowversion makes the guard stricter.
+//! * **Foreign keys**: SQL Server cannot defer constraints, so [`order_for_foreign_keys`] puts
+//!   re-inserts first (parents before children), then updates, then deletes (children before
+//!   parents), whenever no row has more than one step; otherwise the planner's newest-first
+//!   order stands, which is itself an order the constraints accepted when the changes were made.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use super::types::MssqlType;
+use super::{Captured, Script};
+use crate::literal::Literal;
+use crate::undo::{OnConflict, ScriptStep, Step};
+use crate::{Column, SqlError, Table, TableName, Value};
+
+/// A foreign key between two captured tables (`child` references `parent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// The referencing table.
+    pub child: TableName,
+    /// The referenced table.
+    pub parent: TableName,
+}
+
+fn depth(t: &TableName, fks: &[ForeignKey], seen: &mut Vec<TableName>) -> usize {
+    if seen.contains(t) || seen.len() > 64 {
+        return 0; // a cycle (or a self-reference): no order between its members
+    }
+    seen.push(t.clone());
+    let d = fks
+        .iter()
+        .filter(|fk| &fk.child == t && &fk.parent != t)
+        .map(|fk| 1 + depth(&fk.parent, fks, seen))
+        .max()
+        .unwrap_or(0);
+    seen.pop();
+    d
+}
+
+/// The identity of the row a step acts on: its table and key (the whole row without a key).
+fn row_identity(step: &Step<'_>) -> String {
+    let row = step.expect.or(step.target).unwrap_or(&[]);
+    let cols: Vec<usize> = match step.table.key() {
+        Some(k) => k.to_vec(),
+        None => (0..row.len()).collect(),
+    };
+    let mut s = step.table.name.quoted(crate::Dialect::Mssql);
+    for i in cols {
+        let _ = write!(s, "|{:?}", row.get(i));
+    }
+    s
+}
+
+/// Reorders `steps` so that SQL Server's immediate foreign-key checks accept every statement:
+/// re-inserts (parents first), updates, deletes (children first). Steps of one table keep their
+/// order. When a row has more than one step (multi-level undo of one row, or a key-changing
+/// update), the planner's order is kept as it is.
+pub fn order_for_foreign_keys<'a>(
+    steps: &[ScriptStep<'a>],
+    fks: &[ForeignKey],
+) -> Vec<ScriptStep<'a>> {
+    let mut rows = HashSet::new();
+    let keyless_tables = steps
+        .iter()
+        .filter(|s| s.step.table.key().is_none())
+        .count();
+    let repeated = steps.iter().any(|s| !rows.insert(row_identity(&s.step)));
+    if repeated || fks.is_empty() || keyless_tables > 1 {
+        return steps.to_vec();
+    }
+    let mut depths: HashMap<TableName, usize> = HashMap::new();
+    for s in steps {
+        let n = &s.step.table.name;
+        if !depths.contains_key(n) {
+            let d = depth(n, fks, &mut Vec::new());
+            depths.insert(n.clone(), d);
+        }
+    }
+    let phase = |s: &ScriptStep<'_>| -> (u8, i64) {
+        let d = depths[&s.step.table.name] as i64;
+        match s.step.action() {
+            "insert" => (0, d),
+            "update" => (1, 0),
+            _ => (2, -d),
+        }
+    };
+    let mut ordered = steps.to_vec();
+    ordered.sort_by_key(phase); // stable: the planner's order within a phase and depth
+    ordered
+}
+
+/// The whole undo (or redo) script for `steps`, in order, as one batch and one transaction.
+pub fn script(
+    header: &str,
+    steps: &[ScriptStep<'_>],
+    on_conflict: OnConflict,
+) -> Result<Script, SqlError> {
+    let mut h: Vec<String> = header.lines().map(str::to_string).collect();
+    h.push("Run with: sqlcmd -b -I -S <server> -d <database> -i <this file>".into());
+    h.push("One transaction: any conflict or error rolls every step back.".into());
+    let mut s =
+        String::from("SET XACT_ABORT ON;\nSET NOCOUNT ON;\nBEGIN TRANSACTION;\nDECLARE @n int;\n");
+    for (i, st) in steps.iter().enumerate() {
+        let n = i + 1;
+        let _ = writeln!(
+            s,
+            "\n-- step {n}: {}",
+            super::script::comment_text(st.comment)
+        );
+        step(&mut s, n, &st.step, on_conflict)?;
+    }
+    s.push_str("\nCOMMIT TRANSACTION;\nPRINT N'rowtrail undo: applied';");
+    let mut script = Script::new("undo", h);
+    script.push(s);
+    Ok(script)
+}
+
+/// A table's columns as captured, with their types checked.
+struct Shape<'a> {
+    t: &'a Table,
+    types: Vec<Option<MssqlType>>,
+}
+
+impl<'a> Shape<'a> {
+    fn new(t: &'a Table) -> Result<Self, SqlError> {
+        // The same checks as capture (names sqlcmd would act on are refused here too).
+        Captured::new(t)?;
+        let types = t
+            .columns
+            .iter()
+            .map(|c| MssqlType::parse(&c.sql_type).ok())
+            .collect();
+        Ok(Self { t, types })
+    }
+    fn name(&self) -> String {
+        let mut n = self.t.name.clone();
+        if n.schema.is_none() {
+            n.schema = Some(super::ident("dbo"));
+        }
+        n.quoted(crate::Dialect::Mssql)
+    }
+    fn col(&self, i: usize) -> String {
+        self.t.columns[i].name.mssql().to_string()
+    }
+    fn base(&self, i: usize) -> &str {
+        self.types[i].as_ref().map_or("", |t| t.base.as_str())
+    }
+    fn ty(&self, i: usize) -> String {
+        let c: &Column = &self.t.columns[i];
+        match &self.types[i] {
+            Some(t) if t.is_rowversion() => "binary(8)".into(),
+            Some(t) => t.canonical(),
+            None => c.sql_type.clone(),
+        }
+    }
+    fn insertable(&self) -> Vec<usize> {
+        (0..self.t.columns.len())
+            .filter(|&i| self.t.columns[i].writable())
+            .collect()
+    }
+    fn assignable(&self) -> Vec<usize> {
+        self.insertable()
+            .into_iter()
+            .filter(|&i| !self.t.columns[i].identity)
+            .collect()
+    }
+    fn has_identity(&self) -> bool {
+        self.t.columns.iter().any(|c| c.identity && c.writable())
+    }
+}
+
+/// `N'…'` with control characters as `NCHAR(n)`.
+fn text_literal(t: &[u8]) -> String {
+    let s = String::from_utf8_lossy(t);
+    let mut parts = Vec::new();
+    let mut run = String::new();
+    for ch in s.chars() {
+        if ch.is_control() {
+            if !run.is_empty() {
+                parts.push(Literal::mssql(&run).to_string());
+                run.clear();
+            }
+            parts.push(format!("NCHAR({})", ch as u32));
+        } else {
+            run.push(ch);
+        }
+    }
+    if !run.is_empty() || parts.is_empty() {
+        parts.push(Literal::mssql(&run).to_string());
+    }
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        format!("CONVERT(nvarchar(max), {})", parts.join(" + "))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::from("0x"), |mut s, x| {
+        let _ = write!(s, "{x:02X}");
+        s
+    })
+}
+
+/// A double as text that reads back to the same bits, in float notation (`…E…`).
+fn float_text(r: f64) -> String {
+    let s = format!("{r:e}");
+    s.replace('e', "E")
+}
+
+/// The digits of a decimal text as `decimal(p,s)`.
+fn decimal_type(d: &str) -> String {
+    let digits = d.trim_start_matches('-');
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let s = frac.len();
+    let p = (int.trim_start_matches('0').len() + s).clamp(1, 38);
+    format!("decimal({},{})", p.max(s), s)
+}
+
+/// `v` as a literal of column `i`'s type.
+fn literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
+    let base = shape.base(i);
+    let ty = shape.ty(i);
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Integer(n) if base == "bit" => format!("CAST({n} AS bit)"),
+        Value::Integer(n) => n.to_string(),
+        Value::Real(r) if base == "real" || ty == "real" => {
+            format!("CAST({} AS real)", float_text(*r))
+        }
+        Value::Real(r) => format!("CAST({} AS float)", float_text(*r)),
+        Value::Decimal(d) => {
+            let target = match base {
+                "decimal" | "numeric" | "money" | "smallmoney" => ty,
+                _ => decimal_type(d),
+            };
+            format!("CAST({d} AS {target})")
+        }
+        Value::DateTime(d) => {
+            let target = match base {
+                "date" | "time" | "datetime" | "datetime2" | "smalldatetime" | "datetimeoffset" => {
+                    ty
+                }
+                _ if d.ends_with('Z') || d.rfind(['+', '-']).is_some_and(|p| p > 10) => {
+                    "datetimeoffset(7)".into()
+                }
+                _ if d.contains('T') => "datetime2(7)".into(),
+                _ if d.contains(':') => "time(7)".into(),
+                _ => "date".into(),
+            };
+            format!("CAST({} AS {target})", Literal::mssql(d))
+        }
+        Value::Uuid(_) => format!(
+            "CAST({} AS uniqueidentifier)",
+            Literal::mssql(&v.to_string())
+        ),
+        Value::Text(t) => text_literal(t),
+        Value::Blob(b) if matches!(base, "hierarchyid" | "geometry" | "geography") => {
+            format!("CAST({} AS {base})", hex(b))
+        }
+        Value::Blob(b) => hex(b),
+    }
+}
+
+/// Column `i` equals `v` exactly.
+fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String {
+    let c = shape.col(i);
+    let base = shape.base(i);
+    let lit = literal(shape, i, v);
+    match v {
+        Value::Null => format!("{c} IS NULL"),
+        Value::Text(_) if base == "xml" => format!(
+            "(CONVERT(nvarchar(max), {c}) = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit}))"
+        ),
+        Value::Text(_) => {
+            let exact = format!(
+                "CONVERT(nvarchar(max), {c}) COLLATE Latin1_General_100_BIN2 = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit})"
+            );
+            if plain_first && base != "sql_variant" {
+                format!("({c} = {lit} AND {exact})")
+            } else {
+                format!("({exact})")
+            }
+        }
+        Value::Blob(b) if matches!(base, "hierarchyid" | "geometry" | "geography") => {
+            format!("CONVERT(varbinary(max), {c}) = {}", hex(b))
+        }
+        Value::Blob(_) => format!("({c} = {lit} AND DATALENGTH({c}) = DATALENGTH({lit}))"),
+        Value::DateTime(_) if base == "datetimeoffset" => {
+            format!("({c} = {lit} AND DATEPART(TZOFFSET, {c}) = DATEPART(TZOFFSET, {lit}))")
+        }
+        _ => format!("{c} = {lit}"),
+    }
+}
+
+/// The row equals `row` exactly (key columns first, for the index).
+fn matches(shape: &Shape<'_>, row: &[Value]) -> String {
+    let key = shape.t.key().unwrap_or(&[]).to_vec();
+    key.iter()
+        .copied()
+        .chain((0..shape.t.columns.len()).filter(|i| !key.contains(i)))
+        .map(|i| exactly(shape, i, &row[i], key.contains(&i)))
+        .collect::<Vec<_>>()
+        .join("\n      AND ")
+}
+
+/// The row's key equals `row`'s, as the unique index sees it.
+fn key_equals(shape: &Shape<'_>, row: &[Value]) -> Option<String> {
+    let key = shape.t.key()?;
+    Some(
+        key.iter()
+            .map(|&i| match &row[i] {
+                Value::Null => format!("{} IS NULL", shape.col(i)),
+                v => format!("{} = {}", shape.col(i), literal(shape, i, v)),
+            })
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    )
+}
+
+/// Selects the one row the step acts on: equal to `row`, and the only such row without a key.
+fn one_row(shape: &Shape<'_>, row: &[Value]) -> String {
+    let all = matches(shape, row);
+    if shape.t.key().is_some() {
+        return all;
+    }
+    format!(
+        "{all}\n      AND (SELECT COUNT(*) FROM (SELECT TOP (2) 1 AS [x] FROM {t} WHERE {all}) AS [m]) = 1",
+        t = shape.name()
+    )
+}
+
+fn insert(shape: &Shape<'_>, row: &[Value], guard_key: bool) -> String {
+    let cols = shape.insertable();
+    let names: Vec<String> = cols.iter().map(|&i| shape.col(i)).collect();
+    let vals: Vec<String> = cols.iter().map(|&i| literal(shape, i, &row[i])).collect();
+    let mut sql = format!(
+        "INSERT INTO {} ({})\n    SELECT {}",
+        shape.name(),
+        names.join(", "),
+        vals.join(", ")
+    );
+    if let (true, Some(k)) = (guard_key, key_equals(shape, row)) {
+        let _ = write!(
+            sql,
+            "\n    WHERE NOT EXISTS (SELECT 1 FROM {} WITH (UPDLOCK, HOLDLOCK) WHERE {k})",
+            shape.name()
+        );
+    }
+    sql
+}
+
+fn update(shape: &Shape<'_>, target: &[Value], place: &str) -> String {
+    let sets: Vec<String> = shape
+        .assignable()
+        .iter()
+        .map(|&i| format!("{} = {}", shape.col(i), literal(shape, i, &target[i])))
+        .collect();
+    format!(
+        "UPDATE {} SET {}\n    WHERE {place}",
+        shape.name(),
+        sets.join(", ")
+    )
+}
+
+/// Wraps an insert for a table with an identity column; `@n` takes its row count.
+fn with_identity(shape: &Shape<'_>, sql: &str, pad: &str) -> String {
+    if shape.has_identity() {
+        format!(
+            "{pad}SET IDENTITY_INSERT {t} ON;\n{pad}{sql};\n{pad}SET @n = @@ROWCOUNT;\n{pad}SET IDENTITY_INSERT {t} OFF;\n",
+            t = shape.name()
+        )
+    } else {
+        format!("{pad}{sql};\n{pad}SET @n = @@ROWCOUNT;\n")
+    }
+}
+
+fn step(s: &mut String, n: usize, st: &Step<'_>, on_conflict: OnConflict) -> Result<(), SqlError> {
+    let shape = Shape::new(st.table)?;
+    let width = st.table.columns.len();
+    for row in [st.expect, st.target].into_iter().flatten() {
+        if row.len() != width {
+            return Err(SqlError::Uncapturable {
+                table: st.table.name.to_string(),
+                reason: format!("an undo image has {} values for {width} columns", row.len()),
+            });
+        }
+    }
+    match (st.expect, st.target) {
+        (None, None) => {
+            return Err(SqlError::Uncapturable {
+                table: st.table.name.to_string(),
+                reason: "an undo step must expect a row or produce one".into(),
+            })
+        }
+        (None, Some(t)) => s.push_str(&with_identity(&shape, &insert(&shape, t, true), "")),
+        (Some(e), Some(t)) => {
+            let _ = writeln!(
+                s,
+                "{};\nSET @n = @@ROWCOUNT;",
+                update(&shape, t, &one_row(&shape, e))
+            );
+        }
+        (Some(e), None) => {
+            let _ = writeln!(
+                s,
+                "DELETE FROM {}\n    WHERE {};\nSET @n = @@ROWCOUNT;",
+                shape.name(),
+                one_row(&shape, e)
+            );
+        }
+    }
+    match on_conflict {
+        OnConflict::Stop => {
+            let _ = writeln!(
+                s,
+                "IF @n <> 1 THROW 50003, N'rowtrail undo: step {n} conflicts: the row no longer equals its archived image, or its key is taken', 1;"
+            );
+        }
+        OnConflict::Skip => {
+            let _ = writeln!(
+                s,
+                "IF @n <> 1 PRINT N'rowtrail undo: step {n} skipped (conflict)';"
+            );
+        }
+        OnConflict::Force => {
+            s.push_str("IF @n <> 1\nBEGIN\n");
+            match (st.expect, st.target) {
+                (_, Some(t)) => {
+                    let place = key_equals(&shape, t)
+                        .unwrap_or_else(|| matches(&shape, st.expect.unwrap_or(t)));
+                    let _ = writeln!(
+                        s,
+                        "    {};\n    SET @n = @@ROWCOUNT;",
+                        update(&shape, t, &place)
+                    );
+                    s.push_str("    IF @n = 0\n    BEGIN\n");
+                    s.push_str(&with_identity(
+                        &shape,
+                        &insert(&shape, t, false),
+                        "        ",
+                    ));
+                    s.push_str("    END;\n");
+                }
+                (Some(e), None) => {
+                    let place = key_equals(&shape, e).unwrap_or_else(|| matches(&shape, e));
+                    let top = if shape.t.key().is_some() {
+                        ""
+                    } else {
+                        "TOP (1) "
+                    };
+                    let _ = writeln!(s, "    DELETE {top}FROM {} WHERE {place};", shape.name());
+                }
+                (None, None) => unreachable!("refused above"),
+            }
+            s.push_str("END;\n");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "undo_tests.rs"]
+mod tests;

@@ -1,0 +1,375 @@
+//! T-SQL undo rendering: typed literals, exact guards, identity inserts, foreign-key order.
+
+use super::*;
+use crate::{Column, Ident};
+
+fn name(schema: &str, table: &str) -> TableName {
+    TableName {
+        schema: Some(Ident::new(schema).unwrap()),
+        name: Ident::new(table).unwrap(),
+    }
+}
+
+fn col(n: &str, ty: &str) -> Column {
+    Column::new(Ident::new(n).unwrap(), ty, true)
+}
+
+/// Sales.Order: identity key, money, datetimeoffset, text, rowversion, computed, geography, xml.
+fn orders() -> Table {
+    let mut cols = vec![
+        col("Id", "int"),
+        col("Total", "money"),
+        col("At", "datetimeoffset(7)"),
+        col("Note", "nvarchar(max)"),
+        col("Ver", "rowversion"),
+        col("Doubled", "money"),
+        col("Where", "geography"),
+        col("Doc", "xml"),
+        col("Ratio", "float"),
+        col("Flag", "bit"),
+        col("Ref", "uniqueidentifier"),
+    ];
+    cols[0].identity = true;
+    cols[0].nullable = false;
+    cols[4].rowversion = true;
+    cols[5].computed = true;
+    Table {
+        name: name("Sales", "Order"),
+        columns: cols,
+        primary_key: vec![0],
+        unique_keys: vec![],
+        rowid: false,
+    }
+}
+
+fn row() -> Vec<Value> {
+    vec![
+        Value::Integer(7),
+        Value::Decimal("12.3400".into()),
+        Value::DateTime("2024-03-11T05:00:00.5000000+05:30".into()),
+        Value::text("it's\r\nA "),
+        Value::Blob(vec![0, 0, 0, 0, 0, 0, 7, 209]),
+        Value::Decimal("24.6800".into()),
+        Value::Blob(vec![0xE6, 0x10, 0, 0]),
+        Value::text("<a b=\"1\"/>"),
+        Value::Real(0.1),
+        Value::Integer(1),
+        Value::Uuid([
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ]),
+    ]
+}
+
+fn render(steps: &[ScriptStep<'_>], mode: OnConflict) -> String {
+    let s = script("undo test", steps, mode).unwrap();
+    assert_eq!(
+        s.batches().len(),
+        1,
+        "one batch: @n and the transaction span every step"
+    );
+    s.batches()[0].sql.clone()
+}
+
+#[test]
+fn a_reinsert_into_an_identity_table_is_wrapped_and_leaves_server_columns_alone() {
+    let t = orders();
+    let r = row();
+    let sql = render(
+        &[ScriptStep {
+            comment: "undo delete",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(&r),
+                rowid: None,
+            },
+        }],
+        OnConflict::Stop,
+    );
+    assert!(
+        sql.starts_with("SET XACT_ABORT ON;\nSET NOCOUNT ON;\nBEGIN TRANSACTION;"),
+        "{sql}"
+    );
+    assert!(sql.contains("SET IDENTITY_INSERT [Sales].[Order] ON;\nINSERT INTO [Sales].[Order] ([Id], [Total], [At], [Note], [Where], [Doc], [Ratio], [Flag], [Ref])"), "{sql}");
+    assert!(
+        !sql.contains("[Ver],") && !sql.contains("[Doubled],"),
+        "rowversion and computed are not written"
+    );
+    assert!(sql.contains(
+        "WHERE NOT EXISTS (SELECT 1 FROM [Sales].[Order] WITH (UPDLOCK, HOLDLOCK) WHERE [Id] = 7)"
+    ));
+    // @@ROWCOUNT is read before SET IDENTITY_INSERT resets it.
+    assert!(sql.contains(");\nSET @n = @@ROWCOUNT;\nSET IDENTITY_INSERT [Sales].[Order] OFF;\nIF @n <> 1 THROW 50003"), "{sql}");
+    assert!(sql.ends_with("COMMIT TRANSACTION;\nPRINT N'rowtrail undo: applied';"));
+}
+
+#[test]
+fn literals_are_typed_and_exact() {
+    let t = orders();
+    let r = row();
+    let sql = render(
+        &[ScriptStep {
+            comment: "c",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(&r),
+                rowid: None,
+            },
+        }],
+        OnConflict::Stop,
+    );
+    for want in [
+        "CAST(12.3400 AS money)",
+        "CAST(N'2024-03-11T05:00:00.5000000+05:30' AS datetimeoffset(7))",
+        "CONVERT(nvarchar(max), N'it''s' + NCHAR(13) + NCHAR(10) + N'A ')",
+        "CAST(0xE6100000 AS geography)",
+        "N'<a b=\"1\"/>'",
+        "CAST(1E-1 AS float)",
+        "CAST(1 AS bit)",
+        "CAST(N'00112233-4455-6677-8899-aabbccddeeff' AS uniqueidentifier)",
+    ] {
+        assert!(sql.contains(want), "{want} missing from\n{sql}");
+    }
+    // Every double's text reads back to the same bits.
+    for f in [0.1, 1.0 / 3.0, -0.0, 5e-324, f64::MAX, 1.0000000000000002] {
+        let text = float_text(f);
+        assert_eq!(
+            text.parse::<f64>().unwrap().to_bits(),
+            f.to_bits(),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn guards_compare_exactly() {
+    let t = orders();
+    let r = row();
+    let mut after = r.clone();
+    after[1] = Value::Decimal("99.0000".into());
+    let sql = render(
+        &[ScriptStep {
+            comment: "undo update",
+            step: Step {
+                table: &t,
+                expect: Some(&after),
+                target: Some(&r),
+                rowid: None,
+            },
+        }],
+        OnConflict::Stop,
+    );
+    assert!(
+        sql.contains("UPDATE [Sales].[Order] SET [Total] = CAST(12.3400 AS money), [At] ="),
+        "identity is never assigned:\n{sql}"
+    );
+    assert!(
+        sql.contains("WHERE [Id] = 7\n      AND [Total] = CAST(99.0000 AS money)"),
+        "{sql}"
+    );
+    assert!(sql.contains("DATEPART(TZOFFSET, [At]) = DATEPART(TZOFFSET, CAST(N'2024-03-11T05:00:00.5000000+05:30' AS datetimeoffset(7)))"));
+    assert!(sql.contains("CONVERT(nvarchar(max), [Note]) COLLATE Latin1_General_100_BIN2 = "));
+    assert!(sql.contains("DATALENGTH(CONVERT(nvarchar(max), [Note])) = DATALENGTH("));
+    assert!(
+        sql.contains(
+            "([Ver] = 0x00000000000007D1 AND DATALENGTH([Ver]) = DATALENGTH(0x00000000000007D1))"
+        ),
+        "the rowversion tightens the guard"
+    );
+    assert!(sql.contains("CONVERT(varbinary(max), [Where]) = 0xE6100000"));
+    assert!(sql.contains("(CONVERT(nvarchar(max), [Doc]) = N'<a b=\"1\"/>'"));
+}
+
+#[test]
+fn keyless_tables_touch_a_row_only_when_it_is_the_only_match() {
+    let t = Table {
+        name: name("dbo", "log"),
+        columns: vec![col("msg", "varchar(20)"), col("n", "int")],
+        primary_key: vec![],
+        unique_keys: vec![],
+        rowid: false,
+    };
+    let r = vec![Value::text("x"), Value::Null];
+    let sql = render(
+        &[ScriptStep {
+            comment: "c",
+            step: Step {
+                table: &t,
+                expect: Some(&r),
+                target: None,
+                rowid: None,
+            },
+        }],
+        OnConflict::Force,
+    );
+    assert!(
+        sql.contains("AND (SELECT COUNT(*) FROM (SELECT TOP (2) 1 AS [x] FROM [dbo].[log] WHERE"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("IF @n <> 1\nBEGIN\n    DELETE TOP (1) FROM [dbo].[log] WHERE"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn skip_and_force_modes() {
+    let t = orders();
+    let r = row();
+    let step = ScriptStep {
+        comment: "c",
+        step: Step {
+            table: &t,
+            expect: None,
+            target: Some(&r),
+            rowid: None,
+        },
+    };
+    let skip = render(&[step], OnConflict::Skip);
+    assert!(
+        skip.contains("IF @n <> 1 PRINT N'rowtrail undo: step 1 skipped (conflict)';")
+            && !skip.contains("THROW")
+    );
+    let force = render(&[step], OnConflict::Force);
+    assert!(
+        force.contains("IF @n <> 1\nBEGIN\n    UPDATE [Sales].[Order] SET"),
+        "{force}"
+    );
+    assert!(
+        force.contains("    IF @n = 0\n    BEGIN\n        SET IDENTITY_INSERT [Sales].[Order] ON;"),
+        "{force}"
+    );
+}
+
+#[test]
+fn foreign_keys_order_inserts_parents_first_and_deletes_children_first() {
+    let mut parent = orders();
+    parent.name = name("Sales", "Header");
+    let mut child = orders();
+    child.name = name("Sales", "Detail");
+    let fks = [ForeignKey {
+        child: child.name.clone(),
+        parent: parent.name.clone(),
+    }];
+    let rows: Vec<Vec<Value>> = (0..4)
+        .map(|i| {
+            let mut r = row();
+            r[0] = Value::Integer(i);
+            r
+        })
+        .collect();
+    let st = |t, i: usize, c: &'static str| -> ScriptStep<'_> {
+        ScriptStep {
+            comment: c,
+            step: Step {
+                table: t,
+                expect: None,
+                target: Some(&rows[i]),
+                rowid: None,
+            },
+        }
+    };
+    // Planner order (newest first): re-insert child, re-insert parent, delete child, delete parent.
+    let steps = vec![
+        st(&child, 0, "insert child"),
+        st(&parent, 1, "insert parent"),
+        ScriptStep {
+            comment: "delete parent",
+            step: Step {
+                table: &parent,
+                expect: Some(&rows[2]),
+                target: None,
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "delete child",
+            step: Step {
+                table: &child,
+                expect: Some(&rows[3]),
+                target: None,
+                rowid: None,
+            },
+        },
+    ];
+    let order: Vec<&str> = order_for_foreign_keys(&steps, &fks)
+        .iter()
+        .map(|s| s.comment)
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "insert parent",
+            "insert child",
+            "delete child",
+            "delete parent"
+        ]
+    );
+    // Without foreign keys, or when a row has two steps, the planner's order stands.
+    let same: Vec<&str> = order_for_foreign_keys(&steps, &[])
+        .iter()
+        .map(|s| s.comment)
+        .collect();
+    assert_eq!(
+        same,
+        [
+            "insert child",
+            "insert parent",
+            "delete parent",
+            "delete child"
+        ]
+    );
+    let mut twice = steps.clone();
+    twice.push(ScriptStep {
+        comment: "again",
+        step: Step {
+            table: &child,
+            expect: Some(&rows[0]),
+            target: None,
+            rowid: None,
+        },
+    });
+    assert_eq!(
+        order_for_foreign_keys(&twice, &fks)[0].comment,
+        "insert child"
+    );
+}
+
+#[test]
+fn refuses_images_of_the_wrong_width_and_names_sqlcmd_would_act_on() {
+    let t = orders();
+    let short = vec![Value::Integer(1)];
+    assert!(script(
+        "h",
+        &[ScriptStep {
+            comment: "c",
+            step: Step {
+                table: &t,
+                expect: Some(&short),
+                target: None,
+                rowid: None
+            }
+        }],
+        OnConflict::Stop
+    )
+    .is_err());
+    let mut evil = orders();
+    evil.name = name("dbo", "x\n:!! rm -rf /");
+    let r = row();
+    assert!(script(
+        "h",
+        &[ScriptStep {
+            comment: "c",
+            step: Step {
+                table: &evil,
+                expect: Some(&r),
+                target: None,
+                rowid: None
+            }
+        }],
+        OnConflict::Stop
+    )
+    .is_err());
+}

@@ -53,7 +53,9 @@ impl Dependency {
         match self {
             Dependency::LaterWrite => "changed the same row later",
             Dependency::KeyReused => "re-used the key this change freed",
-            Dependency::ChildInserted => "inserted a child row under the row this change inserted",
+            Dependency::ChildInserted => {
+                "put a child row under the key this change gave its row (insert or key change)"
+            }
             Dependency::ParentDeleted => "deleted the parent of the row this change removed",
         }
     }
@@ -236,10 +238,23 @@ impl<'a> Dependencies<'a> {
         d
     }
 
-    /// The changes after position `i` that depend on change `i`, with why, in order.
+    /// Whether change `j` still describes its row: no later change wrote that row.
+    fn current(&self, j: usize) -> bool {
+        let c = &self.changes[j];
+        c.after_key().is_some_and(|k| {
+            self.writes
+                .get(&(c.table_id, k.to_vec()))
+                .is_none_or(|list| list.last().is_none_or(|&w| w <= j))
+        })
+    }
+
+    /// The changes that depend on change `i`, with why, in order: later ones, and children an
+    /// `ON UPDATE CASCADE` moved under a parent key this change created (captured just before
+    /// it, in the same statement).
     pub fn of(&self, i: usize) -> Vec<(usize, Dependency)> {
         let c = &self.changes[i];
         let mut out = Vec::new();
+        let mut extra = Vec::new();
         let mut later = |index: &RowIndex, key: (i64, Vec<u8>), why: Dependency| {
             if let Some(list) = index.get(&key) {
                 let from = list.partition_point(|&j| j <= i);
@@ -268,7 +283,18 @@ impl<'a> Dependencies<'a> {
                     let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
                     let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
                     if let Some(v) = new.filter(|v| Some(v) != old.as_ref()) {
-                        later(&self.children, (f as i64, v), Dependency::ChildInserted);
+                        let key = (f as i64, v);
+                        // Children an ON UPDATE CASCADE moved under the new key were captured
+                        // before the parent's own change: earlier, but still there.
+                        if let Some(list) = self.children.get(&key) {
+                            let earlier = list.iter().take_while(|&&j| j < i);
+                            extra.extend(
+                                earlier
+                                    .filter(|&&j| self.current(j))
+                                    .map(|&j| (j, Dependency::ChildInserted)),
+                            );
+                        }
+                        later(&self.children, key, Dependency::ChildInserted);
                     }
                 }
             }
@@ -282,6 +308,7 @@ impl<'a> Dependencies<'a> {
                 }
             }
         }
+        out.extend(extra);
         out.sort_by_key(|(j, _)| *j);
         out.dedup_by_key(|(j, _)| *j);
         out

@@ -10,7 +10,7 @@ use rowtrail_reader::archive::RunKind;
 use rowtrail_sql::undo::{OnConflict, Step};
 use serde::Serialize;
 
-use crate::conflict::{ChangeRef, Conflict, Dependencies, ForeignKey};
+use crate::conflict::{ChangeRef, Conflict, Dependencies, Dependency, ForeignKey};
 use crate::load::Change;
 
 /// What to do about later changes that depend on a change in scope (after Oracle's Flashback
@@ -133,17 +133,31 @@ pub fn undo(history: Vec<Change>, targets: &[i64], fks: &[ForeignKey], mode: Mod
     }
     let mut conflicts = Vec::new();
     let mut skip = vec![false; history.len()];
-    for i in (0..history.len()).rev().filter(|&i| in_scope[i]) {
-        for (j, why) in deps.of(i) {
+    let scoped: Vec<(usize, Vec<(usize, Dependency)>)> = (0..history.len())
+        .rev()
+        .filter(|&i| in_scope[i])
+        .map(|i| (i, deps.of(i)))
+        .collect();
+    for (i, dependents) in &scoped {
+        for &(j, why) in dependents {
             if !in_scope[j] {
                 conflicts.push(Conflict {
-                    change: ChangeRef::of(&history[i]),
+                    change: ChangeRef::of(&history[*i]),
                     later: ChangeRef::of(&history[j]),
                     dependency: why,
                 });
             }
-            if mode == Mode::Skip && (!in_scope[j] || skip[j]) {
-                skip[i] = true;
+        }
+    }
+    // Skipped: changes with a dependent outside the scope, or one that is skipped (repeated
+    // until nothing changes: a dependent is usually later, but not always).
+    let mut changed = mode == Mode::Skip;
+    while changed {
+        changed = false;
+        for (i, dependents) in &scoped {
+            if !skip[*i] && dependents.iter().any(|&(j, _)| !in_scope[j] || skip[j]) {
+                skip[*i] = true;
+                changed = true;
             }
         }
     }

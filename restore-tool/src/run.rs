@@ -76,7 +76,7 @@ pub fn prepare_undo(
         Some(id) => {
             let targets = scope::select(archive, id, scope)?;
             let history = match targets.first() {
-                Some(&first) => load::eligible_from(archive, id, first)?,
+                Some(&first) => load::eligible_from(archive, id, statement_start(archive, first)?)?,
                 None => Vec::new(),
             };
             (targets, history)
@@ -190,4 +190,18 @@ pub fn execute(
             Err(e)
         }
     }
+}
+
+/// The first change archived with the same server time as change `id`, at or before it.
+///
+/// Foreign-key actions (`ON UPDATE CASCADE`) capture the child rows they move just before the
+/// parent's own change, in the same statement and so at the same time: planning must see them
+/// to know that those children now hang under the parent's new key.
+fn statement_start(archive: &Archive, id: i64) -> Result<i64, RestoreError> {
+    Ok(archive.connection().query_row(
+        "SELECT coalesce(min(c.id), ?1) FROM changes c, changes f \
+         WHERE f.id = ?1 AND c.at = f.at AND c.source_id = f.source_id AND c.id <= ?1",
+        [id],
+        |r| r.get(0),
+    )?)
 }

@@ -23,7 +23,7 @@ const UNDO_HELP: &str = "Examples:
   rowtrail undo --tx 81723 --apply
   rowtrail undo --user bob --since 2026-11-21T14:05:00Z --apply   # what bob did after 14:05
   rowtrail undo --table staff --key 3 --last 1 --cascade
-  rowtrail undo --change 118 --change 120 --script-only > undo.sql
+  rowtrail undo --change 118 120 --script-only > undo.sql
   sqlite3 -bail app.db < undo.sql                  # the script runs by hand too
   rowtrail undo --list                             # the undo journal
 
@@ -93,8 +93,8 @@ pub struct Args {
     /// Everything archived after this archive change id.
     #[arg(long, value_name = "ID")]
     pub after_change: Option<i64>,
-    /// These archive change ids (repeat the flag).
-    #[arg(long, value_name = "ID")]
+    /// These archive change ids (`--change 118 120`, or the flag repeated).
+    #[arg(long, value_name = "ID", num_args = 1..)]
     pub change: Vec<i64>,
     /// Only this table.
     #[arg(long, value_name = "NAME")]

@@ -136,6 +136,18 @@ fn refusal_exits_3_and_names_each_conflicting_change_with_who_and_when() {
         assert!(out.contains("changed the same row later"), "{out}");
         assert_eq!(staff(&c), before);
     }
+    // The plan as JSON names the same conflicts.
+    let out = sb.run(&["undo", "--tx", "T1", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["refused"], true);
+    assert_eq!(plan["selected"], 3);
+    let conflicts = plan["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 3);
+    assert!(conflicts
+        .iter()
+        .all(|c| c["dependency"] == "later-write" && c["later"]["at"].is_string()));
+    assert!(conflicts.iter().any(|c| c["later"]["login"] == "carol"));
     // Cascade undoes the dependent changes too, newest first.
     let out = sb.ok(&["undo", "--tx", "T1", "--cascade", "--apply"]);
     assert!(

@@ -4,9 +4,10 @@
 //! cargo run --release -p rowtrail-restore --example undo_bench [-- CHANGES ARCHIVE_CHANGES]
 //! ```
 //!
-//! 1. Undo of CHANGES (default 100,000) captured inserts with apply: the real triggers capture
-//!    the workload, the real mover archives it, then the undo is planned and applied (its own
-//!    writes captured too). Prints changes/s for planning, applying and both.
+//! 1. Undo with apply of CHANGES (default 100,000) captured updates (one statement), then of
+//!    as many inserts: the real triggers capture the workload, the real mover archives it, then
+//!    the undo is planned and applied (its own writes captured too). Prints changes/s for
+//!    planning, applying and both.
 //! 2. History of one row in an archive of ARCHIVE_CHANGES (default 1,000,000) changes, built by
 //!    appending directly to the archive: the median and worst of 50 look-ups.
 
@@ -53,12 +54,26 @@ fn undo_figure(n: i64) {
     let mut archive = Archive::open(&archive_path, &ArchiveOptions::default()).unwrap();
     mover::drain(&mut src, &mut archive, 5000).unwrap();
     let mut conn = conn;
+    // First the undo of one statement that updated every row, then of all the inserts.
+    conn.execute_batch("UPDATE t SET qty = qty + 1, note = note || '!'")
+        .unwrap();
+    mover::drain(&mut src, &mut archive, 5000).unwrap();
+    timed_undo(&archive, &mut conn, n, "updates");
+    mover::drain(&mut src, &mut archive, 5000).unwrap();
+    timed_undo(&archive, &mut conn, 0, "inserts");
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "everything undone");
+}
+
+fn timed_undo(archive: &Archive, conn: &mut rusqlite::Connection, after: i64, what: &str) {
     let scope = Scope {
-        after_change: Some(0),
+        after_change: Some(after),
         ..Scope::default()
     };
     let started = Instant::now();
-    let prepared = run::prepare_undo(&archive, &conn, &scope, Mode::Refuse).unwrap();
+    let prepared = run::prepare_undo(archive, conn, &scope, Mode::Refuse).unwrap();
     let planned = started.elapsed();
     // Rendering measured on its own (not part of the undo: the clock skips it).
     let t = Instant::now();
@@ -78,17 +93,13 @@ fn undo_figure(n: i64) {
         login: "bench".into(),
         host: None,
     };
-    let (r, results) = run::execute(&archive, &mut conn, &prepared, &actor)
+    let (r, results) = run::execute(archive, conn, &prepared, &actor)
         .unwrap()
         .expect("a run");
     let total = started.elapsed();
-    let left: i64 = conn
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(left, 0);
     let rate = |secs: f64| results.len() as f64 / secs;
     println!(
-        "undo --apply of {} changes (run {}): plan {:.3} s, apply {:.3} s, total {:.3} s = {:.0} changes/s (plan {:.0}/s, apply {:.0}/s)",
+        "undo --apply of {} {what} (run {}): plan {:.3} s, apply {:.3} s, total {:.3} s = {:.0} changes/s (plan {:.0}/s, apply {:.0}/s)",
         results.len(),
         r.id,
         planned.as_secs_f64(),

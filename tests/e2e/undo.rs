@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rowtrail_tests::{show, Proc, Sandbox};
+use rowtrail_tests::{show, wait_until, Proc, Sandbox};
 use rusqlite::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
@@ -108,6 +108,28 @@ fn dry_run_shows_plan_and_script_apply_undoes_redo_restores() {
     let verified = sb.ok(&["verify"]);
     assert!(verified.contains("archive verified"), "{verified}");
     assert!(sb.ok(&["undo", "--list"]).contains("redone"));
+}
+
+#[test]
+fn undo_applies_while_the_watcher_runs_and_its_writes_reach_the_archive() {
+    let (sb, c) = populated();
+    let _watcher = sb.start_watcher();
+    let before = sb.archived();
+    // The watcher holds the reader lock; undo takes its own lock and shares the archive.
+    sb.ok(&["undo", "--tx", "T2", "--apply"]);
+    assert_eq!(
+        rows(&c, "SELECT salary FROM staff ORDER BY id"),
+        ["Integer(5000)", "Integer(4800)"]
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the watcher archives the undo's writes",
+        || sb.archived() >= before + 2,
+    );
+    let audit = sb.ok(&["audit", "--tx", "undo:1", "--format", "json"]);
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+    assert!(sb.ok(&["verify"]).contains("archive verified"));
+    assert!(sb.ok(&["undo", "--tx", "T2"]).contains("nothing to undo"));
 }
 
 #[test]

@@ -143,6 +143,12 @@ fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<UndoRun> {
 }
 
 impl Archive {
+    /// A write transaction that takes the write lock at once (waiting for the reader's batches),
+    /// so a read inside it can never be invalidated by another writer's commit.
+    fn immediate(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    }
+
     /// Records a new run in state `applying` and returns it (with its id and tag).
     pub fn begin_run(
         &self,
@@ -154,8 +160,7 @@ impl Archive {
     ) -> Result<UndoRun, ReaderError> {
         let e = self.err("cannot record the undo run");
         let tx = self
-            .conn
-            .unchecked_transaction()
+            .immediate()
             .map_err(self.err("cannot record the undo run"))?;
         let run = (|| {
             let source_id: i64 = tx.query_row(
@@ -198,8 +203,7 @@ impl Archive {
     /// transaction commits.
     pub fn record_items(&self, run: i64, items: &[UndoItem]) -> Result<(), ReaderError> {
         let tx = self
-            .conn
-            .unchecked_transaction()
+            .immediate()
             .map_err(self.err("cannot record the undo items"))?;
         {
             let mut stmt = tx
@@ -221,8 +225,7 @@ impl Archive {
     /// `redone`) or to `abandoned`. Does nothing to a run already settled.
     pub fn settle_run(&self, run: i64, committed: bool) -> Result<(), ReaderError> {
         let tx = self
-            .conn
-            .unchecked_transaction()
+            .immediate()
             .map_err(self.err("cannot settle the undo run"))?;
         let state = if committed {
             RunState::Applied

@@ -14,9 +14,12 @@
 //! NOCASE column never matches another case. Tables without a primary key are matched on the
 //! whole row, and a guarded statement touches a row only when exactly one row matches.
 
-use std::fmt::Write;
+mod literals;
+mod script;
 
-use crate::literal::Literal;
+pub use literals::literal;
+pub use script::{script, OnConflict, ScriptStep};
+
 use crate::{Dialect, SqlError, Table, Value};
 
 /// One inverse (or, for redo, forward) row change.
@@ -388,160 +391,6 @@ impl Renderer<'_> {
             Dialect::Mssql => "@@ROWCOUNT = 0",
         }
     }
-}
-
-/// `v` as an exact literal of `dialect`.
-///
-/// SQLite: integers in decimal; reals in Rust's shortest round-trip decimal form (`1.0`,
-/// `1e300`; infinities as `9e999`/`-9e999`; SQLite stores no NaN, so NULL); text as `'...'`
-/// unless it is not valid UTF-8 or holds a NUL, then `CAST(x'..' AS TEXT)`; blobs as `x'..'`.
-pub fn literal(v: &Value, dialect: Dialect) -> String {
-    let hex = |b: &[u8]| {
-        b.iter()
-            .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-                let _ = write!(s, "{x:02x}");
-                s
-            })
-    };
-    match (v, dialect) {
-        (Value::Null, _) => "NULL".into(),
-        (Value::Integer(i), _) => i.to_string(),
-        (Value::Real(r), _) if r.is_nan() => "NULL".into(),
-        (Value::Real(r), Dialect::Sqlite) if r.is_infinite() => {
-            if *r > 0.0 { "9e999" } else { "-9e999" }.into()
-        }
-        (Value::Real(r), Dialect::Sqlite) => real_text(*r),
-        (Value::Real(r), Dialect::Mssql) => format!("CAST({} AS float)", real_text(*r)),
-        (Value::Text(t), Dialect::Sqlite) => match std::str::from_utf8(t) {
-            Ok(s) if !s.contains('\0') => Literal::sqlite(s).to_string(),
-            _ => format!("CAST(x'{}' AS TEXT)", hex(t)),
-        },
-        (Value::Text(t), Dialect::Mssql) => Literal::mssql(&String::from_utf8_lossy(t)).to_string(),
-        (Value::Blob(b), Dialect::Sqlite) => format!("x'{}'", hex(b)),
-        (Value::Blob(b), Dialect::Mssql) => format!("0x{}", hex(b)),
-        (Value::Decimal(d), Dialect::Sqlite) => Literal::sqlite(d).to_string(),
-        (Value::Decimal(d), Dialect::Mssql) => d.clone(),
-        (Value::DateTime(d), _) => Literal::new(d, dialect).to_string(),
-        (Value::Uuid(_), _) => Literal::new(&v.to_string(), dialect).to_string(),
-    }
-}
-
-/// A float as decimal text that reads back to the same bits (Rust's `{:?}` is the shortest
-/// such form), always with a `.` or an exponent so SQL reads it as a real.
-fn real_text(r: f64) -> String {
-    let s = format!("{r:?}");
-    if s.contains(['.', 'e', 'E']) {
-        s
-    } else {
-        format!("{s}.0")
-    }
-}
-
-/// How a script treats a step whose guard does not hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnConflict {
-    /// Stop, and roll everything back.
-    Stop,
-    /// Leave that row alone and go on.
-    Skip,
-    /// Make the row equal the target anyway.
-    Force,
-}
-
-/// One step of a script, with the comment that says what it undoes.
-#[derive(Debug, Clone, Copy)]
-pub struct ScriptStep<'a> {
-    /// One line (no line breaks) describing the step.
-    pub comment: &'a str,
-    /// The step.
-    pub step: Step<'a>,
-}
-
-/// The whole script for `steps`, in order, as one transaction, runnable by hand (`sqlite3
-/// -bail source.db < undo.sql`, or `sqlcmd -b`). SQLite scripts check foreign keys once at the
-/// end (no new violations may appear), so the order of rows within the script does not matter
-/// to them; SQL Server scripts rely on the steps being in an order its foreign keys accept.
-pub fn script(
-    header: &str,
-    steps: &[ScriptStep<'_>],
-    on_conflict: OnConflict,
-    dialect: Dialect,
-) -> Result<String, SqlError> {
-    let mut s = String::new();
-    for line in header.lines() {
-        let _ = writeln!(s, "-- {}", line.replace(|c: char| c.is_control(), "?"));
-    }
-    let steps_table = "temp.\"rowtrail_undo_steps\"";
-    match dialect {
-        Dialect::Sqlite => {
-            let check = if on_conflict == OnConflict::Stop {
-                " CONSTRAINT \"rowtrail undo: a row no longer equals its archived image, or its key is taken (a later change conflicts)\" CHECK (\"n\" = 1)"
-            } else {
-                ""
-            };
-            let _ = write!(
-                s,
-                "PRAGMA foreign_keys = OFF;\nBEGIN IMMEDIATE;\n\
-                 CREATE TEMP TABLE \"rowtrail_undo_steps\" (\"step\" INTEGER PRIMARY KEY, \"n\" INTEGER NOT NULL{check});\n\
-                 CREATE TEMP TABLE \"rowtrail_undo_fk\" (\"before\" INTEGER NOT NULL, \"after\" INTEGER, \
-                 CONSTRAINT \"rowtrail undo: a row would lose its parent (foreign key)\" CHECK (\"after\" IS NULL OR \"after\" <= \"before\"));\n\
-                 INSERT INTO temp.\"rowtrail_undo_fk\" (\"before\") SELECT count(*) FROM pragma_foreign_key_check;\n"
-            );
-        }
-        Dialect::Mssql => s.push_str("SET XACT_ABORT ON;\nBEGIN TRANSACTION;\nDECLARE @n int;\n"),
-    }
-    for (i, st) in steps.iter().enumerate() {
-        let n = i + 1;
-        let _ = writeln!(
-            s,
-            "\n-- step {n}: {}",
-            st.comment.replace(|c: char| c.is_control(), "?")
-        );
-        let only_if = format!("(SELECT \"n\" FROM {steps_table} WHERE \"step\" = {n}) = 0");
-        let only_if = (dialect == Dialect::Sqlite).then_some(only_if.as_str());
-        let r = render(&st.step, dialect, Values::Inline, only_if)?;
-        let _ = writeln!(s, "{};", r.guarded.sql);
-        match dialect {
-            Dialect::Sqlite => {
-                let _ = writeln!(
-                    s,
-                    "INSERT INTO {steps_table} (\"step\", \"n\") VALUES ({n}, changes());"
-                );
-                if on_conflict == OnConflict::Force {
-                    for f in &r.forced {
-                        let _ = writeln!(s, "{};", f.sql);
-                    }
-                }
-            }
-            Dialect::Mssql => {
-                s.push_str("SET @n = @@ROWCOUNT;\n");
-                match on_conflict {
-                    OnConflict::Stop => {
-                        let _ = writeln!(
-                            s,
-                            "IF @n <> 1 THROW 50003, N'rowtrail undo: step {n} conflicts: the row no longer equals its archived image, or its key is taken', 1;"
-                        );
-                    }
-                    OnConflict::Skip => {}
-                    OnConflict::Force => {
-                        s.push_str("IF @n = 0\nBEGIN\n");
-                        for f in &r.forced {
-                            let _ = writeln!(s, "    {};", f.sql);
-                        }
-                        s.push_str("END;\n");
-                    }
-                }
-            }
-        }
-    }
-    match dialect {
-        Dialect::Sqlite => s.push_str(
-            "\nUPDATE temp.\"rowtrail_undo_fk\" SET \"after\" = (SELECT count(*) FROM pragma_foreign_key_check);\n\
-             DROP TABLE temp.\"rowtrail_undo_steps\";\nDROP TABLE temp.\"rowtrail_undo_fk\";\nCOMMIT;\n",
-        ),
-        Dialect::Mssql => s.push_str("\nCOMMIT TRANSACTION;\n"),
-    }
-    Ok(s)
 }
 
 #[cfg(test)]

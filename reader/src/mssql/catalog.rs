@@ -11,14 +11,8 @@ use super::client::MssqlClient;
 use crate::source::CapturedTable;
 use crate::ReaderError;
 
-/// `[rowtrail].[name]`.
-pub fn shared(name: &str) -> String {
-    format!(
-        "{}.{}",
-        Ident::new(SCHEMA).expect("valid").mssql(),
-        Ident::new(name).expect("valid").mssql()
-    )
-}
+use super::queries;
+pub use super::queries::shared;
 
 fn text(row: &Row, i: usize) -> Option<String> {
     row.try_get::<&str, _>(i).ok().flatten().map(str::to_string)
@@ -28,7 +22,7 @@ fn text(row: &Row, i: usize) -> Option<String> {
 pub fn installed(c: &mut MssqlClient) -> Result<bool, ReaderError> {
     let rows = c.query(
         "cannot read the catalog",
-        "SELECT CASE WHEN OBJECT_ID(@P1, N'U') IS NULL THEN 0 ELSE 1 END",
+        queries::TABLE_EXISTS,
         &[&shared(objects::REGISTRY)],
     )?;
     Ok(rows.first().and_then(|r| r.get::<i32, _>(0)) == Some(1))
@@ -36,10 +30,7 @@ pub fn installed(c: &mut MssqlClient) -> Result<bool, ReaderError> {
 
 /// The installation's incarnation, or `None` when capture is not installed.
 pub fn incarnation(c: &mut MssqlClient) -> Result<Option<String>, ReaderError> {
-    let sql = format!(
-        "IF OBJECT_ID(@P1, N'U') IS NOT NULL SELECT [value] FROM {} WHERE [key] = N'incarnation'",
-        shared(objects::META)
-    );
+    let sql = queries::incarnation();
     let rows = c.query(
         "cannot read the incarnation",
         &sql,
@@ -53,10 +44,7 @@ pub fn incarnation(c: &mut MssqlClient) -> Result<Option<String>, ReaderError> {
 
 /// The captured tables, as the registry records them.
 pub fn registry(c: &mut MssqlClient) -> Result<Vec<CapturedTable>, ReaderError> {
-    let sql = format!(
-        "SELECT [staging_name], [definition] FROM {} ORDER BY [table_schema], [table_name]",
-        shared(objects::REGISTRY)
-    );
+    let sql = queries::registry();
     let rows = c.query("cannot read the registry", &sql, &[])?;
     rows.iter()
         .map(|r| {
@@ -70,27 +58,11 @@ pub fn registry(c: &mut MssqlClient) -> Result<Vec<CapturedTable>, ReaderError> 
         .collect()
 }
 
-/// The query behind [`live_table`]: one row per column of `OBJECT_ID(@P1)`.
-pub const COLUMNS_SQL: &str = "SELECT c.column_id, c.name, t.name, TYPE_NAME(c.system_type_id), \
-     t.is_user_defined, t.is_assembly_type, c.max_length, c.precision, c.scale, c.is_nullable, \
-     c.is_identity, c.is_computed, CONVERT(bit, ISNULL(cc.is_persisted, 0)), c.is_sparse, \
-     c.is_column_set, c.is_filestream, c.collation_name \
-     FROM sys.columns AS c \
-     JOIN sys.types AS t ON t.user_type_id = c.user_type_id \
-     LEFT JOIN sys.computed_columns AS cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id \
-     WHERE c.object_id = OBJECT_ID(@P1) ORDER BY c.column_id";
-
-/// The primary key's column ids of `OBJECT_ID(@P1)`, in key order.
-pub const PRIMARY_KEY_SQL: &str = "SELECT ic.column_id FROM sys.indexes AS i \
-     JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id \
-     WHERE i.object_id = OBJECT_ID(@P1) AND i.is_primary_key = 1 AND ic.key_ordinal > 0 \
-     ORDER BY ic.key_ordinal";
-
 /// The catalog rows of the columns of the table `quoted` (`[schema].[name]`).
 pub fn columns(c: &mut MssqlClient, quoted: &str) -> Result<Vec<CatalogColumn>, ReaderError> {
     let rows = c.query(
         "cannot read the columns of a table",
-        COLUMNS_SQL,
+        queries::COLUMNS,
         &[&quoted],
     )?;
     Ok(rows.iter().map(catalog_column).collect())
@@ -135,7 +107,11 @@ pub fn live_table(
         return Ok(None);
     }
     let pk: Vec<i32> = c
-        .query("cannot read a primary key", PRIMARY_KEY_SQL, &[&quoted])?
+        .query(
+            "cannot read a primary key",
+            queries::PRIMARY_KEY,
+            &[&quoted],
+        )?
         .iter()
         .filter_map(|r| r.get::<i32, _>(0))
         .collect();
@@ -144,12 +120,7 @@ pub fn live_table(
 
 /// The user tables of the database, as `(schema, name)`, rowtrail's own left out.
 pub fn user_tables(c: &mut MssqlClient) -> Result<Vec<(String, String)>, ReaderError> {
-    let rows = c.query(
-        "cannot list tables",
-        "SELECT s.name, t.name FROM sys.tables AS t JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
-         WHERE t.is_ms_shipped = 0 AND s.name <> @P1 ORDER BY s.name, t.name",
-        &[&SCHEMA],
-    )?;
+    let rows = c.query("cannot list tables", queries::USER_TABLES, &[&SCHEMA])?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -181,9 +152,7 @@ pub fn trigger_state(
 ) -> Result<Option<TriggerState>, ReaderError> {
     let rows = c.query(
         "cannot read a trigger",
-        "SELECT tr.is_disabled, OBJECT_DEFINITION(tr.object_id), \
-         CASE WHEN tr.parent_id = OBJECT_ID(@P2) THEN 1 ELSE 0 END \
-         FROM sys.triggers AS tr WHERE tr.object_id = OBJECT_ID(@P1, N'TR')",
+        queries::TRIGGER,
         &[&trigger, &table],
     )?;
     Ok(rows.first().map(|r| TriggerState {

@@ -150,10 +150,7 @@ impl MssqlClient {
 
     /// Starts a transaction that rolls back unless committed.
     pub fn transaction(&mut self) -> Result<Transaction<'_>, ReaderError> {
-        self.batch(
-            "cannot start a transaction",
-            "SET XACT_ABORT ON; BEGIN TRANSACTION;",
-        )?;
+        self.batch("cannot start a transaction", super::queries::BEGIN)?;
         Ok(Transaction {
             client: self,
             open: true,
@@ -177,7 +174,7 @@ impl Transaction<'_> {
     pub fn commit(mut self) -> Result<(), ReaderError> {
         self.open = false;
         self.client
-            .batch("cannot commit", "COMMIT TRANSACTION;")
+            .batch("cannot commit", super::queries::COMMIT)
             .map(|_| ())
     }
 }

@@ -26,7 +26,7 @@ pub fn run_script(
     let total = script.batches().len();
     for (i, b) in script.batches().iter().enumerate() {
         if let Err(cause) = c.batch_raw(&b.sql) {
-            let _ = c.batch_raw("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION; SET NOEXEC OFF;");
+            let _ = c.batch_raw(super::queries::AFTER_FAILED_SCRIPT);
             let mut excerpt: Vec<&str> = b.sql.lines().take(EXCERPT_LINES).collect();
             if b.sql.lines().count() > EXCERPT_LINES {
                 excerpt.push("…");
@@ -175,21 +175,16 @@ pub fn uninstall(
     };
     let mut staged = 0u64;
     for t in &chosen {
-        let stg = format!(
-            "{}.{}",
-            rowtrail_sql::Ident::new(rowtrail_sql::mssql::SCHEMA)?.mssql(),
-            t.staging.mssql()
-        );
         if discard_staged {
             c.execute(
                 "cannot discard staged images",
-                &format!("DELETE FROM {stg}"),
+                &super::queries::discard(&t.staging),
                 &[],
             )?;
         } else {
             let rows = c.query(
                 "cannot count staged images",
-                &format!("SELECT COUNT_BIG(*) FROM {stg}"),
+                &super::queries::count(&t.staging),
                 &[],
             )?;
             staged += rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0) as u64;

@@ -7,6 +7,7 @@
 //! * [`convert`]: every captured type to its exact archive value.
 //! * [`source`]: [`MssqlSource`], the [`crate::source::Source`] the mover drains; [`probe`]: its
 //!   adaptive probe.
+//! * [`queries`]: every fixed statement the reader sends.
 //! * [`catalog`]: registry, incarnation, live table definitions, triggers.
 //! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
 //!   installed and what should be.
@@ -18,6 +19,7 @@ pub mod convert;
 pub mod error;
 pub mod install;
 pub mod probe;
+pub mod queries;
 pub mod settings;
 pub mod source;
 

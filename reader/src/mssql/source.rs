@@ -19,15 +19,16 @@
 
 use std::time::{Duration, Instant};
 
-use rowtrail_sql::mssql::{objects, Captured};
+use rowtrail_sql::mssql::objects;
 use rowtrail_sql::staging::{self, Op};
 use rowtrail_sql::{Ident, Value};
 use tiberius::{Row, ToSql};
 
 use super::catalog::{self, shared};
 use super::client::{with_retry, Backoff, MssqlClient};
-use super::convert::{select_expr, value_of};
+use super::convert::value_of;
 use super::probe::AdaptiveProbe;
+use super::queries;
 use super::settings::Settings;
 use crate::source::{
     CapturedTable, Health, ImageKind, Meta, Source, SourceInfo, StagedImage, StagedKey,
@@ -87,16 +88,8 @@ impl MssqlSource {
             catalog::incarnation(&mut c)?.ok_or(ReaderError::NotInstalled { location })?;
         let mut staged = 0u64;
         let mut oldest: Option<f64> = None;
-        let seq = Ident::new(staging::COL_SEQ)?;
-        let time = Ident::new(staging::COL_TIME)?;
         for t in catalog::registry(&mut c)? {
-            let sql = format!(
-                "SELECT COUNT_BIG(*), (SELECT TOP (1) DATEDIFF_BIG(microsecond, {time}, SYSUTCDATETIME()) \
-                 FROM {stg} ORDER BY {seq}) FROM {stg}",
-                time = time.mssql(),
-                seq = seq.mssql(),
-                stg = staging_name(&t.staging),
-            );
+            let sql = queries::backlog(&t.staging);
             let rows = c.query("cannot measure the backlog", &sql, &[])?;
             if let Some(r) = rows.first() {
                 staged += r.get::<i64, _>(0).unwrap_or(0) as u64;
@@ -138,50 +131,7 @@ impl MssqlSource {
     }
 }
 
-/// `[rowtrail].[staging]`.
-fn staging_name(staging: &Ident) -> String {
-    format!(
-        "{}.{}",
-        Ident::new(rowtrail_sql::mssql::SCHEMA)
-            .expect("valid")
-            .mssql(),
-        staging.mssql()
-    )
-}
-
-/// The SELECT that reads the oldest `@P1` images of one staging table.
-pub fn staging_select(t: &CapturedTable) -> Result<String, ReaderError> {
-    let captured = Captured::new(&t.table)?;
-    let mut cols: Vec<String> = staging::METADATA_COLUMNS
-        .iter()
-        .map(|m| Ident::new(*m).expect("valid").mssql().to_string())
-        .collect();
-    cols.extend(
-        captured
-            .table
-            .columns
-            .iter()
-            .zip(&captured.staging_types)
-            .map(|(c, ty)| select_expr(c, ty)),
-    );
-    Ok(format!(
-        "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
-        cols.join(", "),
-        staging_name(&t.staging),
-        Ident::new(staging::COL_SEQ).expect("valid").mssql()
-    ))
-}
-
-/// The parameterised DELETE of `n` keys from one staging table.
-pub fn staging_delete(staging: &Ident, n: usize) -> String {
-    let params: Vec<String> = (1..=n).map(|i| format!("@P{i}")).collect();
-    format!(
-        "DELETE FROM {} WHERE {} IN ({})",
-        staging_name(staging),
-        Ident::new(staging::COL_SEQ).expect("valid").mssql(),
-        params.join(", ")
-    )
-}
+pub use super::queries::{staging_delete, staging_select};
 
 fn opt_text(v: Value) -> Option<String> {
     match v {
@@ -352,12 +302,11 @@ impl Source for MssqlSource {
         let expected = self.info.incarnation.clone();
         let location = self.info.location.clone();
         let stagings: Vec<Ident> = self.tables.iter().map(|t| t.staging.clone()).collect();
-        let meta = shared(objects::META);
         self.retry(|c| {
             let mut tx = c.transaction()?;
             let rows = tx.client().query(
                 "cannot read the incarnation",
-                &format!("SELECT [value] FROM {meta} WITH (HOLDLOCK) WHERE [key] = N'incarnation'"),
+                &queries::incarnation_locked(),
                 &[],
             )?;
             let found = rows
@@ -387,7 +336,7 @@ impl Source for MssqlSource {
         if let Some(v) = self.probe.cached(Instant::now()) {
             return Ok(v);
         }
-        let sql = "SELECT CONVERT(bigint, current_value) FROM sys.sequences WHERE object_id = OBJECT_ID(@P1, N'SO')";
+        let sql = queries::PROBE;
         let name = shared(objects::SEQUENCE);
         let rows = self.retry(|c| c.query("probe failed", sql, &[&name]))?;
         let value = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
@@ -397,7 +346,7 @@ impl Source for MssqlSource {
     fn staged_count(&mut self) -> Result<u64, ReaderError> {
         let mut total = 0u64;
         for t in self.tables.clone() {
-            let sql = format!("SELECT COUNT_BIG(*) FROM {}", staging_name(&t.staging));
+            let sql = queries::count(&t.staging);
             let rows = self.retry(|c| c.query("cannot count staged images", &sql, &[]))?;
             total += rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0) as u64;
         }

@@ -1,0 +1,181 @@
+//! Every statement the reader sends to SQL Server besides generated scripts, in one place, so
+//! that a test can hand them all to Microsoft's parser. Names reach them only quoted
+//! ([`rowtrail_sql::Ident::mssql`]); values only as parameters (`@P1`, …).
+
+use rowtrail_sql::mssql::{objects, SCHEMA};
+use rowtrail_sql::{staging, Ident};
+
+use crate::source::CapturedTable;
+
+/// `[rowtrail].[name]` of a shared object.
+pub fn shared(name: &str) -> String {
+    format!(
+        "{}.{}",
+        Ident::new(SCHEMA).expect("valid").mssql(),
+        Ident::new(name).expect("valid").mssql()
+    )
+}
+
+/// `[rowtrail].[staging]`.
+pub fn staging_name(staging: &Ident) -> String {
+    format!(
+        "{}.{}",
+        Ident::new(SCHEMA).expect("valid").mssql(),
+        staging.mssql()
+    )
+}
+
+fn col(name: &str) -> String {
+    Ident::new(name).expect("valid").mssql().to_string()
+}
+
+/// 1 when the table `@P1` exists.
+pub const TABLE_EXISTS: &str = "SELECT CASE WHEN OBJECT_ID(@P1, N'U') IS NULL THEN 0 ELSE 1 END";
+
+/// The incarnation, when the meta table (`@P1`) exists.
+pub fn incarnation() -> String {
+    format!(
+        "IF OBJECT_ID(@P1, N'U') IS NOT NULL SELECT [value] FROM {} WHERE [key] = N'incarnation'",
+        shared(objects::META)
+    )
+}
+
+/// The incarnation, read under a shared lock held to the end of the transaction (so capture
+/// cannot be uninstalled under a delete).
+pub fn incarnation_locked() -> String {
+    format!(
+        "SELECT [value] FROM {} WITH (HOLDLOCK) WHERE [key] = N'incarnation'",
+        shared(objects::META)
+    )
+}
+
+/// The registry: staging names and definitions.
+pub fn registry() -> String {
+    format!(
+        "SELECT [staging_name], [definition] FROM {} ORDER BY [table_schema], [table_name]",
+        shared(objects::REGISTRY)
+    )
+}
+
+/// One row per column of `OBJECT_ID(@P1)`, as [`rowtrail_sql::mssql::catalog::CatalogColumn`]
+/// reads it.
+pub const COLUMNS: &str = "SELECT c.column_id, c.name, t.name, TYPE_NAME(c.system_type_id), \
+     t.is_user_defined, t.is_assembly_type, c.max_length, c.precision, c.scale, c.is_nullable, \
+     c.is_identity, c.is_computed, CONVERT(bit, ISNULL(cc.is_persisted, 0)), c.is_sparse, \
+     c.is_column_set, c.is_filestream, c.collation_name \
+     FROM sys.columns AS c \
+     JOIN sys.types AS t ON t.user_type_id = c.user_type_id \
+     LEFT JOIN sys.computed_columns AS cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id \
+     WHERE c.object_id = OBJECT_ID(@P1) ORDER BY c.column_id";
+
+/// The primary key's column ids of `OBJECT_ID(@P1)`, in key order.
+pub const PRIMARY_KEY: &str = "SELECT ic.column_id FROM sys.indexes AS i \
+     JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id \
+     WHERE i.object_id = OBJECT_ID(@P1) AND i.is_primary_key = 1 AND ic.key_ordinal > 0 \
+     ORDER BY ic.key_ordinal";
+
+/// User tables outside schema `@P1` (rowtrail's).
+pub const USER_TABLES: &str = "SELECT s.name, t.name FROM sys.tables AS t \
+     JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
+     WHERE t.is_ms_shipped = 0 AND s.name <> @P1 ORDER BY s.name, t.name";
+
+/// The trigger `@P1` on the table `@P2`: disabled, its text, whether it is on that table.
+pub const TRIGGER: &str = "SELECT tr.is_disabled, OBJECT_DEFINITION(tr.object_id), \
+     CASE WHEN tr.parent_id = OBJECT_ID(@P2) THEN 1 ELSE 0 END \
+     FROM sys.triggers AS tr WHERE tr.object_id = OBJECT_ID(@P1, N'TR')";
+
+/// The sequence `@P1`'s current value: the probe.
+pub const PROBE: &str = "SELECT CONVERT(bigint, current_value) FROM sys.sequences \
+     WHERE object_id = OBJECT_ID(@P1, N'SO')";
+
+/// How many images a staging table holds.
+pub fn count(staging: &Ident) -> String {
+    format!("SELECT COUNT_BIG(*) FROM {}", staging_name(staging))
+}
+
+/// Every image of a staging table (uninstall with `--discard-staged`).
+pub fn discard(staging: &Ident) -> String {
+    format!("DELETE FROM {}", staging_name(staging))
+}
+
+/// How many images a staging table holds and the age of the oldest in microseconds.
+/// (`DATEDIFF` in milliseconds overflows after 24 days, and `DATEDIFF_BIG` needs 2016.)
+pub fn backlog(staging: &Ident) -> String {
+    let time = col(staging::COL_TIME);
+    format!(
+        "SELECT COUNT_BIG(*), (SELECT TOP (1) CASE WHEN DATEDIFF(hour, {time}, SYSUTCDATETIME()) < 500 \
+         THEN CONVERT(bigint, DATEDIFF(millisecond, {time}, SYSUTCDATETIME())) * 1000 \
+         ELSE CONVERT(bigint, DATEDIFF(second, {time}, SYSUTCDATETIME())) * 1000000 END \
+         FROM {stg} ORDER BY {seq}) FROM {stg}",
+        stg = staging_name(staging),
+        seq = col(staging::COL_SEQ),
+    )
+}
+
+/// The oldest `@P1` images of one staging table: metadata, then the columns read exactly.
+pub fn staging_select(t: &CapturedTable) -> Result<String, crate::ReaderError> {
+    let captured = rowtrail_sql::mssql::Captured::new(&t.table)?;
+    let mut cols: Vec<String> = staging::METADATA_COLUMNS.iter().map(|m| col(m)).collect();
+    cols.extend(
+        captured
+            .table
+            .columns
+            .iter()
+            .zip(&captured.staging_types)
+            .map(|(c, ty)| super::convert::select_expr(c, ty)),
+    );
+    Ok(format!(
+        "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
+        cols.join(", "),
+        staging_name(&t.staging),
+        col(staging::COL_SEQ)
+    ))
+}
+
+/// The parameterised DELETE of `n` keys from one staging table.
+pub fn staging_delete(staging: &Ident, n: usize) -> String {
+    let params: Vec<String> = (1..=n).map(|i| format!("@P{i}")).collect();
+    format!(
+        "DELETE FROM {} WHERE {} IN ({})",
+        staging_name(staging),
+        col(staging::COL_SEQ),
+        params.join(", ")
+    )
+}
+
+/// Starts the reader's transactions.
+pub const BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION;";
+/// Commits them.
+pub const COMMIT: &str = "COMMIT TRANSACTION;";
+/// Rolls back whatever is open.
+pub const ROLLBACK: &str = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;";
+/// After a failed script: roll back and run again.
+pub const AFTER_FAILED_SCRIPT: &str = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION; SET NOEXEC OFF;";
+
+/// Every statement above, for the tables `tables` (for validation).
+pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> {
+    let mut out: Vec<String> = [
+        TABLE_EXISTS,
+        COLUMNS,
+        PRIMARY_KEY,
+        USER_TABLES,
+        TRIGGER,
+        PROBE,
+        BEGIN,
+        COMMIT,
+        ROLLBACK,
+        AFTER_FAILED_SCRIPT,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    out.extend([incarnation(), incarnation_locked(), registry()]);
+    for t in tables {
+        out.push(staging_select(t)?);
+        out.push(staging_delete(&t.staging, 3));
+        out.push(count(&t.staging));
+        out.push(discard(&t.staging));
+        out.push(backlog(&t.staging));
+    }
+    Ok(out)
+}

@@ -94,7 +94,7 @@ pub struct Config {
     /// The SQL Server connection string (ADO.NET), without a password unless it came whole from
     /// `ROWTRAIL_SOURCE_CONNECTION`.
     pub connection: Option<String>,
-    /// SQL Server: accept any server certificate (logged as a warning at every connection).
+    /// SQL Server: accept any server certificate (logged as a warning when rowtrail starts).
     pub trust_server_certificate: bool,
     /// The archive file.
     pub archive_path: Option<PathBuf>,

@@ -4,7 +4,7 @@
 //! * Encryption is required unless the connection string says `Encrypt=false` (logged as a
 //!   warning). The server certificate is verified against the system's roots (rustls) unless
 //!   `TrustServerCertificateCA=<file>` names the CA, or the config key
-//!   `trust_server_certificate = true` is set (logged as a warning at every connection).
+//!   `trust_server_certificate = true` is set (logged as a warning, once per process).
 //!   `TrustServerCertificate=true` inside the string is refused: trusting any certificate must be
 //!   a visible decision in the config file, not a word hidden in a string.
 //! * SQL authentication: `User ID=…` in the string and the password from
@@ -219,18 +219,21 @@ impl Settings {
         }
         config.application_name("rowtrail");
         if self.trust_server_certificate {
-            tracing::warn!(
+            // Once per process: the heartbeat connects every second.
+            static TRUST: std::sync::Once = std::sync::Once::new();
+            TRUST.call_once(|| tracing::warn!(
                 source = %self.location(),
                 "trust_server_certificate is set: the server's certificate is NOT verified, so the \
                  connection is encrypted but not protected against an impostor server"
-            );
+            ));
             config.trust_cert();
         }
         if self.encryption_off() {
-            tracing::warn!(
+            static PLAIN: std::sync::Once = std::sync::Once::new();
+            PLAIN.call_once(|| tracing::warn!(
                 source = %self.location(),
                 "the connection string turns encryption off (Encrypt=false): only the login is encrypted"
-            );
+            ));
         }
         Ok(config)
     }

@@ -40,6 +40,12 @@ pub struct Archive {
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// WAL pages between automatic checkpoints of the archive.
+const WAL_CHECKPOINT_PAGES: u32 = 10_000;
+
+/// The size the archive's WAL file is cut back to after a checkpoint, in bytes.
+const WAL_SIZE_LIMIT: u64 = 64 << 20;
+
 impl Archive {
     /// Opens the archive at `path` for writing, creating it (mode 0600) when it does not exist
     /// and migrating an older schema forward.
@@ -124,6 +130,17 @@ impl Archive {
         self.conn
             .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
             .map_err(self.err("cannot set synchronous=FULL"))?;
+        // Checkpoint every ~40 MB of WAL rather than SQLite's 4 MB: each checkpoint rewrites
+        // the pages it copies and fsyncs the file, and the archive's index pages are rewritten
+        // by every batch, so frequent checkpoints copied the same pages again and again (a fifth
+        // of the CPU profile of a 1,000,000-change drain, and fsyncs on a busy disk). The WAL
+        // file is cut back to 64 MiB afterwards.
+        self.conn
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}; \
+                 PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+            ))
+            .map_err(self.err("cannot set the checkpoint interval"))?;
         if let Some(max) = options.max_bytes {
             let page: i64 = self
                 .conn

@@ -91,21 +91,68 @@ impl Bulk {
     }
 }
 
-/// Runs `measure(captured)` `reps` times each way, alternating which goes first; returns the
-/// medians (without, with).
-fn alternate(reps: usize, mut measure: impl FnMut(bool) -> Result<f64>) -> Result<(f64, f64)> {
-    let (mut plain, mut captured) = (Vec::new(), Vec::new());
+/// Runs `measure(captured)` `reps` times each way, alternating which goes first. Returns the
+/// median of the per-repetition ratios (each from two runs made back to back, so a disk that
+/// other work slows affects both alike) and the median times (without, with).
+fn alternate(reps: usize, mut measure: impl FnMut(bool) -> Result<f64>) -> Result<(f64, f64, f64)> {
+    let (mut plain, mut captured, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
+        let (mut p, mut c) = (0.0, 0.0);
         for with in [rep % 2 == 1, rep % 2 == 0] {
             let t = measure(with)?;
             if with {
-                captured.push(t);
+                c = t;
             } else {
-                plain.push(t);
+                p = t;
             }
         }
+        plain.push(p);
+        captured.push(c);
+        ratios.push(c / p);
     }
-    Ok((median(&plain), median(&captured)))
+    Ok((median(&ratios), median(&plain), median(&captured)))
+}
+
+/// Single-row autocommit INSERTs into two fresh databases, one captured, interleaved in blocks
+/// of 100 commits (the order flipping every block), so that whatever else slows the disk's
+/// fsync slows both alike. Returns the median of the per-block-pair ratios and the total
+/// seconds (without, with).
+fn autocommit(path: &Path, commits: i64) -> Result<(f64, f64, f64)> {
+    let plain_path = path.with_extension("plain.db");
+    let conns = [
+        fresh_source(&plain_path, 0, false)?,
+        fresh_source(path, 0, true)?,
+    ];
+    let sql = "INSERT INTO items (id, qty, price, name, note) \
+               VALUES (?1, ?1 % 97, ?1 * 0.25, printf('name-%019d', ?1), printf('%0152d', ?1))";
+    let mut stmts = [conns[0].prepare(sql)?, conns[1].prepare(sql)?];
+    let block = 100;
+    let (mut totals, mut ratios) = ([0.0f64; 2], Vec::new());
+    let mut next = 1i64;
+    let mut flip = false;
+    while next <= commits {
+        let last = (next + block - 1).min(commits);
+        let mut secs = [0.0f64; 2];
+        let order = if flip { [1, 0] } else { [0, 1] };
+        for which in order {
+            let stmt = &mut stmts[which];
+            let (t, ()) = timed(|| {
+                for i in next..=last {
+                    stmt.execute([i])?;
+                }
+                Ok(())
+            })?;
+            secs[which] = t;
+            totals[which] += t;
+        }
+        ratios.push(secs[1] / secs[0]);
+        flip = !flip;
+        next = last + 1;
+    }
+    drop(stmts);
+    drop(conns);
+    fixture::remove_db(&plain_path);
+    Ok((median(&ratios), totals[0], totals[1]))
 }
 
 /// The capture scenarios.
@@ -115,15 +162,15 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
     let path = dir.join("capture.db");
     let mut out = Vec::new();
     for op in [Bulk::Insert, Bulk::UpdateAll, Bulk::UpdateOne, Bulk::Delete] {
-        let (plain, with) = alternate(reps, |captured| op.run_once(&path, rows, captured))?;
+        let (ratio, plain, with) = alternate(reps, |captured| op.run_once(&path, rows, captured))?;
         out.push(Figure::new(
             "capture",
             format!("{} of {rows} rows, one transaction", op.name()),
-            with / plain,
+            ratio,
             "x",
             Target::AtMost(op.target()),
             format!(
-                "median of {reps}: {:.1} ms with capture, {:.1} ms without",
+                "median of {reps} paired runs; {:.1} ms with capture, {:.1} ms without (medians)",
                 with * 1e3,
                 plain * 1e3
             ),
@@ -131,29 +178,16 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
     }
 
     let commits: i64 = if s.quick { 200 } else { 10_000 };
-    let reps = if s.quick { 1 } else { 3 };
-    let (plain, with) = alternate(reps, |captured| {
-        let conn = fresh_source(&path, 0, captured)?;
-        let mut ins = conn.prepare(
-            "INSERT INTO items (id, qty, price, name, note) \
-             VALUES (?1, ?1 % 97, ?1 * 0.25, printf('name-%019d', ?1), printf('%0152d', ?1))",
-        )?;
-        let (secs, ()) = timed(|| {
-            for i in 1..=commits {
-                ins.execute([i])?;
-            }
-            Ok(())
-        })?;
-        Ok(secs)
-    })?;
+    let (ratio, plain, with) = autocommit(&path, commits)?;
     out.push(Figure::new(
         "capture",
         format!("{commits} single-row autocommit INSERTs, synchronous=FULL"),
-        with / plain,
+        ratio,
         "x",
         Target::AtMost(1.10),
         format!(
-            "median of {reps}: {:.3} s with capture, {:.3} s without ({:.0} µs vs {:.0} µs per commit)",
+            "median of {} block ratios; totals {:.3} s with capture, {:.3} s without ({:.0} µs vs {:.0} µs per commit)",
+            (commits + 99) / 100,
             with,
             plain,
             with / commits as f64 * 1e6,

@@ -1,7 +1,8 @@
 //! The reader draining a staged backlog into the archive, against its ceiling: a plain batched
 //! INSERT of the same staged images into an equivalent SQLite table (untyped columns, the seq as
-//! its key, no other index) in a WAL database with the same `synchronous=FULL`, in batches of
-//! the same size, measured in the same run on the same backlog.
+//! its key, no other index) in a WAL database with the same `synchronous=FULL` and the archive's
+//! checkpoint interval, in batches of the same size, measured in the same run on the same
+//! backlog. The ceiling neither deletes from staging, nor hashes, nor maintains indexes.
 
 use std::path::Path;
 
@@ -34,6 +35,8 @@ fn plain_copy(source: &Path, ceiling: &Path, batch: usize) -> Result<i64> {
         .collect();
     fixture::remove_db(ceiling);
     let dst = fixture::open_source(ceiling)?;
+    // The archive's own WAL settings (checkpoint interval, size limit), so only the work differs.
+    dst.execute_batch("PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864;")?;
     let mut defs = columns.clone();
     defs[0] = format!("{} INTEGER PRIMARY KEY", columns[0]);
     dst.execute_batch(&format!("CREATE TABLE copy ({})", defs.join(", ")))?;

@@ -235,8 +235,26 @@ pub fn apply(
     before_commit: &mut dyn FnMut(&[StepResult]) -> Result<(), RestoreError>,
 ) -> Result<Vec<StepResult>, RestoreError> {
     conn.set_prepared_statement_cache_capacity(256);
+    let enforced: bool = conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .map_err(source_err(conn, "cannot read the foreign-key setting"))?;
     conn.execute_batch("PRAGMA foreign_keys = OFF")
         .map_err(source_err(conn, "cannot turn foreign-key actions off"))?;
+    let result = apply_in_transaction(conn, plan, fks, label, before_commit);
+    if enforced {
+        conn.execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(source_err(conn, "cannot turn foreign keys back on"))?;
+    }
+    result
+}
+
+fn apply_in_transaction(
+    conn: &mut Connection,
+    plan: &Plan,
+    fks: &[ForeignKey],
+    label: &Label,
+    before_commit: &mut dyn FnMut(&[StepResult]) -> Result<(), RestoreError>,
+) -> Result<Vec<StepResult>, RestoreError> {
     let e = |context: &str| source_err(conn, context);
     let (e_begin, e_step, e_commit) = (
         e("cannot start"),

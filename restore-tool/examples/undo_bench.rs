@@ -78,11 +78,10 @@ fn timed_undo(archive: &Archive, conn: &mut rusqlite::Connection, after: i64, wh
     // Rendering measured on its own (not part of the undo: the clock skips it).
     let t = Instant::now();
     for s in &prepared.plan.steps {
-        let r = rowtrail_sql::undo::render(
+        let r = rowtrail_sql::undo::render_guarded(
             &s.step(),
             rowtrail_sql::Dialect::Sqlite,
             rowtrail_sql::undo::Values::Bound,
-            None,
         )
         .unwrap();
         std::hint::black_box(r);

@@ -181,19 +181,24 @@ pub fn script(plan: &Plan, header: &str, dialect: Dialect) -> Result<String, Res
     )?)
 }
 
-fn sql_value(v: &Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as V;
-    match v {
-        Value::Null => V::Null,
-        Value::Integer(i) => V::Integer(*i),
-        Value::Real(r) => V::Real(*r),
-        Value::Text(t) => match String::from_utf8(t.clone()) {
-            Ok(s) => V::Text(s),
-            // Invalid UTF-8 text cannot be bound as text; the cast keeps its bytes.
-            Err(_) => V::Blob(t.clone()),
-        },
-        Value::Blob(b) => V::Blob(b.clone()),
-        other => V::Text(other.to_string()),
+/// A value bound as a statement parameter, by reference (no copy of text or blobs).
+struct Bind<'a>(&'a Value);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
+            // Text that is not UTF-8 travels as a blob; the statement casts it back to text.
+            Value::Text(t) if std::str::from_utf8(t).is_err() => {
+                ToSqlOutput::Borrowed(ValueRef::Blob(t))
+            }
+            Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t)),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            other => ToSqlOutput::Owned(rusqlite::types::Value::Text(other.to_string())),
+        })
     }
 }
 
@@ -203,7 +208,7 @@ fn run(
     st: &undo::Statement,
 ) -> Result<Option<usize>, rusqlite::Error> {
     let mut stmt = tx.prepare_cached(&st.sql)?;
-    match stmt.execute(rusqlite::params_from_iter(st.params.iter().map(sql_value))) {
+    match stmt.execute(rusqlite::params_from_iter(st.params.iter().map(Bind))) {
         Ok(n) => Ok(Some(n)),
         Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
             Ok(None)
@@ -298,14 +303,17 @@ fn apply_in_transaction(
             failpoint::hit("undo-mid-apply");
         }
         let step = s.step();
-        let r = undo::render(&step, Dialect::Sqlite, Values::Bound, None)?;
+        let r = if on_conflict == OnConflict::Force {
+            undo::render(&step, Dialect::Sqlite, Values::Bound, None)?
+        } else {
+            undo::render_guarded(&step, Dialect::Sqlite, Values::Bound)?
+        };
         let mut held = true;
         if let Some(m) = &r.matching {
             let count: i64 = match tx.prepare_cached(&m.sql).and_then(|mut st| {
-                st.query_row(
-                    rusqlite::params_from_iter(m.params.iter().map(sql_value)),
-                    |r| r.get(0),
-                )
+                st.query_row(rusqlite::params_from_iter(m.params.iter().map(Bind)), |r| {
+                    r.get(0)
+                })
             }) {
                 Ok(c) => c,
                 Err(err) => {

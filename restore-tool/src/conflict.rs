@@ -149,20 +149,23 @@ pub fn describe(conflicts: &[Conflict]) -> String {
     s
 }
 
-type RowIndex = HashMap<(i64, Vec<u8>), Vec<usize>>;
+/// (table id, row key) → positions of changes, oldest first; keys borrowed from the changes.
+type RowIndex<'a> = HashMap<(i64, &'a [u8]), Vec<usize>>;
+/// (foreign key, referenced values) → positions of changes, oldest first.
+type RefIndex = HashMap<(i64, Vec<u8>), Vec<usize>>;
 
 /// Indexes over a slice of changes (oldest first) that answer "which later changes depend on
 /// this one" in time proportional to the answer.
 pub struct Dependencies<'a> {
     changes: &'a [Change],
     /// (table id, key) → changes that found a row at that key (updates, deletes).
-    writes: RowIndex,
+    writes: RowIndex<'a>,
     /// (table id, key) → changes that brought a row to that key (inserts, key changes).
-    arrivals: RowIndex,
+    arrivals: RowIndex<'a>,
     /// (fk index, parent values) → changes that put a child row under that parent.
-    children: RowIndex,
+    children: RefIndex,
     /// (fk index, parent values) → changes that removed that parent row (or its key).
-    departures: RowIndex,
+    departures: RefIndex,
     /// Per fk: (child table id set by name, column positions) resolved per table definition.
     fks: &'a [ForeignKey],
 }
@@ -202,16 +205,10 @@ impl<'a> Dependencies<'a> {
         for (i, c) in changes.iter().enumerate() {
             let (bk, ak) = (c.before_key(), c.after_key());
             if let Some(k) = bk {
-                d.writes
-                    .entry((c.table_id, k.to_vec()))
-                    .or_default()
-                    .push(i);
+                d.writes.entry((c.table_id, k)).or_default().push(i);
             }
             if let Some(k) = ak.filter(|k| Some(*k) != bk) {
-                d.arrivals
-                    .entry((c.table_id, k.to_vec()))
-                    .or_default()
-                    .push(i);
+                d.arrivals.entry((c.table_id, k)).or_default().push(i);
             }
             let name = c.table.name.name.as_str();
             for (f, fk) in fks.iter().enumerate() {
@@ -243,7 +240,7 @@ impl<'a> Dependencies<'a> {
         let c = &self.changes[j];
         c.after_key().is_some_and(|k| {
             self.writes
-                .get(&(c.table_id, k.to_vec()))
+                .get(&(c.table_id, k))
                 .is_none_or(|list| list.last().is_none_or(|&w| w <= j))
         })
     }
@@ -255,26 +252,18 @@ impl<'a> Dependencies<'a> {
         let c = &self.changes[i];
         let mut out = Vec::new();
         let mut extra = Vec::new();
-        let mut later = |index: &RowIndex, key: (i64, Vec<u8>), why: Dependency| {
-            if let Some(list) = index.get(&key) {
+        let mut later = |list: Option<&Vec<usize>>, why: Dependency| {
+            if let Some(list) = list {
                 let from = list.partition_point(|&j| j <= i);
                 out.extend(list[from..].iter().map(|&j| (j, why)));
             }
         };
         let (bk, ak) = (c.before_key(), c.after_key());
         if let Some(k) = ak {
-            later(
-                &self.writes,
-                (c.table_id, k.to_vec()),
-                Dependency::LaterWrite,
-            );
+            later(self.writes.get(&(c.table_id, k)), Dependency::LaterWrite);
         }
         if let Some(k) = bk.filter(|k| Some(*k) != ak) {
-            later(
-                &self.arrivals,
-                (c.table_id, k.to_vec()),
-                Dependency::KeyReused,
-            );
+            later(self.arrivals.get(&(c.table_id, k)), Dependency::KeyReused);
         }
         let name = c.table.name.name.as_str();
         for (f, fk) in self.fks.iter().enumerate() {
@@ -294,7 +283,7 @@ impl<'a> Dependencies<'a> {
                                     .map(|&j| (j, Dependency::ChildInserted)),
                             );
                         }
-                        later(&self.children, key, Dependency::ChildInserted);
+                        later(self.children.get(&key), Dependency::ChildInserted);
                     }
                 }
             }
@@ -303,7 +292,10 @@ impl<'a> Dependencies<'a> {
                     let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
                     let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
                     if let Some(v) = old.filter(|v| Some(v) != new.as_ref()) {
-                        later(&self.departures, (f as i64, v), Dependency::ParentDeleted);
+                        later(
+                            self.departures.get(&(f as i64, v)),
+                            Dependency::ParentDeleted,
+                        );
                     }
                 }
             }

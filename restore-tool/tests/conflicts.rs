@@ -288,7 +288,10 @@ fn undone_changes_are_not_undone_twice_and_undo_writes_are_never_selected() {
         .conn
         .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
         .unwrap();
-    assert!(enforced, "undo gives the connection its foreign-key setting back");
+    assert!(
+        enforced,
+        "undo gives the connection its foreign-key setting back"
+    );
     assert!(archive.verify(None).unwrap().ok());
 }
 

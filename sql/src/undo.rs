@@ -83,6 +83,25 @@ pub fn render(
     values: Values,
     only_if: Option<&str>,
 ) -> Result<RenderedStep, SqlError> {
+    render_parts(step, dialect, values, Some(only_if))
+}
+
+/// Like [`render`] without the forced statements (`forced` is empty): what applying needs
+/// unless the mode is force.
+pub fn render_guarded(
+    step: &Step<'_>,
+    dialect: Dialect,
+    values: Values,
+) -> Result<RenderedStep, SqlError> {
+    render_parts(step, dialect, values, None)
+}
+
+fn render_parts(
+    step: &Step<'_>,
+    dialect: Dialect,
+    values: Values,
+    forced: Option<Option<&str>>,
+) -> Result<RenderedStep, SqlError> {
     if step.expect.is_none() && step.target.is_none() {
         return Err(SqlError::Uncapturable {
             table: step.table.name.to_string(),
@@ -152,6 +171,9 @@ pub fn render(
             });
         }
     }
+    let Some(only_if) = forced else {
+        return Ok(rendered);
+    };
     let and = |first: bool| match (only_if, first) {
         (None, _) => String::new(),
         (Some(c), true) => format!(" WHERE {c}"),

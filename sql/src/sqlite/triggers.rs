@@ -63,6 +63,18 @@ impl<'a> Parts<'a> {
         )
     }
 
+    /// Empties the pending table. The WHERE clause is always true (the seq is the rowid), but
+    /// it keeps SQLite from its truncate optimisation, which rewrites the table's root page even
+    /// when the table is already empty: a page more in every commit's WAL (4.2 frames per
+    /// single-row insert instead of 3.2).
+    fn clear_pending(&self) -> String {
+        format!(
+            "DELETE FROM {} WHERE {} IS NOT NULL;",
+            self.pending,
+            ident(staging::COL_SEQ).sqlite()
+        )
+    }
+
     fn seq_source(&self) -> String {
         format!(
             "FROM {seq} AS s LEFT JOIN {ctx} AS c ON c.\"id\" = 1 WHERE s.\"id\" = 1",
@@ -146,11 +158,12 @@ impl<'a> Parts<'a> {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "    DELETE FROM {pending};\n    \
+            "    {clear}\n    \
              INSERT INTO {pending} ({cols})\n      SELECT {meta}, {vals}\n      \
              FROM {table} AS o JOIN {seq} AS s ON s.\"id\" = 1 LEFT JOIN {ctx} AS c ON c.\"id\" = 1\n      \
              WHERE ({collide}){extra_where};\n    \
              UPDATE {seq} SET \"value\" = \"value\" + (SELECT count(*) FROM {pending}) WHERE \"id\" = 1;\n",
+            clear = self.clear_pending(),
             pending = self.pending,
             cols = self.columns,
             meta = self.meta(&format!("s.\"value\" + row_number() OVER (ORDER BY {order})"), "D", "B"),
@@ -181,10 +194,11 @@ impl<'a> Parts<'a> {
         };
         format!(
             "    INSERT INTO {staging} ({cols})\n      SELECT {pcols} FROM {pending} AS p\n      \
-             WHERE (({took_its_place}) OR {gone}){not_self};\n    DELETE FROM {pending};\n",
+             WHERE (({took_its_place}) OR {gone}){not_self};\n    {clear}\n",
             staging = self.staging,
             cols = self.columns,
             pending = self.pending,
+            clear = self.clear_pending(),
         )
     }
 
@@ -294,11 +308,11 @@ pub(super) fn all(t: &Table, names: &CaptureNames) -> String {
         table = p.table,
     ));
     s.push_str(&format!(
-        "CREATE TRIGGER {ad} AFTER DELETE ON {table} FOR EACH ROW\n  BEGIN\n    DELETE FROM {pending};\n{}  END;\n",
+        "CREATE TRIGGER {ad} AFTER DELETE ON {table} FOR EACH ROW\n  BEGIN\n    {clear}\n{}  END;\n",
         p.capture("D", &[("B", "OLD")]),
         ad = ad.sqlite(),
         table = p.table,
-        pending = p.pending,
+        clear = p.clear_pending(),
     ));
     s
 }

@@ -59,7 +59,7 @@ pub struct ChangeFilter {
 const SELECT: &str = "SELECT c.id, s.incarnation, c.seq, v.definition, c.op, c.tx, c.stmt, c.at, \
      c.login, c.host, c.app, c.client_ip, c.src_rowid, c.before, c.after, c.archived_us \
      FROM changes c JOIN sources s ON s.id = c.source_id \
-     JOIN table_versions v ON v.id = c.version_id JOIN tables t ON t.id = c.table_id";
+     JOIN table_versions v ON v.id = c.version_id";
 
 fn opt_value(v: ValueRef<'_>) -> Option<Value> {
     match crate::source::value_of(v) {
@@ -74,6 +74,10 @@ impl Archive {
         let mut sql = String::from(SELECT);
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let mut clauses = Vec::new();
+        // Every filter is written so SQLite can answer it from an index: the table as a list of
+        // table ids, a row's key through the row and previous-row indexes (a UNION, since an OR
+        // across the two would scan).
+        let mut table_ids = String::new();
         if let Some(t) = &filter.table {
             args.push(
                 t.schema
@@ -83,11 +87,12 @@ impl Archive {
                     .into(),
             );
             args.push(t.name.as_str().to_string().into());
-            clauses.push(format!(
-                "t.schema_name = ?{} AND t.table_name = ?{}",
+            table_ids = format!(
+                "table_id IN (SELECT id FROM tables WHERE schema_name = ?{} AND table_name = ?{})",
                 args.len() - 1,
                 args.len()
-            ));
+            );
+            clauses.push(format!("c.{table_ids}"));
         }
         if let Some(after) = filter.after_id {
             args.push(after.into());
@@ -96,7 +101,15 @@ impl Archive {
         if let Some(key) = &filter.key {
             args.push(image::encode(key).into());
             let n = args.len();
-            clauses.push(format!("(c.row_key = ?{n} OR c.prev_key = ?{n})"));
+            let and = if table_ids.is_empty() {
+                String::new()
+            } else {
+                format!("{table_ids} AND ")
+            };
+            clauses.push(format!(
+                "c.id IN (SELECT id FROM changes WHERE {and}row_key = ?{n} \
+                 UNION SELECT id FROM changes WHERE {and}prev_key = ?{n})"
+            ));
         }
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");

@@ -12,3 +12,4 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+cargo run -p rowtrail-bench -- all --quick

@@ -138,6 +138,23 @@ fn multi_row_statements_updates_and_deletes_are_each_recorded() {
         ops,
         ["insert", "insert", "update", "update", "delete", "update"]
     );
+    // The statement time arrives as ISO-8601 UTC with milliseconds, and it is now.
+    let recent: String = conn
+        .query_row(
+            "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-60 seconds')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for c in &changes {
+        let at = c.at.as_deref().unwrap();
+        assert_eq!(at.len(), 24, "{at}");
+        assert!(
+            at.ends_with('Z') && at.as_bytes()[10] == b'T' && at.as_bytes()[19] == b'.',
+            "{at}"
+        );
+        assert!(at > recent.as_str(), "{at} is not within the last minute");
+    }
     let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     assert!(
         seqs.windows(2).all(|w| w[0] < w[1]),

@@ -30,7 +30,7 @@ pub const COL_IMAGE: &str = "rowtrail_image";
 pub const COL_TX: &str = "rowtrail_tx";
 /// Statement id, where the engine can tell one.
 pub const COL_STMT: &str = "rowtrail_stmt";
-/// Server UTC time of the statement.
+/// Server UTC time of the statement (SQL Server: `datetime2(7)`; SQLite: a Julian day number).
 pub const COL_TIME: &str = "rowtrail_time";
 /// Original login.
 pub const COL_LOGIN: &str = "rowtrail_login";

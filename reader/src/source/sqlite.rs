@@ -399,6 +399,38 @@ pub fn value_of(v: ValueRef<'_>) -> Value {
     }
 }
 
+/// The statement time as the archive keeps it: ISO-8601 UTC text with milliseconds. Triggers
+/// store SQLite's `julianday('now')`; text (as older installs wrote it) is kept as it is.
+fn time_text(v: Value) -> Value {
+    match v {
+        Value::Real(jd) => Value::text(&iso_from_julian_day(jd)),
+        other => other,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.sssZ` for a Julian day number (UTC), to the millisecond.
+pub fn iso_from_julian_day(jd: f64) -> String {
+    let ms = ((jd - 2_440_587.5) * 86_400_000.0).round() as i64;
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
+}
+
 fn nullable(v: Value) -> Option<Value> {
     (v != Value::Null).then_some(v)
 }
@@ -593,7 +625,7 @@ fn next_image(
     let meta = Meta {
         tx: nullable(value_of(get(3)?)),
         stmt: nullable(value_of(get(4)?)),
-        time: nullable(value_of(get(5)?)),
+        time: nullable(value_of(get(5)?)).map(time_text),
         login: text_of(get(6)?),
         host: text_of(get(7)?),
         app: text_of(get(8)?),
@@ -622,4 +654,38 @@ fn next_image(
         rowid,
         values,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_from_julian_day;
+
+    #[test]
+    fn julian_days_format_exactly_as_sqlite_formats_them() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut days: Vec<f64> = vec![
+            2_440_587.5,
+            2_451_544.5,
+            2_451_604.5,
+            2_460_000.25,
+            2_488_069.5,
+        ];
+        for _ in 0..2000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // 1900..2100, to the millisecond, as 'now' is.
+            let ms = 2_208_988_800_000_i64 * -1 + (rng % 6_311_433_600_000) as i64;
+            days.push(ms as f64 / 86_400_000.0 + 2_440_587.5);
+        }
+        for jd in days {
+            let sqlite: String = conn
+                .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1)", [jd], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(iso_from_julian_day(jd), sqlite, "julian day {jd}");
+        }
+    }
 }

@@ -14,7 +14,9 @@
 //!   row collides with an existing one (see below).
 //!
 //! Staging columns carry no declared type, so no type affinity touches a value: each is stored
-//! exactly as the source row held it (storage class and bits).
+//! exactly as the source row held it (storage class and bits). The statement's time is stored as
+//! SQLite's `julianday('now')` (a number: formatting text for every image would cost more than
+//! the copy itself); the reader writes it into the archive as ISO-8601 UTC text.
 //!
 //! `INSERT OR REPLACE` / `REPLACE` (and `UPDATE OR REPLACE`) delete the rows they collide with
 //! without firing DELETE triggers (unless the connection turned on `recursive_triggers`). To record

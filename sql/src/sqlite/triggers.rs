@@ -58,7 +58,7 @@ impl<'a> Parts<'a> {
     /// The metadata select list for an image with sequence `s."value" + offset`.
     fn meta(&self, seq_expr: &str, op: &str, image: &str) -> String {
         format!(
-            "{seq_expr}, '{op}', '{image}', c.\"tx\", NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+            "{seq_expr}, '{op}', '{image}', c.\"tx\", NULL, julianday('now'), \
              c.\"login\", c.\"host\", c.\"app\", c.\"client_ip\""
         )
     }

@@ -12,7 +12,7 @@ use crate::source::{ImageKind, Source, StagedImage, StagedKey};
 use crate::ReaderError;
 
 /// The default number of images per batch.
-pub const DEFAULT_BATCH: usize = 5_000;
+pub const DEFAULT_BATCH: usize = 20_000;
 
 /// What one [`drain`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -676,7 +676,7 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             // 1900..2100, to the millisecond, as 'now' is.
-            let ms = 2_208_988_800_000_i64 * -1 + (rng % 6_311_433_600_000) as i64;
+            let ms = -2_208_988_800_000_i64 + (rng % 6_311_433_600_000) as i64;
             days.push(ms as f64 / 86_400_000.0 + 2_440_587.5);
         }
         for jd in days {

@@ -222,30 +222,14 @@ pub fn image_of(
 /// Merges per-table runs (each in sequence order) into one batch of at most `limit` images,
 /// never splitting an update's before/after pair (so it may hold `limit + 1`).
 pub fn merge(runs: Vec<Vec<StagedImage>>, limit: usize) -> Vec<StagedImage> {
-    let mut heads: Vec<std::iter::Peekable<std::vec::IntoIter<StagedImage>>> =
-        runs.into_iter().map(|r| r.into_iter().peekable()).collect();
-    let mut out = Vec::with_capacity(limit.min(1 << 16) + 1);
-    loop {
-        let pick = heads
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, h)| h.peek().map(|img| (img.seq, i)))
-            .min();
-        let Some((_, i)) = pick else { break };
-        let pair_open = matches!(
-            out.last(),
-            Some(StagedImage {
-                op: Op::Update,
-                image: ImageKind::Before,
-                ..
-            })
-        );
-        if out.len() >= limit && !pair_open {
-            break;
-        }
-        out.push(heads[i].next().expect("peeked"));
+    let streams = runs
+        .into_iter()
+        .map(|run| run.into_iter().map(Ok::<_, std::convert::Infallible>))
+        .collect();
+    match crate::source::merge_by_seq(streams, limit) {
+        Ok(batch) => batch,
+        Err(never) => match never {},
     }
-    out
 }
 
 impl Source for MssqlSource {

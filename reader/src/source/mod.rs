@@ -110,3 +110,40 @@ pub trait Source: Send {
     /// How many images are staged now (for status and uninstall checks).
     fn staged_count(&mut self) -> Result<u64, crate::ReaderError>;
 }
+
+/// Merges per-table streams of staged images (each in sequence order) into one batch of at most
+/// `limit` images in sequence order, never splitting an update's before/after pair (so the batch
+/// may hold `limit + 1`). Every engine's `read_batch` ends here.
+pub fn merge_by_seq<E, I>(mut streams: Vec<I>, limit: usize) -> Result<Vec<StagedImage>, E>
+where
+    I: Iterator<Item = Result<StagedImage, E>>,
+{
+    let mut heads = Vec::with_capacity(streams.len());
+    for s in streams.iter_mut() {
+        heads.push(s.next().transpose()?);
+    }
+    let mut out = Vec::with_capacity(limit.min(1 << 16) + 1);
+    loop {
+        let pick = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.as_ref().map(|h: &StagedImage| (h.seq, i)))
+            .min();
+        let Some((_, i)) = pick else { break };
+        let pair_open = matches!(
+            out.last(),
+            Some(StagedImage {
+                op: Op::Update,
+                image: ImageKind::Before,
+                ..
+            })
+        );
+        if out.len() >= limit && !pair_open {
+            break;
+        }
+        let img = heads[i].take().expect("picked a present head");
+        heads[i] = streams[i].next().transpose()?;
+        out.push(img);
+    }
+    Ok(out)
+}

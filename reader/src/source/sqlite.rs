@@ -504,34 +504,16 @@ impl Source for SqliteSource {
                     .map_err(err(&location, "cannot read staging"))?,
             );
         }
-        // k-way merge by seq across the staging tables.
-        let mut heads: Vec<Option<StagedImage>> = Vec::with_capacity(cursors.len());
-        for (i, rows) in cursors.iter_mut().enumerate() {
-            heads.push(next_image(rows, i, &self.tables[i], &location)?);
-        }
-        let mut out = Vec::with_capacity(limit.min(1 << 16) + 1);
-        loop {
-            let pick = heads
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| h.as_ref().map(|h| (h.seq, i)))
-                .min();
-            let Some((_, i)) = pick else { break };
-            let pair_open = matches!(
-                out.last(),
-                Some(StagedImage {
-                    op: Op::Update,
-                    image: ImageKind::Before,
-                    ..
-                })
-            );
-            if out.len() >= limit && !pair_open {
-                break;
-            }
-            let img = heads[i].take().expect("picked a present head");
-            heads[i] = next_image(&mut cursors[i], i, &self.tables[i], &location)?;
-            out.push(img);
-        }
+        let tables = &self.tables;
+        let streams = cursors
+            .iter_mut()
+            .enumerate()
+            .map(|(i, rows)| {
+                let loc = location.as_str();
+                std::iter::from_fn(move || next_image(rows, i, &tables[i], loc).transpose())
+            })
+            .collect();
+        let out = super::merge_by_seq(streams, limit)?;
         drop(cursors);
         drop(stmts);
         tx.commit()

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use rowtrail_sql::mssql::objects;
-use rowtrail_sql::staging::{self, Op};
+use rowtrail_sql::staging;
 use rowtrail_sql::{Ident, Value};
 use tiberius::{Row, ToSql};
 
@@ -30,9 +30,7 @@ use super::convert::value_of;
 use super::probe::AdaptiveProbe;
 use super::queries;
 use super::settings::Settings;
-use crate::source::{
-    CapturedTable, Health, ImageKind, Meta, Source, SourceInfo, StagedImage, StagedKey,
-};
+use crate::source::{CapturedTable, Health, Meta, Source, SourceInfo, StagedImage, StagedKey};
 use crate::ReaderError;
 
 /// Keys per parameterised DELETE (SQL Server takes at most 2,100 parameters per request).
@@ -174,30 +172,17 @@ pub fn image_of(
         })?);
     }
     let mut it = values.into_iter();
-    let seq = match it.next() {
-        Some(Value::Integer(s)) => s,
-        _ => {
-            return Err(ReaderError::BadStaging {
-                staging: captured.staging.to_string(),
-                seq: 0,
-                reason: "its sequence number is not an integer".into(),
-            })
-        }
-    };
-    let bad = |reason: &str| ReaderError::BadStaging {
-        staging: captured.staging.to_string(),
-        seq,
-        reason: reason.into(),
-    };
     let mut next = || it.next().unwrap_or(Value::Null);
-    let op = opt_text(next())
-        .and_then(|c| Op::from_code(c.trim()))
-        .ok_or_else(|| bad("unknown op code"))?;
-    let image = match opt_text(next()).as_deref().map(str::trim) {
-        Some("B") => ImageKind::Before,
-        Some("A") => ImageKind::After,
-        _ => return Err(bad("unknown image code")),
+    let seq = match next() {
+        Value::Integer(s) => Some(s),
+        _ => None,
     };
+    let (seq, op, image) = crate::source::staged_kind(
+        &captured.staging,
+        seq,
+        opt_text(next()).as_deref(),
+        opt_text(next()).as_deref(),
+    )?;
     let meta = Meta {
         tx: nullable(next()),
         stmt: nullable(next()),
@@ -341,6 +326,8 @@ impl Source for MssqlSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::ImageKind;
+    use rowtrail_sql::staging::Op;
     use rowtrail_sql::{Column, Table, TableName};
 
     fn img(seq: i64, op: Op, image: ImageKind) -> StagedImage {

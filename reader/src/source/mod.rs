@@ -147,3 +147,53 @@ where
     }
     Ok(out)
 }
+
+/// The sequence number, op and image kind of one staged row, checked against the staging
+/// contract. Codes may carry SQL Server's `char(1)` padding.
+pub fn staged_kind(
+    staging: &Ident,
+    seq: Option<i64>,
+    op: Option<&str>,
+    image: Option<&str>,
+) -> Result<(i64, Op, ImageKind), crate::ReaderError> {
+    let bad = |seq: i64, reason: &str| crate::ReaderError::BadStaging {
+        staging: staging.to_string(),
+        seq,
+        reason: reason.into(),
+    };
+    let seq = seq.ok_or_else(|| bad(0, "its sequence number is not an integer"))?;
+    let op = op
+        .and_then(|c| Op::from_code(c.trim()))
+        .ok_or_else(|| bad(seq, "unknown op code"))?;
+    let image = match image.map(str::trim) {
+        Some("B") => ImageKind::Before,
+        Some("A") => ImageKind::After,
+        _ => return Err(bad(seq, "unknown image code")),
+    };
+    Ok((seq, op, image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_codes_follow_the_contract() {
+        let s = Ident::new("rowtrail_s_t").unwrap();
+        let ok = staged_kind(&s, Some(7), Some("U "), Some("B")).unwrap();
+        assert_eq!(
+            ok,
+            (7, Op::Update, ImageKind::Before),
+            "char(1) padding is accepted"
+        );
+        for (seq, op, image, says) in [
+            (None, Some("I"), Some("A"), "sequence number"),
+            (Some(7), Some("X"), Some("A"), "unknown op code"),
+            (Some(7), Some("I"), Some("Z"), "unknown image code"),
+            (Some(7), None, Some("A"), "unknown op code"),
+        ] {
+            let e = staged_kind(&s, seq, op, image).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("rowtrail_s_t"), "{e}");
+        }
+    }
+}

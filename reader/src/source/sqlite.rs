@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rowtrail_sql::sqlite::{self as gen, objects, CaptureNames};
-use rowtrail_sql::staging::{self, Op};
+use rowtrail_sql::staging;
 use rowtrail_sql::{Ident, Table, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{CapturedTable, ImageKind, Meta, Source, SourceInfo, StagedImage, StagedKey};
+use super::{CapturedTable, Meta, Source, SourceInfo, StagedImage, StagedKey};
 use crate::{failpoint, ReaderError};
 
 /// A SQLite database under capture (or about to be).
@@ -582,27 +582,19 @@ fn next_image(
     };
     let get = |i: usize| row.get_ref(i).map_err(err(location, "cannot read staging"));
     let seq = match get(0)? {
-        ValueRef::Integer(s) => s,
-        _ => {
-            return Err(ReaderError::BadStaging {
-                staging: captured.staging.to_string(),
-                seq: 0,
-                reason: "its sequence number is not an integer".into(),
-            })
-        }
+        ValueRef::Integer(s) => Some(s),
+        _ => None,
     };
+    let (seq, op, image) = super::staged_kind(
+        &captured.staging,
+        seq,
+        text_of(get(1)?).as_deref(),
+        text_of(get(2)?).as_deref(),
+    )?;
     let bad = |reason: &str| ReaderError::BadStaging {
         staging: captured.staging.to_string(),
         seq,
         reason: reason.into(),
-    };
-    let op = text_of(get(1)?)
-        .and_then(|c| Op::from_code(&c))
-        .ok_or_else(|| bad("unknown op code"))?;
-    let image = match text_of(get(2)?).as_deref() {
-        Some("B") => ImageKind::Before,
-        Some("A") => ImageKind::After,
-        _ => return Err(bad("unknown image code")),
     };
     let meta = Meta {
         tx: nullable(value_of(get(3)?)),

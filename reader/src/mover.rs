@@ -1,5 +1,5 @@
 //! The trace reader's pass: copy staged images in sequence order into the archive, commit
-//! durably, then delete exactly the staged rows copied (by key, never by range).
+//! durably, then delete exactly the staged rows copied (never everything up to a seq).
 //!
 //! A crash anywhere leaves either the rows still staged (copied again next time; the archive
 //! ignores what it already holds) or archived and deleted: never lost, never doubled.

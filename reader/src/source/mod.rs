@@ -2,6 +2,7 @@
 
 mod catalog;
 mod sqlite;
+mod sqlite_delete;
 
 pub use catalog::{sqlite_tables, sqlite_tables_from_ddl};
 pub use sqlite::{value_of, SqliteSource};

@@ -10,7 +10,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::{CapturedTable, Meta, Source, SourceInfo, StagedImage, StagedKey};
-use crate::{failpoint, ReaderError};
+use crate::ReaderError;
 
 /// A SQLite database under capture (or about to be).
 pub struct SqliteSource {
@@ -527,29 +527,7 @@ impl Source for SqliteSource {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err(&location, "cannot start the staging delete"))?;
-        {
-            let seq = Ident::new(staging::COL_SEQ)?;
-            let mut stmts = Vec::with_capacity(self.tables.len());
-            for c in &self.tables {
-                stmts.push(
-                    tx.prepare_cached(&format!(
-                        "DELETE FROM {} WHERE {} = ?1",
-                        c.staging.sqlite(),
-                        seq.sqlite()
-                    ))
-                    .map_err(err(&location, "cannot delete from staging"))?,
-                );
-            }
-            let half = keys.len() / 2;
-            for (n, &(table, seq)) in keys.iter().enumerate() {
-                if n == half {
-                    failpoint::hit("during-staging-delete");
-                }
-                stmts[table]
-                    .execute([seq])
-                    .map_err(err(&location, "cannot delete from staging"))?;
-            }
-        }
+        super::sqlite_delete::delete_copied(&tx, &self.tables, keys, &location)?;
         tx.commit()
             .map_err(err(&location, "cannot commit the staging delete"))
     }

@@ -20,8 +20,10 @@
 //! * **Identity**: re-inserts into a table with an `IDENTITY` column run between
 //!   `SET IDENTITY_INSERT … ON` and `OFF` (one table at a time, as SQL Server requires);
 //!   updates never assign an identity column (SQL Server forbids it, and it never changes).
-//! * **Never written**: computed columns and `rowversion` (the server assigns them); they still
-//!   take part in guards, where a rowversion makes the guard stricter.
+//! * **Never written**: computed columns and `rowversion` (the server assigns them). Computed
+//!   columns take part in guards (their value follows from the others); a `rowversion` does
+//!   not: every write gives the row a new one, the undo's own earlier steps on the same row
+//!   included, so a guard on it would refuse multi-level undo of a row and any redo.
 //! * **Foreign keys**: SQL Server cannot defer constraints, so [`order_for_foreign_keys`] puts
 //!   re-inserts first (parents before children), then updates, then deletes (children before
 //!   parents), whenever no row has more than one step; otherwise the planner's newest-first
@@ -206,6 +208,9 @@ impl<'a> Shape<'a> {
             None => c.sql_type.clone(),
         }
     }
+    fn rowversion(&self, i: usize) -> bool {
+        self.t.columns[i].rowversion || self.types[i].as_ref().is_some_and(|t| t.is_rowversion())
+    }
     fn insertable(&self) -> Vec<usize> {
         (0..self.t.columns.len())
             .filter(|&i| self.t.columns[i].writable())
@@ -346,12 +351,12 @@ fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String 
     }
 }
 
-/// The row equals `row` exactly (key columns first, for the index).
+/// The row equals `row` exactly (key columns first, for the index), `rowversion` aside.
 fn matches(shape: &Shape<'_>, row: &[Value]) -> String {
     let key = shape.t.key().unwrap_or(&[]).to_vec();
     key.iter()
         .copied()
-        .chain((0..shape.t.columns.len()).filter(|i| !key.contains(i)))
+        .chain((0..shape.t.columns.len()).filter(|i| !key.contains(i) && !shape.rowversion(*i)))
         .map(|i| exactly(shape, i, &row[i], key.contains(&i)))
         .collect::<Vec<_>>()
         .join("\n      AND ")

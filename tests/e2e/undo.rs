@@ -1,12 +1,9 @@
 //! `rowtrail undo` and `rowtrail redo` as users run them, `rowtrail verify` against tampering,
 //! and SIGKILL at every labelled step of `undo --apply`.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rowtrail_tests::{show, wait_until, Proc, Sandbox};
+use rowtrail_tests::{show, wait_until, Sandbox};
 use rusqlite::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
@@ -289,36 +286,7 @@ fn undo_on_an_unreachable_sql_server_fails_fast_and_changes_nothing() {
 
 /// `rowtrail ARGS` with a failpoint armed, killed with SIGKILL once it reports reaching it.
 fn kill_at(sb: &Sandbox, args: &[&str], label: &str) {
-    let mut child = sb
-        .cmd(args)
-        .env("ROWTRAIL_TEST_FAILPOINT", label)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut p = Proc { child };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let want = format!("rowtrail-failpoint {label}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line == want => break,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!(
-                "`rowtrail {args:?}` never reached {label}; stderr:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-    p.kill9();
+    rowtrail_tests::kill_at(sb.cmd(args), label);
 }
 
 #[test]

@@ -316,7 +316,8 @@ impl Config {
         if self.engine == Engine::Mssql {
             bail!(
                 "this command works on SQLite sources; for SQL Server, `sql install|uninstall|check`, \
-                 `read`, `watch` and `status` use [source] connection; `history` and `audit` read the archive"
+                 `read`, `watch`, `status`, `undo` and `redo` use [source] connection; `history` and \
+                 `audit` read the archive"
             );
         }
         self.source_path.as_deref().ok_or_else(|| {

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use rowtrail_reader::failpoint;
 use rowtrail_sql::sqlite::objects;
 use rowtrail_sql::undo::{self, OnConflict, Values};
-use rowtrail_sql::{staging, Dialect, Ident, Value};
+use rowtrail_sql::{staging, Dialect, Ident, TableName, Value};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 use crate::conflict::ForeignKey;
@@ -111,20 +111,29 @@ pub fn foreign_keys(conn: &Connection) -> Result<Vec<ForeignKey>, RestoreError> 
         .map_err(e())?;
     let mut out: Vec<ForeignKey> = Vec::new();
     let mut last: Option<(String, i64)> = None;
+    let mut current: Option<usize> = None;
     for (child, id, parent, from, to) in rows {
         if last.as_ref() != Some(&(child.clone(), id)) {
-            out.push(ForeignKey {
-                child: child.clone(),
-                child_columns: Vec::new(),
-                parent,
-                parent_columns: Vec::new(),
-            });
-            last = Some((child, id));
+            last = Some((child.clone(), id));
+            // A name no captured table can have (too long) cannot matter to an undo.
+            current = match (Ident::new(child), Ident::new(parent)) {
+                (Ok(child), Ok(parent)) => {
+                    out.push(ForeignKey {
+                        child: TableName::bare(child),
+                        child_columns: Vec::new(),
+                        parent: TableName::bare(parent),
+                        parent_columns: Vec::new(),
+                    });
+                    Some(out.len() - 1)
+                }
+                _ => None,
+            };
         }
-        let fk = out.last_mut().expect("pushed above");
-        fk.child_columns.push(from);
-        if let Some(to) = to {
-            fk.parent_columns.push(to);
+        if let Some(fk) = current.map(|i| &mut out[i]) {
+            fk.child_columns.push(from);
+            if let Some(to) = to {
+                fk.parent_columns.push(to);
+            }
         }
     }
     Ok(out)
@@ -271,15 +280,11 @@ fn apply_in_transaction(
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(e_begin)?;
-    let touched: HashSet<&str> = plan
-        .steps
-        .iter()
-        .map(|s| s.change.table.name.name.as_str())
-        .collect();
+    let touched: HashSet<&TableName> = plan.steps.iter().map(|s| &s.change.table.name).collect();
     let mut check: Vec<String> = fks
         .iter()
-        .filter(|f| touched.contains(f.child.as_str()) || touched.contains(f.parent.as_str()))
-        .map(|f| f.child.clone())
+        .filter(|f| touched.contains(&f.child) || touched.contains(&f.parent))
+        .map(|f| f.child.name.as_str().to_string())
         .collect();
     check.sort();
     check.dedup();

@@ -15,20 +15,23 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use rowtrail_sql::{image, Value};
+use rowtrail_sql::{image, TableName, Value};
 use serde::Serialize;
 
 use crate::load::Change;
 
 /// A foreign key of the source: `child (child_columns)` references `parent (parent_columns)`.
+///
+/// Tables are named as the archive names them (SQL Server: schema-qualified; SQLite: no
+/// schema), so a key matches a change's table by [`TableName`] equality.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForeignKey {
     /// The referencing table.
-    pub child: String,
+    pub child: TableName,
     /// Its columns.
     pub child_columns: Vec<String>,
     /// The referenced table.
-    pub parent: String,
+    pub parent: TableName,
     /// Its columns (the primary key when the declaration names none).
     pub parent_columns: Vec<String>,
 }
@@ -210,9 +213,9 @@ impl<'a> Dependencies<'a> {
             if let Some(k) = ak.filter(|k| Some(*k) != bk) {
                 d.arrivals.entry((c.table_id, k)).or_default().push(i);
             }
-            let name = c.table.name.name.as_str();
+            let name = &c.table.name;
             for (f, fk) in fks.iter().enumerate() {
-                if fk.child == name {
+                if &fk.child == name {
                     if let Some(pos) = cols(c, &fk.child_columns) {
                         let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
                         let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
@@ -221,7 +224,7 @@ impl<'a> Dependencies<'a> {
                         }
                     }
                 }
-                if fk.parent == name {
+                if &fk.parent == name {
                     if let Some(pos) = cols(c, &fk.parent_columns) {
                         let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
                         let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
@@ -265,9 +268,9 @@ impl<'a> Dependencies<'a> {
         if let Some(k) = bk.filter(|k| Some(*k) != ak) {
             later(self.arrivals.get(&(c.table_id, k)), Dependency::KeyReused);
         }
-        let name = c.table.name.name.as_str();
+        let name = &c.table.name;
         for (f, fk) in self.fks.iter().enumerate() {
-            if fk.parent == name {
+            if &fk.parent == name {
                 if let Some(pos) = cols(c, &fk.parent_columns) {
                     let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
                     let old = c.before.as_ref().and_then(|b| values_at(b, &pos));
@@ -287,7 +290,7 @@ impl<'a> Dependencies<'a> {
                     }
                 }
             }
-            if fk.child == name {
+            if &fk.child == name {
                 if let Some(pos) = cols(c, &fk.child_columns) {
                     let new = c.after.as_ref().and_then(|a| values_at(a, &pos));
                     let old = c.before.as_ref().and_then(|b| values_at(b, &pos));

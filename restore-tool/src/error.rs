@@ -54,6 +54,22 @@ pub enum RestoreError {
     /// The undo would leave rows without their parent.
     #[error("undo would leave {0} row(s) without their parent (foreign key); nothing was changed")]
     ForeignKeys(i64),
+    /// The source's commit may or may not have happened (its answer was lost).
+    #[error("{what}: whether it committed is unknown, so the run stays pending; the next `rowtrail undo --apply` or `rowtrail redo --apply` settles it from the captured writes")]
+    CommitUnknown {
+        /// What happened.
+        what: String,
+        /// The driver's or the server's error, if there was one.
+        #[source]
+        cause: Option<Box<rowtrail_reader::ReaderError>>,
+    },
+    /// The source will not say which transaction the undo writes in, so its writes could not
+    /// be linked to the run.
+    #[error("cannot link the undo's writes on {location}: this SQL Server tells a session its transaction id only with VIEW SERVER STATE (SQL Server 2012 and 2014), which this login lacks; grant it to the login that runs undo (nothing was changed)")]
+    CannotLink {
+        /// Server and database.
+        location: String,
+    },
     /// The output could not be written (a closed pipe ends a listing early).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),

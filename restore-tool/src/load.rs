@@ -100,9 +100,13 @@ pub fn source_id(archive: &Archive, incarnation: &str) -> Result<Option<i64>, Re
 }
 
 /// The SQL condition (over `changes c`) that keeps a source's changes undo may act on: not
-/// written by an undo or redo run, and not undone by an applied undo run. `?1` is the source id.
+/// written by an undo or redo run (labelled with its tag, or on SQL Server written in the source
+/// transaction the journal links to a run that did not end abandoned), and not undone by an
+/// applied undo run. `?1` is the source id.
 pub const ELIGIBLE: &str = "c.source_id = ?1 \
-     AND (c.tx IS NULL OR c.tx NOT IN (SELECT tx_tag FROM undo_runs WHERE source_id = ?1)) \
+     AND (c.tx IS NULL OR (c.tx NOT IN (SELECT tx_tag FROM undo_runs WHERE source_id = ?1) \
+     AND c.tx NOT IN (SELECT source_tx FROM undo_runs WHERE source_id = ?1 \
+     AND source_tx IS NOT NULL AND state <> 'abandoned'))) \
      AND c.id NOT IN (SELECT i.change_id FROM undo_items i JOIN undo_runs r ON r.id = i.run_id \
      WHERE r.kind = 'undo' AND r.state = 'applied' AND i.outcome <> 'skipped')";
 

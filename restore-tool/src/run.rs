@@ -1,19 +1,23 @@
 //! A whole undo or redo: plan from the archive, apply to the source, record in the journal.
 //!
-//! The journal entry is written before the source is touched (state `applying`), the items
-//! just before the source commits, and the state `applied` just after. A run interrupted
-//! between those points is settled by the next undo or redo ([`settle_pending`]): it committed
-//! exactly when a write labelled with its tag exists (in staging or already archived).
+//! The journal entry is written before the source is touched (state `applying`), the link to
+//! the source transaction (SQL Server) before its first write, the items just before the source
+//! commits, and the state `applied` just after. A run interrupted between those points is
+//! settled by the next undo or redo ([`settle_pending`]): it committed exactly when a write
+//! carrying its link ([`crate::link`]) exists (in staging or already archived).
 //!
-//! Callers serialise runs on one archive (the CLI holds `<archive>.undo.lock`).
+//! The source is any [`UndoTarget`]: a [`rusqlite::Connection`] or a SQL Server
+//! [`crate::target::MssqlTarget`]. Callers serialise runs on one archive (the CLI holds
+//! `<archive>.undo.lock`).
 
 use rowtrail_reader::archive::{Archive, RunKind, RunState, UndoItem, UndoRun};
-use rusqlite::Connection;
 
-use crate::apply::{self, Label, StepResult};
+use crate::apply::{Label, StepResult};
+use crate::link;
 use crate::load;
 use crate::plan::{self, Mode, Plan};
 use crate::scope::{self, Scope};
+use crate::target::{Journal, UndoTarget};
 use crate::RestoreError;
 
 /// Who the run's writes are attributed to.
@@ -42,20 +46,24 @@ pub struct Prepared {
     pub fks: Vec<crate::conflict::ForeignKey>,
 }
 
-/// Settles every run of `incarnation` left `applying` by an interrupted undo or redo;
-/// returns each run settled and whether it had committed.
-pub fn settle_pending(
+/// Settles every run of the source's incarnation left `applying` by an interrupted undo or
+/// redo; returns each run settled and whether it had committed.
+pub fn settle_pending<T: UndoTarget + ?Sized>(
     archive: &Archive,
-    source: &Connection,
+    source: &T,
 ) -> Result<Vec<(i64, bool)>, RestoreError> {
-    let incarnation = apply::incarnation(source)?;
+    let incarnation = source.incarnation()?;
     let mut settled = Vec::new();
     for run in archive.runs(Some(RunState::Applying))? {
         if run.incarnation != incarnation {
             continue;
         }
-        let committed = archive.has_tagged_changes(&incarnation, &run.tx_tag)?
-            || apply::staged_with_tag(source, &run.tx_tag)?;
+        let committed = match source.link(&run, link::recorded(archive, run.id)?) {
+            None => false,
+            // Staging first: the reader deletes a write from staging only after archiving it,
+            // so a write missing from staging now is archived already, or was never made.
+            Some(l) => source.staged_with(&l)? || link::archived(archive, &incarnation, &l)?,
+        };
         archive.settle_run(run.id, committed)?;
         settled.push((run.id, committed));
     }
@@ -63,14 +71,14 @@ pub fn settle_pending(
 }
 
 /// Plans undoing `scope` on the source behind `source`.
-pub fn prepare_undo(
+pub fn prepare_undo<T: UndoTarget + ?Sized>(
     archive: &Archive,
-    source: &Connection,
+    source: &T,
     scope: &Scope,
     mode: Mode,
 ) -> Result<Prepared, RestoreError> {
-    let incarnation = apply::incarnation(source)?;
-    let fks = apply::foreign_keys(source)?;
+    let incarnation = source.incarnation()?;
+    let fks = source.foreign_keys()?;
     let (targets, history) = match load::source_id(archive, &incarnation)? {
         None => (Vec::new(), Vec::new()),
         Some(id) => {
@@ -93,9 +101,9 @@ pub fn prepare_undo(
 }
 
 /// Plans re-applying what undo run `run` undid.
-pub fn prepare_redo(
+pub fn prepare_redo<T: UndoTarget + ?Sized>(
     archive: &Archive,
-    source: &Connection,
+    source: &T,
     run: i64,
     mode: Mode,
 ) -> Result<Prepared, RestoreError> {
@@ -104,7 +112,7 @@ pub fn prepare_redo(
             "redo has no cascade mode: it re-applies exactly what one undo run undid".into(),
         ));
     }
-    let incarnation = apply::incarnation(source)?;
+    let incarnation = source.incarnation()?;
     let undo_run = archive
         .run(run)?
         .ok_or_else(|| RestoreError::BadRequest(format!("the undo journal has no run {run}")))?;
@@ -134,15 +142,41 @@ pub fn prepare_redo(
         incarnation,
         scope: format!("{{\"redo_of\":{run}}}"),
         redo_of: Some(run),
-        fks: apply::foreign_keys(source)?,
+        fks: source.foreign_keys()?,
     })
+}
+
+/// The journal's side of an apply: the link and the items of one run.
+struct RunJournal<'a> {
+    archive: &'a Archive,
+    run: i64,
+}
+
+impl Journal for RunJournal<'_> {
+    fn link(&mut self, tx: i64) -> Result<(), RestoreError> {
+        link::record(self.archive, self.run, tx)
+    }
+
+    fn before_commit(&mut self, results: &[StepResult]) -> Result<(), RestoreError> {
+        let items: Vec<UndoItem> = results
+            .iter()
+            .enumerate()
+            .map(|(n, r)| UndoItem {
+                ordinal: n as i64 + 1,
+                change_id: r.change_id,
+                action: r.action.to_string(),
+                outcome: r.outcome.word().to_string(),
+            })
+            .collect();
+        Ok(self.archive.record_items(self.run, &items)?)
+    }
 }
 
 /// Applies a prepared plan and journals it; returns the run and each step's result (None
 /// when the plan has no steps: nothing is recorded then).
-pub fn execute(
+pub fn execute<T: UndoTarget + ?Sized>(
     archive: &Archive,
-    source: &mut Connection,
+    source: &mut T,
     prepared: &Prepared,
     actor: &Actor,
 ) -> Result<Option<(UndoRun, Vec<StepResult>)>, RestoreError> {
@@ -166,25 +200,18 @@ pub fn execute(
         host: actor.host.clone(),
         app: format!("rowtrail {}", plan.kind.word()),
     };
-    let mut record = |results: &[StepResult]| -> Result<(), RestoreError> {
-        let items: Vec<UndoItem> = results
-            .iter()
-            .enumerate()
-            .map(|(n, r)| UndoItem {
-                ordinal: n as i64 + 1,
-                change_id: r.change_id,
-                action: r.action.to_string(),
-                outcome: r.outcome.word().to_string(),
-            })
-            .collect();
-        Ok(archive.record_items(run.id, &items)?)
+    let mut journal = RunJournal {
+        archive,
+        run: run.id,
     };
-    match apply::apply(source, plan, &prepared.fks, &label, &mut record) {
+    match source.apply(plan, &prepared.fks, &label, &mut journal) {
         Ok(results) => {
             archive.settle_run(run.id, true)?;
             let run = archive.run(run.id)?.unwrap_or(run);
             Ok(Some((run, results)))
         }
+        // The capture tells later whether the source committed.
+        Err(e @ RestoreError::CommitUnknown { .. }) => Err(e),
         Err(e) => {
             archive.settle_run(run.id, false)?;
             Err(e)

@@ -6,16 +6,16 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use rowtrail_reader::archive::{Archive, RunState};
 use rowtrail_reader::lock::ArchiveLock;
-use rowtrail_restore::apply;
+use rowtrail_restore::link;
 use rowtrail_restore::plan::Mode;
 use rowtrail_restore::run::{self, Actor, Prepared};
 use rowtrail_restore::scope::Scope;
+use rowtrail_restore::target::{script_header, MssqlTarget, UndoTarget};
 use rowtrail_restore::RestoreError;
-use rowtrail_sql::Dialect;
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::config::Config;
+use crate::config::{Config, Engine};
 
 const UNDO_HELP: &str = "Examples:
   rowtrail undo --last 3 --table staff            # show the plan and the SQL; change nothing
@@ -25,6 +25,7 @@ const UNDO_HELP: &str = "Examples:
   rowtrail undo --table staff --key 3 --last 1 --cascade
   rowtrail undo --change 118 120 --script-only > undo.sql
   sqlite3 -bail app.db < undo.sql                  # the script runs by hand too
+  sqlcmd -b -I -S db1 -d app -i undo.sql           # (SQL Server sources)
   rowtrail undo --list                             # the undo journal
 
 Newest first. Each statement applies only if the row still equals the archived after-image
@@ -148,7 +149,7 @@ fn actor() -> Actor {
     Actor { login, host }
 }
 
-fn open_source(cfg: &Config) -> Result<Connection> {
+fn open_sqlite(cfg: &Config) -> Result<Connection> {
     let path = cfg.source()?;
     if !path.exists() {
         anyhow::bail!("source database {} does not exist", path.display());
@@ -157,6 +158,21 @@ fn open_source(cfg: &Config) -> Result<Connection> {
         .with_context(|| format!("cannot open the source {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
+}
+
+/// The configured source, reached before anything else is touched: a source that cannot be
+/// reached fails here, with the archive and the journal unchanged.
+fn open_source(cfg: &Config) -> Result<Box<dyn UndoTarget>> {
+    Ok(match cfg.engine {
+        Engine::Sqlite => Box::new(open_sqlite(cfg)?),
+        Engine::Mssql => {
+            let settings = cfg.mssql()?;
+            let location = settings.location();
+            Box::new(MssqlTarget::connect(&settings).with_context(|| {
+                format!("cannot reach the SQL Server source {location}; nothing was changed")
+            })?)
+        }
+    })
 }
 
 /// Runs `rowtrail undo`.
@@ -206,13 +222,13 @@ fn undo_lock(archive: &Path) -> Result<ArchiveLock> {
 fn execute(
     cfg: &Config,
     output: &OutputArgs,
-    prepare: impl Fn(&Archive, &Connection) -> Result<Prepared, RestoreError>,
+    prepare: impl Fn(&Archive, &dyn UndoTarget) -> Result<Prepared, RestoreError>,
 ) -> Result<ExitCode> {
     let mut source = open_source(cfg)?;
     let (archive, _lock) = if output.apply {
         let lock = undo_lock(cfg.archive()?)?;
         let archive = crate::cmd::read::open_archive(cfg)?;
-        for (id, committed) in run::settle_pending(&archive, &source)? {
+        for (id, committed) in run::settle_pending(&archive, source.as_ref())? {
             eprintln!(
                 "settled interrupted run {id}: {}",
                 if committed {
@@ -226,18 +242,11 @@ fn execute(
     } else {
         (Archive::open_read_only(cfg.archive()?)?, None)
     };
-    let prepared = prepare(&archive, &source)?;
+    let prepared = prepare(&archive, source.as_ref())?;
     let plan = &prepared.plan;
     let kind = plan.kind.word();
-    let header = format!(
-        "rowtrail {kind} script ({} step(s), mode {}), for the SQLite source {}.\n\
-         Run by hand with: sqlite3 -bail <source.db> < this-file.sql (one transaction; a failed\n\
-         guard stops it and nothing changes). `rowtrail {kind} --apply` also records it in the undo journal.",
-        plan.steps.len(),
-        plan.mode.word(),
-        prepared.incarnation
-    );
-    let script = apply::script(plan, &header, Dialect::Sqlite)?;
+    let header = script_header(plan, &prepared.incarnation, source.dialect());
+    let script = source.script(plan, &prepared.fks, &header)?;
     if output.script_only {
         print!("{script}");
         return Ok(if plan.refused() {
@@ -314,16 +323,19 @@ fn execute(
         println!("-- dry run: nothing was changed; add --apply to run it");
         return Ok(ExitCode::SUCCESS);
     }
-    match run::execute(&archive, &mut source, &prepared, &actor()) {
+    match run::execute(&archive, source.as_mut(), &prepared, &actor()) {
         Ok(Some((r, results))) => {
             let count = |w: &str| results.iter().filter(|x| x.outcome.word() == w).count();
+            let carry = match link::recorded(&archive, r.id)? {
+                Some(tx) => format!("carry the source transaction id {tx}"),
+                None => format!("carry the transaction label {}", r.tx_tag),
+            };
             println!(
-                "{kind} run {} applied: {} applied, {} forced, {} skipped; its writes carry the transaction label {}",
+                "{kind} run {} applied: {} applied, {} forced, {} skipped; its writes {carry}",
                 r.id,
                 count("applied"),
                 count("forced"),
                 count("skipped"),
-                r.tx_tag
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -357,6 +369,12 @@ fn list(cfg: &Config) -> Result<ExitCode> {
     );
     for r in runs {
         let items = archive.run_items(r.id)?.len();
+        // What `audit --tx` finds the run's writes by: its tag, or on SQL Server its
+        // transaction id.
+        let label = match link::recorded(&archive, r.id)? {
+            Some(tx) => tx.to_string(),
+            None => r.tx_tag.clone(),
+        };
         println!(
             "{:>5}  {:<5} {:<10} {:<8} {:>6}  {:<10} {}",
             r.id,
@@ -364,7 +382,7 @@ fn list(cfg: &Config) -> Result<ExitCode> {
             r.state.word(),
             r.mode,
             items,
-            r.tx_tag,
+            label,
             r.scope
         );
     }

@@ -2,6 +2,8 @@
 //! MERGE, out-of-order commits) → read → the archive holds exact values → undo → the tables
 //! equal their earlier state → uninstall leaves nothing.
 //!
+//! The CLI runs undo, redo and the settling of interrupted runs through the same path.
+//!
 //! Every test needs a server: `ROWTRAIL_MSSQL_URL` is an ADO.NET connection string for a login
 //! that may create databases (e.g. `Server=tcp:localhost,1433;User ID=sa;Password=…`). Each test
 //! creates its own uniquely named database and drops it afterwards. The server's certificate is
@@ -21,6 +23,7 @@ use rowtrail_sql::mssql::undo::{order_for_foreign_keys, script, ForeignKey};
 use rowtrail_sql::mssql::{Captured, Options};
 use rowtrail_sql::undo::ScriptStep;
 use rowtrail_sql::{Table, Value};
+use rowtrail_tests::{kill_at, show, Sandbox};
 
 const IGNORED: &str = "needs ROWTRAIL_MSSQL_URL (a SQL Server to run against)";
 
@@ -410,4 +413,230 @@ fn check_reports_drift_and_install_stops_at_the_failing_batch() {
     // The heartbeat answers on a fresh connection.
     let h = MssqlSource::health(&db.settings).unwrap();
     assert_eq!(h.staged, 0);
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
+
+/// The `rowtrail` CLI on a test database: a sandbox whose config names a SQL Server source
+/// (the connection, password included, comes from the environment as it may).
+struct Cli<'a> {
+    db: &'a TestDb,
+    sb: Sandbox,
+}
+
+impl<'a> Cli<'a> {
+    fn new(db: &'a TestDb) -> Self {
+        let sb = Sandbox::new(BIN);
+        std::fs::write(
+            sb.config(),
+            "[source]\nengine = \"mssql\"\ntrust_server_certificate = true\n\n[archive]\npath = \"trail.db\"\n",
+        )
+        .unwrap();
+        Self { db, sb }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = self.sb.cmd(args);
+        c.env("ROWTRAIL_SOURCE_CONNECTION", &self.db.settings.connection);
+        c.env_remove("ROWTRAIL_SOURCE_PASSWORD");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().expect("run rowtrail")
+    }
+
+    /// Runs, requires success, returns stdout then stderr.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rowtrail {args:?} failed:\n{}",
+            show(&out)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Runs, requires success, returns stdout only.
+    fn stdout(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rowtrail {args:?} failed:\n{}",
+            show(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The newest archived change's id, and its transaction.
+    fn newest(&self) -> (i64, Option<i64>) {
+        let a = Archive::open_read_only(&self.sb.archive()).unwrap();
+        a.connection()
+            .query_row(
+                "SELECT id, tx FROM changes ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+}
+
+/// The number in `text` right after `marker`.
+fn number_after(text: &str, marker: &str) -> i64 {
+    let rest = text
+        .split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{marker:?} not in:\n{text}"));
+    rest.chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {marker:?} in:\n{text}"))
+}
+
+#[test]
+#[ignore = "needs ROWTRAIL_MSSQL_URL (a SQL Server to run against)"]
+fn undo_apply_through_the_cli_restores_links_its_writes_and_settles_interrupted_runs() {
+    let db = TestDb::new();
+    let mut c = db.client();
+    db.run(&mut c, SCHEMA);
+    db.run(&mut c, SEED);
+    let cli = Cli::new(&db);
+    cli.ok(&["sql", "install", "--tables", &TABLES.join(",")]);
+    let names: Vec<String> = TABLES.iter().map(|s| s.to_string()).collect();
+    let tables = install::tables_to_capture(&mut c, Some(&names)).unwrap();
+    db.run(&mut c, EDGES);
+    cli.ok(&["read", "--quiet"]);
+    let (last_before, _) = cli.newest();
+    let before: Vec<_> = tables.iter().map(|t| contents(&mut c, t)).collect();
+    db.run(&mut c, CHANGES);
+    cli.ok(&["read", "--quiet"]);
+    let changed: Vec<_> = tables.iter().map(|t| contents(&mut c, t)).collect();
+    let after = last_before.to_string();
+
+    // The dry run and the script change nothing; the script is the T-SQL `--apply` sends.
+    let dry = cli.ok(&["undo", "--after-change", &after]);
+    assert!(
+        dry.contains("SET XACT_ABORT ON;")
+            && dry.contains("sqlcmd -b -I")
+            && dry.contains("dry run: nothing was changed"),
+        "{dry}"
+    );
+    let script = cli.ok(&["undo", "--after-change", &after, "--script-only"]);
+    assert!(
+        script.contains("\nGO\n") && !script.contains("sqlite3"),
+        "{script}"
+    );
+    let now: Vec<_> = tables.iter().map(|t| contents(&mut c, t)).collect();
+    assert_eq!(now, changed, "a dry run changes nothing");
+
+    // Apply: the tables equal their earlier state, and the writes carry the transaction id.
+    let applied = cli.ok(&["undo", "--after-change", &after, "--apply"]);
+    assert!(applied.contains("undo run 1 applied:"), "{applied}");
+    let tx = number_after(&applied, "carry the source transaction id ");
+    let now: Vec<_> = tables.iter().map(|t| contents(&mut c, t)).collect();
+    assert_eq!(now, before, "undo restores every table exactly");
+    cli.ok(&["read", "--quiet"]);
+    let audit = cli.stdout(&["audit", "--tx", &tx.to_string(), "--format", "csv"]);
+    let rows: Vec<&str> = audit.lines().skip(1).collect();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|l| l.contains(&format!(",{tx},"))),
+        "`audit --tx` lists the undo's writes by its transaction id:\n{audit}"
+    );
+    let (_, newest_tx) = cli.newest();
+    assert_eq!(
+        newest_tx,
+        Some(tx),
+        "the newest archived change is the undo's"
+    );
+    assert!(cli.ok(&["undo", "--list"]).contains(&tx.to_string()));
+    // A second undo selects neither the undone changes nor the undo's own writes.
+    let again = cli.ok(&["undo", "--after-change", &after]);
+    assert!(again.contains("nothing to undo"), "{again}");
+    let own = cli.ok(&["undo", "--tx", &tx.to_string()]);
+    assert!(own.contains("nothing to undo"), "{own}");
+    assert!(cli.ok(&["verify"]).contains("archive verified"));
+
+    // Redo puts the changes back, as a run of its own.
+    cli.ok(&["redo", "--run", "1", "--apply"]);
+    let now: Vec<_> = tables.iter().map(|t| contents(&mut c, t)).collect();
+    assert_eq!(now, changed, "redo re-applies every change exactly");
+    cli.ok(&["read", "--quiet"]);
+    assert!(cli.ok(&["undo", "--list"]).contains("redone"));
+
+    // Killed before the source commit: the server rolls the transaction back when the
+    // connection goes; the next run settles it as abandoned and applies anew.
+    db.run(&mut c, "INSERT INTO dbo.Keyed (K, V) VALUES (500, N'x');");
+    cli.ok(&["read", "--quiet"]);
+    let (id, _) = cli.newest();
+    let one = ["undo", "--change", &id.to_string(), "--apply"];
+    kill_at(cli.cmd(&one), "undo-before-source-commit");
+    let out = cli.ok(&one);
+    assert!(
+        out.contains("it never committed (abandoned)") && out.contains("applied: 1 applied"),
+        "{out}"
+    );
+    let left = c
+        .query("count", "SELECT COUNT(*) FROM dbo.Keyed WHERE K = 500", &[])
+        .unwrap();
+    assert_eq!(left[0].get::<i32, _>(0), Some(0));
+
+    // Killed after it: the run is settled from its write, still in staging, as applied.
+    db.run(&mut c, "INSERT INTO dbo.Keyed (K, V) VALUES (501, N'y');");
+    cli.ok(&["read", "--quiet"]);
+    let (id, _) = cli.newest();
+    let one = ["undo", "--change", &id.to_string(), "--apply"];
+    kill_at(cli.cmd(&one), "undo-after-source-commit");
+    let out = cli.ok(&one);
+    assert!(
+        out.contains("it had committed (applied)") && out.contains("nothing to undo"),
+        "{out}"
+    );
+    let left = c
+        .query("count", "SELECT COUNT(*) FROM dbo.Keyed WHERE K = 501", &[])
+        .unwrap();
+    assert_eq!(left[0].get::<i32, _>(0), Some(0));
+    cli.ok(&["read", "--quiet"]);
+    assert!(cli.ok(&["verify"]).contains("archive verified"));
+}
+
+#[test]
+#[ignore = "needs ROWTRAIL_MSSQL_URL (a SQL Server to run against)"]
+fn a_guard_that_fails_at_apply_time_rolls_back_and_exits_3() {
+    let db = TestDb::new();
+    let mut c = db.client();
+    db.run(
+        &mut c,
+        "CREATE TABLE dbo.Keyed (K int NOT NULL PRIMARY KEY, V nvarchar(20) NULL);",
+    );
+    let cli = Cli::new(&db);
+    cli.ok(&["sql", "install", "--tables", "dbo.Keyed"]);
+    db.run(
+        &mut c,
+        "INSERT INTO dbo.Keyed (K, V) VALUES (1, N'a'), (2, N'b'); UPDATE dbo.Keyed SET V = N'c';",
+    );
+    cli.ok(&["read", "--quiet"]);
+    // A write the archive has not seen: the guard of K = 2's undo fails at apply time.
+    db.run(&mut c, "UPDATE dbo.Keyed SET V = N'z' WHERE K = 2;");
+    let snapshot = |c: &mut MssqlClient| {
+        c.query("rows", "SELECT K, V FROM dbo.Keyed ORDER BY K", &[])
+            .unwrap()
+            .iter()
+            .map(|r| format!("{:?}|{:?}", r.get::<i32, _>(0), r.get::<&str, _>(1)))
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot(&mut c);
+    let out = cli.run(&["undo", "--last", "2", "--apply"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("undo refused") && text.contains("step ") && text.contains("dbo.Keyed"),
+        "names the step and its change:\n{text}"
+    );
+    assert_eq!(snapshot(&mut c), before, "nothing changed");
+    assert!(cli.ok(&["undo", "--list"]).contains("abandoned"));
 }

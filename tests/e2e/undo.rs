@@ -1,12 +1,9 @@
 //! `rowtrail undo` and `rowtrail redo` as users run them, `rowtrail verify` against tampering,
 //! and SIGKILL at every labelled step of `undo --apply`.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rowtrail_tests::{show, wait_until, Proc, Sandbox};
+use rowtrail_tests::{show, wait_until, Sandbox};
 use rusqlite::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
@@ -235,38 +232,61 @@ fn an_ambiguous_row_without_a_key_is_refused_unless_forced() {
     assert_eq!(rows(&c, "SELECT count(*) FROM notes"), ["Integer(1)"]);
 }
 
+#[test]
+fn undo_on_an_unreachable_sql_server_fails_fast_and_changes_nothing() {
+    let (sb, _c) = populated();
+    sb.ok(&["undo", "--tx", "T2", "--apply"]);
+    let archive_before = std::fs::read(sb.archive()).unwrap();
+    // The same archive, its source now a SQL Server where nothing listens (port 1).
+    std::fs::write(
+        sb.config(),
+        "[source]\nengine = \"mssql\"\nconnection = \"Server=tcp:127.0.0.1,1;Database=app;User ID=undoer\"\n\n[archive]\npath = \"trail.db\"\n",
+    )
+    .unwrap();
+    let runs: [&[&str]; 5] = [
+        &["undo", "--tx", "T1", "--apply"],
+        &["undo", "--tx", "T1"],
+        &["undo", "--last", "1", "--script-only"],
+        &["redo", "--run", "1"],
+        &["redo", "--run", "1", "--apply"],
+    ];
+    for args in runs {
+        let started = Instant::now();
+        let out = sb
+            .cmd(args)
+            .env("ROWTRAIL_SOURCE_PASSWORD", "s3cret-pw")
+            .output()
+            .unwrap();
+        let text = show(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("cannot reach the SQL Server source app on 127.0.0.1,1")
+                && text.contains("nothing was changed")
+                && text.contains("cannot connect"),
+            "{args:?}: a clear message: {text}"
+        );
+        assert!(
+            !text.contains("s3cret-pw") && !text.contains("undoer"),
+            "{args:?}: no credentials in the output: {text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{args:?}: fails fast ({:?})",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        std::fs::read(sb.archive()).unwrap(),
+        archive_before,
+        "the archive and its journal are untouched"
+    );
+    // The journal still reads without a source.
+    assert!(sb.ok(&["undo", "--list"]).contains("undo:1"));
+}
+
 /// `rowtrail ARGS` with a failpoint armed, killed with SIGKILL once it reports reaching it.
 fn kill_at(sb: &Sandbox, args: &[&str], label: &str) {
-    let mut child = sb
-        .cmd(args)
-        .env("ROWTRAIL_TEST_FAILPOINT", label)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut p = Proc { child };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let want = format!("rowtrail-failpoint {label}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line == want => break,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!(
-                "`rowtrail {args:?}` never reached {label}; stderr:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-    p.kill9();
+    rowtrail_tests::kill_at(sb.cmd(args), label);
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! it runs the real `rowtrail` binary as a process and prints its output when a step fails.
 //! Waiting is always on a condition with a deadline ([`wait_until`]), never a bare sleep.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -203,6 +205,40 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Runs `cmd` (a `rowtrail` command) with the failpoint `label` armed and kills it with SIGKILL
+/// once it reports reaching it; panics if it does not within a minute.
+pub fn kill_at(mut cmd: Command, label: &str) {
+    let mut child = cmd
+        .env("ROWTRAIL_TEST_FAILPOINT", label)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rowtrail");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut p = Proc { child };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let want = format!("rowtrail-failpoint {label}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == want => break,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "`{cmd:?}` never reached {label}; stderr:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+    p.kill9();
 }
 
 /// Both streams of a finished command, for failure messages.

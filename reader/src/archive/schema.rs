@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, ordinal));
     CREATE INDEX undo_items_by_change ON undo_items (change_id);
     CREATE INDEX undo_runs_by_state ON undo_runs (state);",
+    // 3: the link of a run to its source transaction where the capture cannot carry the run's
+    // tag: SQL Server triggers record the writer's transaction id, so an undo on SQL Server
+    // records its own transaction's id here (once, while that transaction is open, before any
+    // write), and its captured writes are the changes with that `tx`.
+    "ALTER TABLE undo_runs ADD COLUMN source_tx INTEGER;",
 ];
 
 /// The schema version this build writes and reads.

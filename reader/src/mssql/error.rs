@@ -74,6 +74,32 @@ pub fn message(e: &tiberius::error::Error) -> String {
     }
 }
 
+/// An error the server itself reported (not the driver or the network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// The error number (`Msg 50003`).
+    pub code: u32,
+    /// The line of the batch it was raised on (1-based; 0 when unknown).
+    pub line: u32,
+    /// The server's message.
+    pub message: String,
+}
+
+/// The server's own error inside `e`, if `e` is one.
+pub fn server_error(e: &ReaderError) -> Option<ServerError> {
+    match e {
+        ReaderError::Mssql { cause, .. } => match cause.as_ref() {
+            tiberius::error::Error::Server(t) => Some(ServerError {
+                code: t.code(),
+                line: t.line(),
+                message: t.message().to_string(),
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Wraps a driver error with where and what, classifying it.
 pub fn wrap(location: &str, context: &str, cause: tiberius::error::Error) -> ReaderError {
     ReaderError::Mssql {
@@ -128,5 +154,10 @@ mod tests {
         assert!(std::error::Error::source(&e).is_some());
         let fatal = wrap("x", "y", Error::Tls("nope".into()));
         assert!(!fatal.is_transient());
+        assert_eq!(
+            server_error(&fatal),
+            None,
+            "a TLS failure is not the server's error"
+        );
     }
 }

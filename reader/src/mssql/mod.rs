@@ -11,6 +11,8 @@
 //! * [`catalog`]: registry, incarnation, live table definitions, triggers.
 //! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
 //!   installed and what should be.
+//! * [`undo`]: what undo and redo need: foreign keys, the undo's transaction id, staged writes
+//!   of a transaction, running a rendered undo script.
 
 pub mod catalog;
 pub mod check;
@@ -22,6 +24,7 @@ pub mod probe;
 pub mod queries;
 pub mod settings;
 pub mod source;
+pub mod undo;
 
 pub use client::MssqlClient;
 pub use settings::Settings;

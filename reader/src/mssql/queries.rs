@@ -143,6 +143,44 @@ pub fn staging_delete(staging: &Ident, n: usize) -> String {
     )
 }
 
+/// Every column of every foreign key, in key order: the key's id, the column's position, the
+/// referencing (child) table's schema, name and column, and the referenced (parent) table's.
+/// (In `sys.foreign_keys`, `parent_object_id` is the referencing table.)
+pub const FOREIGN_KEYS: &str = "SELECT fk.object_id, fkc.constraint_column_id, \
+     cs.name, ct.name, cc.name, ps.name, pt.name, pc.name \
+     FROM sys.foreign_keys AS fk \
+     JOIN sys.foreign_key_columns AS fkc ON fkc.constraint_object_id = fk.object_id \
+     JOIN sys.tables AS ct ON ct.object_id = fk.parent_object_id \
+     JOIN sys.schemas AS cs ON cs.schema_id = ct.schema_id \
+     JOIN sys.columns AS cc ON cc.object_id = fkc.parent_object_id AND cc.column_id = fkc.parent_column_id \
+     JOIN sys.tables AS pt ON pt.object_id = fk.referenced_object_id \
+     JOIN sys.schemas AS ps ON ps.schema_id = pt.schema_id \
+     JOIN sys.columns AS pc ON pc.object_id = fkc.referenced_object_id AND pc.column_id = fkc.referenced_column_id \
+     ORDER BY fk.object_id, fkc.constraint_column_id";
+
+/// The session's transaction id, as the capture triggers record it (SQL Server 2016 and later;
+/// needs no permission).
+pub const CURRENT_TRANSACTION_ID: &str = "SELECT CONVERT(bigint, CURRENT_TRANSACTION_ID());";
+
+/// The session's transaction id on SQL Server 2012 and 2014, read as the triggers generated for
+/// them read it: only with `VIEW SERVER STATE` (no row without it).
+pub const CURRENT_TRANSACTION_ID_2012: &str =
+    "IF HAS_PERMS_BY_NAME(NULL, NULL, N'VIEW SERVER STATE') = 1 \
+     SELECT CONVERT(bigint, transaction_id) FROM sys.dm_tran_current_transaction;";
+
+/// How deep the session's transactions are nested.
+pub const TRANCOUNT: &str = "SELECT CONVERT(int, @@TRANCOUNT);";
+
+/// 1 when a staging table holds an image written in transaction `@P1` (a plain read: it waits
+/// for a writer still deciding, rather than skipping its rows).
+pub fn staged_in_transaction(staging: &Ident) -> String {
+    format!(
+        "SELECT TOP (1) 1 FROM {} WHERE {} = @P1",
+        staging_name(staging),
+        col(staging::COL_TX)
+    )
+}
+
 /// Starts the reader's transactions.
 pub const BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION;";
 /// Commits them.
@@ -165,6 +203,10 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
         COMMIT,
         ROLLBACK,
         AFTER_FAILED_SCRIPT,
+        FOREIGN_KEYS,
+        CURRENT_TRANSACTION_ID,
+        CURRENT_TRANSACTION_ID_2012,
+        TRANCOUNT,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -176,6 +218,7 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
         out.push(count(&t.staging));
         out.push(discard(&t.staging));
         out.push(backlog(&t.staging));
+        out.push(staged_in_transaction(&t.staging));
     }
     Ok(out)
 }

@@ -20,12 +20,17 @@
 //! * **Identity**: re-inserts into a table with an `IDENTITY` column run between
 //!   `SET IDENTITY_INSERT … ON` and `OFF` (one table at a time, as SQL Server requires);
 //!   updates never assign an identity column (SQL Server forbids it, and it never changes).
-//! * **Never written**: computed columns and `rowversion` (the server assigns them); they still
-//!   take part in guards, where a rowversion makes the guard stricter.
+//! * **Never written**: computed columns and `rowversion` (the server assigns them). Computed
+//!   columns take part in guards (their value follows from the others); a `rowversion` does
+//!   not: every write gives the row a new one, the undo's own earlier steps on the same row
+//!   included, so a guard on it would refuse multi-level undo of a row and any redo.
 //! * **Foreign keys**: SQL Server cannot defer constraints, so [`order_for_foreign_keys`] puts
 //!   re-inserts first (parents before children), then updates, then deletes (children before
 //!   parents), whenever no row has more than one step; otherwise the planner's newest-first
 //!   order stands, which is itself an order the constraints accepted when the changes were made.
+//! * **Outcomes**: in skip and force modes the script ends with one result set, `[step]` and
+//!   `[outcome]` (`skipped` or `forced`), naming each step whose guard did not hold; every other
+//!   step applied. `rowtrail undo --apply` journals each step's outcome from it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -74,22 +79,20 @@ fn row_identity(step: &Step<'_>) -> String {
     s
 }
 
-/// Reorders `steps` so that SQL Server's immediate foreign-key checks accept every statement:
-/// re-inserts (parents first), updates, deletes (children first). Steps of one table keep their
-/// order. When a row has more than one step (multi-level undo of one row, or a key-changing
-/// update), the planner's order is kept as it is.
-pub fn order_for_foreign_keys<'a>(
-    steps: &[ScriptStep<'a>],
-    fks: &[ForeignKey],
-) -> Vec<ScriptStep<'a>> {
+/// The order in which SQL Server's immediate foreign-key checks accept every statement, as
+/// indices into `steps`: re-inserts (parents first), updates, deletes (children first). Steps of
+/// one table keep their order. When a row has more than one step (multi-level undo of one row,
+/// or a key-changing update), the planner's order is kept as it is.
+pub fn foreign_key_order(steps: &[ScriptStep<'_>], fks: &[ForeignKey]) -> Vec<usize> {
     let mut rows = HashSet::new();
     let keyless_tables = steps
         .iter()
         .filter(|s| s.step.table.key().is_none())
         .count();
     let repeated = steps.iter().any(|s| !rows.insert(row_identity(&s.step)));
+    let mut order: Vec<usize> = (0..steps.len()).collect();
     if repeated || fks.is_empty() || keyless_tables > 1 {
-        return steps.to_vec();
+        return order;
     }
     let mut depths: HashMap<TableName, usize> = HashMap::new();
     for s in steps {
@@ -107,9 +110,19 @@ pub fn order_for_foreign_keys<'a>(
             _ => (2, -d),
         }
     };
-    let mut ordered = steps.to_vec();
-    ordered.sort_by_key(phase); // stable: the planner's order within a phase and depth
-    ordered
+    order.sort_by_key(|&i| phase(&steps[i])); // stable: the planner's order within a phase and depth
+    order
+}
+
+/// `steps` reordered by [`foreign_key_order`].
+pub fn order_for_foreign_keys<'a>(
+    steps: &[ScriptStep<'a>],
+    fks: &[ForeignKey],
+) -> Vec<ScriptStep<'a>> {
+    foreign_key_order(steps, fks)
+        .into_iter()
+        .map(|i| steps[i])
+        .collect()
 }
 
 /// The whole undo (or redo) script for `steps`, in order, as one batch and one transaction.
@@ -123,6 +136,12 @@ pub fn script(
     h.push("One transaction: any conflict or error rolls every step back.".into());
     let mut s =
         String::from("SET XACT_ABORT ON;\nSET NOCOUNT ON;\nBEGIN TRANSACTION;\nDECLARE @n int;\n");
+    let outcomes = on_conflict != OnConflict::Stop;
+    if outcomes {
+        s.push_str(&format!(
+            "DECLARE {OUTCOMES} TABLE ([step] int NOT NULL PRIMARY KEY, [outcome] nvarchar(8) NOT NULL);\n"
+        ));
+    }
     for (i, st) in steps.iter().enumerate() {
         let n = i + 1;
         let _ = writeln!(
@@ -132,11 +151,24 @@ pub fn script(
         );
         step(&mut s, n, &st.step, on_conflict)?;
     }
+    if outcomes {
+        s.push_str(&format!(
+            "\nSELECT [step], [outcome] FROM {OUTCOMES} ORDER BY [step];"
+        ));
+    }
     s.push_str("\nCOMMIT TRANSACTION;\nPRINT N'rowtrail undo: applied';");
     let mut script = Script::new("undo", h);
     script.push(s);
     Ok(script)
 }
+
+/// The table variable the outcomes of skip and force modes collect in.
+const OUTCOMES: &str = "@outcome";
+
+/// What a script's outcome row says of a step whose guard did not hold (skip mode).
+pub const OUTCOME_SKIPPED: &str = "skipped";
+/// What a script's outcome row says of a step whose guard did not hold (force mode).
+pub const OUTCOME_FORCED: &str = "forced";
 
 /// A table's columns as captured, with their types checked.
 struct Shape<'a> {
@@ -175,6 +207,9 @@ impl<'a> Shape<'a> {
             Some(t) => t.canonical(),
             None => c.sql_type.clone(),
         }
+    }
+    fn rowversion(&self, i: usize) -> bool {
+        self.t.columns[i].rowversion || self.types[i].as_ref().is_some_and(|t| t.is_rowversion())
     }
     fn insertable(&self) -> Vec<usize> {
         (0..self.t.columns.len())
@@ -316,12 +351,12 @@ fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String 
     }
 }
 
-/// The row equals `row` exactly (key columns first, for the index).
+/// The row equals `row` exactly (key columns first, for the index), `rowversion` aside.
 fn matches(shape: &Shape<'_>, row: &[Value]) -> String {
     let key = shape.t.key().unwrap_or(&[]).to_vec();
     key.iter()
         .copied()
-        .chain((0..shape.t.columns.len()).filter(|i| !key.contains(i)))
+        .chain((0..shape.t.columns.len()).filter(|i| !key.contains(i) && !shape.rowversion(*i)))
         .map(|i| exactly(shape, i, &row[i], key.contains(&i)))
         .collect::<Vec<_>>()
         .join("\n      AND ")
@@ -443,11 +478,16 @@ fn step(s: &mut String, n: usize, st: &Step<'_>, on_conflict: OnConflict) -> Res
         OnConflict::Skip => {
             let _ = writeln!(
                 s,
-                "IF @n <> 1 PRINT N'rowtrail undo: step {n} skipped (conflict)';"
+                "IF @n <> 1 PRINT N'rowtrail undo: step {n} skipped (conflict)';\n\
+                 IF @n <> 1 INSERT INTO {OUTCOMES} ([step], [outcome]) VALUES ({n}, N'{OUTCOME_SKIPPED}');"
             );
         }
         OnConflict::Force => {
             s.push_str("IF @n <> 1\nBEGIN\n");
+            let _ = writeln!(
+                s,
+                "    INSERT INTO {OUTCOMES} ([step], [outcome]) VALUES ({n}, N'{OUTCOME_FORCED}');"
+            );
             match (st.expect, st.target) {
                 (_, Some(t)) => {
                     let place = key_equals(&shape, t)

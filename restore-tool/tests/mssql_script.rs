@@ -1,0 +1,293 @@
+//! Undo plans on SQL Server sources, without a server: the script `--apply` sends (and the dry
+//! run prints) parses in Microsoft's ScriptDom (TSql150Parser) in every mode, puts parents
+//! before children, and what the server answers — outcome rows, guard errors, constraint
+//! errors — becomes the journal's results or the conflicts it stands for.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use rowtrail_reader::archive::RunKind;
+use rowtrail_reader::mssql::error::ServerError;
+use rowtrail_restore::apply::Outcome;
+use rowtrail_restore::conflict::ForeignKey;
+use rowtrail_restore::load::Change;
+use rowtrail_restore::plan::{Mode, Plan, PlannedStep};
+use rowtrail_restore::target::mssql_errors::refusal;
+use rowtrail_restore::target::mssql_script::{render, results, Rendered};
+use rowtrail_restore::target::script_header;
+use rowtrail_restore::RestoreError;
+use rowtrail_sql::mssql::script::split_batches;
+use rowtrail_sql::mssql::types::MssqlType;
+use rowtrail_sql::mssql::Captured;
+use rowtrail_sql::{Column, Dialect, Table, Value};
+
+const ADVENTUREWORKS: &str = include_str!("../../sql/tests/fixtures/adventureworks.sql");
+
+/// The realistic table `name`, as capture records it.
+fn table(name: &str) -> Arc<Table> {
+    let t = rowtrail_sql::ddl::parse_mssql(ADVENTUREWORKS)
+        .expect("the fixture parses")
+        .into_iter()
+        .find(|t| t.name.name.as_str() == name)
+        .expect("fixture table");
+    Arc::new(Captured::new(&t).expect("captured").table)
+}
+
+/// A value of column `c`'s type; `n` varies keys. Text carries what could split a script.
+fn sample(c: &Column, n: i64) -> Value {
+    let base = MssqlType::parse(&c.sql_type)
+        .map(|t| t.base)
+        .unwrap_or_default();
+    match base.as_str() {
+        "bit" => Value::Integer(1),
+        "tinyint" | "smallint" | "int" | "bigint" => Value::Integer(n),
+        "decimal" | "numeric" => Value::Decimal(format!("{n}.05")),
+        "money" | "smallmoney" => Value::Decimal(format!("{n}.1234")),
+        "float" | "real" => Value::Real(0.1 * n as f64),
+        "date" => Value::DateTime("2024-02-29".into()),
+        "time" => Value::DateTime("23:59:59.9999999".into()),
+        "datetime2" => Value::DateTime("2024-02-29T10:00:00.0000001".into()),
+        "datetime" => Value::DateTime("2024-02-29T10:00:00.003".into()),
+        "smalldatetime" => Value::DateTime("2024-02-29T10:00:00".into()),
+        "datetimeoffset" => Value::DateTime("2024-03-11T05:00:00.5000000-14:00".into()),
+        "uniqueidentifier" => Value::Uuid([n as u8; 16]),
+        "binary" | "varbinary" | "rowversion" | "timestamp" | "hierarchyid" | "geometry"
+        | "geography" => Value::Blob(vec![0, 0xff, n as u8]),
+        _ => Value::text(&format!("it's {n}\nGO\n$(x) -- /* 😀 ")),
+    }
+}
+
+fn row(t: &Table, n: i64) -> Vec<Value> {
+    t.columns.iter().map(|c| sample(c, n)).collect()
+}
+
+fn change(id: i64, t: &Arc<Table>, op: &str, before: Option<i64>, after: Option<i64>) -> Change {
+    Change {
+        id,
+        source_id: 1,
+        seq: id * 10,
+        table_id: 1,
+        table: t.clone(),
+        op: op.into(),
+        tx: Some(Value::Integer(81723)),
+        stmt: None,
+        at: Some("2026-11-21T14:05:00.000Z".into()),
+        login: Some("bob".into()),
+        host: None,
+        app: None,
+        client_ip: None,
+        rowid: None,
+        row_key: vec![id as u8],
+        prev_key: None,
+        before: before.map(|n| row(t, n)),
+        after: after.map(|n| row(t, n)),
+    }
+}
+
+/// Newest first, as the planner orders an undo: a detail and its header inserted (undone by
+/// deletes), a header and its detail deleted (undone by re-inserts), a product updated.
+fn plan(mode: Mode) -> (Plan, Vec<ForeignKey>) {
+    let (header, detail, product) = (
+        table("SalesOrderHeader"),
+        table("SalesOrderDetail"),
+        table("Product"),
+    );
+    let changes = [
+        change(14, &product, "update", Some(5), Some(6)),
+        change(13, &detail, "insert", None, Some(2)),
+        change(12, &header, "insert", None, Some(2)),
+        change(11, &detail, "delete", Some(1), None),
+        change(10, &header, "delete", Some(1), None),
+    ];
+    let fks = vec![ForeignKey {
+        child: detail.name.clone(),
+        child_columns: vec!["SalesOrderID".into()],
+        parent: header.name.clone(),
+        parent_columns: vec!["SalesOrderID".into()],
+    }];
+    let plan = Plan {
+        kind: RunKind::Undo,
+        mode,
+        steps: changes
+            .into_iter()
+            .map(|change| PlannedStep {
+                change,
+                forward: false,
+            })
+            .collect(),
+        conflicts: vec![],
+        cascaded: vec![],
+        skipped: vec![],
+    };
+    (plan, fks)
+}
+
+fn rendered(mode: Mode) -> (Plan, Rendered) {
+    let (plan, fks) = plan(mode);
+    let header = script_header(&plan, "f15a6b6c-0000", Dialect::Mssql);
+    let r = render(&plan, &fks, &header).expect("renders");
+    (plan, r)
+}
+
+/// Runs ScriptDom over `scripts`; panics (never skips) when the validator is missing.
+fn scriptdom(scripts: &[(String, String)]) -> String {
+    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scriptdom/validate.exe");
+    assert!(
+        exe.exists(),
+        "the ScriptDom validator is missing ({}): run `bash scripts/prereqs.sh` (or \
+         `bash scripts/scriptdom/setup.sh`)",
+        exe.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, text) in scripts {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        files.push(path);
+    }
+    let out = Command::new("mono")
+        .arg(&exe)
+        .args(&files)
+        .output()
+        .expect("mono runs (install it with `bash scripts/prereqs.sh`)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ScriptDom rejected an undo script:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_script_of_a_sql_server_plan_parses_in_scriptdom_in_every_mode() {
+    let mut scripts = Vec::new();
+    for mode in [Mode::Refuse, Mode::Cascade, Mode::Skip, Mode::Force] {
+        let (_, r) = rendered(mode);
+        let text = r.script.render();
+        assert_eq!(split_batches(&text).len(), 1, "{mode:?}: one batch");
+        assert!(
+            text.contains("-- rowtrail undo script (5 step(s)")
+                && text.contains("sqlcmd -b -I")
+                && !text.contains("sqlite3"),
+            "{mode:?}: the header says how to run it by hand:\n{text}"
+        );
+        assert!(r.batch().starts_with("SET XACT_ABORT ON;"));
+        scripts.push((format!("undo-{}.sql", mode.word()), text));
+    }
+    let summary = scriptdom(&scripts);
+    assert!(
+        summary.starts_with("validated 4 scripts, 4 batches, 0 errors"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn re_inserts_put_parents_first_and_deletes_take_children_first() {
+    let (plan, r) = rendered(Mode::Refuse);
+    let ids: Vec<i64> = r.order.iter().map(|&i| plan.steps[i].change.id).collect();
+    assert_eq!(ids, [10, 11, 14, 13, 12]);
+    let batch = r.batch();
+    let at = |needle: &str| batch.find(needle).unwrap_or_else(|| panic!("{needle}"));
+    assert!(at("-- step 1: undo change 10") < at("-- step 2: undo change 11"));
+    assert!(
+        at("INSERT INTO [Sales].[SalesOrderHeader]") < at("INSERT INTO [Sales].[SalesOrderDetail]")
+    );
+    assert!(
+        at("DELETE FROM [Sales].[SalesOrderDetail]") < at("DELETE FROM [Sales].[SalesOrderHeader]")
+    );
+}
+
+#[test]
+fn outcome_rows_become_the_journal_results_in_script_order() {
+    let (plan, r) = rendered(Mode::Skip);
+    let got = results(&plan, &r, &[(2, "skipped".into())]).unwrap();
+    let ids: Vec<(i64, &str, Outcome)> = got
+        .iter()
+        .map(|s| (s.change_id, s.action, s.outcome))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (10, "insert", Outcome::Applied),
+            (11, "insert", Outcome::Skipped),
+            (14, "update", Outcome::Applied),
+            (13, "delete", Outcome::Applied),
+            (12, "delete", Outcome::Applied),
+        ]
+    );
+    let (plan, r) = rendered(Mode::Force);
+    let forced = results(&plan, &r, &[(5, "forced".into())]).unwrap();
+    assert_eq!(forced[4].outcome, Outcome::Forced);
+    assert!(
+        results(&plan, &r, &[(6, "forced".into())]).is_err(),
+        "no step 6"
+    );
+    assert!(results(&plan, &r, &[(1, "maybe".into())]).is_err());
+}
+
+#[test]
+fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
+    let (plan, r) = rendered(Mode::Refuse);
+    let guard = ServerError {
+        code: 50003,
+        line: 0,
+        message: "rowtrail undo: step 2 conflicts: the row no longer equals its archived image, or its key is taken".into(),
+    };
+    let Some(RestoreError::Guards(g)) = refusal(&guard, &r, &plan) else {
+        panic!("50003 is a guard failure")
+    };
+    assert_eq!(g.len(), 1);
+    assert!(
+        g[0].starts_with("step 2: undo change 11 (delete of Sales.SalesOrderDetail")
+            && g[0].contains("by bob"),
+        "{}",
+        g[0]
+    );
+    // A constraint error names the step holding the line it was raised on.
+    let line = r
+        .batch()
+        .lines()
+        .position(|l| l.starts_with("-- step 5: "))
+        .unwrap() as u32
+        + 2;
+    assert_eq!(r.step_at_line(line), Some(5));
+    assert_eq!(r.step_at_line(1), None, "before the first step");
+    let fk = ServerError {
+        code: 547,
+        line,
+        message: "The DELETE statement conflicted with the REFERENCE constraint \"FK_x\"".into(),
+    };
+    let Some(RestoreError::Guards(g)) = refusal(&fk, &r, &plan) else {
+        panic!("547 is a conflict")
+    };
+    assert!(
+        g[0].starts_with("step 5: undo change 12") && g[0].contains("foreign-key"),
+        "{}",
+        g[0]
+    );
+    let dup = ServerError {
+        code: 2627,
+        line,
+        message: "Violation of PRIMARY KEY constraint 'PK'. The duplicate key value is (42)."
+            .into(),
+    };
+    let Some(e @ RestoreError::Guards(_)) = refusal(&dup, &r, &plan) else {
+        panic!("2627 is a conflict")
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains("unique key") && !text.contains("(42)"),
+        "the server's text (which quotes key values) stays out: {text}"
+    );
+    let other = ServerError {
+        code: 208,
+        line,
+        message: "Invalid object name 'Sales.SalesOrderHeader'.".into(),
+    };
+    assert!(
+        refusal(&other, &r, &plan).is_none(),
+        "any other error is reported as it is"
+    );
+}

@@ -62,11 +62,12 @@ impl UndoTarget for LinkedByTransaction<'_> {
     }
 }
 
-/// Runs `sql` in one source transaction whose writes the capture records with `tx`.
+/// Runs `sql` in one source transaction whose writes the capture records with `tx` (an
+/// integer, as SQL Server records its transaction ids).
 fn in_transaction(c: &Connection, tx: i64, sql: &str) {
     c.execute_batch(&format!(
         "BEGIN; INSERT INTO rowtrail_context (id, tx, login, host, app, client_ip) \
-         VALUES (1, '{tx}', 'app', 'h', 'a', NULL); {sql}; DELETE FROM rowtrail_context; COMMIT;"
+         VALUES (1, {tx}, 'app', 'h', 'a', NULL); {sql}; DELETE FROM rowtrail_context; COMMIT;"
     ))
     .unwrap();
 }

@@ -87,6 +87,46 @@ pub const MIGRATIONS: &[&str] = &[
     // records its own transaction's id here (once, while that transaction is open, before any
     // write), and its captured writes are the changes with that `tx`.
     "ALTER TABLE undo_runs ADD COLUMN source_tx INTEGER;",
+    // 4: `tx` and `stmt` lose their declared type. `ANY` in a table that is not STRICT means
+    // NUMERIC affinity, which stored a SQLite writer's transaction label '81723' as the integer
+    // 81723: not the value captured, nor the one the hash chain recorded. With no declared
+    // type a column has no affinity and keeps every value as captured. The table is rebuilt
+    // (same ids, same order, same hashes); labels converted before this version stay as they
+    // are, and `verify` accepts them when their text form gives the recorded hash.
+    "CREATE TABLE changes_v4 (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        seq INTEGER NOT NULL,
+        table_id INTEGER NOT NULL REFERENCES tables (id),
+        version_id INTEGER NOT NULL REFERENCES table_versions (id),
+        op TEXT NOT NULL,
+        tx,
+        stmt,
+        at TEXT,
+        login TEXT,
+        host TEXT,
+        app TEXT,
+        client_ip TEXT,
+        row_key BLOB NOT NULL,
+        prev_key BLOB,
+        src_rowid INTEGER,
+        before BLOB,
+        after BLOB,
+        archived_us INTEGER NOT NULL,
+        hash BLOB NOT NULL);
+    INSERT INTO changes_v4 (id, source_id, seq, table_id, version_id, op, tx, stmt, at, login,
+        host, app, client_ip, row_key, prev_key, src_rowid, before, after, archived_us, hash)
+      SELECT id, source_id, seq, table_id, version_id, op, tx, stmt, at, login,
+        host, app, client_ip, row_key, prev_key, src_rowid, before, after, archived_us, hash
+      FROM changes ORDER BY id;
+    DROP TABLE changes;
+    ALTER TABLE changes_v4 RENAME TO changes;
+    CREATE UNIQUE INDEX changes_by_source_seq ON changes (source_id, seq);
+    CREATE INDEX changes_by_row ON changes (table_id, row_key);
+    CREATE INDEX changes_by_prev_row ON changes (table_id, prev_key) WHERE prev_key IS NOT NULL;
+    CREATE INDEX changes_by_time ON changes (at);
+    CREATE INDEX changes_by_login ON changes (login) WHERE login IS NOT NULL;
+    CREATE INDEX changes_by_tx ON changes (source_id, tx) WHERE tx IS NOT NULL;",
 ];
 
 /// The schema version this build writes and reads.

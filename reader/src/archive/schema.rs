@@ -127,6 +127,22 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX changes_by_time ON changes (at);
     CREATE INDEX changes_by_login ON changes (login) WHERE login IS NOT NULL;
     CREATE INDEX changes_by_tx ON changes (source_id, tx) WHERE tx IS NOT NULL;",
+    // 5: the undo items' CHECK constraints compare with `=` instead of `IN (...)`: SQLite
+    // evaluates an IN list there through two temporary b-trees opened and closed for every row
+    // inserted, which was 40 % of the time an undo of 100,000 changes spent applying.
+    "CREATE TABLE undo_items_v5 (
+        run_id INTEGER NOT NULL REFERENCES undo_runs (id),
+        ordinal INTEGER NOT NULL,
+        change_id INTEGER NOT NULL REFERENCES changes (id),
+        action TEXT NOT NULL CHECK (action = 'insert' OR action = 'update' OR action = 'delete'),
+        outcome TEXT NOT NULL
+            CHECK (outcome = 'applied' OR outcome = 'forced' OR outcome = 'skipped'),
+        PRIMARY KEY (run_id, ordinal));
+    INSERT INTO undo_items_v5 (run_id, ordinal, change_id, action, outcome)
+      SELECT run_id, ordinal, change_id, action, outcome FROM undo_items ORDER BY run_id, ordinal;
+    DROP TABLE undo_items;
+    ALTER TABLE undo_items_v5 RENAME TO undo_items;
+    CREATE INDEX undo_items_by_change ON undo_items (change_id);",
 ];
 
 /// The schema version this build writes and reads.

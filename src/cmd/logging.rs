@@ -6,9 +6,23 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// The filter directives for `RUST_LOG` (`None`: unset). The SQL Server client logs the
+/// server's error messages, which can quote key values ("The duplicate key value is (…)"), so it
+/// is silenced unless `RUST_LOG` names it explicitly.
+fn directives(rust_log: Option<&str>) -> String {
+    let base = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    if base.contains("tiberius") {
+        base.to_string()
+    } else {
+        format!("{base},tiberius=off")
+    }
+}
+
 /// Installs the subscriber once.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = EnvFilter::try_new(directives(rust_log.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new(directives(None)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -17,4 +31,20 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directives;
+
+    #[test]
+    fn the_sql_server_client_is_silent_unless_asked_for() {
+        assert_eq!(directives(None), "info,tiberius=off");
+        assert_eq!(directives(Some("")), "info,tiberius=off");
+        assert_eq!(directives(Some("debug")), "debug,tiberius=off");
+        assert_eq!(
+            directives(Some("warn,tiberius=debug")),
+            "warn,tiberius=debug"
+        );
+    }
 }

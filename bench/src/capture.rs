@@ -6,6 +6,10 @@
 //!   WHERE clause so the uncaptured run cannot use SQLite's truncate optimisation, which any
 //!   trigger disables).
 //! * Autocommit: 10,000 single-row INSERTs, each its own transaction, `synchronous=FULL` (WAL).
+//! * The floor, reported beside each bulk ratio: the same statements under a bare copy trigger
+//!   (each row image copied into a table with an op code and nothing else: no sequence, no
+//!   who/when/where, no REPLACE handling), so the cost of copying a row at all is visible in
+//!   the same run.
 
 use std::path::Path;
 
@@ -54,13 +58,17 @@ impl Bulk {
     }
 
     /// Seconds to run the operation over `rows` rows in one transaction on a fresh database.
-    fn run_once(self, path: &Path, rows: i64, captured: bool) -> Result<f64> {
+    fn run_once(self, path: &Path, rows: i64, with: With) -> Result<f64> {
         let preload = if matches!(self, Bulk::Insert) {
             0
         } else {
             rows
         };
+        let captured = with == With::Capture;
         let conn = fresh_source(path, preload, captured)?;
+        if with == With::Floor {
+            conn.execute_batch(FLOOR_SQL)?;
+        }
         let (secs, ()) = timed(|| {
             conn.execute_batch("BEGIN")?;
             match self {
@@ -90,6 +98,31 @@ impl Bulk {
         Ok(secs)
     }
 }
+
+/// What the statements run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum With {
+    /// No trigger.
+    Nothing,
+    /// rowtrail's capture.
+    Capture,
+    /// The bare copy trigger ([`FLOOR_SQL`]).
+    Floor,
+}
+
+/// A bare copy trigger: every row image into one table with its op code, nothing more.
+const FLOOR_SQL: &str = "
+    CREATE TABLE floor_copy (seq INTEGER PRIMARY KEY, op, id, qty, price, name, note);
+    CREATE TRIGGER floor_i AFTER INSERT ON items BEGIN
+      INSERT INTO floor_copy (op, id, qty, price, name, note)
+        VALUES ('I', NEW.id, NEW.qty, NEW.price, NEW.name, NEW.note); END;
+    CREATE TRIGGER floor_u AFTER UPDATE ON items BEGIN
+      INSERT INTO floor_copy (op, id, qty, price, name, note)
+        VALUES ('B', OLD.id, OLD.qty, OLD.price, OLD.name, OLD.note),
+               ('A', NEW.id, NEW.qty, NEW.price, NEW.name, NEW.note); END;
+    CREATE TRIGGER floor_d AFTER DELETE ON items BEGIN
+      INSERT INTO floor_copy (op, id, qty, price, name, note)
+        VALUES ('D', OLD.id, OLD.qty, OLD.price, OLD.name, OLD.note); END;";
 
 /// Runs `measure(captured)` `reps` times each way, alternating which goes first. Returns the
 /// median of the per-repetition ratios (each from two runs made back to back, so a disk that
@@ -162,7 +195,20 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
     let path = dir.join("capture.db");
     let mut out = Vec::new();
     for op in [Bulk::Insert, Bulk::UpdateAll, Bulk::UpdateOne, Bulk::Delete] {
-        let (ratio, plain, with) = alternate(reps, |captured| op.run_once(&path, rows, captured))?;
+        let (floor, _, _) = alternate(reps, |copy| {
+            op.run_once(&path, rows, if copy { With::Floor } else { With::Nothing })
+        })?;
+        let (ratio, plain, with) = alternate(reps, |captured| {
+            op.run_once(
+                &path,
+                rows,
+                if captured {
+                    With::Capture
+                } else {
+                    With::Nothing
+                },
+            )
+        })?;
         out.push(Figure::new(
             "capture",
             format!("{} of {rows} rows, one transaction", op.name()),
@@ -173,6 +219,16 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
                 "median of {reps} paired runs; {:.1} ms with capture, {:.1} ms without (medians)",
                 with * 1e3,
                 plain * 1e3
+            ),
+        ));
+        out.push(Figure::new(
+            "capture",
+            format!("{}: the floor, a bare copy trigger", op.name()),
+            floor,
+            "x",
+            Target::Report,
+            format!(
+                "median of {reps} paired runs; each image copied with an op code, nothing else"
             ),
         ));
     }

@@ -1,7 +1,7 @@
 //! One row's history: every change to it, oldest first, following key changes.
 
 use rowtrail_reader::archive::{Archive, ArchivedChange, ChangeFilter};
-use rowtrail_sql::{image, Table, TableName, Value};
+use rowtrail_sql::{Table, TableName, Value};
 use rusqlite::OptionalExtension;
 
 use crate::RestoreError;
@@ -209,7 +209,11 @@ fn changes_of_row(
     )?;
     let ids: Vec<i64> = stmt
         .query_map(
-            rusqlite::params![schema, table.name.as_str(), image::encode(key)],
+            rusqlite::params![
+                schema,
+                table.name.as_str(),
+                rowtrail_sql::key::encode_key(key)
+            ],
             |r| r.get(0),
         )?
         .collect::<Result<_, _>>()?;

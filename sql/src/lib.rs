@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod error;
 pub mod ident;
 pub mod image;
+pub mod key;
 pub mod literal;
 pub mod model;
 pub mod mssql;

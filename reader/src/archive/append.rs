@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use rowtrail_sql::key::encode_key;
 use rowtrail_sql::staging::Op;
 use rowtrail_sql::{image, Value};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -94,11 +95,9 @@ pub(crate) fn row_key(
     rowid: Option<i64>,
 ) -> Vec<u8> {
     match (table.key(), rowid) {
-        (Some(key), _) => {
-            image::encode(&key.iter().map(|&i| values[i].clone()).collect::<Vec<_>>())
-        }
-        (None, Some(r)) => image::encode(&[Value::Integer(r)]),
-        (None, None) => image::encode(values),
+        (Some(key), _) => encode_key(&key.iter().map(|&i| values[i].clone()).collect::<Vec<_>>()),
+        (None, Some(r)) => encode_key(&[Value::Integer(r)]),
+        (None, None) => encode_key(values),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod chain;
 mod checkpoint;
 mod journal;
 mod read;
+mod rekey;
 pub mod schema;
 mod verify;
 
@@ -231,6 +232,18 @@ impl Archive {
             tx.execute_batch(sql).map_err(|e| {
                 ReaderError::archive(&path, format!("migration to version {} failed", i + 1), e)
             })?;
+            if i as i64 + 1 == schema::REKEY_VERSION {
+                let started = std::time::Instant::now();
+                let n = rekey::rekey_all(&tx).map_err(|reason| ReaderError::NotAnArchive {
+                    path: path.clone(),
+                    reason: format!("migration to version {} (row keys) failed: {reason}", i + 1),
+                })?;
+                tracing::info!(
+                    archive = %path.display(), changes = n,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "archive migrated: row keys rewritten"
+                );
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(|e| ReaderError::archive(&path, "cannot record the schema version", e))?;
         }

@@ -99,7 +99,7 @@ impl Archive {
             clauses.push(format!("c.id > ?{}", args.len()));
         }
         if let Some(key) = &filter.key {
-            args.push(image::encode(key).into());
+            args.push(rowtrail_sql::key::encode_key(key).into());
             let n = args.len();
             let and = if table_ids.is_empty() {
                 String::new()

@@ -143,7 +143,14 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE undo_items;
     ALTER TABLE undo_items_v5 RENAME TO undo_items;
     CREATE INDEX undo_items_by_change ON undo_items (change_id);",
+    // 6: row keys in the key form of `rowtrail_sql::key` (integers big-endian, so rising ids
+    // append to the row index). The keys are recomputed in Rust after this statement runs
+    // (`REKEY_VERSION`; see `rekey.rs`): they are derived data outside the hash chain.
+    "SELECT 1;",
 ];
+
+/// The migration after whose SQL every row key is recomputed.
+pub const REKEY_VERSION: i64 = 6;
 
 /// The schema version this build writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -99,16 +99,28 @@ pub fn source_id(archive: &Archive, incarnation: &str) -> Result<Option<i64>, Re
         .optional()?)
 }
 
+/// The part of [`ELIGIBLE`] that leaves out undo writes and undone changes.
+macro_rules! not_undo_writes {
+    () => {
+        "(c.tx IS NULL OR (c.tx NOT IN (SELECT tx_tag FROM undo_runs WHERE source_id = ?1) \
+         AND c.tx NOT IN (SELECT source_tx FROM undo_runs WHERE source_id = ?1 \
+         AND source_tx IS NOT NULL AND state <> 'abandoned'))) \
+         AND c.id NOT IN (SELECT i.change_id FROM undo_items i JOIN undo_runs r ON r.id = i.run_id \
+         WHERE r.kind = 'undo' AND r.state = 'applied' AND i.outcome <> 'skipped')"
+    };
+}
+
 /// The SQL condition (over `changes c`) that keeps a source's changes undo may act on: not
 /// written by an undo or redo run (labelled with its tag, or on SQL Server written in the source
 /// transaction the journal links to a run that did not end abandoned), and not undone by an
 /// applied undo run. `?1` is the source id.
-pub const ELIGIBLE: &str = "c.source_id = ?1 \
-     AND (c.tx IS NULL OR (c.tx NOT IN (SELECT tx_tag FROM undo_runs WHERE source_id = ?1) \
-     AND c.tx NOT IN (SELECT source_tx FROM undo_runs WHERE source_id = ?1 \
-     AND source_tx IS NOT NULL AND state <> 'abandoned'))) \
-     AND c.id NOT IN (SELECT i.change_id FROM undo_items i JOIN undo_runs r ON r.id = i.run_id \
-     WHERE r.kind = 'undo' AND r.state = 'applied' AND i.outcome <> 'skipped')";
+pub const ELIGIBLE: &str = concat!("c.source_id = ?1 AND ", not_undo_writes!());
+
+/// [`ELIGIBLE`] for reading every change from an id on: the unary `+` keeps SQLite from
+/// answering `source_id = ?1` through the (source, seq) index, which returned the rows out of id
+/// order and made it sort them all (spilling 100,000 changes with their images to temporary
+/// files) instead of walking the table from that id.
+const ELIGIBLE_IN_ID_ORDER: &str = concat!("+c.source_id = ?1 AND ", not_undo_writes!());
 
 const COLUMNS: &str = "c.id, c.seq, c.table_id, c.version_id, c.op, c.tx, c.stmt, c.at, c.login, \
      c.host, c.app, c.client_ip, c.src_rowid, c.row_key, c.prev_key, c.before, c.after, c.source_id";
@@ -205,7 +217,7 @@ pub fn eligible_from(
 ) -> Result<Vec<Change>, RestoreError> {
     changes(
         archive,
-        &format!("{ELIGIBLE} AND c.id >= ?2"),
+        &format!("{ELIGIBLE_IN_ID_ORDER} AND c.id >= ?2"),
         &[source_id.into(), from_id.into()],
     )
 }

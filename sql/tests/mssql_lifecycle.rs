@@ -155,9 +155,24 @@ fn permissions_grant_the_reader_only_what_it_needs() {
         .unwrap()
         .render();
     let grants: Vec<&str> = p.lines().filter(|l| l.starts_with("GRANT")).collect();
-    assert_eq!(grants.len(), d.tables.len() + 4);
+    assert_eq!(grants.len(), 2 * d.tables.len() + 4);
+    // On the captured tables: VIEW DEFINITION only (their trigger's text, for `sql check`).
+    let metadata: Vec<String> = d
+        .tables
+        .iter()
+        .map(|t| {
+            format!(
+                "GRANT VIEW DEFINITION ON OBJECT::{} TO [rowtrail_reader];",
+                t.table.name.quoted(rowtrail_sql::Dialect::Mssql)
+            )
+        })
+        .collect();
+    for m in &metadata {
+        assert!(grants.contains(&m.as_str()), "missing {m}");
+    }
     for g in &grants {
-        let ok = (g.starts_with("GRANT SELECT, DELETE ON [rowtrail].[rowtrail_s_"))
+        let ok = metadata.iter().any(|m| m == g)
+            || (g.starts_with("GRANT SELECT, DELETE ON [rowtrail].[rowtrail_s_"))
             || g.starts_with("GRANT SELECT ON [rowtrail].[rowtrail_registry]")
             || g.starts_with("GRANT SELECT ON [rowtrail].[rowtrail_versions]")
             || g.starts_with("GRANT SELECT ON [rowtrail].[rowtrail_meta]")

@@ -75,8 +75,10 @@ pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
 
 /// The reader's grants: a database user for `reader_login` (same name) with SELECT and DELETE on
 /// each staging table, SELECT on the registry, versions and meta tables (definitions and the
-/// incarnation), and VIEW DEFINITION on the sequence (its current value is the cheap probe).
-/// Application users need nothing new.
+/// incarnation), VIEW DEFINITION on the sequence (its current value is the cheap probe) and on
+/// each captured table (metadata only, no data: `sql check` reads the capture trigger's text,
+/// which SQL Server shows only to holders of VIEW DEFINITION on its table). Application users
+/// need nothing new.
 pub(super) fn permissions(
     tables: &[Captured],
     reader_login: &Ident,
@@ -93,7 +95,13 @@ pub(super) fn permissions(
         "Grants the reader login {} SELECT and DELETE on staging, SELECT on the registry,",
         super::script::comment_text(reader_login.as_str())
     ));
-    h.push("versions and meta tables, VIEW DEFINITION on the sequence; nothing else.".into());
+    h.push(
+        "versions and meta tables, VIEW DEFINITION on the sequence and on the captured tables"
+            .into(),
+    );
+    h.push(
+        "(metadata only, for `rowtrail sql check`; no access to their rows); nothing else.".into(),
+    );
     let mut s = Script::new("permissions", h);
     let user = reader_login.mssql();
     s.push(format!(
@@ -109,6 +117,12 @@ pub(super) fn permissions(
     }
     for obj in [objects::REGISTRY, objects::VERSIONS, objects::META] {
         grants.push_str(&format!("GRANT SELECT ON {} TO {user};\n", shared(obj)));
+    }
+    for t in tables {
+        grants.push_str(&format!(
+            "GRANT VIEW DEFINITION ON OBJECT::{} TO {user};\n",
+            t.table.name.quoted(crate::Dialect::Mssql)
+        ));
     }
     grants.push_str(&format!(
         "GRANT VIEW DEFINITION ON OBJECT::{} TO {user};",

@@ -101,6 +101,31 @@ fn installed(conn: &Connection, location: &str) -> Result<bool, ReaderError> {
     .map_err(err(location, "cannot read the schema"))
 }
 
+/// The incarnation recorded on the source; `None` when capture is not installed.
+fn incarnation(conn: &Connection, location: &str) -> Result<Option<String>, ReaderError> {
+    let meta = Ident::new(objects::META)?;
+    let exists: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [objects::META],
+            |r| r.get(0),
+        )
+        .map_err(err(location, "cannot read the schema"))?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    conn.query_row(
+        &format!(
+            "SELECT \"value\" FROM {} WHERE \"key\" = 'incarnation'",
+            meta.sqlite()
+        ),
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err(location, "cannot read the incarnation"))
+}
+
 /// The captured tables recorded in the registry.
 fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>, ReaderError> {
     let sql = format!(
@@ -322,6 +347,54 @@ impl SqliteSource {
     fn location(&self) -> &str {
         &self.info.location
     }
+
+    /// One batch read in one snapshot, provided the incarnation in that snapshot is still the
+    /// one this source reads for; otherwise `Err` with the incarnation found.
+    fn read_under_incarnation(
+        &mut self,
+        limit: usize,
+    ) -> Result<Result<Vec<StagedImage>, String>, ReaderError> {
+        let location = self.info.location.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err(&location, "cannot start a read transaction"))?;
+        match incarnation(&tx, &location)? {
+            None => return Err(ReaderError::NotInstalled { location }),
+            Some(found) if found != self.info.incarnation => return Ok(Err(found)),
+            Some(_) => {}
+        }
+        let mut stmts = Vec::with_capacity(self.selects.len());
+        for sql in &self.selects {
+            stmts.push(
+                tx.prepare_cached(sql)
+                    .map_err(err(&location, "cannot read staging"))?,
+            );
+        }
+        let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut cursors = Vec::with_capacity(stmts.len());
+        for s in stmts.iter_mut() {
+            cursors.push(
+                s.query([per_table])
+                    .map_err(err(&location, "cannot read staging"))?,
+            );
+        }
+        let tables = &self.tables;
+        let streams = cursors
+            .iter_mut()
+            .enumerate()
+            .map(|(i, rows)| {
+                let loc = location.as_str();
+                std::iter::from_fn(move || next_image(rows, i, &tables[i], loc).transpose())
+            })
+            .collect();
+        let out = super::merge_by_seq(streams, limit)?;
+        drop(cursors);
+        drop(stmts);
+        tx.commit()
+            .map_err(err(&location, "cannot end the read transaction"))?;
+        Ok(Ok(out))
+    }
 }
 
 fn count(conn: &Connection, location: &str, staging: &Ident) -> Result<u64, ReaderError> {
@@ -484,41 +557,25 @@ impl Source for SqliteSource {
     }
 
     fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, ReaderError> {
-        let location = self.info.location.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(err(&location, "cannot start a read transaction"))?;
-        let mut stmts = Vec::with_capacity(self.selects.len());
-        for sql in &self.selects {
-            stmts.push(
-                tx.prepare_cached(sql)
-                    .map_err(err(&location, "cannot read staging"))?,
-            );
+        // A reinstall between two batches starts a new incarnation (its seqs start again from
+        // 1): switch to it, or its images would be archived as the old one's, where their seqs
+        // are taken, and be dropped as already archived.
+        for _ in 0..2 {
+            match self.read_under_incarnation(limit)? {
+                Ok(images) => return Ok(images),
+                Err(found) => {
+                    tracing::warn!(source = %self.info.location, old = %self.info.incarnation,
+                        new = %found, "capture was reinstalled: a new incarnation starts");
+                    self.info.incarnation = found;
+                    self.refresh()?;
+                }
+            }
         }
-        let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut cursors = Vec::with_capacity(stmts.len());
-        for s in stmts.iter_mut() {
-            cursors.push(
-                s.query([per_table])
-                    .map_err(err(&location, "cannot read staging"))?,
-            );
-        }
-        let tables = &self.tables;
-        let streams = cursors
-            .iter_mut()
-            .enumerate()
-            .map(|(i, rows)| {
-                let loc = location.as_str();
-                std::iter::from_fn(move || next_image(rows, i, &tables[i], loc).transpose())
-            })
-            .collect();
-        let out = super::merge_by_seq(streams, limit)?;
-        drop(cursors);
-        drop(stmts);
-        tx.commit()
-            .map_err(err(&location, "cannot end the read transaction"))?;
-        Ok(out)
+        Err(ReaderError::IncarnationChanged {
+            location: self.info.location.clone(),
+            expected: self.info.incarnation.clone(),
+            found: "a newer one again".into(),
+        })
     }
 
     fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), ReaderError> {
@@ -527,6 +584,16 @@ impl Source for SqliteSource {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err(&location, "cannot start the staging delete"))?;
+        // The batch was read under this incarnation; after a reinstall the same staging names
+        // hold the new incarnation's images, which must not be touched.
+        let found = incarnation(&tx, &location)?.unwrap_or_default();
+        if found != self.info.incarnation {
+            return Err(ReaderError::IncarnationChanged {
+                location,
+                expected: self.info.incarnation.clone(),
+                found,
+            });
+        }
         super::sqlite_delete::delete_copied(&tx, &self.tables, keys, &location)?;
         tx.commit()
             .map_err(err(&location, "cannot commit the staging delete"))

@@ -88,3 +88,34 @@ fn a_batch_read_before_a_reinstall_deletes_nothing_of_the_new_incarnation() {
         "the new incarnation's images are untouched"
     );
 }
+
+#[test]
+fn a_table_captured_while_the_reader_runs_is_read_in_seq_order_with_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    let (conn, _) = setup(dir.path());
+    conn.execute_batch("CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let mut src = SqliteSource::open(&db).unwrap();
+    let mut archive =
+        Archive::open(&dir.path().join("trail.db"), &ArchiveOptions::default()).unwrap();
+    conn.execute_batch("INSERT INTO t VALUES (1, 'a')").unwrap();
+    // `u` is captured too while the reader is between batches of a pass (no refresh).
+    let both = SqliteSource::candidate_tables(&db, None).unwrap();
+    SqliteSource::install(&db, &both, "test").unwrap();
+    conn.execute_batch("INSERT INTO u VALUES (1, 'b'); INSERT INTO t VALUES (2, 'c');")
+        .unwrap();
+    let stats = mover::drain(&mut src, &mut archive, 100).unwrap();
+    assert_eq!(stats.archived, 3, "{stats:?}");
+    let seqs: Vec<i64> = archive
+        .connection()
+        .prepare("SELECT seq FROM changes ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let report = archive.verify(None).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}

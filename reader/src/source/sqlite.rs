@@ -19,6 +19,9 @@ pub struct SqliteSource {
     tables: Vec<CapturedTable>,
     /// Per table: the SELECT over its staging table.
     selects: Vec<String>,
+    /// `PRAGMA schema_version` when the registry was last read: a table captured (or dropped)
+    /// since changes it, and the next batch reads the registry again in its own snapshot.
+    schema_version: i64,
 }
 
 /// How long a source statement waits for another connection's lock.
@@ -180,6 +183,7 @@ impl SqliteSource {
             },
             tables: Vec::new(),
             selects: Vec::new(),
+            schema_version: 0,
         };
         source.refresh()?;
         Ok(source)
@@ -364,6 +368,15 @@ impl SqliteSource {
             Some(found) if found != self.info.incarnation => return Ok(Err(found)),
             Some(_) => {}
         }
+        // A table captured since the registry was read must be merged in this very snapshot:
+        // its images take seqs from the same counter, and reading them in a later pass, after
+        // higher seqs of other tables, would archive them out of order.
+        let version = schema_version(&tx, &location)?;
+        if version != self.schema_version {
+            self.tables = registry(&tx, &location)?;
+            self.selects = staging_selects(&self.tables);
+            self.schema_version = version;
+        }
         let mut stmts = Vec::with_capacity(self.selects.len());
         for sql in &self.selects {
             stmts.push(
@@ -395,6 +408,45 @@ impl SqliteSource {
             .map_err(err(&location, "cannot end the read transaction"))?;
         Ok(Ok(out))
     }
+}
+
+fn schema_version(conn: &Connection, location: &str) -> Result<i64, ReaderError> {
+    conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
+        .map_err(err(location, "cannot read the schema version"))
+}
+
+/// Per captured table, the SELECT of its staged images in seq order, at most `?1`.
+fn staging_selects(tables: &[CapturedTable]) -> Vec<String> {
+    let seq = Ident::new(staging::COL_SEQ).expect("valid");
+    tables
+        .iter()
+        .map(|c| {
+            let mut cols: Vec<String> = staging::METADATA_COLUMNS
+                .iter()
+                .map(|m| Ident::new(*m).expect("valid").sqlite().to_string())
+                .collect();
+            if c.table.rowid {
+                cols.push(
+                    Ident::new(staging::COL_ROWID)
+                        .expect("valid")
+                        .sqlite()
+                        .to_string(),
+                );
+            }
+            cols.extend(
+                c.table
+                    .columns
+                    .iter()
+                    .map(|col| col.name.sqlite().to_string()),
+            );
+            format!(
+                "SELECT {} FROM {} ORDER BY {} LIMIT ?1",
+                cols.join(", "),
+                c.staging.sqlite(),
+                seq.sqlite()
+            )
+        })
+        .collect()
 }
 
 fn count(conn: &Connection, location: &str, staging: &Ident) -> Result<u64, ReaderError> {
@@ -522,37 +574,9 @@ impl Source for SqliteSource {
         if !installed(&self.conn, &location)? {
             return Err(ReaderError::NotInstalled { location });
         }
+        self.schema_version = schema_version(&self.conn, &location)?;
         self.tables = registry(&self.conn, &location)?;
-        self.selects = self
-            .tables
-            .iter()
-            .map(|c| {
-                let mut cols: Vec<String> = staging::METADATA_COLUMNS
-                    .iter()
-                    .map(|m| Ident::new(*m).expect("valid").sqlite().to_string())
-                    .collect();
-                if c.table.rowid {
-                    cols.push(
-                        Ident::new(staging::COL_ROWID)
-                            .expect("valid")
-                            .sqlite()
-                            .to_string(),
-                    );
-                }
-                cols.extend(
-                    c.table
-                        .columns
-                        .iter()
-                        .map(|col| col.name.sqlite().to_string()),
-                );
-                format!(
-                    "SELECT {} FROM {} ORDER BY {} LIMIT ?1",
-                    cols.join(", "),
-                    c.staging.sqlite(),
-                    Ident::new(staging::COL_SEQ).expect("valid").sqlite()
-                )
-            })
-            .collect();
+        self.selects = staging_selects(&self.tables);
         Ok(())
     }
 

@@ -98,6 +98,18 @@ pub enum ReaderError {
         /// The engine's words.
         detail: String,
     },
+    /// A staged image carries a seq the archive already holds for this incarnation, with other
+    /// contents: the source's sequence went back (a database restored from a backup, or a copy
+    /// of it captured as well). Taking it for a copy already archived would lose it.
+    #[error("source {location}: seq {seq} of incarnation {incarnation} is already archived with other contents, so the source's sequence went back (was the database restored from a backup, or copied?). Nothing was deleted from staging. Give the source a new incarnation so its staged changes are archived as a new source: see `docs/archive.md`, \"A source whose sequence went back\"")]
+    SeqReused {
+        /// The source.
+        location: String,
+        /// Its incarnation.
+        incarnation: String,
+        /// The seq archived twice.
+        seq: i64,
+    },
     /// Another process holds the reader lock on this archive.
     #[error("another rowtrail reader (pid {pid}) is already working on archive {}; stop it first, or ask it with `rowtrail signal --wait`", path.display())]
     Locked {

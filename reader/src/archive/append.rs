@@ -239,6 +239,34 @@ impl Archive {
                     last_id = id;
                     prev = hash;
                 } else {
+                    // A batch copied again after a crash holds exactly what was archived; an
+                    // image with other contents under a seq already taken is not a copy.
+                    let same: bool = tx
+                        .prepare_cached(
+                            "SELECT table_id = ?3 AND op = ?4 AND before IS ?5 AND after IS ?6 \
+                             FROM changes WHERE source_id = ?1 AND seq = ?2",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(
+                                params![
+                                    source_id,
+                                    c.seq,
+                                    table_id,
+                                    c.op.word(),
+                                    c.before.as_ref().map(|_| &before_buf),
+                                    c.after.as_ref().map(|_| &after_buf),
+                                ],
+                                |r| r.get(0),
+                            )
+                        })
+                        .map_err(e("cannot compare a change archived before"))?;
+                    if !same {
+                        return Err(ReaderError::SeqReused {
+                            location: source.location.clone(),
+                            incarnation: source.incarnation.clone(),
+                            seq: c.seq,
+                        });
+                    }
                     stats.duplicates += 1;
                 }
             }

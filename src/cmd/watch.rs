@@ -203,6 +203,12 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     if let Some(e) = &s.last_error {
         println!("last error {e} ({})", ago(s.last_error_us));
     }
+    if s.context_committed {
+        println!(
+            "WARNING    a rowtrail_context row is committed: every change is labelled with its login, \
+             host and transaction until it is deleted (DELETE FROM rowtrail_context)"
+        );
+    }
     for a in &s.alerts {
         println!(
             "ALERT      {} ({}), since {}: {}",

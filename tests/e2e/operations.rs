@@ -194,6 +194,7 @@ fn status_json_has_the_documented_shape() {
         ("archived", "number"),
         ("wakeups", "object"),
         ("alerts", "array"),
+        ("context_committed", "bool"),
     ];
     for (key, kind) in fields {
         let v = &s[key];
@@ -327,4 +328,39 @@ fn init_writes_configs_that_load() {
             .unwrap();
         assert_eq!(again.status.code(), Some(1), "init refuses to overwrite");
     }
+}
+
+#[test]
+fn a_committed_context_row_makes_the_watcher_degraded_until_it_is_deleted() {
+    let sb = Sandbox::new(BIN);
+    sb.write_config(&fast("").replace(
+        "[alerts]\n",
+        "[alerts]\nsource_down_seconds = 0\nbacklog_age_seconds = 0\nmin_free_disk_bytes = 0\n",
+    ));
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY);");
+    let _w = sb.start_watcher();
+    wait_until(Duration::from_secs(10), "healthy", || {
+        sb.run(&["status"]).status.code() == Some(0)
+    });
+    // Inserted outside a transaction: it commits at once, and labels every later change.
+    c.execute(
+        "INSERT INTO rowtrail_context (id, tx, login) VALUES (1, 'oops', 'alice')",
+        [],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(10), "status reports it", || {
+        status_json(&sb)["context_committed"] == true
+    });
+    let out = sb.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "degraded");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rowtrail_context row is committed"),
+        "{}",
+        rowtrail_tests::show(&out)
+    );
+    c.execute("DELETE FROM rowtrail_context", []).unwrap();
+    wait_until(Duration::from_secs(10), "healthy again", || {
+        sb.run(&["status"]).status.code() == Some(0)
+    });
+    assert_eq!(status_json(&sb)["context_committed"], false);
 }

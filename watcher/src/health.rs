@@ -52,6 +52,13 @@ pub(crate) fn spawn(
                         s.source_down_since_us = None;
                         s.backlog = h.staged;
                         s.backlog_oldest_age_secs = h.oldest_age_secs;
+                        if h.context_committed && !s.context_committed {
+                            tracing::warn!(source = %s.source,
+                                "a rowtrail_context row is committed: every change is labelled with its login, host and transaction until it is deleted (a writer inserted it outside a transaction, or committed without deleting it)");
+                        } else if !h.context_committed && s.context_committed {
+                            tracing::info!(source = %s.source, "the committed rowtrail_context row is gone");
+                        }
+                        s.context_committed = h.context_committed;
                         if reinstalled {
                             tracing::warn!("the source's incarnation changed (capture was reinstalled); reconnecting");
                         }

@@ -87,6 +87,9 @@ pub struct Status {
     pub wakeups: Wakeups,
     /// Alerts firing now.
     pub alerts: Vec<FiringAlert>,
+    /// SQLite: a `rowtrail_context` row is committed, so every change is being labelled with
+    /// its login, host and transaction whoever makes it (degraded until it is deleted).
+    pub context_committed: bool,
 }
 
 impl Status {
@@ -94,7 +97,7 @@ impl Status {
     pub fn judge(&mut self) {
         self.health = if !self.source_up {
             Health::Down
-        } else if !self.alerts.is_empty() || self.last_error.is_some() {
+        } else if !self.alerts.is_empty() || self.last_error.is_some() || self.context_committed {
             Health::Degraded
         } else {
             Health::Healthy

@@ -101,6 +101,8 @@ impl MssqlSource {
             incarnation,
             staged,
             oldest_age_secs: oldest,
+            // SQL Server's capture takes who and where from the session, not a context row.
+            context_committed: false,
         })
     }
 

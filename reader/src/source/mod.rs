@@ -17,6 +17,10 @@ pub struct Health {
     /// Age in seconds of the oldest staged image (by its server time): the changes at risk if
     /// the source were lost now. `None` when staging is empty.
     pub oldest_age_secs: Option<f64>,
+    /// SQLite: a `rowtrail_context` row is committed. A writer is meant to insert it inside its
+    /// transaction and delete it before committing; committed (inserted outside a transaction,
+    /// say), it labels every later change by anyone with its login, host and transaction.
+    pub context_committed: bool,
 }
 
 use rowtrail_sql::staging::Op;

@@ -336,10 +336,23 @@ impl SqliteSource {
                 oldest = Some(oldest.map_or(age, |o: f64| o.max(age)));
             }
         }
+        // This connection sees only what is committed: a context row here outlived its writer's
+        // transaction.
+        let context: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    Ident::new(objects::CONTEXT)?.sqlite()
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err(&location, "cannot read the context table"))?;
         Ok(super::Health {
             incarnation,
             staged,
             oldest_age_secs: oldest,
+            context_committed: context > 0,
         })
     }
 

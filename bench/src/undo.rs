@@ -1,7 +1,8 @@
 //! Undo of 100,000 changes with one `--apply`: the real triggers capture 100,000 inserts, the
-//! real mover archives them, then `rowtrail undo --after-change 0 --apply` is done through the
-//! restore library (plan, then apply in one guarded, journalled transaction, its own writes
-//! captured too). The figure is changes undone per second, plan and apply together.
+//! real mover archives them (its archive handle then closed), then `rowtrail undo
+//! --after-change 0 --apply` is done through the restore library on an archive handle of its
+//! own, as the CLI opens one (plan, then apply in one guarded, journalled transaction, its own
+//! writes captured too). The figure is changes undone per second, plan and apply together.
 
 use std::path::Path;
 
@@ -25,11 +26,15 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
     fixture::remove_db(&archive_path);
     let mut conn = fixture::fresh_source(&source, 0, true)?;
     fixture::insert_rows(&conn, 1, n, n)?;
-    let mut archive = Archive::open(&archive_path, &ArchiveOptions::default())?;
     {
+        // The reader's own archive handle, closed when the drain is done (its checkpoint thread
+        // stops and the WAL is folded in), as a watcher's would be long before anyone undoes.
+        let mut archive = Archive::open(&archive_path, &ArchiveOptions::default())?;
         let mut src = SqliteSource::open(&source)?;
         mover::drain(&mut src, &mut archive, mover::DEFAULT_BATCH)?;
     }
+    // `rowtrail undo --apply` opens the archive itself.
+    let archive = Archive::open(&archive_path, &ArchiveOptions::default())?;
     let scope = Scope {
         after_change: Some(0),
         ..Scope::default()

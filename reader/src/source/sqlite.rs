@@ -82,7 +82,7 @@ fn open(path: &Path) -> Result<Connection, ReaderError> {
 }
 
 /// Wraps an engine error with where and what; allocates only when there is an error.
-fn err<'a, C: Into<String> + 'a>(
+pub(super) fn err<'a, C: Into<String> + 'a>(
     location: &'a str,
     context: C,
 ) -> impl FnOnce(rusqlite::Error) -> ReaderError + 'a {
@@ -93,28 +93,26 @@ fn err<'a, C: Into<String> + 'a>(
     }
 }
 
-/// Whether rowtrail capture is installed in the database behind `conn`.
-fn installed(conn: &Connection, location: &str) -> Result<bool, ReaderError> {
+/// Whether the database behind `conn` has a table named `name`.
+fn table_exists(conn: &Connection, name: &str, location: &str) -> Result<bool, ReaderError> {
     conn.query_row(
         "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-        [objects::REGISTRY],
+        [name],
         |r| r.get::<_, i64>(0),
     )
     .map(|n| n > 0)
     .map_err(err(location, "cannot read the schema"))
 }
 
+/// Whether rowtrail capture is installed in the database behind `conn`.
+fn installed(conn: &Connection, location: &str) -> Result<bool, ReaderError> {
+    table_exists(conn, objects::REGISTRY, location)
+}
+
 /// The incarnation recorded on the source; `None` when capture is not installed.
 fn incarnation(conn: &Connection, location: &str) -> Result<Option<String>, ReaderError> {
     let meta = Ident::new(objects::META)?;
-    let exists: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-            [objects::META],
-            |r| r.get(0),
-        )
-        .map_err(err(location, "cannot read the schema"))?;
-    if exists == 0 {
+    if !table_exists(conn, objects::META, location)? {
         return Ok(None);
     }
     conn.query_row(
@@ -160,20 +158,10 @@ impl SqliteSource {
         if !installed(&conn, &location)? {
             return Err(ReaderError::NotInstalled { location });
         }
-        let incarnation: Option<String> = conn
-            .query_row(
-                &format!(
-                    "SELECT \"value\" FROM {} WHERE \"key\" = 'incarnation'",
-                    Ident::new(objects::META)?.sqlite()
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err(&location, "cannot read the incarnation"))?;
-        let incarnation = incarnation.ok_or_else(|| ReaderError::NotInstalled {
-            location: location.clone(),
-        })?;
+        let incarnation =
+            incarnation(&conn, &location)?.ok_or_else(|| ReaderError::NotInstalled {
+                location: location.clone(),
+            })?;
         let mut source = Self {
             conn,
             info: SourceInfo {
@@ -303,16 +291,10 @@ impl SqliteSource {
         if !installed(&conn, &location)? {
             return Err(ReaderError::NotInstalled { location });
         }
-        let incarnation: String = conn
-            .query_row(
-                &format!(
-                    "SELECT \"value\" FROM {} WHERE \"key\" = 'incarnation'",
-                    Ident::new(objects::META)?.sqlite()
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err(&location, "cannot read the incarnation"))?;
+        let incarnation =
+            incarnation(&conn, &location)?.ok_or_else(|| ReaderError::NotInstalled {
+                location: location.clone(),
+            })?;
         let mut staged = 0u64;
         let mut oldest: Option<f64> = None;
         let time = Ident::new(staging::COL_TIME)?;
@@ -463,14 +445,7 @@ fn staging_selects(tables: &[CapturedTable]) -> Vec<String> {
 }
 
 fn count(conn: &Connection, location: &str, staging: &Ident) -> Result<u64, ReaderError> {
-    let exists: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-            [staging.as_str()],
-            |r| r.get(0),
-        )
-        .map_err(err(location, "cannot read the schema"))?;
-    if exists == 0 {
+    if !table_exists(conn, staging.as_str(), location)? {
         return Ok(0);
     }
     conn.query_row(

@@ -17,6 +17,7 @@
 
 use rusqlite::Transaction;
 
+use super::sqlite::err;
 use super::{CapturedTable, StagedKey};
 use crate::{failpoint, ReaderError};
 
@@ -50,13 +51,6 @@ pub(super) fn delete_copied(
     keys: &[StagedKey],
     location: &str,
 ) -> Result<(), ReaderError> {
-    let err = |context: &'static str| {
-        move |cause| ReaderError::Source {
-            location: location.to_string(),
-            context: context.to_string(),
-            cause,
-        }
-    };
     let mut per_table: Vec<Vec<i64>> = vec![Vec::new(); tables.len()];
     for &(table, seq) in keys {
         per_table[table].push(seq);
@@ -77,7 +71,7 @@ pub(super) fn delete_copied(
                 seq.sqlite()
             ))
             .and_then(|mut s| s.query_row([lo, hi], |r| r.get(0)))
-            .map_err(err("cannot count staged images"))?;
+            .map_err(err(location, "cannot count staged images"))?;
         if staged == seqs.len() as i64 {
             // Two halves, so that a kill between them is a kill in the middle of the delete.
             let mid = seqs.len() / 2;
@@ -118,7 +112,7 @@ pub(super) fn delete_copied(
                 seq.sqlite()
             ))
             .and_then(|mut s| s.execute([lo, hi]))
-            .map_err(err("cannot delete from staging"))?;
+            .map_err(err(location, "cannot delete from staging"))?;
         if let Step::Range { n, .. } = step {
             if deleted != *n {
                 // Impossible by the count above; refuse to commit rather than guess.

@@ -9,7 +9,7 @@
 //! number of foreign-key violations in the tables touched (and their child tables) must not
 //! have grown, which accepts any order of rows, as deferred constraints would.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rowtrail_reader::failpoint;
 use rowtrail_sql::sqlite::objects;
@@ -211,13 +211,74 @@ impl rusqlite::ToSql for Bind<'_> {
     }
 }
 
+/// The values `st` binds for `step`: `st` was rendered for `step` or for a step of the same
+/// table and [`undo::shape`], so its parameters' origins are `step`'s own columns.
+fn bound<'a>(
+    st: &undo::Statement,
+    step: &undo::Step<'a>,
+) -> Result<Vec<Bind<'a>>, rusqlite::Error> {
+    st.origins
+        .iter()
+        .map(|o| {
+            o.value(step).map(Bind).ok_or_else(|| {
+                rusqlite::Error::InvalidParameterName(format!(
+                    "the step has no {:?} row to bind column {} from",
+                    o.side, o.column
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Statements rendered once per table and [`undo::shape`]: most steps of a plan differ only in
+/// their values, and binding those is all a step of a shape seen before needs. Tables are told
+/// apart by address: a cache lives for one apply, and the plan holds every step's table for all
+/// of it.
+struct Rendered {
+    force: bool,
+    by_shape: HashMap<(*const rowtrail_sql::Table, Vec<u8>), undo::RenderedStep>,
+    own: Option<undo::RenderedStep>,
+}
+
+impl Rendered {
+    fn new(force: bool) -> Self {
+        Self {
+            force,
+            by_shape: HashMap::new(),
+            own: None,
+        }
+    }
+
+    /// The statements for `step`, a step of the plan being applied.
+    fn get(&mut self, step: &undo::Step<'_>) -> Result<&undo::RenderedStep, RestoreError> {
+        let render = |step: &undo::Step<'_>| {
+            if self.force {
+                undo::render(step, Dialect::Sqlite, Values::Bound, None)
+            } else {
+                undo::render_guarded(step, Dialect::Sqlite, Values::Bound)
+            }
+        };
+        Ok(match undo::shape(step) {
+            Some(shape) => {
+                let key = (step.table as *const rowtrail_sql::Table, shape);
+                match self.by_shape.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(render(step)?),
+                }
+            }
+            None => self.own.insert(render(step)?),
+        })
+    }
+}
+
 /// Runs one statement; `Ok(None)` when a constraint refused it (a conflict, like a guard).
 fn run(
     tx: &rusqlite::Transaction<'_>,
     st: &undo::Statement,
+    step: &undo::Step<'_>,
 ) -> Result<Option<usize>, rusqlite::Error> {
     let mut stmt = tx.prepare_cached(&st.sql)?;
-    match stmt.execute(rusqlite::params_from_iter(st.params.iter().map(Bind))) {
+    match stmt.execute(rusqlite::params_from_iter(bound(st, step)?)) {
         Ok(n) => Ok(Some(n)),
         Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
             Ok(None)
@@ -302,23 +363,18 @@ fn apply_in_transaction(
     let mut results = Vec::with_capacity(plan.steps.len());
     let mut guards = Vec::new();
     let half = plan.steps.len() / 2;
+    let mut rendered = Rendered::new(on_conflict == OnConflict::Force);
     let mut step_error: Option<rusqlite::Error> = None;
     for (n, s) in plan.steps.iter().enumerate() {
         if n == half {
             failpoint::hit("undo-mid-apply");
         }
         let step = s.step();
-        let r = if on_conflict == OnConflict::Force {
-            undo::render(&step, Dialect::Sqlite, Values::Bound, None)?
-        } else {
-            undo::render_guarded(&step, Dialect::Sqlite, Values::Bound)?
-        };
+        let r = rendered.get(&step)?;
         let mut held = true;
         if let Some(m) = &r.matching {
             let count: i64 = match tx.prepare_cached(&m.sql).and_then(|mut st| {
-                st.query_row(rusqlite::params_from_iter(m.params.iter().map(Bind)), |r| {
-                    r.get(0)
-                })
+                st.query_row(rusqlite::params_from_iter(bound(m, &step)?), |r| r.get(0))
             }) {
                 Ok(c) => c,
                 Err(err) => {
@@ -336,7 +392,7 @@ fn apply_in_transaction(
             held = count == 1;
         }
         let changed = if held {
-            match run(&tx, &r.guarded) {
+            match run(&tx, &r.guarded, &step) {
                 Ok(n) => n == Some(1),
                 Err(err) => {
                     step_error = Some(err);
@@ -358,7 +414,7 @@ fn apply_in_transaction(
                 OnConflict::Force => {
                     let mut failed = None;
                     for f in &r.forced {
-                        match run(&tx, f) {
+                        match run(&tx, f, &step) {
                             Ok(Some(_)) => {}
                             Ok(None) => failed = Some(s.comment()),
                             Err(err) => {

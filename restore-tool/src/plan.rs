@@ -163,7 +163,11 @@ pub fn undo(history: Vec<Change>, targets: &[i64], fks: &[ForeignKey], mode: Mod
     }
     conflicts.sort_by_key(|c| (c.change.id, c.later.id));
     let mut skipped = Vec::new();
-    let mut steps = Vec::new();
+    let kept = (0..history.len())
+        .filter(|&i| in_scope[i] && !skip[i])
+        .count();
+    // Sized once: a plan can hold a great many changes, and each is moved here only once.
+    let mut steps = Vec::with_capacity(kept);
     for (i, change) in history.into_iter().enumerate().rev() {
         if !in_scope[i] {
             continue;

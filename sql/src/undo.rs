@@ -16,9 +16,11 @@
 
 mod literals;
 mod script;
+mod shape;
 
 pub use literals::literal;
 pub use script::{script, OnConflict, ScriptStep};
+pub use shape::shape;
 
 use crate::{Dialect, SqlError, Table, Value};
 
@@ -55,6 +57,37 @@ pub enum Values {
     Bound,
 }
 
+/// Which of a step's two rows a bound value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// [`Step::expect`].
+    Expect,
+    /// [`Step::target`].
+    Target,
+}
+
+/// Where a bound parameter's value comes from: a column of one of the step's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The row.
+    pub side: Side,
+    /// The column's position in the table.
+    pub column: usize,
+}
+
+impl Origin {
+    /// The value this parameter takes for `step`: the same column of the same row. A
+    /// statement rendered for one step binds another step of the same [`shape`] through its
+    /// origins; `None` when `step` lacks that row.
+    pub fn value<'a>(&self, step: &Step<'a>) -> Option<&'a Value> {
+        match self.side {
+            Side::Expect => step.expect,
+            Side::Target => step.target,
+        }
+        .and_then(|row| row.get(self.column))
+    }
+}
+
 /// A statement and the parameters it binds (empty when values are inline).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
@@ -62,6 +95,18 @@ pub struct Statement {
     pub sql: String,
     /// Values for `?1`, `?2`, … in order.
     pub params: Vec<Value>,
+    /// Where each of `params` comes from, in the same order.
+    pub origins: Vec<Origin>,
+}
+
+impl Statement {
+    fn empty() -> Self {
+        Self {
+            sql: String::new(),
+            params: Vec::new(),
+            origins: Vec::new(),
+        }
+    }
 }
 
 /// One step, rendered.
@@ -113,16 +158,17 @@ fn render_parts(
         d: dialect,
     };
     let mut rendered = RenderedStep {
-        guarded: Statement {
-            sql: String::new(),
-            params: Vec::new(),
-        },
+        guarded: Statement::empty(),
         matching: None,
         forced: Vec::new(),
     };
     let keyed = step.table.key().is_some();
     let mut p = Params::new(values, dialect);
-    rendered.guarded.sql = match (step.expect, step.target) {
+    let (expect, target) = (
+        step.expect.map(|v| Row::new(Side::Expect, v)),
+        step.target.map(|v| Row::new(Side::Target, v)),
+    );
+    rendered.guarded.sql = match (expect, target) {
         (Some(e), Some(t)) => format!(
             "UPDATE {} SET {} WHERE {}",
             r.table(),
@@ -150,9 +196,9 @@ fn render_parts(
         ),
         (None, None) => unreachable!("checked above"),
     };
-    rendered.guarded.params = p.take();
+    (rendered.guarded.params, rendered.guarded.origins) = p.take();
     if !keyed {
-        if let Some(e) = step.expect {
+        if let Some(e) = expect {
             let sql = match dialect {
                 Dialect::Sqlite => format!(
                     "SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT 2)",
@@ -165,9 +211,11 @@ fn render_parts(
                     r.matches(e, &mut p)
                 ),
             };
+            let (params, origins) = p.take();
             rendered.matching = Some(Statement {
                 sql,
-                params: p.take(),
+                params,
+                origins,
             });
         }
     }
@@ -181,35 +229,35 @@ fn render_parts(
     };
     let mut forced = Vec::new();
     let mut push = |sql: String, p: &mut Params| {
+        let (params, origins) = p.take();
         forced.push(Statement {
             sql,
-            params: p.take(),
+            params,
+            origins,
         })
     };
     // Make the row equal `target`: update whatever row holds its place, else insert it.
-    let upsert = |place: &[Value],
-                  t: &[Value],
-                  push: &mut dyn FnMut(String, &mut Params),
-                  p: &mut Params| {
-        let sql = format!(
-            "UPDATE {} SET {} WHERE {}{}",
-            r.table(),
-            r.assignments(t, p),
-            r.one_row(place, step.rowid, false, p),
-            and(false)
-        );
-        push(sql, p);
-        let sql = format!(
-            "INSERT INTO {} ({}) SELECT {} WHERE {}{}",
-            r.table(),
-            r.columns(),
-            r.row_values(t, p),
-            r.nothing_changed(),
-            and(false)
-        );
-        push(sql, p);
-    };
-    match (step.expect, step.target) {
+    let upsert =
+        |place: Row<'_>, t: Row<'_>, push: &mut dyn FnMut(String, &mut Params), p: &mut Params| {
+            let sql = format!(
+                "UPDATE {} SET {} WHERE {}{}",
+                r.table(),
+                r.assignments(t, p),
+                r.one_row(place, step.rowid, false, p),
+                and(false)
+            );
+            push(sql, p);
+            let sql = format!(
+                "INSERT INTO {} ({}) SELECT {} WHERE {}{}",
+                r.table(),
+                r.columns(),
+                r.row_values(t, p),
+                r.nothing_changed(),
+                and(false)
+            );
+            push(sql, p);
+        };
+    match (expect, target) {
         (Some(e), Some(t)) => upsert(e, t, &mut push, &mut p),
         (None, Some(t)) if keyed => upsert(t, t, &mut push, &mut p),
         (None, Some(t)) => {
@@ -237,11 +285,25 @@ fn render_parts(
     Ok(rendered)
 }
 
-/// Collects bound parameters, or writes values inline.
+/// One of a step's rows, knowing which it is.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    side: Side,
+    values: &'a [Value],
+}
+
+impl<'a> Row<'a> {
+    fn new(side: Side, values: &'a [Value]) -> Self {
+        Self { side, values }
+    }
+}
+
+/// Collects bound parameters (and where each comes from), or writes values inline.
 struct Params {
     mode: Values,
     dialect: Dialect,
     bound: Vec<Value>,
+    origins: Vec<Origin>,
 }
 
 impl Params {
@@ -250,15 +312,21 @@ impl Params {
             mode,
             dialect,
             bound: Vec::new(),
+            origins: Vec::new(),
         }
     }
 
-    /// The SQL for `v`: a literal, or the next `?N`.
-    fn value(&mut self, v: &Value) -> String {
+    /// The SQL for column `column` of `row`: a literal, or the next `?N`.
+    fn value(&mut self, row: Row<'_>, column: usize) -> String {
+        let v = &row.values[column];
         match self.mode {
             Values::Inline => literal(v, self.dialect),
             Values::Bound => {
                 self.bound.push(v.clone());
+                self.origins.push(Origin {
+                    side: row.side,
+                    column,
+                });
                 let n = self.bound.len();
                 match v {
                     // Text that is not UTF-8 travels as a blob; the cast makes it text again.
@@ -271,9 +339,12 @@ impl Params {
         }
     }
 
-    /// The parameters collected so far; numbering starts again at `?1`.
-    fn take(&mut self) -> Vec<Value> {
-        std::mem::take(&mut self.bound)
+    /// The parameters collected so far and their origins; numbering starts again at `?1`.
+    fn take(&mut self) -> (Vec<Value>, Vec<Origin>) {
+        (
+            std::mem::take(&mut self.bound),
+            std::mem::take(&mut self.origins),
+        )
     }
 }
 
@@ -303,48 +374,49 @@ impl Renderer<'_> {
             .join(", ")
     }
 
-    fn row_values(&self, row: &[Value], p: &mut Params) -> String {
+    fn row_values(&self, row: Row<'_>, p: &mut Params) -> String {
         self.writable()
-            .map(|i| p.value(&row[i]))
+            .map(|i| p.value(row, i))
             .collect::<Vec<_>>()
             .join(", ")
     }
 
-    fn assignments(&self, row: &[Value], p: &mut Params) -> String {
+    fn assignments(&self, row: Row<'_>, p: &mut Params) -> String {
         self.writable()
-            .map(|i| format!("{} = {}", self.col(i), p.value(&row[i])))
+            .map(|i| format!("{} = {}", self.col(i), p.value(row, i)))
             .collect::<Vec<_>>()
             .join(", ")
     }
 
     /// `c = v` over the key columns of `row`: the engine's own equality, as its unique index
     /// sees it (for "is the key free").
-    fn key_equals(&self, row: &[Value], p: &mut Params) -> String {
+    fn key_equals(&self, row: Row<'_>, p: &mut Params) -> String {
         let key = self.t.key().unwrap_or(&[]);
         key.iter()
-            .map(|&i| match &row[i] {
+            .map(|&i| match &row.values[i] {
                 Value::Null => format!("{} IS NULL", self.col(i)),
-                v => format!("{} = {}", self.col(i), p.value(v)),
+                _ => format!("{} = {}", self.col(i), p.value(row, i)),
             })
             .collect::<Vec<_>>()
             .join(" AND ")
     }
 
     /// The row equals `row` exactly, column by column (key columns first, for the index).
-    fn matches(&self, row: &[Value], p: &mut Params) -> String {
+    fn matches(&self, row: Row<'_>, p: &mut Params) -> String {
         let key = self.t.key().unwrap_or(&[]).to_vec();
         let order = key
             .iter()
             .copied()
             .chain((0..self.t.columns.len()).filter(|i| !key.contains(i)));
         order
-            .map(|i| self.exactly(i, &row[i], p))
+            .map(|i| self.exactly(row, i, p))
             .collect::<Vec<_>>()
             .join(" AND ")
     }
 
-    fn exactly(&self, i: usize, v: &Value, p: &mut Params) -> String {
+    fn exactly(&self, row: Row<'_>, i: usize, p: &mut Params) -> String {
         let c = self.col(i);
+        let v = &row.values[i];
         if *v == Value::Null {
             return format!("{c} IS NULL");
         }
@@ -358,17 +430,17 @@ impl Renderer<'_> {
                 };
                 format!(
                     "(typeof({c}) = '{class}' AND {c} = {} COLLATE BINARY)",
-                    p.value(v)
+                    p.value(row, i)
                 )
             }
-            Dialect::Mssql => format!("{c} = {}", p.value(v)),
+            Dialect::Mssql => format!("{c} = {}", p.value(row, i)),
         }
     }
 
     /// Selects the one row the step acts on. With `guard`, a row that equals `row` exactly (and,
     /// without a key, only when no other row does); without, the row at `row`'s key (or, without
     /// a key, one equal row, preferring the recorded rowid).
-    fn one_row(&self, row: &[Value], rowid: Option<i64>, guard: bool, p: &mut Params) -> String {
+    fn one_row(&self, row: Row<'_>, rowid: Option<i64>, guard: bool, p: &mut Params) -> String {
         if self.t.key().is_some() {
             return if guard {
                 self.matches(row, p)

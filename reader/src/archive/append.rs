@@ -75,16 +75,26 @@ fn meta_values(meta: &Meta, rowid: Option<i64>) -> [Value; 8] {
     ]
 }
 
-/// How a metadata value is stored in an untyped archive column.
-fn sql_value(v: &Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as V;
-    match v {
-        Value::Null => V::Null,
-        Value::Integer(i) => V::Integer(*i),
-        Value::Real(r) => V::Real(*r),
-        Value::Blob(b) => V::Blob(b.clone()),
-        Value::Text(t) => V::Text(String::from_utf8_lossy(t).into_owned()),
-        other => V::Text(other.to_string()),
+/// A metadata value, as [`stored`] made it, bound to an untyped archive column by reference.
+struct Stored<'a>(&'a Value);
+
+impl rusqlite::ToSql for Stored<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            // `stored` leaves text valid UTF-8; anything else would not be a stored form.
+            Value::Text(t) => match std::str::from_utf8(t) {
+                Ok(_) => ToSqlOutput::Borrowed(ValueRef::Text(t)),
+                Err(_) => ToSqlOutput::Owned(rusqlite::types::Value::Text(
+                    String::from_utf8_lossy(t).into_owned(),
+                )),
+            },
+            other => ToSqlOutput::Owned(rusqlite::types::Value::Text(other.to_string())),
+        })
     }
 }
 
@@ -204,7 +214,7 @@ impl Archive {
                     table: t.name.name.as_str(),
                     definition: &digests[c.table],
                     op: c.op.word(),
-                    meta: meta.clone(),
+                    meta: &meta,
                     before: c.before.as_ref().map(|_| before_buf.as_slice()),
                     after: c.after.as_ref().map(|_| after_buf.as_slice()),
                     archived_us,
@@ -218,9 +228,9 @@ impl Archive {
                         table_id,
                         version_id,
                         c.op.word(),
-                        sql_value(&meta[0]),
-                        sql_value(&meta[1]),
-                        sql_value(&meta[2]),
+                        Stored(&meta[0]),
+                        Stored(&meta[1]),
+                        Stored(&meta[2]),
                         c.meta.login,
                         c.meta.host,
                         c.meta.app,

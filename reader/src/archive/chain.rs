@@ -28,7 +28,7 @@ pub struct ChainFields<'a> {
     /// `insert`, `update`, `delete` or `keychange`.
     pub op: &'a str,
     /// Transaction, statement, time, login, host, application, client address, rowid.
-    pub meta: [Value; 8],
+    pub meta: &'a [Value; 8],
     /// The before-image in canonical form, if any.
     pub before: Option<&'a [u8]>,
     /// The after-image in canonical form, if any.
@@ -64,7 +64,7 @@ pub fn canonical(f: &ChainFields<'_>) -> Vec<u8> {
     put(&mut out, f.table.as_bytes());
     out.extend_from_slice(f.definition);
     put(&mut out, f.op.as_bytes());
-    for m in &f.meta {
+    for m in f.meta {
         image::encode_value(m, &mut out);
     }
     put_opt(&mut out, f.before);

@@ -105,13 +105,17 @@ fn converted_label_matches(prev: &[u8; 32], fields: &ChainFields<'_>, stored: &[
         if tx.is_none() && stmt.is_none() {
             return false;
         }
-        let mut f = fields.clone();
+        let mut meta = fields.meta.clone();
         if let Some(t) = tx {
-            f.meta[0] = t;
+            meta[0] = t;
         }
         if let Some(s) = stmt {
-            f.meta[1] = s;
+            meta[1] = s;
         }
+        let f = ChainFields {
+            meta: &meta,
+            ..fields.clone()
+        };
         chain::link(prev, &f).as_slice() == stored
     })
 }
@@ -178,7 +182,7 @@ impl Archive {
                 table: &text(4)?,
                 definition: &definition,
                 op: &text(6)?,
-                meta: [
+                meta: &[
                     meta(r.get_ref(7).map_err(e)?),
                     meta(r.get_ref(8).map_err(e)?),
                     meta(r.get_ref(9).map_err(e)?),

@@ -501,6 +501,14 @@ fn text_of(v: ValueRef<'_>) -> Option<String> {
     }
 }
 
+/// A staged op or image code as text, borrowed from the row when it is text already.
+fn code_of(v: ValueRef<'_>) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t)),
+        other => text_of(other).map(std::borrow::Cow::Owned),
+    }
+}
+
 /// The exact value a SQLite cell holds.
 pub fn value_of(v: ValueRef<'_>) -> Value {
     match v {
@@ -516,13 +524,52 @@ pub fn value_of(v: ValueRef<'_>) -> Value {
 /// store SQLite's `julianday('now')`; text (as older installs wrote it) is kept as it is.
 fn time_text(v: Value) -> Value {
     match v {
-        Value::Real(jd) => Value::text(&iso_from_julian_day(jd)),
+        Value::Real(jd) => Value::Text(iso_bytes(jd)),
         other => other,
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.sssZ` for a Julian day number (UTC), to the millisecond.
-pub fn iso_from_julian_day(jd: f64) -> String {
+/// `YYYY-MM-DDTHH:MM:SS.sssZ` for a Julian day number (UTC), to the millisecond, written digit
+/// by digit: every staged image has a time, so this runs once per image the reader moves.
+fn iso_bytes(jd: f64) -> Vec<u8> {
+    let (year, month, day, ms_of_day) = civil_from_julian_day(jd);
+    if !(0..=9999).contains(&year) {
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            ms_of_day / 3_600_000,
+            ms_of_day / 60_000 % 60,
+            ms_of_day / 1000 % 60,
+            ms_of_day % 1000
+        )
+        .into_bytes();
+    }
+    let mut out = Vec::with_capacity(24);
+    push_digits(&mut out, year, 4);
+    let parts = [
+        (b'-', month, 2),
+        (b'-', day, 2),
+        (b'T', ms_of_day / 3_600_000, 2),
+        (b':', ms_of_day / 60_000 % 60, 2),
+        (b':', ms_of_day / 1000 % 60, 2),
+        (b'.', ms_of_day % 1000, 3),
+    ];
+    for (sep, n, width) in parts {
+        out.push(sep);
+        push_digits(&mut out, n, width);
+    }
+    out.push(b'Z');
+    out
+}
+
+/// The `width` lowest decimal digits of `n` (0 ≤ n), zero-padded.
+fn push_digits(out: &mut Vec<u8>, n: i64, width: u32) {
+    for p in (0..width).rev() {
+        out.push(b'0' + (n / 10_i64.pow(p) % 10) as u8);
+    }
+}
+
+/// Year, month, day and millisecond of the day (UTC) of a Julian day number, to the millisecond.
+fn civil_from_julian_day(jd: f64) -> (i64, i64, i64, i64) {
     let ms = ((jd - 2_440_587.5) * 86_400_000.0).round() as i64;
     let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
@@ -535,13 +582,7 @@ pub fn iso_from_julian_day(jd: f64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000
-    )
+    (year, month, day, ms_of_day)
 }
 
 fn nullable(v: Value) -> Option<Value> {
@@ -645,8 +686,8 @@ fn next_image(
     let (seq, op, image) = super::staged_kind(
         &captured.staging,
         seq,
-        text_of(get(1)?).as_deref(),
-        text_of(get(2)?).as_deref(),
+        code_of(get(1)?).as_deref(),
+        code_of(get(2)?).as_deref(),
     )?;
     let bad = |reason: &str| ReaderError::BadStaging {
         staging: captured.staging.to_string(),
@@ -689,7 +730,7 @@ fn next_image(
 
 #[cfg(test)]
 mod tests {
-    use super::iso_from_julian_day;
+    use super::iso_bytes;
 
     #[test]
     fn julian_days_format_exactly_as_sqlite_formats_them() {
@@ -716,7 +757,7 @@ mod tests {
                     r.get(0)
                 })
                 .unwrap();
-            assert_eq!(iso_from_julian_day(jd), sqlite, "julian day {jd}");
+            assert_eq!(iso_bytes(jd), sqlite.as_bytes(), "julian day {jd}");
         }
     }
 }

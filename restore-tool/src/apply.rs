@@ -172,16 +172,8 @@ pub fn staged_with_tag(conn: &Connection, tag: &str) -> Result<bool, RestoreErro
 
 /// The plan as a script a DBA can read and run by hand (`sqlite3 -bail source.db < undo.sql`).
 pub fn script(plan: &Plan, header: &str, dialect: Dialect) -> Result<String, RestoreError> {
-    let comments: Vec<String> = plan.steps.iter().map(|s| s.comment()).collect();
-    let steps: Vec<undo::ScriptStep<'_>> = plan
-        .steps
-        .iter()
-        .zip(&comments)
-        .map(|(s, comment)| undo::ScriptStep {
-            comment,
-            step: s.step(),
-        })
-        .collect();
+    let comments = plan.comments();
+    let steps = plan.script_steps(&comments);
     Ok(undo::script(
         header,
         &steps,

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use rowtrail_reader::archive::RunKind;
-use rowtrail_sql::undo::{OnConflict, Step};
+use rowtrail_sql::undo::{OnConflict, ScriptStep, Step};
 use serde::Serialize;
 
 use crate::conflict::{ChangeRef, Conflict, Dependencies, Dependency, ForeignKey};
@@ -108,6 +108,24 @@ impl Plan {
     /// Whether the plan must be refused as it stands.
     pub fn refused(&self) -> bool {
         self.mode == Mode::Refuse && !self.conflicts.is_empty()
+    }
+
+    /// Each step's one-line comment (no row values), in step order.
+    pub fn comments(&self) -> Vec<String> {
+        self.steps.iter().map(PlannedStep::comment).collect()
+    }
+
+    /// The steps as a script renders them, each with its line of `comments` (from
+    /// [`Plan::comments`]).
+    pub fn script_steps<'a>(&'a self, comments: &'a [String]) -> Vec<ScriptStep<'a>> {
+        self.steps
+            .iter()
+            .zip(comments)
+            .map(|(s, comment)| ScriptStep {
+                comment,
+                step: s.step(),
+            })
+            .collect()
     }
 }
 

@@ -492,7 +492,8 @@ mod tests {
     use super::*;
     use crate::{Column, Ident, TableName};
 
-    fn table(key: Vec<usize>) -> Table {
+    /// A three-column table with a hostile name, keyed on the columns `key` (none: no key).
+    pub(super) fn table(key: Vec<usize>) -> Table {
         let col = |n: &str, t: &str| Column::new(Ident::new(n).unwrap(), t, true);
         Table {
             name: TableName::bare(Ident::new("we\"ird").unwrap()),

@@ -21,7 +21,6 @@ use rowtrail_restore::plan::{self, Mode};
 use rowtrail_restore::{load, scope};
 use rowtrail_sql::mssql::undo::{order_for_foreign_keys, script, ForeignKey};
 use rowtrail_sql::mssql::{Captured, Options};
-use rowtrail_sql::undo::ScriptStep;
 use rowtrail_sql::{Table, Value};
 use rowtrail_tests::{kill_at, show, Sandbox};
 
@@ -289,16 +288,8 @@ fn capture_read_undo_uninstall_round_trip() {
     let history = load::eligible_from(&arch, id, targets[0]).unwrap();
     let plan = plan::undo(history, &targets, &[], Mode::Refuse);
     assert!(!plan.refused(), "{:?}", plan.conflicts);
-    let comments: Vec<String> = plan.steps.iter().map(|s| s.comment()).collect();
-    let steps: Vec<ScriptStep<'_>> = plan
-        .steps
-        .iter()
-        .zip(&comments)
-        .map(|(s, comment)| ScriptStep {
-            comment,
-            step: s.step(),
-        })
-        .collect();
+    let comments = plan.comments();
+    let steps = plan.script_steps(&comments);
     let fks = [ForeignKey {
         child: tables[4].name.clone(),
         parent: tables[3].name.clone(),

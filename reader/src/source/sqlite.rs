@@ -150,18 +150,23 @@ fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>, Rea
         .collect()
 }
 
+/// A connection to a source with capture installed, its location and its incarnation.
+fn open_installed(path: &Path) -> Result<(Connection, String, String), ReaderError> {
+    let conn = open(path)?;
+    let location = path.display().to_string();
+    if !installed(&conn, &location)? {
+        return Err(ReaderError::NotInstalled { location });
+    }
+    let incarnation = incarnation(&conn, &location)?.ok_or_else(|| ReaderError::NotInstalled {
+        location: location.clone(),
+    })?;
+    Ok((conn, location, incarnation))
+}
+
 impl SqliteSource {
     /// Opens a source that already has capture installed.
     pub fn open(path: &Path) -> Result<Self, ReaderError> {
-        let conn = open(path)?;
-        let location = path.display().to_string();
-        if !installed(&conn, &location)? {
-            return Err(ReaderError::NotInstalled { location });
-        }
-        let incarnation =
-            incarnation(&conn, &location)?.ok_or_else(|| ReaderError::NotInstalled {
-                location: location.clone(),
-            })?;
+        let (conn, location, incarnation) = open_installed(path)?;
         let mut source = Self {
             conn,
             info: SourceInfo {
@@ -286,15 +291,7 @@ impl SqliteSource {
     /// which an open connection would not notice), checks the installation, and measures the
     /// backlog.
     pub fn health(path: &Path) -> Result<super::Health, ReaderError> {
-        let conn = open(path)?;
-        let location = path.display().to_string();
-        if !installed(&conn, &location)? {
-            return Err(ReaderError::NotInstalled { location });
-        }
-        let incarnation =
-            incarnation(&conn, &location)?.ok_or_else(|| ReaderError::NotInstalled {
-                location: location.clone(),
-            })?;
+        let (conn, location, incarnation) = open_installed(path)?;
         let mut staged = 0u64;
         let mut oldest: Option<f64> = None;
         let time = Ident::new(staging::COL_TIME)?;

@@ -53,16 +53,8 @@ impl Rendered {
 
 /// Renders `plan` for SQL Server, its steps in an order `fks` accept.
 pub fn render(plan: &Plan, fks: &[ForeignKey], header: &str) -> Result<Rendered, RestoreError> {
-    let comments: Vec<String> = plan.steps.iter().map(|s| s.comment()).collect();
-    let steps: Vec<ScriptStep<'_>> = plan
-        .steps
-        .iter()
-        .zip(&comments)
-        .map(|(s, comment)| ScriptStep {
-            comment,
-            step: s.step(),
-        })
-        .collect();
+    let comments = plan.comments();
+    let steps = plan.script_steps(&comments);
     let keys: Vec<undo::ForeignKey> = fks
         .iter()
         .map(|f| undo::ForeignKey {

@@ -45,20 +45,10 @@ fn kind(v: &Value) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::table;
     use super::super::{render, Values};
     use super::*;
-    use crate::{Column, Dialect, Ident, Table, TableName};
-
-    fn table(key: Vec<usize>) -> Table {
-        let col = |n: &str, t: &str| Column::new(Ident::new(n).unwrap(), t, true);
-        Table {
-            name: TableName::bare(Ident::new("t").unwrap()),
-            columns: vec![col("id", "INTEGER"), col("v", ""), col("w", "TEXT")],
-            primary_key: key,
-            unique_keys: vec![],
-            rowid: true,
-        }
-    }
+    use crate::Dialect;
 
     /// Rows of every kind, in pairs of equal kinds with different values.
     fn rows() -> Vec<[Value; 3]> {

@@ -115,7 +115,7 @@ pub fn run(s: &Settings, dir: &Path, backlogs: &mut Backlogs) -> Result<Vec<Figu
             Target::AtLeast(200_000.0),
             match cpu {
                 Some(cpu) => format!(
-                    "{drain_secs:.2} s; {cpu:.2} s of CPU in both threads (the archive checkpoints on its own thread)"
+                    "{drain_secs:.2} s; {cpu:.2} s of CPU in all threads (reading, archiving, staging delete, archive checkpoint)"
                 ),
                 None => format!("{drain_secs:.2} s"),
             },

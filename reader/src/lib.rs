@@ -6,7 +6,8 @@
 //! * [`archive`]: the SQLite trace archive: versioned schema, idempotent append with a SHA-256
 //!   hash chain, reading changes back, verification.
 //! * [`mover`]: one pass of the trace reader: copy a batch in sequence order, commit it to the
-//!   archive, then delete exactly the staged rows it copied.
+//!   archive, then delete exactly the staged rows it copied (on SQLite, while the next batch is
+//!   read and archived).
 //! * [`mssql`]: SQL Server: connection (tiberius over rustls), exact value conversion, the
 //!   SQL Server [`source::Source`], running generated scripts, drift checks.
 //! * [`lock`]: the one-reader-per-archive lock; [`failpoint`]: labelled crash points for tests.

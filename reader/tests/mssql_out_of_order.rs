@@ -59,7 +59,11 @@ impl Source for Double {
     fn refresh(&mut self) -> Result<(), ReaderError> {
         Ok(())
     }
-    fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, ReaderError> {
+    fn read_batch(
+        &mut self,
+        limit: usize,
+        _above: Option<i64>,
+    ) -> Result<Vec<StagedImage>, ReaderError> {
         let mut run: Vec<StagedImage> = self
             .staged
             .iter()

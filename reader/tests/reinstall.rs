@@ -72,7 +72,7 @@ fn a_batch_read_before_a_reinstall_deletes_nothing_of_the_new_incarnation() {
     conn.execute_batch("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
         .unwrap();
     let mut src = SqliteSource::open(&db).unwrap();
-    let batch = src.read_batch(100).unwrap();
+    let batch = src.read_batch(100, None).unwrap();
     let keys: Vec<(usize, i64)> = batch.iter().map(|i| (i.table, i.seq)).collect();
 
     // Reinstalled (its staged images discarded) and written to, reusing seqs 1 and 2.

@@ -42,7 +42,7 @@ fn common(archive: &str) -> String {
          # How often the heartbeat checks the source, the backlog and the archive's disk.\n\
          heartbeat_interval_ms = 1000\n\
          # Staged images per archive transaction.\n\
-         batch_size = 20000\n\
+         batch_size = 10000\n\
          # \"text\" or \"json\" log lines (on stderr; RUST_LOG sets the level).\n\
          log_format = \"text\"\n\
          # Prometheus metrics at http://<this>/metrics (loopback addresses only).\n\

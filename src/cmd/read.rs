@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::lock::ArchiveLock;
-use rowtrail_reader::mover::{self, PassStats};
+use rowtrail_reader::mover;
 use rowtrail_reader::mssql::MssqlSource;
 use rowtrail_reader::source::{Source, SqliteSource};
 
@@ -51,18 +51,14 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let mut source = open_source(cfg)?;
     let mut archive = open_archive(cfg)?;
     let started = Instant::now();
-    let mut stats = PassStats::default();
     let mut last_report = Instant::now();
-    loop {
-        let n = mover::move_batch(source.as_mut(), &mut archive, batch, &mut stats)?;
+    let (stats, _) = mover::drain_while(source.as_mut(), &mut archive, batch, &mut |stats| {
         if !args.quiet && last_report.elapsed().as_secs() >= 2 {
             eprintln!("  … {} changes archived so far", stats.archived);
             last_report = Instant::now();
         }
-        if n < batch {
-            break;
-        }
-    }
+        true
+    })?;
     let secs = started.elapsed().as_secs_f64();
     if !args.quiet {
         let rate = if secs > 0.0 {

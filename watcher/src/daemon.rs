@@ -318,19 +318,15 @@ impl Loop {
         source.refresh()?;
         // Taken before reading: a commit after this point changes it, so the next probe looks again.
         let version = source.probe()?;
-        let mut stats = PassStats::default();
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                self.last_version = None;
-                return Ok((stats, false));
-            }
-            let n = mover::move_batch(source, archive, opts.batch, &mut stats)?;
-            if n < opts.batch {
-                break;
-            }
+        if stop.load(Ordering::Relaxed) {
+            self.last_version = None;
+            return Ok((PassStats::default(), false));
         }
-        self.last_version = Some(version);
-        Ok((stats, true))
+        let (stats, drained) = mover::drain_while(source, archive, opts.batch, &mut |_| {
+            !stop.load(Ordering::Relaxed)
+        })?;
+        self.last_version = drained.then_some(version);
+        Ok((stats, drained))
     }
 }
 

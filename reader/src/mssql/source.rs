@@ -238,7 +238,15 @@ impl Source for MssqlSource {
         Ok(())
     }
 
-    fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, ReaderError> {
+    fn read_batch(
+        &mut self,
+        limit: usize,
+        above: Option<i64>,
+    ) -> Result<Vec<StagedImage>, ReaderError> {
+        // Seqs may commit out of order here, so reading above a seq could miss an image. This
+        // source gives no deleter, so the mover never asks; reading from the first staged
+        // image anyway is safe (an image read twice is archived once).
+        let _ = above;
         self.check_incarnation()?;
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         let mut runs = Vec::with_capacity(self.tables.len());

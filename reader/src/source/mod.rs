@@ -106,14 +106,50 @@ pub trait Source: Send {
     fn refresh(&mut self) -> Result<(), crate::ReaderError>;
     /// Up to `limit` staged images in sequence order across all staging tables, never splitting
     /// an update's before/after pair (so it may return `limit + 1`).
-    fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, crate::ReaderError>;
+    ///
+    /// With `above`, only images with a greater seq: the ones at or below it were read by the
+    /// batch before, whose delete may not have committed yet. Only the mover's delete-behind
+    /// pass sets it, and only on a source that gave it a [`StagingDeleter`]. A reinstall seen
+    /// by this read starts the new incarnation from its first image whatever `above` says. A
+    /// source without a deleter may ignore `above`: reading from the first staged image is
+    /// always safe, as an image read twice is archived once.
+    fn read_batch(
+        &mut self,
+        limit: usize,
+        above: Option<i64>,
+    ) -> Result<Vec<StagedImage>, crate::ReaderError>;
     /// Deletes exactly these staged images, in one transaction.
     fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), crate::ReaderError>;
+    /// A second handle that deletes archived batches on its own connection while this one
+    /// reads on, or `None` to read, archive and delete in turn.
+    ///
+    /// A source may give one only if no image can commit later with a seq below one already
+    /// read: then a read above the last batch's highest seq cannot miss anything, whether
+    /// that batch's delete has committed or not. SQLite qualifies (one writer at a time, seqs
+    /// taken under the write lock); SQL Server does not (a transaction holding a lower seq
+    /// may commit after a higher one was read), so it keeps the default.
+    fn delete_behind(&mut self) -> Result<Option<Box<dyn StagingDeleter>>, crate::ReaderError> {
+        Ok(None)
+    }
     /// A cheap value that changes when other connections commit (SQLite `data_version`,
     /// SQL Server the sequence's current value).
     fn probe(&mut self) -> Result<i64, crate::ReaderError>;
     /// How many images are staged now (for status and uninstall checks).
     fn staged_count(&mut self) -> Result<u64, crate::ReaderError>;
+}
+
+/// Deletes archived batches from a source's staging on a connection of its own, so the next
+/// batch is read and archived meanwhile (see [`Source::delete_behind`]).
+pub trait StagingDeleter: Send {
+    /// Deletes exactly these staged images, in one transaction, provided the source's
+    /// incarnation is still `incarnation` (the one they were read under); `tables` is the
+    /// registry the keys index, as the batch was read.
+    fn delete(
+        &mut self,
+        incarnation: &str,
+        tables: &[CapturedTable],
+        keys: &[StagedKey],
+    ) -> Result<(), crate::ReaderError>;
 }
 
 /// Merges per-table streams of staged images (each in sequence order) into one batch of at most

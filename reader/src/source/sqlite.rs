@@ -9,7 +9,7 @@ use rowtrail_sql::{Ident, Table, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{CapturedTable, Meta, Source, SourceInfo, StagedImage, StagedKey};
+use super::{CapturedTable, Meta, Source, SourceInfo, StagedImage, StagedKey, StagingDeleter};
 use crate::ReaderError;
 
 /// A SQLite database under capture (or about to be).
@@ -349,6 +349,7 @@ impl SqliteSource {
     fn read_under_incarnation(
         &mut self,
         limit: usize,
+        above: Option<i64>,
     ) -> Result<Result<Vec<StagedImage>, String>, ReaderError> {
         let location = self.info.location.clone();
         let tx = self
@@ -377,10 +378,11 @@ impl SqliteSource {
             );
         }
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let above = above.unwrap_or(i64::MIN);
         let mut cursors = Vec::with_capacity(stmts.len());
         for s in stmts.iter_mut() {
             cursors.push(
-                s.query([per_table])
+                s.query([per_table, above])
                     .map_err(err(&location, "cannot read staging"))?,
             );
         }
@@ -407,7 +409,8 @@ fn schema_version(conn: &Connection, location: &str) -> Result<i64, ReaderError>
         .map_err(err(location, "cannot read the schema version"))
 }
 
-/// Per captured table, the SELECT of its staged images in seq order, at most `?1`.
+/// Per captured table, the SELECT of its staged images in seq order, at most `?1`, with a seq
+/// above `?2`.
 fn staging_selects(tables: &[CapturedTable]) -> Vec<String> {
     let seq = Ident::new(staging::COL_SEQ).expect("valid");
     tables
@@ -432,10 +435,10 @@ fn staging_selects(tables: &[CapturedTable]) -> Vec<String> {
                     .map(|col| col.name.sqlite().to_string()),
             );
             format!(
-                "SELECT {} FROM {} ORDER BY {} LIMIT ?1",
+                "SELECT {} FROM {} WHERE {seq} > ?2 ORDER BY {seq} LIMIT ?1",
                 cols.join(", "),
                 c.staging.sqlite(),
-                seq.sqlite()
+                seq = seq.sqlite()
             )
         })
         .collect()
@@ -606,18 +609,23 @@ impl Source for SqliteSource {
         Ok(())
     }
 
-    fn read_batch(&mut self, limit: usize) -> Result<Vec<StagedImage>, ReaderError> {
+    fn read_batch(
+        &mut self,
+        limit: usize,
+        mut above: Option<i64>,
+    ) -> Result<Vec<StagedImage>, ReaderError> {
         // A reinstall between two batches starts a new incarnation (its seqs start again from
         // 1): switch to it, or its images would be archived as the old one's, where their seqs
         // are taken, and be dropped as already archived.
         for _ in 0..2 {
-            match self.read_under_incarnation(limit)? {
+            match self.read_under_incarnation(limit, above)? {
                 Ok(images) => return Ok(images),
                 Err(found) => {
                     tracing::warn!(source = %self.info.location, old = %self.info.incarnation,
                         new = %found, "capture was reinstalled: a new incarnation starts");
                     self.info.incarnation = found;
                     self.refresh()?;
+                    above = None;
                 }
             }
         }
@@ -629,24 +637,20 @@ impl Source for SqliteSource {
     }
 
     fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), ReaderError> {
-        let location = self.info.location.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err(&location, "cannot start the staging delete"))?;
-        // The batch was read under this incarnation; after a reinstall the same staging names
-        // hold the new incarnation's images, which must not be touched.
-        let found = incarnation(&tx, &location)?.unwrap_or_default();
-        if found != self.info.incarnation {
-            return Err(ReaderError::IncarnationChanged {
-                location,
-                expected: self.info.incarnation.clone(),
-                found,
-            });
-        }
-        super::sqlite_delete::delete_copied(&tx, &self.tables, keys, &location)?;
-        tx.commit()
-            .map_err(err(&location, "cannot commit the staging delete"))
+        delete_under(
+            &mut self.conn,
+            &self.info.location,
+            &self.info.incarnation,
+            &self.tables,
+            keys,
+        )
+    }
+
+    fn delete_behind(&mut self) -> Result<Option<Box<dyn StagingDeleter>>, ReaderError> {
+        Ok(Some(Box::new(SqliteDeleter {
+            conn: open(&self.path())?,
+            location: self.info.location.clone(),
+        })))
     }
 
     fn probe(&mut self) -> Result<i64, ReaderError> {
@@ -663,6 +667,49 @@ impl Source for SqliteSource {
             total += count(&self.conn, &location, &c.staging)?;
         }
         Ok(total)
+    }
+}
+
+/// Deletes `keys` (read under `expected`, indexing `tables`) in one immediate transaction.
+fn delete_under(
+    conn: &mut Connection,
+    location: &str,
+    expected: &str,
+    tables: &[CapturedTable],
+    keys: &[StagedKey],
+) -> Result<(), ReaderError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err(location, "cannot start the staging delete"))?;
+    // The batch was read under this incarnation; after a reinstall the same staging names
+    // hold the new incarnation's images, which must not be touched.
+    let found = incarnation(&tx, location)?.unwrap_or_default();
+    if found != expected {
+        return Err(ReaderError::IncarnationChanged {
+            location: location.to_string(),
+            expected: expected.to_string(),
+            found,
+        });
+    }
+    super::sqlite_delete::delete_copied(&tx, tables, keys, location)?;
+    tx.commit()
+        .map_err(err(location, "cannot commit the staging delete"))
+}
+
+/// The delete-behind handle of a [`SqliteSource`]: a second connection to the same file.
+struct SqliteDeleter {
+    conn: Connection,
+    location: String,
+}
+
+impl StagingDeleter for SqliteDeleter {
+    fn delete(
+        &mut self,
+        incarnation: &str,
+        tables: &[CapturedTable],
+        keys: &[StagedKey],
+    ) -> Result<(), ReaderError> {
+        delete_under(&mut self.conn, &self.location, incarnation, tables, keys)
     }
 }
 

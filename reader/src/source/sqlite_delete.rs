@@ -200,7 +200,7 @@ mod tests {
         write(&conn, 1, 60);
         let before = staged(&conn);
         let mut source = SqliteSource::open(&path).unwrap();
-        let batch = source.read_batch(31).unwrap();
+        let batch = source.read_batch(31, None).unwrap();
         let copied: Vec<(usize, i64)> = batch.iter().map(|i| (i.table, i.seq)).collect();
         // Written after the copy: must survive the delete.
         write(&conn, 60, 70);
@@ -225,7 +225,7 @@ mod tests {
         let (_dir, path, conn) = captured();
         write(&conn, 1, 40);
         let mut source = SqliteSource::open(&path).unwrap();
-        let batch = source.read_batch(20).unwrap();
+        let batch = source.read_batch(20, None).unwrap();
         let copied: Vec<(usize, i64)> = batch.iter().map(|i| (i.table, i.seq)).collect();
         // Another process removes one copied image of each table between copy and delete.
         let staging: Vec<String> = conn

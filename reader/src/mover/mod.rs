@@ -3,6 +3,12 @@
 //!
 //! A crash anywhere leaves either the rows still staged (copied again next time; the archive
 //! ignores what it already holds) or archived and deleted: never lost, never doubled.
+//!
+//! A pass whose first batch comes back full, on a source that can delete behind (see
+//! [`Source::delete_behind`]), runs on three threads (`mover/pipeline.rs`). Otherwise each batch is
+//! read, archived and deleted in turn.
+
+mod pipeline;
 
 use rowtrail_sql::staging::Op;
 
@@ -12,14 +18,14 @@ use crate::source::{ImageKind, Source, StagedImage, StagedKey};
 use crate::ReaderError;
 
 /// The default number of images per batch.
-pub const DEFAULT_BATCH: usize = 20_000;
+pub const DEFAULT_BATCH: usize = 10_000;
 
-/// What one [`drain`] did.
+/// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassStats {
-    /// Batches moved.
+    /// Batches archived.
     pub batches: u64,
-    /// Staged images read.
+    /// Staged images archived (counting those already in the archive).
     pub images: u64,
     /// Changes newly archived.
     pub archived: u64,
@@ -27,29 +33,13 @@ pub struct PassStats {
     pub duplicates: u64,
 }
 
-/// Moves one batch; returns how many images it read (0 when staging is empty).
-pub fn move_batch(
-    source: &mut dyn Source,
-    archive: &mut Archive,
-    batch: usize,
-    stats: &mut PassStats,
-) -> Result<usize, ReaderError> {
-    let images = source.read_batch(batch)?;
-    if images.is_empty() {
-        return Ok(0);
+impl PassStats {
+    fn add(&mut self, images: usize, appended: crate::archive::AppendStats) {
+        self.batches += 1;
+        self.images += images as u64;
+        self.archived += appended.inserted;
+        self.duplicates += appended.duplicates;
     }
-    failpoint::hit("after-read");
-    let keys: Vec<StagedKey> = images.iter().map(|i| (i.table, i.seq)).collect();
-    let changes = pair(source, images)?;
-    let appended = archive.append(source.info(), source.tables(), &changes)?;
-    failpoint::hit("after-archive-commit");
-    source.delete_staged(&keys)?;
-    failpoint::hit("after-staging-delete");
-    stats.batches += 1;
-    stats.images += keys.len() as u64;
-    stats.archived += appended.inserted;
-    stats.duplicates += appended.duplicates;
-    Ok(keys.len())
 }
 
 /// Moves batches until staging is empty (or a batch comes back short).
@@ -58,23 +48,73 @@ pub fn drain(
     archive: &mut Archive,
     batch: usize,
 ) -> Result<PassStats, ReaderError> {
+    drain_while(source, archive, batch, &mut |_| true).map(|(stats, _)| stats)
+}
+
+/// Moves batches of up to `batch` images until one comes back short, or until `go_on`, asked
+/// after each batch is archived, says no. Returns what the pass did and whether it drained
+/// staging (`false`: `go_on` stopped it). Every archived batch's staging delete has committed
+/// when this returns `Ok`.
+pub fn drain_while(
+    source: &mut dyn Source,
+    archive: &mut Archive,
+    batch: usize,
+    go_on: &mut dyn FnMut(&PassStats) -> bool,
+) -> Result<(PassStats, bool), ReaderError> {
+    let batch = batch.max(1);
     let mut stats = PassStats::default();
-    loop {
-        let n = move_batch(source, archive, batch, &mut stats)?;
-        if n < batch {
-            return Ok(stats);
+    let mut images = source.read_batch(batch, None)?;
+    if images.len() >= batch {
+        if let Some(deleter) = source.delete_behind()? {
+            let drained =
+                pipeline::run(source, deleter, archive, batch, images, &mut stats, go_on)?;
+            return Ok((stats, drained));
         }
     }
+    loop {
+        let n = images.len();
+        if n == 0 {
+            return Ok((stats, true));
+        }
+        failpoint::hit("after-read");
+        let keys = keys_of(&images);
+        let changes = pair(source, images)?;
+        let appended = archive.append(source.info(), source.tables(), &changes)?;
+        failpoint::hit("after-archive-commit");
+        source.delete_staged(&keys)?;
+        failpoint::hit("after-staging-delete");
+        stats.add(keys.len(), appended);
+        if n < batch {
+            return Ok((stats, true));
+        }
+        if !go_on(&stats) {
+            return Ok((stats, false));
+        }
+        images = source.read_batch(batch, None)?;
+    }
+}
+
+/// The staging key of every image, in the batch's order.
+fn keys_of(images: &[StagedImage]) -> Vec<StagedKey> {
+    images.iter().map(|i| (i.table, i.seq)).collect()
 }
 
 /// Turns images (in seq order) into row-level changes: an update's before-image (seq `s`) and
 /// after-image (seq `s+1`) become one change.
 fn pair(source: &dyn Source, images: Vec<StagedImage>) -> Result<Vec<NewChange>, ReaderError> {
+    pair_in(source.tables(), images)
+}
+
+/// [`pair`] against the registry `tables` the images were read with.
+fn pair_in(
+    tables: &[crate::source::CapturedTable],
+    images: Vec<StagedImage>,
+) -> Result<Vec<NewChange>, ReaderError> {
     let mut out = Vec::with_capacity(images.len());
     let mut it = images.into_iter().peekable();
     while let Some(img) = it.next() {
         let bad = |reason: &str| ReaderError::BadStaging {
-            staging: source.tables()[img.table].staging.to_string(),
+            staging: tables[img.table].staging.to_string(),
             seq: img.seq,
             reason: reason.into(),
         };

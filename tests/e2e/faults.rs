@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rowtrail_reader::source::value_of;
 use rowtrail_sql::{image, Value};
-use rowtrail_tests::{show, Proc, Sandbox};
+use rowtrail_tests::{show, wait_until, Proc, Sandbox};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
@@ -842,6 +842,73 @@ fn a_kill_during_the_staging_delete_rolls_the_delete_back() {
         staged_after.len(),
         archived.len(),
         skipped_duplicates(&out)
+    );
+}
+
+#[test]
+fn a_watcher_stopped_during_a_long_pass_has_deleted_every_batch_it_archived() {
+    let ctx = "`rowtrail watch` stopped by SIGTERM during a long pass";
+    const BATCH: usize = 100;
+    let sb = Sandbox::new(BIN);
+    sb.write_config(&format!("batch_size = {BATCH}"));
+    let c = sb.create_and_install(SCHEMA);
+    let made = c
+        .execute(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 40000)
+             INSERT INTO accounts (id, name) SELECT i, 'n' || i FROM s",
+            [],
+        )
+        .unwrap() as u64;
+    let staged_before = staged_images(&sb);
+
+    let mut w = sb.start_watcher();
+    wait_until(REACH_FAILPOINT, "the watcher has archived a batch", || {
+        sb.archived() > 0
+    });
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &w.child.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(kill.status.success(), "{}", show(&kill));
+    let status = w.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{ctx}: it should stop cleanly, got {status}"
+    );
+
+    // The pass stopped after the batch in hand, and waited for the deletes of every batch it
+    // had archived: nothing is both archived and staged, and what was archived is whole batches.
+    let archived = archived_changes(&sb);
+    let staged_now = staged_images(&sb);
+    assert!(
+        !staged_now.is_empty(),
+        "{ctx}: the pass ended before the stop reached it ({} changes archived); the backlog \
+         must outlast it",
+        archived.len()
+    );
+    let staged_seqs = staged_change_seqs(&staged_now);
+    let overlap = archived
+        .iter()
+        .filter(|a| staged_seqs.contains(&a.seq))
+        .count();
+    assert_eq!(
+        overlap, 0,
+        "{ctx}: archived but still staged after a clean stop"
+    );
+    assert_eq!(
+        archived.len() + staged_now.len(),
+        staged_before.len(),
+        "{ctx}: every insert archived or staged"
+    );
+    assert_eq!(archived.len() % BATCH, 0, "{ctx}: whole batches archived");
+
+    let out = sb.ok(&["read"]);
+    assert_eq!(skipped_duplicates(&out), 0, "{ctx}: {out}");
+    assert_exactly_once(&sb, made, ctx);
+    eprintln!(
+        "{ctx}: {made} inserts; at the stop {} archived, {} staged",
+        archived.len(),
+        staged_now.len()
     );
 }
 

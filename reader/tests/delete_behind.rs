@@ -3,8 +3,11 @@
 //! writer commits during the pass, a failed delete loses nothing, a stop waits for the deletes
 //! in hand, and a delete never touches another incarnation's images.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::assert_archived_in_seq_order;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
 use rowtrail_reader::source::{
@@ -69,21 +72,8 @@ fn staged(conn: &Connection) -> i64 {
 
 /// The archive holds every change once, in seq order, and verifies.
 fn assert_archived_once(archive: &Archive, made: u64) {
-    let seqs: Vec<i64> = archive
-        .connection()
-        .prepare("SELECT seq FROM changes ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(seqs.len() as u64, made, "every change archived once");
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "archived in seq order"
-    );
-    let report = archive.verify(None).unwrap();
-    assert!(report.ok(), "{:?}", report.problems);
+    let archived = assert_archived_in_seq_order(archive);
+    assert_eq!(archived as u64, made, "every change archived once");
 }
 
 #[test]

@@ -3,8 +3,11 @@
 //! dropped as "already archived", and a batch read under the old incarnation never deletes the
 //! new one's images that reuse its staging names and seqs.
 
+mod common;
+
 use std::path::Path;
 
+use common::assert_archived_in_seq_order;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
 use rowtrail_reader::source::{Source, SqliteSource};
@@ -107,15 +110,5 @@ fn a_table_captured_while_the_reader_runs_is_read_in_seq_order_with_the_others()
         .unwrap();
     let stats = mover::drain(&mut src, &mut archive, 100).unwrap();
     assert_eq!(stats.archived, 3, "{stats:?}");
-    let seqs: Vec<i64> = archive
-        .connection()
-        .prepare("SELECT seq FROM changes ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    let report = archive.verify(None).unwrap();
-    assert!(report.ok(), "{:?}", report.problems);
+    assert_archived_in_seq_order(&archive);
 }

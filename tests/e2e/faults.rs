@@ -865,12 +865,7 @@ fn a_watcher_stopped_during_a_long_pass_has_deleted_every_batch_it_archived() {
     wait_until(REACH_FAILPOINT, "the watcher has archived a batch", || {
         sb.archived() > 0
     });
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &w.child.id().to_string()])
-        .output()
-        .unwrap();
-    assert!(kill.status.success(), "{}", show(&kill));
-    let status = w.child.wait().unwrap();
+    let status = w.terminate();
     assert!(
         status.success(),
         "{ctx}: it should stop cleanly, got {status}"

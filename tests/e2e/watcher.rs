@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use rowtrail_tests::{show, wait_until, Sandbox};
+use rowtrail_tests::{wait_until, Sandbox};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
 
@@ -110,13 +110,7 @@ fn sigterm_and_shutdown_stop_it_cleanly_and_a_killed_one_is_replaced() {
 
     let mut w = sb.start_watcher();
     c.execute("INSERT INTO t VALUES (1)", []).unwrap();
-    let pid = w.child.id().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .output()
-        .unwrap();
-    assert!(kill.status.success(), "{}", show(&kill));
-    let status = w.child.wait().unwrap();
+    let status = w.terminate();
     assert!(
         status.success(),
         "SIGTERM should stop it cleanly, got {status}"

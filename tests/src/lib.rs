@@ -194,6 +194,16 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Sends it SIGTERM and waits for it to exit; panics if the signal cannot be sent.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .output()
+            .expect("run kill");
+        assert!(kill.status.success(), "{}", show(&kill));
+        self.child.wait().expect("wait for the process")
+    }
+
     /// Kills it with SIGKILL and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

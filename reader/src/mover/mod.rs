@@ -78,7 +78,7 @@ pub fn drain_while(
         }
         failpoint::hit("after-read");
         let keys = keys_of(&images);
-        let changes = pair(source, images)?;
+        let changes = pair(source.tables(), images)?;
         let appended = archive.append(source.info(), source.tables(), &changes)?;
         failpoint::hit("after-archive-commit");
         source.delete_staged(&keys)?;
@@ -100,13 +100,8 @@ fn keys_of(images: &[StagedImage]) -> Vec<StagedKey> {
 }
 
 /// Turns images (in seq order) into row-level changes: an update's before-image (seq `s`) and
-/// after-image (seq `s+1`) become one change.
-fn pair(source: &dyn Source, images: Vec<StagedImage>) -> Result<Vec<NewChange>, ReaderError> {
-    pair_in(source.tables(), images)
-}
-
-/// [`pair`] against the registry `tables` the images were read with.
-fn pair_in(
+/// after-image (seq `s+1`) become one change. `tables` is the registry they were read with.
+fn pair(
     tables: &[crate::source::CapturedTable],
     images: Vec<StagedImage>,
 ) -> Result<Vec<NewChange>, ReaderError> {

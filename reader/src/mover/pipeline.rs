@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread;
 
-use super::{keys_of, pair_in, PassStats};
+use super::{keys_of, pair, PassStats};
 use crate::archive::{Archive, NewChange};
 use crate::failpoint;
 use crate::source::{CapturedTable, Source, SourceInfo, StagedImage, StagedKey, StagingDeleter};
@@ -109,7 +109,7 @@ fn read_ahead(
         failpoint::hit("after-read");
         let above = images.iter().map(|i| i.seq).max();
         let keys = keys_of(&images);
-        let read = pair_in(source.tables(), images).map(|changes| Read {
+        let read = pair(source.tables(), images).map(|changes| Read {
             info: source.info().clone(),
             tables: source.tables().into(),
             changes,

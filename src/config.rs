@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use rowtrail_reader::archive::ArchiveOptions;
+use rowtrail_reader::source::SourceSpec;
 use rowtrail_watcher::AlertRules;
 use serde::Deserialize;
 
@@ -346,11 +348,21 @@ impl Config {
         })
     }
 
-    /// Where the source is, for messages: a file, or a database on a server (never credentials).
-    pub fn source_location(&self) -> Result<String> {
-        match self.engine {
-            Engine::Sqlite => Ok(self.source()?.display().to_string()),
-            Engine::Mssql => Ok(self.mssql()?.location()),
+    /// The configured source: its engine and where it is. Every command that opens the source
+    /// starts from this.
+    pub fn source_spec(&self) -> Result<SourceSpec> {
+        Ok(match self.engine {
+            Engine::Sqlite => SourceSpec::Sqlite {
+                path: self.source()?.to_path_buf(),
+            },
+            Engine::Mssql => SourceSpec::Mssql(self.mssql()?),
+        })
+    }
+
+    /// The archive's open options (its size limit).
+    pub fn archive_options(&self) -> ArchiveOptions {
+        ArchiveOptions {
+            max_bytes: self.archive_max_bytes,
         }
     }
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::sqlite::SqliteSource;
 use rusqlite::Connection;
 
 /// The benchmark table. A row holds 200 bytes of values: three 8-byte numbers, a 24-byte name

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::sqlite::SqliteSource;
 use rusqlite::types::Value;
 use rusqlite::Connection;
 

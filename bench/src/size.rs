@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::sqlite::SqliteSource;
 use rusqlite::Connection;
 
 use crate::fixture::{self, ROW_BYTES};

@@ -7,9 +7,10 @@
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
+use rowtrail_apply::sqlite::SqliteTarget;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_restore::plan::Mode;
 use rowtrail_restore::run::{self, Actor};
 use rowtrail_restore::scope::Scope;
@@ -24,7 +25,7 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
     let source = dir.join("undo-source.db");
     let archive_path = dir.join("undo-trail.db");
     fixture::remove_db(&archive_path);
-    let mut conn = fixture::fresh_source(&source, 0, true)?;
+    let conn = fixture::fresh_source(&source, 0, true)?;
     fixture::insert_rows(&conn, 1, n, n)?;
     {
         // The reader's own archive handle, closed when the drain is done (its checkpoint thread
@@ -43,10 +44,12 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
         login: "bench".into(),
         host: None,
     };
+    let mut target = SqliteTarget::from_connection(conn);
     let (plan_secs, prepared) =
-        timed(|| Ok(run::prepare_undo(&archive, &conn, &scope, Mode::Refuse)?))?;
+        timed(|| Ok(run::prepare_undo(&archive, &target, &scope, Mode::Refuse)?))?;
     let (apply_secs, outcome) =
-        timed(|| Ok(run::execute(&archive, &mut conn, &prepared, &actor)?))?;
+        timed(|| Ok(run::execute(&archive, &mut target, &prepared, &actor)?))?;
+    let conn = target.into_connection();
     let (_, results) = outcome.context("the undo had nothing to do")?;
     let left: i64 = conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0))?;
     ensure!(left == 0, "{left} rows left after undoing every insert");

@@ -180,6 +180,9 @@ pub enum ReaderError {
         /// The incarnation installed now.
         found: String,
     },
+    /// A request the archive cannot answer as asked (a caller's mistake, not damage).
+    #[error("{0}")]
+    BadRequest(String),
     /// A file operation failed.
     #[error("{context} {}", path.display())]
     Io {

@@ -1,15 +1,14 @@
 //! rowtrail-reader: sources, the trace archive, and the mover between them.
 //!
-//! * [`source`]: connections to captured databases (SQLite here; SQL Server through the same
-//!   [`source::Source`] trait), catalog introspection, installing capture, reading and deleting
-//!   staged row images, and the cheap engine probe the watcher polls.
+//! * [`source`]: what the mover asks of a captured database (the [`source::Source`] trait, staged
+//!   images), whatever its engine.
+//! * [`sqlite`] and [`mssql`]: the two engines, laid out alike: connection, catalog, install,
+//!   health, staging reads and deletes, value conversion.
 //! * [`archive`]: the SQLite trace archive: versioned schema, idempotent append with a SHA-256
 //!   hash chain, reading changes back, verification.
 //! * [`mover`]: one pass of the trace reader: copy a batch in sequence order, commit it to the
 //!   archive, then delete exactly the staged rows it copied (on SQLite, while the next batch is
 //!   read and archived).
-//! * [`mssql`]: SQL Server: connection (tiberius over rustls), exact value conversion, the
-//!   SQL Server [`source::Source`], running generated scripts, drift checks.
 //! * [`lock`]: the one-reader-per-archive lock; [`failpoint`]: labelled crash points for tests.
 
 pub mod archive;
@@ -19,6 +18,7 @@ pub mod lock;
 pub mod mover;
 pub mod mssql;
 pub mod source;
+pub mod sqlite;
 
 pub use error::ReaderError;
 

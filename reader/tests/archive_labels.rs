@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use rowtrail_reader::archive::{Archive, ArchiveOptions, ChangeFilter};
+use rowtrail_reader::archive::{Archive, ArchiveOptions, ChangeQuery};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_sql::Value;
 use rusqlite::Connection;
 
@@ -43,7 +43,7 @@ fn drain(dir: &Path) -> Archive {
 
 fn labels(archive: &Archive) -> Vec<Option<Value>> {
     archive
-        .changes(&ChangeFilter::default())
+        .changes(&ChangeQuery::default())
         .unwrap()
         .into_iter()
         .map(|c| c.tx)

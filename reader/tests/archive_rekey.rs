@@ -2,9 +2,9 @@
 //! (keys in the old form) comes out with exactly the keys appending writes now, its history
 //! lookups work, and its chain still verifies.
 
-use rowtrail_reader::archive::{Archive, ArchiveOptions, ChangeFilter};
+use rowtrail_reader::archive::{Archive, ArchiveOptions, ChangeQuery};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_sql::{Ident, TableName, Value};
 use rusqlite::Connection;
 
@@ -78,10 +78,10 @@ fn row_keys_are_recomputed_exactly_and_history_still_finds_rows() {
     assert!(report.ok(), "{:?}", report.problems);
     let history = |table: &str, key: Vec<Value>| {
         archive
-            .changes(&ChangeFilter {
+            .changes(&ChangeQuery {
                 table: Some(TableName::bare(Ident::new(table).unwrap())),
-                key: Some(key),
-                ..ChangeFilter::default()
+                row_key: Some(rowtrail_sql::key::encode_key(&key)),
+                ..ChangeQuery::default()
             })
             .unwrap()
             .len()

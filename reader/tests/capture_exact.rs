@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use rowtrail_reader::archive::{Archive, ArchiveOptions, ArchivedChange, ChangeFilter};
+use rowtrail_reader::archive::{Archive, ArchiveOptions, ArchivedChange, ChangeQuery};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_sql::{Ident, TableName, Value};
 use rusqlite::Connection;
 
@@ -29,13 +29,13 @@ fn drain(dir: &Path) -> Vec<ArchivedChange> {
     );
     let report = archive.verify(None).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
-    archive.changes(&ChangeFilter::default()).unwrap()
+    archive.changes(&ChangeQuery::default()).unwrap()
 }
 
 fn summary(c: &ArchivedChange) -> (String, String, Option<Vec<Value>>, Option<Vec<Value>>) {
     (
         c.table.name.name.to_string(),
-        c.op.clone(),
+        c.op.word().to_string(),
         c.before.clone(),
         c.after.clone(),
     )
@@ -133,7 +133,7 @@ fn multi_row_statements_updates_and_deletes_are_each_recorded() {
     )
     .unwrap();
     let changes = drain(dir.path());
-    let ops: Vec<String> = changes.iter().map(|c| c.op.clone()).collect();
+    let ops: Vec<String> = changes.iter().map(|c| c.op.word().to_string()).collect();
     assert_eq!(
         ops,
         ["insert", "insert", "update", "update", "delete", "update"]
@@ -186,9 +186,9 @@ fn multi_row_statements_updates_and_deletes_are_each_recorded() {
     let t = TableName::bare(Ident::new("t").unwrap());
     for key in [3, 30] {
         let hist = archive
-            .changes(&ChangeFilter {
+            .changes(&ChangeQuery {
                 table: Some(t.clone()),
-                key: Some(vec![i(key)]),
+                row_key: Some(rowtrail_sql::key::encode_key(&[i(key)])),
                 ..Default::default()
             })
             .unwrap();
@@ -243,7 +243,10 @@ fn replace_with_recursive_triggers_on_is_not_recorded_twice() {
     );
     conn.execute_batch("PRAGMA recursive_triggers = ON; REPLACE INTO u VALUES (1, 'b');")
         .unwrap();
-    let ops: Vec<String> = drain(dir.path()).iter().map(|c| c.op.clone()).collect();
+    let ops: Vec<String> = drain(dir.path())
+        .iter()
+        .map(|c| c.op.word().to_string())
+        .collect();
     assert_eq!(
         ops,
         ["delete", "delete", "insert"],
@@ -268,7 +271,7 @@ fn tables_without_rowid_and_without_key_are_captured() {
     let changes = drain(dir.path());
     let got: Vec<(String, String)> = changes
         .iter()
-        .map(|c| (c.table.name.name.to_string(), c.op.clone()))
+        .map(|c| (c.table.name.name.to_string(), c.op.word().to_string()))
         .collect();
     let want = [
         ("w", "insert"),

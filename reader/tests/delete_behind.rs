@@ -11,8 +11,9 @@ use common::assert_archived_in_seq_order;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
 use rowtrail_reader::source::{
-    CapturedTable, Source, SourceInfo, SqliteSource, StagedImage, StagedKey, StagingDeleter,
+    CapturedTable, Source, SourceInfo, StagedImage, StagedKey, StagingDeleter,
 };
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_reader::ReaderError;
 use rusqlite::Connection;
 

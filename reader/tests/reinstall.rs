@@ -10,7 +10,8 @@ use std::path::Path;
 use common::assert_archived_in_seq_order;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::{Source, SqliteSource};
+use rowtrail_reader::source::Source;
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_reader::ReaderError;
 use rusqlite::Connection;
 
@@ -58,11 +59,7 @@ fn a_reinstall_between_passes_starts_a_new_source_and_loses_nothing() {
     assert_eq!((second.archived, second.duplicates), (2, 0), "{second:?}");
     assert_ne!(src.info().incarnation, old);
     assert_eq!(archive.change_count().unwrap(), 4);
-    let sources: i64 = archive
-        .connection()
-        .query_row("SELECT count(*) FROM sources", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(sources, 2);
+    assert_eq!(archive.sources().unwrap().len(), 2);
     assert_eq!(staged(&conn), 0);
     assert!(archive.verify(None).unwrap().ok());
 }

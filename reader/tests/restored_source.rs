@@ -6,7 +6,8 @@
 
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::{Source, SqliteSource};
+use rowtrail_reader::source::Source;
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_reader::ReaderError;
 use rusqlite::Connection;
 

@@ -7,13 +7,11 @@
 //! objects (`{"blob": "<hex>"}`, `{"text_hex": …}` for text that is not UTF-8, `{"real": "inf"}`,
 //! `{"decimal": …}`, `{"datetime": …}`, `{"uuid": …}`).
 
-use std::collections::HashMap;
-
-use rowtrail_reader::archive::Archive;
-use rowtrail_sql::Value;
+use rowtrail_reader::archive::{Archive, ArchivedChange as Change, ChangeQuery};
+use rowtrail_sql::staging::Op;
+use rowtrail_sql::{Ident, TableName, Value};
 use serde_json::{json, Map};
 
-use crate::load::{self, Change};
 use crate::scope::normalise_time;
 use crate::RestoreError;
 
@@ -45,55 +43,35 @@ pub struct AuditFilter {
 /// The operations an archive records.
 pub const OPS: [&str; 4] = ["insert", "update", "delete", "keychange"];
 
-fn condition(f: &AuditFilter) -> Result<(String, Vec<rusqlite::types::Value>), RestoreError> {
-    let mut clauses = vec!["c.id > ?1".to_string()];
-    let mut args: Vec<rusqlite::types::Value> = vec![0i64.into()];
-    let mut arg = |v: rusqlite::types::Value| {
-        args.push(v);
-        format!("?{}", args.len())
-    };
-    if let Some(t) = &f.table {
-        let s = arg(f.schema.clone().unwrap_or_default().into());
-        let n = arg(t.clone().into());
-        clauses.push(format!(
-            "c.table_id IN (SELECT id FROM tables WHERE schema_name = {s} AND table_name = {n})"
-        ));
+impl AuditFilter {
+    /// The archive query this filter asks.
+    pub fn query(&self) -> Result<ChangeQuery, RestoreError> {
+        let op = match &self.op {
+            None => None,
+            Some(op) => Some(Op::from_word(op).ok_or_else(|| {
+                RestoreError::BadRequest(format!("--op {op:?}: use one of {}", OPS.join(", ")))
+            })?),
+        };
+        let table = match &self.table {
+            None => None,
+            Some(t) => Some(TableName {
+                schema: self.schema.clone().map(Ident::new).transpose()?,
+                name: Ident::new(t.clone())?,
+            }),
+        };
+        Ok(ChangeQuery {
+            table,
+            login: self.login.clone(),
+            client_ip: self.client_ip.clone(),
+            op,
+            since: self.since.as_deref().map(normalise_time).transpose()?,
+            until: self.until.as_deref().map(normalise_time).transpose()?,
+            tx: self.tx.clone(),
+            after_id: self.after_id,
+            limit: self.limit,
+            ..ChangeQuery::default()
+        })
     }
-    for (v, col) in [(&f.login, "c.login"), (&f.client_ip, "c.client_ip")] {
-        if let Some(v) = v {
-            let a = arg(v.clone().into());
-            clauses.push(format!("{col} = {a}"));
-        }
-    }
-    if let Some(op) = &f.op {
-        if !OPS.contains(&op.as_str()) {
-            return Err(RestoreError::BadRequest(format!(
-                "--op {op:?}: use one of {}",
-                OPS.join(", ")
-            )));
-        }
-        let a = arg(op.clone().into());
-        clauses.push(format!("c.op = {a}"));
-    }
-    if let Some(t) = &f.since {
-        let a = arg(normalise_time(t)?.into());
-        clauses.push(format!("c.at >= {a}"));
-    }
-    if let Some(t) = &f.until {
-        let a = arg(normalise_time(t)?.into());
-        clauses.push(format!("c.at < {a}"));
-    }
-    if let Some(tx) = &f.tx {
-        let t = arg(tx.clone().into());
-        match tx.trim().parse::<i64>() {
-            Ok(i) => {
-                let n = arg(i.into());
-                clauses.push(format!("(c.tx = {t} OR c.tx = {n})"));
-            }
-            Err(_) => clauses.push(format!("c.tx = {t}")),
-        }
-    }
-    Ok((clauses.join(" AND "), args))
 }
 
 /// Calls `each` with every change `filter` selects, oldest first, reading `page` changes at a
@@ -104,27 +82,13 @@ pub fn stream(
     page: u64,
     each: &mut dyn FnMut(&Change) -> Result<(), RestoreError>,
 ) -> Result<(u64, Option<i64>), RestoreError> {
-    let (cond, mut args) = condition(filter)?;
-    let mut after = filter.after_id.unwrap_or(0);
     let mut count = 0u64;
     let mut last = None;
-    loop {
-        let want = match filter.limit {
-            Some(l) if l <= count => break,
-            Some(l) => page.min(l - count),
-            None => page,
-        };
-        args[0] = after.into();
-        let batch = load::changes_limited(archive, &cond, &args, Some(want))?;
-        for c in &batch {
-            each(c)?;
-            count += 1;
-            after = c.id;
-            last = Some(c.id);
-        }
-        if (batch.len() as u64) < want {
-            break;
-        }
+    for c in archive.stream_pages(&filter.query()?, page)? {
+        let c = c?;
+        each(&c)?;
+        count += 1;
+        last = Some(c.id);
     }
     Ok((count, last))
 }
@@ -170,7 +134,7 @@ pub fn key_json(c: &Change) -> serde_json::Value {
 }
 
 /// One change as a JSON object; unchanged columns only with `all_columns`.
-pub fn to_json(c: &Change, incarnation: &str, all_columns: bool) -> serde_json::Value {
+pub fn to_json(c: &Change, all_columns: bool) -> serde_json::Value {
     let cols = &c.table.columns;
     let columns: Vec<serde_json::Value> = (0..cols.len())
         .filter_map(|i| {
@@ -193,11 +157,11 @@ pub fn to_json(c: &Change, incarnation: &str, all_columns: bool) -> serde_json::
     let meta = |v: &Option<Value>| v.as_ref().map_or(serde_json::Value::Null, value_json);
     json!({
         "id": c.id,
-        "incarnation": incarnation,
+        "incarnation": &*c.incarnation,
         "seq": c.seq,
         "schema": c.table.name.schema.as_ref().map(|s| s.as_str()),
         "table": c.table.name.name.as_str(),
-        "op": c.op,
+        "op": c.op.word(),
         "at": c.at,
         "login": c.login,
         "host": c.host,
@@ -209,17 +173,6 @@ pub fn to_json(c: &Change, incarnation: &str, all_columns: bool) -> serde_json::
         "key": key_json(c),
         "columns": columns,
     })
-}
-
-/// Incarnation ids by the archive's source id.
-pub fn incarnations(archive: &Archive) -> Result<HashMap<i64, String>, RestoreError> {
-    let mut stmt = archive
-        .connection()
-        .prepare("SELECT id, incarnation FROM sources")?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<HashMap<_, _>, _>>()?;
-    Ok(rows)
 }
 
 /// The CSV header line (no line break).
@@ -278,7 +231,7 @@ pub fn to_csv(c: &Change, all_columns: bool) -> String {
         c.seq.to_string(),
         opt(&c.at),
         c.table.name.to_string(),
-        c.op.clone(),
+        c.op.word().to_string(),
         opt(&c.login),
         opt(&c.host),
         opt(&c.app),

@@ -15,26 +15,9 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use rowtrail_sql::{image, TableName, Value};
+use rowtrail_reader::archive::ArchivedChange as Change;
+use rowtrail_sql::{image, ForeignKey, Value};
 use serde::Serialize;
-
-use crate::load::Change;
-
-/// A foreign key of the source: `child (child_columns)` references `parent (parent_columns)`.
-///
-/// Tables are named as the archive names them (SQL Server: schema-qualified; SQLite: no
-/// schema), so a key matches a change's table by [`TableName`] equality.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForeignKey {
-    /// The referencing table.
-    pub child: TableName,
-    /// Its columns.
-    pub child_columns: Vec<String>,
-    /// The referenced table.
-    pub parent: TableName,
-    /// Its columns (the primary key when the declaration names none).
-    pub parent_columns: Vec<String>,
-}
 
 /// Why a later change depends on an earlier one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -94,15 +77,12 @@ impl ChangeRef {
             id: c.id,
             seq: c.seq,
             table: c.table.name.to_string(),
-            op: c.op.clone(),
+            op: c.op.word().to_string(),
             login: c.login.clone(),
             host: c.host.clone(),
             app: c.app.clone(),
             at: c.at.clone(),
-            tx: c.tx.as_ref().map(|t| match t {
-                Value::Text(b) => String::from_utf8_lossy(b).into_owned(),
-                other => other.to_string(),
-            }),
+            tx: c.tx_text(),
         }
     }
 }

@@ -1,8 +1,7 @@
 //! One row's history: every change to it, oldest first, following key changes.
 
-use rowtrail_reader::archive::{Archive, ArchivedChange, ChangeFilter};
+use rowtrail_reader::archive::{Archive, ArchivedChange, ChangeQuery};
 use rowtrail_sql::{Table, TableName, Value};
-use rusqlite::OptionalExtension;
 
 use crate::RestoreError;
 
@@ -40,25 +39,10 @@ pub fn changed_columns(change: &ArchivedChange, all: bool) -> Vec<ColumnChange> 
 
 /// The latest definition the archive holds for `table`.
 pub fn latest_definition(archive: &Archive, table: &TableName) -> Result<Table, RestoreError> {
-    let schema = table.schema.as_ref().map_or("", |s| s.as_str());
-    let def: Option<String> = archive
-        .connection()
-        .query_row(
-            "SELECT v.definition FROM table_versions v JOIN tables t ON t.id = v.table_id \
-             WHERE t.schema_name = ?1 AND t.table_name = ?2 ORDER BY v.id DESC LIMIT 1",
-            [schema, table.name.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match def {
-        Some(d) => Ok(Table::from_json(&d).map_err(rowtrail_reader::ReaderError::from)?),
+    match archive.latest_definition(table)? {
+        Some(t) => Ok(t),
         None => {
-            let mut stmt = archive
-                .connection()
-                .prepare("SELECT DISTINCT table_name FROM tables ORDER BY table_name")?;
-            let names: Vec<String> = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+            let names = archive.table_names()?;
             let hint = if names.is_empty() {
                 " (the archive is empty)".to_string()
             } else {
@@ -194,36 +178,16 @@ fn follow_key(
 }
 
 /// Every change to the row of `table` keyed `key` (under that key, before or after), oldest
-/// first. The ids come from the two row indexes (`changes_by_row`, `changes_by_prev_row`),
-/// each change then by its id, so the cost follows the row's history, not the archive's size.
+/// first, in one query answered from the two row indexes (`changes_by_row`,
+/// `changes_by_prev_row`), so the cost follows the row's history, not the archive's size.
 fn changes_of_row(
     archive: &Archive,
     table: &TableName,
     key: &[Value],
 ) -> Result<Vec<ArchivedChange>, RestoreError> {
-    let schema = table.schema.as_ref().map_or("", |s| s.as_str());
-    let mut stmt = archive.connection().prepare_cached(
-        "WITH tid AS (SELECT id FROM tables WHERE schema_name = ?1 AND table_name = ?2) \
-         SELECT id FROM changes WHERE table_id IN tid AND row_key = ?3 \
-         UNION SELECT id FROM changes WHERE table_id IN tid AND prev_key = ?3 ORDER BY 1",
-    )?;
-    let ids: Vec<i64> = stmt
-        .query_map(
-            rusqlite::params![
-                schema,
-                table.name.as_str(),
-                rowtrail_sql::key::encode_key(key)
-            ],
-            |r| r.get(0),
-        )?
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        out.extend(archive.changes(&ChangeFilter {
-            after_id: Some(id - 1),
-            limit: Some(1),
-            ..ChangeFilter::default()
-        })?);
-    }
-    Ok(out)
+    Ok(archive.changes(&ChangeQuery {
+        table: Some(table.clone()),
+        row_key: Some(rowtrail_sql::key::encode_key(key)),
+        ..ChangeQuery::default()
+    })?)
 }

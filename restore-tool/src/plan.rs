@@ -1,17 +1,18 @@
 //! Undo and redo plans: which changes, in which order, under which conflict mode.
 //!
 //! Planning is pure: it takes archived changes (the scope and every later change of the same
-//! source) and the source's foreign keys, and returns ordered steps. Rendering the steps as SQL
-//! is `rowtrail_sql::undo`'s job; applying them is [`crate::apply`]'s.
+//! source) and the source's foreign keys, and returns ordered steps. A plan becomes a
+//! [`Job`] of the apply layer ([`Plan::job`]), which renders and applies it.
 
 use std::collections::HashSet;
 
-use rowtrail_reader::archive::RunKind;
-use rowtrail_sql::undo::{OnConflict, ScriptStep, Step};
+use rowtrail_apply::{Job, JobStep, Label};
+use rowtrail_reader::archive::{ArchivedChange as Change, RunKind};
+use rowtrail_sql::undo::{OnConflict, Step};
+use rowtrail_sql::ForeignKey;
 use serde::Serialize;
 
-use crate::conflict::{ChangeRef, Conflict, Dependencies, Dependency, ForeignKey};
-use crate::load::Change;
+use crate::conflict::{ChangeRef, Conflict, Dependencies, Dependency};
 
 /// What to do about later changes that depend on a change in scope (after Oracle's Flashback
 /// Transaction Backout).
@@ -115,17 +116,53 @@ impl Plan {
         self.steps.iter().map(PlannedStep::comment).collect()
     }
 
-    /// The steps as a script renders them, each with its line of `comments` (from
+    /// The plan as a job of the apply layer, each step with its line of `comments` (from
     /// [`Plan::comments`]).
-    pub fn script_steps<'a>(&'a self, comments: &'a [String]) -> Vec<ScriptStep<'a>> {
-        self.steps
-            .iter()
-            .zip(comments)
-            .map(|(s, comment)| ScriptStep {
-                comment,
-                step: s.step(),
-            })
-            .collect()
+    pub fn job<'a>(
+        &'a self,
+        comments: &'a [String],
+        foreign_keys: &'a [ForeignKey],
+        label: Option<&'a Label>,
+    ) -> Job<'a> {
+        Job {
+            what: self.kind.word(),
+            steps: self
+                .steps
+                .iter()
+                .zip(comments)
+                .map(|(s, comment)| JobStep {
+                    id: s.change.id,
+                    comment,
+                    step: s.step(),
+                })
+                .collect(),
+            on_conflict: self.mode.on_conflict(),
+            foreign_keys,
+            label,
+        }
+    }
+}
+
+/// The header of a plan's script: what it is, for which source, and how to run it by hand.
+pub fn script_header(plan: &Plan, incarnation: &str, dialect: rowtrail_sql::Dialect) -> String {
+    let kind = plan.kind.word();
+    let what = format!(
+        "rowtrail {kind} script ({} step(s), mode {})",
+        plan.steps.len(),
+        plan.mode.word()
+    );
+    match dialect {
+        rowtrail_sql::Dialect::Sqlite => format!(
+            "{what}, for the SQLite source {incarnation}.\n\
+             Run by hand with: sqlite3 -bail <source.db> < this-file.sql (one transaction; a failed\n\
+             guard stops it and nothing changes). `rowtrail {kind} --apply` also records it in the undo journal."
+        ),
+        // The T-SQL renderer adds the sqlcmd line itself.
+        rowtrail_sql::Dialect::Mssql => format!(
+            "{what}, for the SQL Server source {incarnation}.\n\
+             A failed guard stops it with error 50003 and nothing changes. Run by hand, it is not\n\
+             journaled; `rowtrail {kind} --apply` runs it and records it in the undo journal."
+        ),
     }
 }
 
@@ -227,5 +264,40 @@ pub fn redo(mut changes: Vec<Change>, mode: Mode) -> Plan {
         conflicts: Vec::new(),
         cascaded: Vec::new(),
         skipped: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rowtrail_sql::Dialect;
+
+    fn plan() -> Plan {
+        Plan {
+            kind: RunKind::Undo,
+            mode: Mode::Skip,
+            steps: vec![],
+            conflicts: vec![],
+            cascaded: vec![],
+            skipped: vec![],
+        }
+    }
+
+    #[test]
+    fn headers_say_how_to_run_the_script_by_hand_for_the_engine() {
+        let sqlite = script_header(&plan(), "inc-1", Dialect::Sqlite);
+        assert!(
+            sqlite.starts_with(
+                "rowtrail undo script (0 step(s), mode skip), for the SQLite source inc-1."
+            ) && sqlite.contains("sqlite3 -bail <source.db> < this-file.sql"),
+            "{sqlite}"
+        );
+        let mssql = script_header(&plan(), "inc-2", Dialect::Mssql);
+        assert!(
+            mssql.contains("for the SQL Server source inc-2")
+                && mssql.contains("error 50003")
+                && !mssql.contains("sqlite3"),
+            "{mssql}"
+        );
     }
 }

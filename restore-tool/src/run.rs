@@ -4,20 +4,17 @@
 //! the source transaction (SQL Server) before its first write, the items just before the source
 //! commits, and the state `applied` just after. A run interrupted between those points is
 //! settled by the next undo or redo ([`settle_pending`]): it committed exactly when a write
-//! carrying its link ([`crate::link`]) exists (in staging or already archived).
+//! carrying its link ([`rowtrail_apply::Link`]) exists (in staging or already archived).
 //!
-//! The source is any [`UndoTarget`]: a [`rusqlite::Connection`] or a SQL Server
-//! [`crate::target::MssqlTarget`]. Callers serialise runs on one archive (the CLI holds
-//! `<archive>.undo.lock`).
+//! The source is any apply [`Target`] with capture installed. Callers serialise runs on one
+//! archive ([`crate::session`] holds `<archive>.undo.lock`).
 
+use rowtrail_apply::{ApplyError, Hooks, Label, Link, StepResult, Target};
 use rowtrail_reader::archive::{Archive, RunKind, RunState, UndoItem, UndoRun};
+use rowtrail_sql::{ForeignKey, Value};
 
-use crate::apply::{Label, StepResult};
-use crate::link;
-use crate::load;
 use crate::plan::{self, Mode, Plan};
 use crate::scope::{self, Scope};
-use crate::target::{Journal, UndoTarget};
 use crate::RestoreError;
 
 /// Who the run's writes are attributed to.
@@ -43,26 +40,52 @@ pub struct Prepared {
     /// For a redo: the undo run it re-applies.
     pub redo_of: Option<i64>,
     /// The source's foreign keys.
-    pub fks: Vec<crate::conflict::ForeignKey>,
+    pub fks: Vec<ForeignKey>,
+}
+
+/// The incarnation of the capture installed on `source`, or an error that says to install it.
+pub fn incarnation(source: &dyn Target) -> Result<String, RestoreError> {
+    source.incarnation()?.ok_or_else(|| {
+        RestoreError::BadRequest(format!(
+            "source {}: cannot read the incarnation (is capture installed? run `rowtrail sql install`)",
+            source.location()
+        ))
+    })
+}
+
+/// What the writes of `run` carry in `source`'s capture.
+fn link_of(source: &dyn Target, run: &UndoRun) -> Option<Link> {
+    source.link(&run.tx_tag, run.source_tx)
+}
+
+/// The transaction value the archive records for the writes a link names.
+fn link_value(link: &Link) -> Value {
+    match link {
+        Link::Tag(t) => Value::text(t),
+        Link::Transaction(tx) => Value::Integer(*tx),
+    }
 }
 
 /// Settles every run of the source's incarnation left `applying` by an interrupted undo or
 /// redo; returns each run settled and whether it had committed.
-pub fn settle_pending<T: UndoTarget + ?Sized>(
+pub fn settle_pending(
     archive: &Archive,
-    source: &T,
+    source: &dyn Target,
 ) -> Result<Vec<(i64, bool)>, RestoreError> {
-    let incarnation = source.incarnation()?;
+    let incarnation = incarnation(source)?;
     let mut settled = Vec::new();
     for run in archive.runs(Some(RunState::Applying))? {
         if run.incarnation != incarnation {
             continue;
         }
-        let committed = match source.link(&run, link::recorded(archive, run.id)?) {
+        let committed = match link_of(source, &run) {
             None => false,
             // Staging first: the reader deletes a write from staging only after archiving it,
             // so a write missing from staging now is archived already, or was never made.
-            Some(l) => source.staged_with(&l)? || link::archived(archive, &incarnation, &l)?,
+            Some(l) => {
+                source.staged_with(&l)?
+                    || archive.has_changes_in_tx(&incarnation, &link_value(&l))?
+            }
         };
         archive.settle_run(run.id, committed)?;
         settled.push((run.id, committed));
@@ -70,25 +93,24 @@ pub fn settle_pending<T: UndoTarget + ?Sized>(
     Ok(settled)
 }
 
-/// Plans undoing `scope` on the source behind `source`.
-pub fn prepare_undo<T: UndoTarget + ?Sized>(
+/// Plans undoing `scope` on `source`.
+pub fn prepare_undo(
     archive: &Archive,
-    source: &T,
+    source: &dyn Target,
     scope: &Scope,
     mode: Mode,
 ) -> Result<Prepared, RestoreError> {
-    let incarnation = source.incarnation()?;
+    let incarnation = incarnation(source)?;
     let fks = source.foreign_keys()?;
-    let (targets, history) = match load::source_id(archive, &incarnation)? {
-        None => (Vec::new(), Vec::new()),
-        Some(id) => {
-            let targets = scope::select(archive, id, scope)?;
-            let history = match targets.first() {
-                Some(&first) => load::eligible_from(archive, id, statement_start(archive, first)?)?,
-                None => Vec::new(),
-            };
-            (targets, history)
-        }
+    let targets = scope::select(archive, &incarnation, scope)?;
+    let history = match targets.first() {
+        Some(&first) => archive.changes(&rowtrail_reader::archive::ChangeQuery {
+            incarnation: Some(incarnation.clone()),
+            undo_eligible: true,
+            after_id: Some(archive.statement_start(first)? - 1),
+            ..Default::default()
+        })?,
+        None => Vec::new(),
     };
     Ok(Prepared {
         selected: targets.len(),
@@ -101,9 +123,9 @@ pub fn prepare_undo<T: UndoTarget + ?Sized>(
 }
 
 /// Plans re-applying what undo run `run` undid.
-pub fn prepare_redo<T: UndoTarget + ?Sized>(
+pub fn prepare_redo(
     archive: &Archive,
-    source: &T,
+    source: &dyn Target,
     run: i64,
     mode: Mode,
 ) -> Result<Prepared, RestoreError> {
@@ -112,7 +134,7 @@ pub fn prepare_redo<T: UndoTarget + ?Sized>(
             "redo has no cascade mode: it re-applies exactly what one undo run undid".into(),
         ));
     }
-    let incarnation = source.incarnation()?;
+    let incarnation = incarnation(source)?;
     let undo_run = archive
         .run(run)?
         .ok_or_else(|| RestoreError::BadRequest(format!("the undo journal has no run {run}")))?;
@@ -135,7 +157,14 @@ pub fn prepare_redo<T: UndoTarget + ?Sized>(
         .filter(|i| i.outcome != "skipped")
         .map(|i| i.change_id)
         .collect();
-    let changes = load::by_ids(archive, &ids)?;
+    let changes = if ids.is_empty() {
+        Vec::new()
+    } else {
+        archive.changes(&rowtrail_reader::archive::ChangeQuery {
+            ids: Some(ids),
+            ..Default::default()
+        })?
+    };
     Ok(Prepared {
         selected: changes.len(),
         plan: plan::redo(changes, mode),
@@ -152,18 +181,18 @@ struct RunJournal<'a> {
     run: i64,
 }
 
-impl Journal for RunJournal<'_> {
-    fn link(&mut self, tx: i64) -> Result<(), RestoreError> {
-        link::record(self.archive, self.run, tx)
+impl Hooks for RunJournal<'_> {
+    fn link(&mut self, tx: i64) -> Result<(), ApplyError> {
+        Ok(self.archive.link_run(self.run, tx)?)
     }
 
-    fn before_commit(&mut self, results: &[StepResult]) -> Result<(), RestoreError> {
+    fn before_commit(&mut self, results: &[StepResult]) -> Result<(), ApplyError> {
         let items: Vec<UndoItem> = results
             .iter()
             .enumerate()
             .map(|(n, r)| UndoItem {
                 ordinal: n as i64 + 1,
-                change_id: r.change_id,
+                change_id: r.id,
                 action: r.action.to_string(),
                 outcome: r.outcome.word().to_string(),
             })
@@ -174,9 +203,9 @@ impl Journal for RunJournal<'_> {
 
 /// Applies a prepared plan and journals it; returns the run and each step's result (None
 /// when the plan has no steps: nothing is recorded then).
-pub fn execute<T: UndoTarget + ?Sized>(
+pub fn execute(
     archive: &Archive,
-    source: &mut T,
+    source: &mut dyn Target,
     prepared: &Prepared,
     actor: &Actor,
 ) -> Result<Option<(UndoRun, Vec<StepResult>)>, RestoreError> {
@@ -204,31 +233,19 @@ pub fn execute<T: UndoTarget + ?Sized>(
         archive,
         run: run.id,
     };
-    match source.apply(plan, &prepared.fks, &label, &mut journal) {
+    let comments = plan.comments();
+    let job = plan.job(&comments, &prepared.fks, Some(&label));
+    match source.apply(&job, &mut journal) {
         Ok(results) => {
             archive.settle_run(run.id, true)?;
             let run = archive.run(run.id)?.unwrap_or(run);
             Ok(Some((run, results)))
         }
         // The capture tells later whether the source committed.
-        Err(e @ RestoreError::CommitUnknown { .. }) => Err(e),
+        Err(e @ ApplyError::CommitUnknown { .. }) => Err(e.into()),
         Err(e) => {
             archive.settle_run(run.id, false)?;
-            Err(e)
+            Err(e.into())
         }
     }
-}
-
-/// The first change archived with the same server time as change `id`, at or before it.
-///
-/// Foreign-key actions (`ON UPDATE CASCADE`) capture the child rows they move just before the
-/// parent's own change, in the same statement and so at the same time: planning must see them
-/// to know that those children now hang under the parent's new key.
-fn statement_start(archive: &Archive, id: i64) -> Result<i64, RestoreError> {
-    Ok(archive.connection().query_row(
-        "SELECT coalesce(min(c.id), ?1) FROM changes c, changes f \
-         WHERE f.id = ?1 AND c.at = f.at AND c.source_id = f.source_id AND c.id <= ?1",
-        [id],
-        |r| r.get(0),
-    )?)
 }

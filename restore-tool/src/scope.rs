@@ -1,10 +1,9 @@
 //! What to undo: the scopes of `rowtrail undo`, turned into archived change ids.
 
-use rowtrail_reader::archive::Archive;
+use rowtrail_reader::archive::{Archive, ChangeQuery};
 use rowtrail_sql::{Ident, TableName};
 use serde::Serialize;
 
-use crate::load::ELIGIBLE;
 use crate::RestoreError;
 
 /// Which changes an undo covers: one selector, narrowed by the optional filters.
@@ -93,8 +92,13 @@ pub fn normalise_time(text: &str) -> Result<String, RestoreError> {
     Ok(format!("{date}T{}:{}:{sec}.{frac}Z", h[0], h[1]))
 }
 
-/// The eligible changes of source `source_id` that `scope` selects, oldest first (ids).
-pub fn select(archive: &Archive, source_id: i64, scope: &Scope) -> Result<Vec<i64>, RestoreError> {
+/// The eligible changes of the source incarnation `incarnation` that `scope` selects, oldest
+/// first (ids).
+pub fn select(
+    archive: &Archive,
+    incarnation: &str,
+    scope: &Scope,
+) -> Result<Vec<i64>, RestoreError> {
     if scope.selectors() != 1 {
         return Err(RestoreError::BadRequest(
             "give exactly one of --last, --tx, --statement, --since, --after-change, --change"
@@ -104,66 +108,38 @@ pub fn select(archive: &Archive, source_id: i64, scope: &Scope) -> Result<Vec<i6
     if !scope.key.is_empty() && scope.table.is_none() {
         return Err(RestoreError::BadRequest("--key needs --table".into()));
     }
-    let mut sql = format!("SELECT c.id FROM changes c WHERE {ELIGIBLE}");
-    let mut args: Vec<rusqlite::types::Value> = vec![source_id.into()];
-    let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
-        args.push(v);
-        format!("?{}", args.len())
+    let mut q = ChangeQuery {
+        incarnation: Some(incarnation.to_string()),
+        undo_eligible: true,
+        login: scope.user.clone(),
+        tx: scope.tx.clone(),
+        statement: scope.statement.clone(),
+        since: scope.since.as_deref().map(normalise_time).transpose()?,
+        after_id: scope.after_change,
+        newest_first: true,
+        limit: scope.last,
+        ..ChangeQuery::default()
     };
+    let mut ids: Option<Vec<i64>> = (!scope.changes.is_empty()).then(|| scope.changes.clone());
     if let Some(name) = &scope.table {
         let table = TableName {
             schema: scope.schema.clone().map(Ident::new).transpose()?,
             name: Ident::new(name.clone())?,
         };
-        let s = arg(scope.schema.clone().unwrap_or_default().into(), &mut args);
-        let n = arg(name.clone().into(), &mut args);
-        sql.push_str(&format!(
-            " AND c.table_id IN (SELECT id FROM tables WHERE schema_name = {s} AND table_name = {n})"
-        ));
         if !scope.key.is_empty() {
-            let ids: Vec<String> = crate::history::row_history(archive, &table, &scope.key)?
+            let of_row: Vec<i64> = crate::history::row_history(archive, &table, &scope.key)?
                 .iter()
-                .map(|c| c.id.to_string())
+                .map(|c| c.id)
                 .collect();
-            sql.push_str(&format!(" AND c.id IN ({})", ids.join(", ")));
+            ids = Some(match ids {
+                None => of_row,
+                Some(given) => given.into_iter().filter(|i| of_row.contains(i)).collect(),
+            });
         }
+        q.table = Some(table);
     }
-    if let Some(user) = &scope.user {
-        let u = arg(user.clone().into(), &mut args);
-        sql.push_str(&format!(" AND c.login = {u}"));
-    }
-    for (value, column) in [(&scope.tx, "c.tx"), (&scope.statement, "c.stmt")] {
-        if let Some(v) = value {
-            let t = arg(v.clone().into(), &mut args);
-            match v.trim().parse::<i64>() {
-                Ok(i) => {
-                    let n = arg(i.into(), &mut args);
-                    sql.push_str(&format!(" AND ({column} = {t} OR {column} = {n})"));
-                }
-                Err(_) => sql.push_str(&format!(" AND {column} = {t}")),
-            }
-        }
-    }
-    if let Some(since) = &scope.since {
-        let s = arg(normalise_time(since)?.into(), &mut args);
-        sql.push_str(&format!(" AND c.at >= {s}"));
-    }
-    if let Some(after) = scope.after_change {
-        let a = arg(after.into(), &mut args);
-        sql.push_str(&format!(" AND c.id > {a}"));
-    }
-    if !scope.changes.is_empty() {
-        let ids: Vec<String> = scope.changes.iter().map(|i| i.to_string()).collect();
-        sql.push_str(&format!(" AND c.id IN ({})", ids.join(", ")));
-    }
-    sql.push_str(" ORDER BY c.id DESC");
-    if let Some(n) = scope.last {
-        sql.push_str(&format!(" LIMIT {n}"));
-    }
-    let mut stmt = archive.connection().prepare(&sql)?;
-    let mut ids: Vec<i64> = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    q.ids = ids;
+    let mut ids = archive.change_ids(&q)?;
     ids.reverse();
     Ok(ids)
 }

@@ -4,11 +4,21 @@
 mod common;
 
 use common::Env;
+use rowtrail_apply::ApplyError;
+use rowtrail_reader::archive::ChangeQuery;
 use rowtrail_restore::conflict::Dependency;
 use rowtrail_restore::plan::Mode;
 use rowtrail_restore::scope::Scope;
 use rowtrail_restore::RestoreError;
 use rowtrail_sql::Value;
+
+/// The apply layer's error an undo ended with, if it ended with one.
+fn applying<T>(r: Result<T, RestoreError>) -> Option<ApplyError> {
+    match r {
+        Err(RestoreError::Apply(e)) => Some(*e),
+        _ => None,
+    }
+}
 
 const DDL: &str = "
     CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
@@ -143,7 +153,8 @@ fn child_inserted_refuse_cascade_skip_and_force_stops_at_the_foreign_key() {
             }
             Mode::Skip => assert_eq!(env.undo(&changes(&[parent]), mode).unwrap(), None),
             Mode::Force => match env.undo(&changes(&[parent]), mode) {
-                Err(RestoreError::ForeignKeys(1)) => {}
+                Err(RestoreError::Apply(e))
+                    if matches!(*e, ApplyError::ForeignKeys { count: 1, .. }) => {}
                 other => panic!("force must not orphan a child: {other:?}"),
             },
         }
@@ -175,8 +186,8 @@ fn parent_deleted_refuse_cascade_skip_and_force_stops_at_the_foreign_key() {
             }
             Mode::Skip => assert_eq!(env.undo(&changes(&[gone]), mode).unwrap(), None),
             Mode::Force => assert!(matches!(
-                env.undo(&changes(&[gone]), mode),
-                Err(RestoreError::ForeignKeys(1))
+                applying(env.undo(&changes(&[gone]), mode)),
+                Some(ApplyError::ForeignKeys { count: 1, .. })
             )),
         }
         assert_eq!(env.snapshot(), before, "{mode:?} changed the source");
@@ -194,9 +205,10 @@ fn a_write_not_yet_archived_fails_the_guard_in_every_mode_but_force() {
         let result = env.undo(&changes(&[ins]), mode);
         match mode {
             Mode::Refuse => {
+                let shown = format!("{result:?}");
                 assert!(
-                    matches!(result, Err(RestoreError::Guards(ref g)) if g.len() == 1),
-                    "{result:?}"
+                    matches!(applying(result), Some(ApplyError::Guards { ref rows, .. }) if rows.len() == 1),
+                    "{shown}"
                 );
                 assert_eq!(rows(&env, "parent"), [row(&[int(5), text("unarchived")])]);
             }
@@ -227,7 +239,7 @@ fn guards_compare_storage_class_not_just_value() {
             .unwrap();
         let r = env.undo(&changes(&[ins]), Mode::Refuse);
         assert!(
-            matches!(r, Err(RestoreError::Guards(_))),
+            matches!(&r, Err(RestoreError::Apply(e)) if matches!(**e, ApplyError::Guards { .. })),
             "{then} → {now}: {r:?}"
         );
     }
@@ -239,7 +251,10 @@ fn a_table_without_a_key_touches_exactly_one_row_and_refuses_ambiguity() {
     let ids = write(&env, "INSERT INTO loose VALUES ('x'); INSERT INTO loose VALUES ('x'); INSERT INTO loose VALUES ('y')");
     let r = env.undo(&changes(&[ids[1]]), Mode::Refuse);
     assert!(
-        matches!(r, Err(RestoreError::Ambiguous { count: 2, .. })),
+        matches!(
+            &r,
+            Err(RestoreError::Apply(e)) if matches!(**e, ApplyError::Ambiguous { count: 2, .. })
+        ),
         "{r:?}"
     );
     let msg = r.unwrap_err().to_string();
@@ -275,14 +290,12 @@ fn undone_changes_are_not_undone_twice_and_undo_writes_are_never_selected() {
     assert!(rows(&env, "parent").is_empty());
     assert_eq!(env.undo(&last, Mode::Refuse).unwrap(), None);
     let archive = env.archive();
-    let tagged: i64 = archive
-        .connection()
-        .query_row(
-            "SELECT count(*) FROM changes WHERE tx LIKE 'undo:%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let tagged = archive
+        .changes(&ChangeQuery::default())
+        .unwrap()
+        .iter()
+        .filter(|c| c.tx_text().is_some_and(|t| t.starts_with("undo:")))
+        .count();
     assert_eq!(tagged, 2, "each undo's writes are archived with its tag");
     let enforced: bool = env
         .conn
@@ -306,7 +319,8 @@ fn verify_finds_journal_inconsistencies() {
     env.drain();
     let archive = env.archive();
     assert!(archive.verify(None).unwrap().ok());
-    let c = archive.connection();
+    // A hostile edit of the journal, straight into the file.
+    let c = rusqlite::Connection::open(&env.archive).unwrap();
     // A second applied run claiming the same change.
     c.execute_batch(&format!(
         "INSERT INTO undo_runs (id, created_us, kind, mode, scope, source_id, tx_tag, state) \

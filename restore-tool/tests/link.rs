@@ -11,15 +11,10 @@ mod common;
 
 use std::collections::HashSet;
 
-use rowtrail_reader::archive::{RunKind, RunState, UndoRun};
-use rowtrail_restore::apply::{Label, StepResult};
-use rowtrail_restore::conflict::ForeignKey;
-use rowtrail_restore::link::{self, Link};
-use rowtrail_restore::plan::Plan;
+use rowtrail_apply::{ApplyError, ForeignKey, Hooks, Job, Link, StepResult, Target};
+use rowtrail_reader::archive::{ChangeQuery, RunKind, RunState};
 use rowtrail_restore::run;
 use rowtrail_restore::scope::{self, Scope};
-use rowtrail_restore::target::{Journal, UndoTarget};
-use rowtrail_restore::RestoreError;
 use rowtrail_sql::Dialect;
 use rusqlite::Connection;
 
@@ -29,37 +24,36 @@ struct LinkedByTransaction<'a> {
     staged: HashSet<i64>,
 }
 
-impl UndoTarget for LinkedByTransaction<'_> {
+impl Target for LinkedByTransaction<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Mssql
     }
     fn location(&self) -> String {
         "double".into()
     }
-    fn incarnation(&self) -> Result<String, RestoreError> {
-        self.conn.incarnation()
+    fn incarnation(&self) -> Result<Option<String>, ApplyError> {
+        Ok(incarnation(self.conn))
     }
-    fn foreign_keys(&self) -> Result<Vec<ForeignKey>, RestoreError> {
+    fn foreign_keys(&self) -> Result<Vec<ForeignKey>, ApplyError> {
         Ok(vec![])
     }
-    fn link(&self, _run: &UndoRun, recorded_tx: Option<i64>) -> Option<Link> {
+    fn link(&self, _tag: &str, recorded_tx: Option<i64>) -> Option<Link> {
         recorded_tx.map(Link::Transaction)
     }
-    fn staged_with(&self, link: &Link) -> Result<bool, RestoreError> {
+    fn staged_with(&self, link: &Link) -> Result<bool, ApplyError> {
         Ok(matches!(link, Link::Transaction(tx) if self.staged.contains(tx)))
     }
-    fn script(&self, _: &Plan, _: &[ForeignKey], _: &str) -> Result<String, RestoreError> {
+    fn script(&self, _: &Job<'_>, _: &str) -> Result<String, ApplyError> {
         unreachable!("not planned here")
     }
-    fn apply(
-        &mut self,
-        _: &Plan,
-        _: &[ForeignKey],
-        _: &Label,
-        _: &mut dyn Journal,
-    ) -> Result<Vec<StepResult>, RestoreError> {
+    fn apply(&mut self, _: &Job<'_>, _: &mut dyn Hooks) -> Result<Vec<StepResult>, ApplyError> {
         unreachable!("not applied here")
     }
+}
+
+/// The source's incarnation, read as capture records it.
+fn incarnation(c: &Connection) -> Option<String> {
+    rowtrail_reader::sqlite::catalog::incarnation(c, "source").unwrap()
 }
 
 /// Runs `sql` in one source transaction whose writes the capture records with `tx` (an
@@ -88,14 +82,14 @@ fn a_linked_run_settles_from_staging_or_the_archive_and_its_writes_are_never_sel
     in_transaction(c, 981, "UPDATE t SET v = 'b' WHERE id = 1");
     env.drain();
     let archive = env.archive();
-    let incarnation = c.incarnation().unwrap();
-    let source_id = rowtrail_restore::load::source_id(&archive, &incarnation)
-        .unwrap()
-        .unwrap();
+    let incarnation = incarnation(c).unwrap();
+    let source_id = incarnation.as_str();
     let user_change: i64 = archive
-        .connection()
-        .query_row("SELECT id FROM changes WHERE tx = 500", [], |r| r.get(0))
-        .unwrap();
+        .change_ids(&ChangeQuery {
+            tx: Some("500".into()),
+            ..ChangeQuery::default()
+        })
+        .unwrap()[0];
     assert_eq!(
         scope::select(&archive, source_id, &last(10)).unwrap().len(),
         2,
@@ -111,22 +105,26 @@ fn a_linked_run_settles_from_staging_or_the_archive_and_its_writes_are_never_sel
     // Run 1 wrote in 981 (archived); run 2 in 982 (still staged); run 3 never linked; run 4
     // linked 983 but no write carries it.
     let (r1, r2, r3, r4) = (begin(), begin(), begin(), begin());
-    link::record(&archive, r1, 981).unwrap();
-    link::record(&archive, r2, 982).unwrap();
-    link::record(&archive, r4, 983).unwrap();
+    archive.link_run(r1, 981).unwrap();
+    archive.link_run(r2, 982).unwrap();
+    archive.link_run(r4, 983).unwrap();
     assert!(
-        link::record(&archive, r1, 999).is_err(),
+        archive.link_run(r1, 999).is_err(),
         "a run's link is written once"
     );
-    assert_eq!(link::recorded(&archive, r1).unwrap(), Some(981));
-    assert_eq!(link::recorded(&archive, r3).unwrap(), None);
+    assert_eq!(archive.run(r1).unwrap().unwrap().source_tx, Some(981));
+    assert_eq!(archive.run(r3).unwrap().unwrap().source_tx, None);
     assert_eq!(
         scope::select(&archive, source_id, &last(10)).unwrap(),
         [user_change],
         "the writes of a pending linked run are not selected"
     );
-    assert!(link::archived(&archive, &incarnation, &Link::Transaction(981)).unwrap());
-    assert!(!link::archived(&archive, &incarnation, &Link::Transaction(982)).unwrap());
+    assert!(archive
+        .has_changes_in_tx(&incarnation, &rowtrail_sql::Value::Integer(981))
+        .unwrap());
+    assert!(!archive
+        .has_changes_in_tx(&incarnation, &rowtrail_sql::Value::Integer(982))
+        .unwrap());
 
     let source = LinkedByTransaction {
         conn: c,
@@ -164,7 +162,8 @@ fn a_linked_run_settles_from_staging_or_the_archive_and_its_writes_are_never_sel
 fn sqlite_runs_are_linked_by_their_tag() {
     let env = common::Env::new("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
     let archive = env.archive();
-    let inc = env.conn.incarnation().unwrap();
+    let inc = incarnation(&env.conn).unwrap();
+    let target = env.target();
     env.conn
         .execute_batch("INSERT INTO t VALUES (1, 'a')")
         .unwrap();
@@ -173,14 +172,11 @@ fn sqlite_runs_are_linked_by_their_tag() {
         .begin_run(RunKind::Undo, "refuse", "{}", &inc, None)
         .unwrap();
     assert_eq!(
-        env.conn.link(&run, None),
+        target.link(&run.tx_tag, None),
         Some(Link::Tag(run.tx_tag.clone())),
         "SQLite never needs a recorded transaction"
     );
-    assert!(!env
-        .conn
-        .staged_with(&Link::Tag(run.tx_tag.clone()))
-        .unwrap());
+    assert!(!target.staged_with(&Link::Tag(run.tx_tag.clone())).unwrap());
     env.conn
         .execute_batch(&format!(
             "BEGIN; INSERT INTO rowtrail_context (id, tx, login, host, app, client_ip) \
@@ -189,12 +185,9 @@ fn sqlite_runs_are_linked_by_their_tag() {
             run.tx_tag
         ))
         .unwrap();
-    assert!(env
-        .conn
-        .staged_with(&Link::Tag(run.tx_tag.clone()))
-        .unwrap());
+    assert!(target.staged_with(&Link::Tag(run.tx_tag.clone())).unwrap());
     assert_eq!(
-        run::settle_pending(&archive, &env.conn).unwrap(),
+        run::settle_pending(&archive, &target).unwrap(),
         [(run.id, true)]
     );
 }

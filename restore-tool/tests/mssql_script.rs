@@ -7,19 +7,17 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use rowtrail_reader::archive::RunKind;
+use rowtrail_apply::mssql::errors::refusal;
+use rowtrail_apply::mssql::script::{render, results, Rendered};
+use rowtrail_apply::{ApplyError, Outcome};
+use rowtrail_reader::archive::{ArchivedChange as Change, RunKind};
 use rowtrail_reader::mssql::error::ServerError;
-use rowtrail_restore::apply::Outcome;
-use rowtrail_restore::conflict::ForeignKey;
-use rowtrail_restore::load::Change;
-use rowtrail_restore::plan::{Mode, Plan, PlannedStep};
-use rowtrail_restore::target::mssql_errors::refusal;
-use rowtrail_restore::target::mssql_script::{render, results, Rendered};
-use rowtrail_restore::target::script_header;
-use rowtrail_restore::RestoreError;
+use rowtrail_restore::plan::{script_header, Mode, Plan, PlannedStep};
 use rowtrail_sql::mssql::script::split_batches;
 use rowtrail_sql::mssql::types::MssqlType;
 use rowtrail_sql::mssql::Captured;
+use rowtrail_sql::staging::Op;
+use rowtrail_sql::ForeignKey;
 use rowtrail_sql::{Column, Dialect, Table, Value};
 
 const ADVENTUREWORKS: &str = include_str!("../../sql/tests/fixtures/adventureworks.sql");
@@ -66,10 +64,11 @@ fn change(id: i64, t: &Arc<Table>, op: &str, before: Option<i64>, after: Option<
     Change {
         id,
         source_id: 1,
+        incarnation: "f15a6b6c-0000".into(),
         seq: id * 10,
         table_id: 1,
         table: t.clone(),
-        op: op.into(),
+        op: Op::from_word(op).expect("an op"),
         tx: Some(Value::Integer(81723)),
         stmt: None,
         at: Some("2026-11-21T14:05:00.000Z".into()),
@@ -82,6 +81,8 @@ fn change(id: i64, t: &Arc<Table>, op: &str, before: Option<i64>, after: Option<
         prev_key: None,
         before: before.map(|n| row(t, n)),
         after: after.map(|n| row(t, n)),
+        archived_us: 0,
+        hash: [0; 32],
     }
 }
 
@@ -123,11 +124,30 @@ fn plan(mode: Mode) -> (Plan, Vec<ForeignKey>) {
     (plan, fks)
 }
 
-fn rendered(mode: Mode) -> (Plan, Rendered) {
+/// A plan with what its job borrows.
+struct Planned {
+    plan: Plan,
+    fks: Vec<ForeignKey>,
+    comments: Vec<String>,
+}
+
+impl Planned {
+    fn job(&self) -> rowtrail_apply::Job<'_> {
+        self.plan.job(&self.comments, &self.fks, None)
+    }
+}
+
+fn rendered(mode: Mode) -> (Planned, Rendered) {
     let (plan, fks) = plan(mode);
     let header = script_header(&plan, "f15a6b6c-0000", Dialect::Mssql);
-    let r = render(&plan, &fks, &header).expect("renders");
-    (plan, r)
+    let comments = plan.comments();
+    let p = Planned {
+        plan,
+        fks,
+        comments,
+    };
+    let r = render(&p.job(), &header).expect("renders");
+    (p, r)
 }
 
 /// Runs ScriptDom over `scripts`; panics (never skips) when the validator is missing.
@@ -186,7 +206,11 @@ fn the_script_of_a_sql_server_plan_parses_in_scriptdom_in_every_mode() {
 #[test]
 fn re_inserts_put_parents_first_and_deletes_take_children_first() {
     let (plan, r) = rendered(Mode::Refuse);
-    let ids: Vec<i64> = r.order.iter().map(|&i| plan.steps[i].change.id).collect();
+    let ids: Vec<i64> = r
+        .order
+        .iter()
+        .map(|&i| plan.plan.steps[i].change.id)
+        .collect();
     assert_eq!(ids, [10, 11, 14, 13, 12]);
     let batch = r.batch();
     let at = |needle: &str| batch.find(needle).unwrap_or_else(|| panic!("{needle}"));
@@ -202,11 +226,8 @@ fn re_inserts_put_parents_first_and_deletes_take_children_first() {
 #[test]
 fn outcome_rows_become_the_journal_results_in_script_order() {
     let (plan, r) = rendered(Mode::Skip);
-    let got = results(&plan, &r, &[(2, "skipped".into())]).unwrap();
-    let ids: Vec<(i64, &str, Outcome)> = got
-        .iter()
-        .map(|s| (s.change_id, s.action, s.outcome))
-        .collect();
+    let got = results(&plan.job(), &r, &[(2, "skipped".into())]).unwrap();
+    let ids: Vec<(i64, &str, Outcome)> = got.iter().map(|s| (s.id, s.action, s.outcome)).collect();
     assert_eq!(
         ids,
         [
@@ -218,13 +239,13 @@ fn outcome_rows_become_the_journal_results_in_script_order() {
         ]
     );
     let (plan, r) = rendered(Mode::Force);
-    let forced = results(&plan, &r, &[(5, "forced".into())]).unwrap();
+    let forced = results(&plan.job(), &r, &[(5, "forced".into())]).unwrap();
     assert_eq!(forced[4].outcome, Outcome::Forced);
     assert!(
-        results(&plan, &r, &[(6, "forced".into())]).is_err(),
+        results(&plan.job(), &r, &[(6, "forced".into())]).is_err(),
         "no step 6"
     );
-    assert!(results(&plan, &r, &[(1, "maybe".into())]).is_err());
+    assert!(results(&plan.job(), &r, &[(1, "maybe".into())]).is_err());
 }
 
 #[test]
@@ -235,7 +256,7 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         line: 0,
         message: "rowtrail undo: step 2 conflicts: the row no longer equals its archived image, or its key is taken".into(),
     };
-    let Some(RestoreError::Guards(g)) = refusal(&guard, &r, &plan) else {
+    let Some(ApplyError::Guards { rows: g, .. }) = refusal(&guard, &r, &plan.job()) else {
         panic!("50003 is a guard failure")
     };
     assert_eq!(g.len(), 1);
@@ -259,7 +280,7 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         line,
         message: "The DELETE statement conflicted with the REFERENCE constraint \"FK_x\"".into(),
     };
-    let Some(RestoreError::Guards(g)) = refusal(&fk, &r, &plan) else {
+    let Some(ApplyError::Guards { rows: g, .. }) = refusal(&fk, &r, &plan.job()) else {
         panic!("547 is a conflict")
     };
     assert!(
@@ -273,7 +294,7 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         message: "Violation of PRIMARY KEY constraint 'PK'. The duplicate key value is (42)."
             .into(),
     };
-    let Some(e @ RestoreError::Guards(_)) = refusal(&dup, &r, &plan) else {
+    let Some(e @ ApplyError::Guards { .. }) = refusal(&dup, &r, &plan.job()) else {
         panic!("2627 is a conflict")
     };
     let text = e.to_string();
@@ -287,7 +308,7 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         message: "Invalid object name 'Sales.SalesOrderHeader'.".into(),
     };
     assert!(
-        refusal(&other, &r, &plan).is_none(),
+        refusal(&other, &r, &plan.job()).is_none(),
         "any other error is reported as it is"
     );
 }

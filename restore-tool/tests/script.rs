@@ -4,9 +4,7 @@
 mod common;
 
 use common::{after, diff, same, Env};
-use rowtrail_restore::apply;
 use rowtrail_restore::plan::Mode;
-use rowtrail_sql::Dialect;
 use rusqlite::types::Value as V;
 
 const DDL: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, r REAL, v, s TEXT);
@@ -73,7 +71,7 @@ fn the_script_restores_random_values_bit_for_bit() {
         }
         env.drain();
         let prepared = env.prepare(&after(cp), Mode::Refuse).unwrap();
-        let script = apply::script(&prepared.plan, "test", Dialect::Sqlite).unwrap();
+        let script = env.script(&prepared);
         run_by_hand(&env, &script).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{script}"));
         let now = env.snapshot();
         assert!(same(&now, &snap), "seed {seed}: {}", diff(&now, &snap));
@@ -92,7 +90,7 @@ fn a_failed_guard_stops_the_script_and_changes_nothing() {
         .unwrap();
     env.drain();
     let prepared = env.prepare(&after(cp), Mode::Refuse).unwrap();
-    let script = apply::script(&prepared.plan, "test", Dialect::Sqlite).unwrap();
+    let script = env.script(&prepared);
     // A write the archive has not seen yet.
     env.conn
         .execute_batch("UPDATE t SET s = 'late' WHERE id = 1")
@@ -106,7 +104,7 @@ fn a_failed_guard_stops_the_script_and_changes_nothing() {
     assert!(same(&env.snapshot(), &before));
     // Skip mode leaves that row alone and undoes the other.
     let prepared = env.prepare(&after(cp), Mode::Skip).unwrap();
-    let script = apply::script(&prepared.plan, "test", Dialect::Sqlite).unwrap();
+    let script = env.script(&prepared);
     run_by_hand(&env, &script).unwrap();
     let rows: Vec<(i64, String)> = env
         .conn

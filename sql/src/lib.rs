@@ -2,8 +2,9 @@
 //!
 //! It owns the schema and value model ([`model`], [`value`]), the one way identifiers and
 //! literals reach SQL text ([`ident`], [`literal`]), the canonical byte form of row images
-//! ([`image`]), the staging contract shared by every engine ([`staging`]), and script generation
-//! for each dialect ([`sqlite`]). Nothing in this crate performs I/O: every function takes a
+//! ([`image`]), the staging contract shared by every engine ([`staging`]), the steps an undo or
+//! an apply asks of an engine ([`undo`]), and script generation for each dialect ([`sqlite`],
+//! [`mssql`]), each with its one renderer of those steps. Nothing in this crate performs I/O: every function takes a
 //! model and returns text or bytes, so generated scripts can be reviewed, snapshotted and tested
 //! without a database.
 
@@ -22,5 +23,5 @@ pub mod value;
 
 pub use error::SqlError;
 pub use ident::{Dialect, Ident};
-pub use model::{Column, Table, TableName};
+pub use model::{Column, ForeignKey, Table, TableName};
 pub use value::Value;

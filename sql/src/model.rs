@@ -163,3 +163,19 @@ impl Table {
         serde_json::from_str(text).map_err(SqlError::BadDefinition)
     }
 }
+
+/// A foreign key of a source: `child (child_columns)` references `parent (parent_columns)`.
+///
+/// Tables are named as the archive names them (SQL Server: schema-qualified; SQLite: no
+/// schema), so a key matches a change's table by [`TableName`] equality.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// The referencing table.
+    pub child: TableName,
+    /// Its columns, in the key's order.
+    pub child_columns: Vec<String>,
+    /// The referenced table.
+    pub parent: TableName,
+    /// Its columns in the same order (the primary key's when the declaration names none).
+    pub parent_columns: Vec<String>,
+}

@@ -107,6 +107,20 @@ impl Op {
             Op::KeyChange => "keychange",
         }
     }
+
+    /// Parses the word used in the archive and the CLI.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Some(match word {
+            "insert" => Op::Insert,
+            "update" => Op::Update,
+            "delete" => Op::Delete,
+            "keychange" => Op::KeyChange,
+            _ => return None,
+        })
+    }
+
+    /// Every op, in the order the CLI lists them.
+    pub const ALL: [Op; 4] = [Op::Insert, Op::Update, Op::Delete, Op::KeyChange];
 }
 
 /// The derived, collision-free name of an object rowtrail creates for `table`.

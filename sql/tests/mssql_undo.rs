@@ -168,6 +168,8 @@ fn foreign_key_order_then_render_parses() {
     let fks = [ForeignKey {
         child: detail.name.clone(),
         parent: header.name.clone(),
+        child_columns: vec![],
+        parent_columns: vec![],
     }];
     let (h, d) = (row(&header, 3), row(&detail, 4));
     let steps = [

@@ -83,7 +83,6 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
         after_id: args.after_id,
         limit: args.limit,
     };
-    let incarnations = audit::incarnations(&archive)?;
     let out = std::io::stdout();
     let mut out = BufWriter::new(out.lock());
     let result = (|| -> Result<(u64, Option<i64>), RestoreError> {
@@ -98,24 +97,18 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
         }
         audit::stream(&archive, &filter, args.page_size.max(1), &mut |c| {
             match args.format {
-                Format::Json => {
-                    let inc = incarnations.get(&c.source_id).map_or("", String::as_str);
-                    writeln!(out, "{}", audit::to_json(c, inc, args.all_columns))?
-                }
+                Format::Json => writeln!(out, "{}", audit::to_json(c, args.all_columns))?,
                 Format::Csv => writeln!(out, "{}", audit::to_csv(c, args.all_columns))?,
                 Format::Table => {
                     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-                    let tx = c.tx.as_ref().map_or("-".to_string(), |t| match t {
-                        rowtrail_sql::Value::Text(b) => String::from_utf8_lossy(b).into_owned(),
-                        other => other.to_string(),
-                    });
+                    let tx = c.tx_text().unwrap_or_else(|| "-".to_string());
                     writeln!(
                         out,
                         "{:>7}  {:<24}  {:<14} {:<9} {:<14} {:<15} {:<10} {:<12} {}",
                         c.id,
                         opt(&c.at),
                         c.table.name.to_string(),
-                        c.op,
+                        c.op.word(),
                         opt(&c.login),
                         opt(&c.client_ip),
                         tx,

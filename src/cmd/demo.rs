@@ -10,8 +10,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rowtrail_reader::archive::{Archive, ChangeFilter};
-use rowtrail_reader::source::SqliteSource;
+use rowtrail_reader::archive::{Archive, ChangeQuery};
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_restore::history;
 use rowtrail_sql::{Ident, TableName};
 use rowtrail_watcher::protocol::Request;
@@ -127,7 +127,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             println!(
                 "         #{:<3} {:<6} {:<11} {}",
                 c.seq,
-                c.op,
+                c.op.word(),
                 c.table.name.name.as_str(),
                 super::history::describe(c, false).join(", ")
             );
@@ -241,15 +241,12 @@ fn wait_archived(
 ) -> Result<(Vec<rowtrail_reader::archive::ArchivedChange>, Duration)> {
     let deadline = committed + Duration::from_secs(10);
     loop {
-        let max: i64 =
-            reader
-                .connection()
-                .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |r| r.get(0))?;
+        let max = reader.last_id()?;
         if max > *seen {
             let latency = committed.elapsed();
-            let changes = reader.changes(&ChangeFilter {
+            let changes = reader.changes(&ChangeQuery {
                 after_id: Some(*seen),
-                ..ChangeFilter::default()
+                ..ChangeQuery::default()
             })?;
             *seen = max;
             return Ok((changes, latency));

@@ -51,14 +51,8 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     };
     let changes = history::row_history(&archive, &table, &args.key)?;
     if args.format == HistoryFormat::Json {
-        let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
-        let incarnations = rowtrail_restore::audit::incarnations(&archive)?;
-        for c in rowtrail_restore::load::by_ids(&archive, &ids)? {
-            let inc = incarnations.get(&c.source_id).map_or("", String::as_str);
-            println!(
-                "{}",
-                rowtrail_restore::audit::to_json(&c, inc, args.all_columns)
-            );
+        for c in &changes {
+            println!("{}", rowtrail_restore::audit::to_json(c, args.all_columns));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -96,7 +90,7 @@ pub fn print_history(changes: &[ArchivedChange], all: bool) {
             "#{:<6} {} {:<6} by {who}{}{tx}",
             c.seq,
             c.at.as_deref().unwrap_or("?"),
-            c.op,
+            c.op.word(),
             if origin.is_empty() {
                 String::new()
             } else {

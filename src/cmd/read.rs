@@ -4,13 +4,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
-use rowtrail_reader::archive::{Archive, ArchiveOptions};
+use rowtrail_reader::archive::Archive;
 use rowtrail_reader::lock::ArchiveLock;
 use rowtrail_reader::mover;
-use rowtrail_reader::mssql::MssqlSource;
-use rowtrail_reader::source::{Source, SqliteSource};
 
-use crate::config::{Config, Engine};
+use crate::config::Config;
 
 /// Arguments of `rowtrail read`.
 #[derive(Debug, clap::Args)]
@@ -28,27 +26,14 @@ pub struct Args {
 
 /// Opens the archive configured in `cfg` for writing.
 pub fn open_archive(cfg: &Config) -> Result<Archive> {
-    Ok(Archive::open(
-        cfg.archive()?,
-        &ArchiveOptions {
-            max_bytes: cfg.archive_max_bytes,
-        },
-    )?)
-}
-
-/// Opens the configured source: a SQLite file, or a SQL Server database.
-pub fn open_source(cfg: &Config) -> Result<Box<dyn Source>> {
-    Ok(match cfg.engine {
-        Engine::Sqlite => Box::new(SqliteSource::open(cfg.source()?)?),
-        Engine::Mssql => Box::new(MssqlSource::open(&cfg.mssql()?)?),
-    })
+    Ok(Archive::open(cfg.archive()?, &cfg.archive_options())?)
 }
 
 /// Drains staging once.
 pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let batch = args.batch.unwrap_or(cfg.batch_size).max(1);
     let _lock = ArchiveLock::acquire(cfg.archive()?)?;
-    let mut source = open_source(cfg)?;
+    let mut source = cfg.source_spec()?.open()?;
     let mut archive = open_archive(cfg)?;
     let started = Instant::now();
     let mut last_report = Instant::now();

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use rowtrail_reader::source::{sqlite_tables_from_ddl, SqliteSource};
+use rowtrail_reader::sqlite::catalog::sqlite_tables_from_ddl;
+use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_sql::sqlite;
 
 use crate::config::{Config, Engine};

@@ -1,21 +1,17 @@
 //! `rowtrail undo` and `rowtrail redo`: guarded inverse statements, dry run by default.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use rowtrail_reader::archive::{Archive, RunState};
-use rowtrail_reader::lock::ArchiveLock;
-use rowtrail_restore::link;
+use anyhow::Result;
+use rowtrail_reader::archive::Archive;
 use rowtrail_restore::plan::Mode;
-use rowtrail_restore::run::{self, Actor, Prepared};
+use rowtrail_restore::run::{Actor, Prepared};
 use rowtrail_restore::scope::Scope;
-use rowtrail_restore::target::{script_header, MssqlTarget, UndoTarget};
+use rowtrail_restore::session::Session;
 use rowtrail_restore::RestoreError;
-use rusqlite::Connection;
 use serde_json::json;
 
-use crate::config::{Config, Engine};
+use crate::config::Config;
 
 const UNDO_HELP: &str = "Examples:
   rowtrail undo --last 3 --table staff            # show the plan and the SQL; change nothing
@@ -149,32 +145,6 @@ fn actor() -> Actor {
     Actor { login, host }
 }
 
-fn open_sqlite(cfg: &Config) -> Result<Connection> {
-    let path = cfg.source()?;
-    if !path.exists() {
-        anyhow::bail!("source database {} does not exist", path.display());
-    }
-    let conn = Connection::open(path)
-        .with_context(|| format!("cannot open the source {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(conn)
-}
-
-/// The configured source, reached before anything else is touched: a source that cannot be
-/// reached fails here, with the archive and the journal unchanged.
-fn open_source(cfg: &Config) -> Result<Box<dyn UndoTarget>> {
-    Ok(match cfg.engine {
-        Engine::Sqlite => Box::new(open_sqlite(cfg)?),
-        Engine::Mssql => {
-            let settings = cfg.mssql()?;
-            let location = settings.location();
-            Box::new(MssqlTarget::connect(&settings).with_context(|| {
-                format!("cannot reach the SQL Server source {location}; nothing was changed")
-            })?)
-        }
-    })
-}
-
 /// Runs `rowtrail undo`.
 pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     if args.list {
@@ -193,8 +163,8 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
         user: args.user.clone(),
     };
     let mode = args.mode.mode();
-    execute(cfg, &args.output, |archive, source| {
-        run::prepare_undo(archive, source, &scope, mode)
+    execute(cfg, &args.output, |session| {
+        session.prepare_undo(&scope, mode)
     })
 }
 
@@ -207,46 +177,37 @@ pub fn redo(args: &RedoArgs, cfg: &Config) -> Result<ExitCode> {
     } else {
         Mode::Refuse
     };
-    execute(cfg, &args.output, |archive, source| {
-        run::prepare_redo(archive, source, args.run, mode)
+    execute(cfg, &args.output, |session| {
+        session.prepare_redo(args.run, mode)
     })
-}
-
-fn undo_lock(archive: &Path) -> Result<ArchiveLock> {
-    let mut name = archive.file_name().unwrap_or_default().to_os_string();
-    name.push(".undo");
-    ArchiveLock::acquire(&archive.with_file_name(name))
-        .context("another undo or redo is running on this archive")
 }
 
 fn execute(
     cfg: &Config,
     output: &OutputArgs,
-    prepare: impl Fn(&Archive, &dyn UndoTarget) -> Result<Prepared, RestoreError>,
+    prepare: impl Fn(&Session) -> Result<Prepared, RestoreError>,
 ) -> Result<ExitCode> {
-    let mut source = open_source(cfg)?;
-    let (archive, _lock) = if output.apply {
-        let lock = undo_lock(cfg.archive()?)?;
-        let archive = crate::cmd::read::open_archive(cfg)?;
-        for (id, committed) in run::settle_pending(&archive, source.as_ref())? {
+    let spec = cfg.source_spec()?;
+    let mut session = if output.apply {
+        let session = Session::to_apply(cfg.archive()?, &cfg.archive_options(), &spec)?;
+        for (id, committed) in session.settled() {
             eprintln!(
                 "settled interrupted run {id}: {}",
-                if committed {
+                if *committed {
                     "it had committed (applied)"
                 } else {
                     "it never committed (abandoned)"
                 }
             );
         }
-        (archive, Some(lock))
+        session
     } else {
-        (Archive::open_read_only(cfg.archive()?)?, None)
+        Session::dry_run(cfg.archive()?, &spec)?
     };
-    let prepared = prepare(&archive, source.as_ref())?;
+    let prepared = prepare(&session)?;
     let plan = &prepared.plan;
     let kind = plan.kind.word();
-    let header = script_header(plan, &prepared.incarnation, source.dialect());
-    let script = source.script(plan, &prepared.fks, &header)?;
+    let script = session.script(&prepared)?;
     if output.script_only {
         print!("{script}");
         return Ok(if plan.refused() {
@@ -316,17 +277,17 @@ fn execute(
         return Ok(ExitCode::SUCCESS);
     }
     if !output.apply {
-        if !archive.runs(Some(RunState::Applying))?.is_empty() {
+        if session.pending()? {
             println!("note: an interrupted undo or redo is pending; --apply settles it first, and the plan may change");
         }
         println!("\n{script}");
         println!("-- dry run: nothing was changed; add --apply to run it");
         return Ok(ExitCode::SUCCESS);
     }
-    match run::execute(&archive, source.as_mut(), &prepared, &actor()) {
+    match session.execute(&prepared, &actor()) {
         Ok(Some((r, results))) => {
             let count = |w: &str| results.iter().filter(|x| x.outcome.word() == w).count();
-            let carry = match link::recorded(&archive, r.id)? {
+            let carry = match r.source_tx {
                 Some(tx) => format!("carry the source transaction id {tx}"),
                 None => format!("carry the transaction label {}", r.tx_tag),
             };
@@ -343,12 +304,7 @@ fn execute(
             println!("nothing to {kind}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(
-            e @ (RestoreError::Conflicts(_)
-            | RestoreError::Guards(_)
-            | RestoreError::Ambiguous { .. }
-            | RestoreError::ForeignKeys(_)),
-        ) => {
+        Err(e) if e.is_conflict() => {
             eprintln!("rowtrail: {e}");
             Ok(ExitCode::from(crate::EXIT_CONFLICT))
         }
@@ -371,7 +327,7 @@ fn list(cfg: &Config) -> Result<ExitCode> {
         let items = archive.run_items(r.id)?.len();
         // What `audit --tx` finds the run's writes by: its tag, or on SQL Server its
         // transaction id.
-        let label = match link::recorded(&archive, r.id)? {
+        let label = match r.source_tx {
             Some(tx) => tx.to_string(),
             None => r.tx_tag.clone(),
         };

@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rowtrail_reader::lock::ArchiveLock;
-use rowtrail_reader::mssql::MssqlSource;
-use rowtrail_reader::source::{Health, Source, SqliteSource};
+use rowtrail_reader::source::Source;
 use rowtrail_reader::ReaderError;
 use rowtrail_watcher::protocol::Request;
 use rowtrail_watcher::{client, WatcherOptions};
 
-use crate::config::{Config, Engine};
+use crate::config::Config;
 
 /// Arguments of `rowtrail watch`.
 #[derive(Debug, clap::Args)]
@@ -54,33 +53,16 @@ pub struct StatusArgs {
 /// Runs the watcher until it is told to stop.
 pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
     let archive_path = cfg.archive()?.to_path_buf();
-    let location = cfg.source_location()?;
+    let spec = cfg.source_spec()?;
+    let location = spec.location();
     let lock = ArchiveLock::acquire(&archive_path)?;
     let archive = super::read::open_archive(cfg)?;
     // Fail fast on a source that was never set up; later failures are retried.
-    let mut first: Option<Box<dyn Source>> = Some(super::read::open_source(cfg)?);
-    type Open = Box<dyn FnMut() -> Result<Box<dyn Source>, ReaderError> + Send>;
-    type Check = Box<dyn FnMut() -> Result<Health, ReaderError> + Send>;
-    let (mut open, health_check): (Open, Check) = match cfg.engine {
-        Engine::Sqlite => {
-            let path = cfg.source()?.to_path_buf();
-            let health_path = path.clone();
-            (
-                Box::new(move || Ok(Box::new(SqliteSource::open(&path)?) as Box<dyn Source>)),
-                Box::new(move || SqliteSource::health(&health_path)),
-            )
-        }
-        Engine::Mssql => {
-            let settings = cfg.mssql()?;
-            let health_settings = settings.clone();
-            (
-                Box::new(move || Ok(Box::new(MssqlSource::open(&settings)?) as Box<dyn Source>)),
-                // A fresh connection each time: a heartbeat that reused the reader's connection
-                // could not tell a dead server from a dead socket.
-                Box::new(move || MssqlSource::health(&health_settings)),
-            )
-        }
-    };
+    let mut first: Option<Box<dyn Source>> = Some(spec.open()?);
+    let mut open = spec.opener();
+    // A fresh connection each time: a heartbeat that reused the reader's connection could not
+    // tell a dead server from a dead socket.
+    let health_check = spec.health_probe();
     let factory = Box::new(move || -> Result<Box<dyn Source>, ReaderError> {
         match first.take() {
             Some(s) => Ok(s),

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rowtrail_reader::source::value_of;
+use rowtrail_reader::sqlite::value_of;
 use rowtrail_sql::{image, Value};
 use rowtrail_tests::{show, wait_until, Proc, Sandbox};
 use rusqlite::types::Value as SqlValue;

@@ -12,15 +12,16 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use rowtrail_reader::archive::{Archive, ArchiveOptions};
+use rowtrail_reader::archive::{Archive, ArchiveOptions, ChangeQuery};
 use rowtrail_reader::mover;
 use rowtrail_reader::mssql::convert::{select_expr, value_of};
 use rowtrail_reader::mssql::{check, install, MssqlClient, MssqlSource, Settings};
 use rowtrail_reader::source::Source;
 use rowtrail_restore::plan::{self, Mode};
-use rowtrail_restore::{load, scope};
+use rowtrail_restore::scope;
 use rowtrail_sql::mssql::undo::{order_for_foreign_keys, script, ForeignKey};
 use rowtrail_sql::mssql::{Captured, Options};
+use rowtrail_sql::staging::Op;
 use rowtrail_sql::{Table, Value};
 use rowtrail_tests::{kill_at, show, Sandbox};
 
@@ -219,14 +220,17 @@ fn capture_read_undo_uninstall_round_trip() {
     let mut source = MssqlSource::open(&db.settings).unwrap();
     mover::drain(&mut source, &mut arch, 7).unwrap();
     assert_eq!(source.staged_count().unwrap(), 0, "staging is drained");
-    let id = load::source_id(&arch, &source.info().incarnation)
-        .unwrap()
+    let id = source.info().incarnation.clone();
+    let archived = arch
+        .changes(&ChangeQuery {
+            incarnation: Some(id.clone()),
+            ..ChangeQuery::default()
+        })
         .unwrap();
-    let archived = load::changes(&arch, "c.source_id = ?1", &[id.into()]).unwrap();
     let edge = archived
         .iter()
         .rev()
-        .find(|ch| ch.table.name.name.as_str() == "AllTypes" && ch.op == "insert")
+        .find(|ch| ch.table.name.name.as_str() == "AllTypes" && ch.op == Op::Insert)
         .and_then(|ch| ch.after.clone())
         .unwrap();
     let expect = |col: &str| {
@@ -283,17 +287,27 @@ fn capture_read_undo_uninstall_round_trip() {
         after_change: Some(last_before),
         ..Default::default()
     };
-    let targets = scope::select(&arch, id, &sc).unwrap();
+    let targets = scope::select(&arch, &id, &sc).unwrap();
     assert!(targets.len() >= 20, "{} changes", targets.len());
-    let history = load::eligible_from(&arch, id, targets[0]).unwrap();
+    let history = arch
+        .changes(&ChangeQuery {
+            incarnation: Some(id.clone()),
+            undo_eligible: true,
+            after_id: Some(targets[0] - 1),
+            ..ChangeQuery::default()
+        })
+        .unwrap();
     let plan = plan::undo(history, &targets, &[], Mode::Refuse);
     assert!(!plan.refused(), "{:?}", plan.conflicts);
     let comments = plan.comments();
-    let steps = plan.script_steps(&comments);
     let fks = [ForeignKey {
         child: tables[4].name.clone(),
         parent: tables[3].name.clone(),
+        child_columns: vec![],
+        parent_columns: vec![],
     }];
+    let job = plan.job(&comments, &fks, None);
+    let steps = job.script_steps();
     let undo = script(
         "live undo",
         &order_for_foreign_keys(&steps, &fks),
@@ -466,13 +480,19 @@ impl<'a> Cli<'a> {
     /// The newest archived change's id, and its transaction.
     fn newest(&self) -> (i64, Option<i64>) {
         let a = Archive::open_read_only(&self.sb.archive()).unwrap();
-        a.connection()
-            .query_row(
-                "SELECT id, tx FROM changes ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+        let c = a
+            .changes(&ChangeQuery {
+                newest_first: true,
+                limit: Some(1),
+                ..ChangeQuery::default()
+            })
             .unwrap()
+            .remove(0);
+        let tx = match c.tx {
+            Some(rowtrail_sql::Value::Integer(t)) => Some(t),
+            _ => None,
+        };
+        (c.id, tx)
     }
 }
 

@@ -10,6 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::chain::{self, ChainFields};
 use super::Archive;
 use crate::source::{CapturedTable, Meta, SourceInfo};
+use crate::sqlite::Param;
 use crate::{now_micros, ReaderError};
 
 /// One row-level change, ready for the archive.
@@ -52,7 +53,8 @@ fn text(v: &Option<String>) -> Value {
 }
 
 /// A metadata value as the archive stores it: integers, reals and blobs natively, anything
-/// else as UTF-8 text. The chain hashes this stored form, so verification can recompute it.
+/// else as UTF-8 text. The chain hashes this stored form, so verification can recompute it
+/// (and [`Param`] binds it as it is).
 fn stored(v: &Option<Value>) -> Value {
     match v {
         None | Some(Value::Null) => Value::Null,
@@ -73,29 +75,6 @@ fn meta_values(meta: &Meta, rowid: Option<i64>) -> [Value; 8] {
         text(&meta.client_ip),
         rowid.map_or(Value::Null, Value::Integer),
     ]
-}
-
-/// A metadata value, as [`stored`] made it, bound to an untyped archive column by reference.
-struct Stored<'a>(&'a Value);
-
-impl rusqlite::ToSql for Stored<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, ValueRef};
-        Ok(match self.0 {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Value::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
-            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            // `stored` leaves text valid UTF-8; anything else would not be a stored form.
-            Value::Text(t) => match std::str::from_utf8(t) {
-                Ok(_) => ToSqlOutput::Borrowed(ValueRef::Text(t)),
-                Err(_) => ToSqlOutput::Owned(rusqlite::types::Value::Text(
-                    String::from_utf8_lossy(t).into_owned(),
-                )),
-            },
-            other => ToSqlOutput::Owned(rusqlite::types::Value::Text(other.to_string())),
-        })
-    }
 }
 
 /// The key that finds a row's history: primary key values, else the rowid, else the whole row.
@@ -228,9 +207,9 @@ impl Archive {
                         table_id,
                         version_id,
                         c.op.word(),
-                        Stored(&meta[0]),
-                        Stored(&meta[1]),
-                        Stored(&meta[2]),
+                        Param(&meta[0]),
+                        Param(&meta[1]),
+                        Param(&meta[2]),
                         c.meta.login,
                         c.meta.host,
                         c.meta.app,

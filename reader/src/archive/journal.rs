@@ -9,11 +9,28 @@
 //! `redo:<id>`) as its transaction, so the captured changes are linked to the run, and a run
 //! interrupted between the source commit and its `applied` mark can be settled from those
 //! changes alone ([`Archive::settle_run`]).
+//!
+//! Where the capture cannot carry the tag (SQL Server triggers record the writer's transaction
+//! id and nothing a session can set), the run records its own source transaction's id instead
+//! ([`Archive::link_run`]), once, while that transaction is open and before any write; its
+//! writes are then the changes of its source carrying that id.
 
+use rowtrail_sql::Value;
 use rusqlite::{params, OptionalExtension};
 
 use super::Archive;
+use crate::sqlite::Param;
 use crate::{now_micros, ReaderError};
+
+/// The SQL condition (over `changes c`) that leaves out what undo must never select: changes
+/// written by an undo or redo run (labelled with its tag, or on SQL Server written in the source
+/// transaction the journal links to a run that did not end abandoned), and changes an applied
+/// undo run undid. `?S` stands for the source id's parameter.
+pub(super) const NOT_UNDO_WRITES: &str = "(c.tx IS NULL OR (c.tx NOT IN (SELECT tx_tag FROM \
+     undo_runs WHERE source_id = ?S) AND c.tx NOT IN (SELECT source_tx FROM undo_runs \
+     WHERE source_id = ?S AND source_tx IS NOT NULL AND state <> 'abandoned'))) \
+     AND c.id NOT IN (SELECT i.change_id FROM undo_items i JOIN undo_runs r ON r.id = i.run_id \
+     WHERE r.kind = 'undo' AND r.state = 'applied' AND i.outcome <> 'skipped')";
 
 /// Undo or redo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +117,9 @@ pub struct UndoRun {
     pub state: RunState,
     /// When it reached its state (µs since the epoch).
     pub finished_us: Option<i64>,
+    /// The source transaction it wrote in, where the capture records transaction ids (SQL
+    /// Server); recorded before its first write.
+    pub source_tx: Option<i64>,
 }
 
 /// One change a run acted on.
@@ -116,7 +136,8 @@ pub struct UndoItem {
 }
 
 const RUN_COLUMNS: &str = "r.id, r.created_us, r.kind, r.mode, r.scope, s.incarnation, r.tx_tag, \
-     r.redo_of, r.state, r.finished_us FROM undo_runs r JOIN sources s ON s.id = r.source_id";
+     r.redo_of, r.state, r.finished_us, r.source_tx FROM undo_runs r \
+     JOIN sources s ON s.id = r.source_id";
 
 fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<UndoRun> {
     let bad = |i: usize, what: &str| {
@@ -139,6 +160,7 @@ fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<UndoRun> {
         redo_of: r.get(7)?,
         state: RunState::parse(&state).ok_or_else(|| bad(8, "run state"))?,
         finished_us: r.get(9)?,
+        source_tx: r.get(10)?,
     })
 }
 
@@ -299,13 +321,34 @@ impl Archive {
         Ok(rows)
     }
 
-    /// Whether the archive holds a change of `incarnation` whose transaction is `tag`.
-    pub fn has_tagged_changes(&self, incarnation: &str, tag: &str) -> Result<bool, ReaderError> {
+    /// Records that run `run` writes in source transaction `tx`. Written once, while the run is
+    /// `applying` and before its source transaction makes any write.
+    pub fn link_run(&self, run: i64, tx: i64) -> Result<(), ReaderError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE undo_runs SET source_tx = ?2 WHERE id = ?1 AND state = 'applying' \
+                 AND source_tx IS NULL",
+                [run, tx],
+            )
+            .map_err(self.err("cannot link the undo run to its source transaction"))?;
+        if n != 1 {
+            return Err(ReaderError::BadRequest(format!(
+                "undo run {run} cannot be linked to source transaction {tx}: it is not a pending \
+                 run without a link (was it settled by another process?)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the archive holds a change of `incarnation` whose transaction is `tx` (a run's
+    /// tag, or a source transaction id).
+    pub fn has_changes_in_tx(&self, incarnation: &str, tx: &Value) -> Result<bool, ReaderError> {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM changes c JOIN sources s ON s.id = c.source_id \
                  WHERE s.incarnation = ?1 AND c.tx = ?2)",
-                [incarnation, tag],
+                params![incarnation, Param(tx)],
                 |r| r.get(0),
             )
             .map_err(self.err("cannot read changes"))

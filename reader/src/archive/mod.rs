@@ -4,18 +4,28 @@
 //! Nothing is updated in place. [`Archive::append`] is idempotent on (incarnation, seq): a batch
 //! copied twice (after a crash between the archive commit and the staging delete) lands once.
 
+//!
+//! Every statement that touches the archive's tables is in this module: [`append`](Archive::append)
+//! writes changes; [`query`] reads them back as [`ArchivedChange`]s; [`catalog`] answers what
+//! the archive holds (sources, tables, definitions); [`journal`] owns the undo journal;
+//! [`verify`](Archive::verify) checks all of it.
+
 mod append;
+mod catalog;
 pub mod chain;
+mod change;
 mod checkpoint;
 mod journal;
-mod read;
+mod query;
 mod rekey;
 pub mod schema;
 mod verify;
 
 pub use append::{AppendStats, NewChange};
+pub use catalog::SourceRecord;
+pub use change::{label_text, ArchivedChange};
 pub use journal::{RunKind, RunState, UndoItem, UndoRun};
-pub use read::{ArchivedChange, ChangeFilter};
+pub use query::{ChangeQuery, ChangeStream, DEFAULT_PAGE};
 pub use verify::{Digest, VerifyReport};
 
 use std::io::Read;
@@ -110,11 +120,6 @@ impl Archive {
     /// The archive file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The underlying connection, for the restore tool's queries.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
     }
 
     fn err(&self, context: &str) -> impl FnOnce(rusqlite::Error) -> ReaderError + '_ {

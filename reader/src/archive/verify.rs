@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use rowtrail_sql::{image, Value};
-use rusqlite::types::ValueRef;
 
 use super::chain::{self, ChainFields};
+use super::query::{Lookups, RawChange};
 use super::Archive;
 use crate::ReaderError;
 
@@ -87,10 +87,6 @@ impl VerifyReport {
     }
 }
 
-fn meta(v: ValueRef<'_>) -> Value {
-    crate::source::value_of(v)
-}
-
 /// Archives before schema 4 stored a transaction or statement label that looked like an
 /// integer ('81723') as that integer, while the chain recorded the text. Such a change is
 /// intact when the label's text form gives the recorded hash.
@@ -133,79 +129,59 @@ impl Archive {
         if check != "ok" {
             report.problem(format!("SQLite integrity check failed: {check}"));
         }
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT c.id, s.incarnation, c.seq, t.schema_name, t.table_name, v.definition, c.op, \
-                 c.tx, c.stmt, c.at, c.login, c.host, c.app, c.client_ip, c.src_rowid, c.before, \
-                 c.after, c.archived_us, c.hash, c.source_id, c.version_id, s.engine \
-                 FROM changes c JOIN sources s ON s.id = c.source_id \
-                 JOIN tables t ON t.id = c.table_id JOIN table_versions v ON v.id = c.version_id \
-                 ORDER BY c.id",
-            )
-            .map_err(e)?;
-        let mut rows = stmt.query([]).map_err(e)?;
+        let mut lookups = Lookups::default();
         let mut prev = chain::GENESIS;
         let mut last_seq: HashMap<i64, i64> = HashMap::new();
         let mut sources = std::collections::HashSet::new();
         let mut pinned_seen = false;
         let mut digests: HashMap<i64, [u8; 32]> = HashMap::new();
-        while let Some(r) = rows.next().map_err(e)? {
-            let id: i64 = r.get(0).map_err(e)?;
-            let seq: i64 = r.get(2).map_err(e)?;
-            let source_id: i64 = r.get(19).map_err(e)?;
-            let blob = |i: usize| -> Result<Option<Vec<u8>>, ReaderError> {
-                Ok(match r.get_ref(i).map_err(e)? {
-                    ValueRef::Blob(b) => Some(b.to_vec()),
-                    _ => None,
-                })
-            };
-            let before = blob(15)?;
-            let after = blob(16)?;
-            let stored: Vec<u8> = blob(18)?.unwrap_or_default();
-            let text =
-                |i: usize| -> Result<String, ReaderError> { r.get::<_, String>(i).map_err(e) };
-            let version_id: i64 = r.get(20).map_err(e)?;
-            let definition = match digests.get(&version_id) {
-                Some(d) => *d,
-                None => {
-                    let d = chain::definition_digest(&text(5)?);
-                    digests.insert(version_id, d);
-                    d
+        for raw in self.raw_stream()? {
+            let raw = raw?;
+            let (id, seq, source_id) = (raw.id, raw.seq, raw.source_id);
+            let records = (|| {
+                let source = lookups.source(self, source_id)?;
+                let table = lookups.table(self, raw.table_id)?;
+                let text = lookups.definition_text(self, raw.version_id)?;
+                Ok::<_, ReaderError>((source, table, text))
+            })();
+            let ((incarnation, engine), (schema, table), text) = match records {
+                Ok(r) => r,
+                Err(e) => {
+                    report.problem(format!(
+                        "change {id} (seq {seq}): the source, table or table version it names cannot be read ({e})"
+                    ));
+                    prev = raw.hash.as_slice().try_into().unwrap_or(chain::GENESIS);
+                    report.changes += 1;
+                    continue;
                 }
             };
+            let definition = *digests
+                .entry(raw.version_id)
+                .or_insert_with(|| chain::definition_digest(&text));
+            let before = RawChange::image_bytes(&raw.before);
+            let after = RawChange::image_bytes(&raw.after);
             let fields = ChainFields {
                 id,
-                incarnation: &text(1)?,
+                incarnation: &incarnation,
                 seq,
-                schema: &text(3)?,
-                table: &text(4)?,
+                schema: &schema,
+                table: &table,
                 definition: &definition,
-                op: &text(6)?,
-                meta: &[
-                    meta(r.get_ref(7).map_err(e)?),
-                    meta(r.get_ref(8).map_err(e)?),
-                    meta(r.get_ref(9).map_err(e)?),
-                    meta(r.get_ref(10).map_err(e)?),
-                    meta(r.get_ref(11).map_err(e)?),
-                    meta(r.get_ref(12).map_err(e)?),
-                    meta(r.get_ref(13).map_err(e)?),
-                    meta(r.get_ref(14).map_err(e)?),
-                ],
-                before: before.as_deref(),
-                after: after.as_deref(),
-                archived_us: r.get(17).map_err(e)?,
+                op: &raw.op,
+                meta: &raw.meta,
+                before,
+                after,
+                archived_us: raw.archived_us,
             };
+            let stored = raw.hash.as_slice();
             let expected = chain::link(&prev, &fields);
-            if stored.as_slice() != expected.as_slice()
-                && !converted_label_matches(&prev, &fields, &stored)
-            {
+            if stored != expected.as_slice() && !converted_label_matches(&prev, &fields, stored) {
                 report.problem(format!(
                     "change {id} (seq {seq}): its hash does not match its contents and its predecessor \
                      (a change was altered, removed or reordered here)"
                 ));
             }
-            for (what, img) in [("before", &before), ("after", &after)] {
+            for (what, img) in [("before", before), ("after", after)] {
                 if let Some(b) = img {
                     if image::decode(b).is_err() {
                         report.problem(format!("change {id}: its {what}-image cannot be decoded"));
@@ -214,32 +190,28 @@ impl Archive {
             }
             // SQLite serialises writers, so its commits arrive in seq order. SQL Server can
             // commit a lower seq after a higher one was archived; it is checked per row below.
-            let serial = r
-                .get_ref(21)
-                .map_err(e)?
-                .as_str()
-                .is_ok_and(|engine| engine == "sqlite");
+            let serial = &*engine == "sqlite";
             sources.insert(source_id);
-            if !serial {
-                // Checked per row after the scan.
-            } else if let Some(last) = last_seq.insert(source_id, seq) {
-                if seq <= last {
-                    report.problem(format!(
-                        "change {id}: seq {seq} is not after the previous seq {last} of its source"
-                    ));
+            if serial {
+                if let Some(last) = last_seq.insert(source_id, seq) {
+                    if seq <= last {
+                        report.problem(format!(
+                            "change {id}: seq {seq} is not after the previous seq {last} of its source"
+                        ));
+                    }
                 }
             }
             if let Some(d) = against {
                 if id == d.last_id {
                     pinned_seen = true;
-                    if stored.as_slice() != d.hash.as_slice() {
+                    if stored != d.hash.as_slice() {
                         report.problem(format!(
                             "change {id} differs from the digest: the archive was rewritten at or before it"
                         ));
                     }
                 }
             }
-            prev = stored.as_slice().try_into().unwrap_or(chain::GENESIS);
+            prev = stored.try_into().unwrap_or(chain::GENESIS);
             report.changes += 1;
             report.digest = Some(super::Digest {
                 count: report.changes,
@@ -248,8 +220,6 @@ impl Archive {
             });
         }
         report.sources = sources.len() as u64;
-        drop(rows);
-        drop(stmt);
         // Engines whose commits may arrive out of seq order: each row's changes still arrive in
         // seq order (a second writer waits for the first's row lock, and takes a later seq).
         let mut per_row = self

@@ -11,14 +11,15 @@
 //! * [`catalog`]: registry, incarnation, live table definitions, triggers.
 //! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
 //!   installed and what should be.
-//! * [`undo`]: what undo and redo need: foreign keys, the undo's transaction id, staged writes
-//!   of a transaction, running a rendered undo script.
+//! * [`undo`]: what undo and redo need: foreign keys (grouped by [`foreign_keys`]), the undo's
+//!   transaction id, staged writes of a transaction, running a rendered undo script.
 
 pub mod catalog;
 pub mod check;
 pub mod client;
 pub mod convert;
 pub mod error;
+pub mod foreign_keys;
 pub mod install;
 pub mod probe;
 pub mod queries;

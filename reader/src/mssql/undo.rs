@@ -32,9 +32,17 @@ pub struct ForeignKeyColumn {
     pub parent_column: String,
 }
 
+/// Every foreign key of the database the login can see, its tables and columns named as the
+/// captured tables of the registry name them ([`super::foreign_keys::group`]).
+pub fn foreign_keys(c: &mut MssqlClient) -> Result<Vec<rowtrail_sql::ForeignKey>, ReaderError> {
+    let rows = foreign_key_columns(c)?;
+    let tables: Vec<_> = catalog::registry(c)?.into_iter().map(|t| t.table).collect();
+    Ok(super::foreign_keys::group(&rows, &tables))
+}
+
 /// Every column of every foreign key of the database the login can see, keys in object id
 /// order and columns in key order.
-pub fn foreign_keys(c: &mut MssqlClient) -> Result<Vec<ForeignKeyColumn>, ReaderError> {
+pub fn foreign_key_columns(c: &mut MssqlClient) -> Result<Vec<ForeignKeyColumn>, ReaderError> {
     let rows = c.query("cannot read the foreign keys", queries::FOREIGN_KEYS, &[])?;
     let text = |r: &tiberius::Row, i: usize| -> String {
         r.try_get::<&str, _>(i)

@@ -1,11 +1,9 @@
-//! Captured databases, seen through one trait so the mover serves every engine alike.
+//! Captured databases, seen through one trait so the mover serves every engine alike, and the
+//! [`SourceSpec`] that opens one.
 
-mod catalog;
-mod sqlite;
-mod sqlite_delete;
+mod spec;
 
-pub use catalog::{sqlite_tables, sqlite_tables_from_ddl};
-pub use sqlite::{value_of, SqliteSource};
+pub use spec::{HealthProbe, SourceOpener, SourceSpec};
 
 /// What a heartbeat learns about a source: that it answers, and how much waits in staging.
 #[derive(Debug, Clone, PartialEq)]

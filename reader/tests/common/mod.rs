@@ -1,18 +1,16 @@
 //! Checks shared by the reader's integration tests.
 
-use rowtrail_reader::archive::Archive;
+use rowtrail_reader::archive::{Archive, ChangeQuery};
 
 /// Asserts that the archive holds its changes in rising seq order (archive order) and verifies;
 /// returns how many changes it holds.
 pub fn assert_archived_in_seq_order(archive: &Archive) -> usize {
     let seqs: Vec<i64> = archive
-        .connection()
-        .prepare("SELECT seq FROM changes ORDER BY id")
+        .changes(&ChangeQuery::default())
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .iter()
+        .map(|c| c.seq)
+        .collect();
     assert!(
         seqs.windows(2).all(|w| w[0] < w[1]),
         "archived in seq order: {seqs:?}"

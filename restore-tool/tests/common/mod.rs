@@ -5,9 +5,10 @@
 
 use std::path::PathBuf;
 
+use rowtrail_apply::sqlite::SqliteTarget;
 use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
-use rowtrail_reader::source::{value_of, SqliteSource};
+use rowtrail_reader::sqlite::{value_of, SqliteSource};
 use rowtrail_restore::plan::Mode;
 use rowtrail_restore::run::{self, Actor, Prepared};
 use rowtrail_restore::scope::Scope;
@@ -56,9 +57,7 @@ impl Env {
         let mut src = SqliteSource::open(&self.source).expect("open source");
         let mut arch = Archive::open(&self.archive, &ArchiveOptions::default()).expect("archive");
         mover::drain(&mut src, &mut arch, 500).expect("drain");
-        arch.connection()
-            .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |r| r.get(0))
-            .unwrap()
+        arch.last_id().unwrap()
     }
 
     /// The archive, open for writing (journal).
@@ -99,26 +98,52 @@ impl Env {
             .collect()
     }
 
+    /// A target of its own on the source, for planning.
+    pub fn target(&self) -> SqliteTarget {
+        SqliteTarget::open(&self.source).expect("open the source as a target")
+    }
+
     /// Plans an undo of `scope`.
     pub fn prepare(&self, scope: &Scope, mode: Mode) -> Result<Prepared, RestoreError> {
         let archive = self.archive();
-        run::prepare_undo(&archive, &self.conn, scope, mode)
+        run::prepare_undo(&archive, &self.target(), scope, mode)
+    }
+
+    /// The plan's script, as `rowtrail undo --script-only` prints it.
+    pub fn script(&self, prepared: &Prepared) -> String {
+        let comments = prepared.plan.comments();
+        let job = prepared.plan.job(&comments, &prepared.fks, None);
+        rowtrail_apply::Target::script(&self.target(), &job, "test").expect("render the script")
+    }
+
+    /// Runs `f` with the test's own connection as the apply target (so what an apply does to
+    /// the connection's settings is seen on it afterwards).
+    fn with_target<T>(&mut self, f: impl FnOnce(&mut SqliteTarget) -> T) -> T {
+        let conn = std::mem::replace(&mut self.conn, Connection::open_in_memory().unwrap());
+        let mut target = SqliteTarget::from_connection(conn);
+        let out = f(&mut target);
+        self.conn = target.into_connection();
+        out
     }
 
     /// Plans and applies an undo of `scope`; returns the run id (None: nothing to undo).
     pub fn undo(&mut self, scope: &Scope, mode: Mode) -> Result<Option<i64>, RestoreError> {
         let archive = self.archive();
-        let prepared = run::prepare_undo(&archive, &self.conn, scope, mode)?;
-        let done = run::execute(&archive, &mut self.conn, &prepared, &actor())?;
-        Ok(done.map(|(r, _)| r.id))
+        self.with_target(|target| {
+            let prepared = run::prepare_undo(&archive, target, scope, mode)?;
+            let done = run::execute(&archive, target, &prepared, &actor())?;
+            Ok(done.map(|(r, _)| r.id))
+        })
     }
 
     /// Re-applies undo run `id`; returns the redo run's id.
     pub fn redo(&mut self, id: i64, mode: Mode) -> Result<Option<i64>, RestoreError> {
         let archive = self.archive();
-        let prepared = run::prepare_redo(&archive, &self.conn, id, mode)?;
-        let done = run::execute(&archive, &mut self.conn, &prepared, &actor())?;
-        Ok(done.map(|(r, _)| r.id))
+        self.with_target(|target| {
+            let prepared = run::prepare_redo(&archive, target, id, mode)?;
+            let done = run::execute(&archive, target, &prepared, &actor())?;
+            Ok(done.map(|(r, _)| r.id))
+        })
     }
 }
 

@@ -39,16 +39,8 @@ use super::types::MssqlType;
 use super::{Captured, Script};
 use crate::literal::Literal;
 use crate::undo::{OnConflict, ScriptStep, Step};
+pub use crate::ForeignKey;
 use crate::{Column, SqlError, Table, TableName, Value};
-
-/// A foreign key between two captured tables (`child` references `parent`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForeignKey {
-    /// The referencing table.
-    pub child: TableName,
-    /// The referenced table.
-    pub parent: TableName,
-}
 
 fn depth(t: &TableName, fks: &[ForeignKey], seen: &mut Vec<TableName>) -> usize {
     if seen.contains(t) || seen.len() > 64 {

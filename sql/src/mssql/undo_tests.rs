@@ -274,6 +274,8 @@ fn foreign_keys_order_inserts_parents_first_and_deletes_children_first() {
     let fks = [ForeignKey {
         child: child.name.clone(),
         parent: parent.name.clone(),
+        child_columns: vec![],
+        parent_columns: vec![],
     }];
     let rows: Vec<Vec<Value>> = (0..4)
         .map(|i| {

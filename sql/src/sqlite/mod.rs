@@ -27,6 +27,7 @@
 //! indexes are not detected (documented limit).
 
 mod triggers;
+pub mod undo;
 
 use crate::literal::Literal;
 use crate::staging::{self, derived_name};

@@ -15,10 +15,11 @@
 //! When the count differs (another process deleted some), the copied keys are deleted one by
 //! one, as before.
 
-use rusqlite::Transaction;
+use rusqlite::{Connection, Transaction};
 
-use super::sqlite::err;
-use super::{CapturedTable, StagedKey};
+use super::catalog::incarnation;
+use super::connection::err;
+use crate::source::{CapturedTable, StagedKey, StagingDeleter};
 use crate::{failpoint, ReaderError};
 
 /// One delete statement of a pass.
@@ -45,7 +46,7 @@ impl Step {
 
 /// Deletes `keys` (copied in one pass) inside `tx`. The failpoint `during-staging-delete` is
 /// hit once about half of them are deleted, before the transaction commits.
-pub(super) fn delete_copied(
+fn delete_copied(
     tx: &Transaction<'_>,
     tables: &[CapturedTable],
     keys: &[StagedKey],
@@ -131,11 +132,55 @@ pub(super) fn delete_copied(
     Ok(())
 }
 
+/// Deletes `keys` (read under `expected`, indexing `tables`) in one immediate transaction.
+pub(super) fn delete_under(
+    conn: &mut Connection,
+    location: &str,
+    expected: &str,
+    tables: &[CapturedTable],
+    keys: &[StagedKey],
+) -> Result<(), ReaderError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err(location, "cannot start the staging delete"))?;
+    // The batch was read under this incarnation; after a reinstall the same staging names
+    // hold the new incarnation's images, which must not be touched.
+    let found = incarnation(&tx, location)?.unwrap_or_default();
+    if found != expected {
+        return Err(ReaderError::IncarnationChanged {
+            location: location.to_string(),
+            expected: expected.to_string(),
+            found,
+        });
+    }
+    delete_copied(&tx, tables, keys, location)?;
+    tx.commit()
+        .map_err(err(location, "cannot commit the staging delete"))
+}
+
+/// The delete-behind handle of a [`SqliteSource`]: a second connection to the same file.
+pub(super) struct SqliteDeleter {
+    pub(super) conn: Connection,
+    pub(super) location: String,
+}
+
+impl StagingDeleter for SqliteDeleter {
+    fn delete(
+        &mut self,
+        incarnation: &str,
+        tables: &[CapturedTable],
+        keys: &[StagedKey],
+    ) -> Result<(), ReaderError> {
+        delete_under(&mut self.conn, &self.location, incarnation, tables, keys)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
 
-    use crate::source::{Source, SqliteSource};
+    use crate::source::Source;
+    use crate::sqlite::SqliteSource;
 
     /// A captured database with tables `a` and `b`, and a writer connection to it.
     fn captured() -> (tempfile::TempDir, std::path::PathBuf, Connection) {

@@ -6,10 +6,9 @@
 //! and a registry written from a DBA's DDL script may spell a name differently); a name that
 //! matches no captured table is kept as the catalog spells it (no change can be of it).
 
-use rowtrail_reader::mssql::undo::ForeignKeyColumn;
-use rowtrail_sql::{Ident, Table, TableName};
+use rowtrail_sql::{ForeignKey, Ident, Table, TableName};
 
-use crate::conflict::ForeignKey;
+use super::undo::ForeignKeyColumn;
 
 /// The captured table `schema.name` names, if any: an exact match, else the only one that
 /// matches ignoring case.
@@ -66,7 +65,7 @@ fn column_name(table: Option<&Table>, column: &str) -> String {
 
 /// Groups the catalog's rows (ordered by key, then column position) into foreign keys, named
 /// as the captured `tables` are.
-pub fn foreign_keys(rows: &[ForeignKeyColumn], tables: &[Table]) -> Vec<ForeignKey> {
+pub fn group(rows: &[ForeignKeyColumn], tables: &[Table]) -> Vec<ForeignKey> {
     let mut out: Vec<ForeignKey> = Vec::new();
     let mut last: Option<i32> = None;
     let mut current: Option<usize> = None;
@@ -170,7 +169,7 @@ mod tests {
             // A key between tables that are not captured keeps the catalog's names.
             row(11, 1, ("hr", "Badge", "StaffId"), ("hr", "Staff", "Id")),
         ];
-        let fks = foreign_keys(&rows, &tables);
+        let fks = group(&rows, &tables);
         assert_eq!(fks.len(), 3);
         assert_eq!(fks[0].child, tables[1].name);
         assert_eq!(fks[0].parent, tables[0].name);
@@ -193,7 +192,7 @@ mod tests {
         // A case-sensitive database may hold both.
         let tables = [table("dbo", "T", &["Id"]), table("dbo", "t", &["Id"])];
         let rows = [row(1, 1, ("dbo", "t", "Id"), ("DBO", "T", "Id"))];
-        let fks = foreign_keys(&rows, &tables);
+        let fks = group(&rows, &tables);
         assert_eq!(fks[0].child, tables[1].name);
         assert_eq!(
             fks[0].parent.to_string(),

@@ -1,25 +1,22 @@
-//! A plan as T-SQL ([`rowtrail_sql::mssql::undo`]): its steps in an order SQL Server's
-//! immediate foreign-key checks accept, and what the script reports back turned into the
-//! journal's step results.
+//! A job as T-SQL ([`rowtrail_sql::mssql::undo`]): its steps in an order SQL Server's
+//! immediate foreign-key checks accept, and what the script reports back turned into step
+//! results.
 //!
 //! The dry run prints exactly the script `--apply` sends (one batch), so the order is decided
-//! here, once, from the plan and the source's foreign keys.
+//! here, once, from the job and the target's foreign keys.
 
 use rowtrail_sql::mssql::undo::{self, OUTCOME_FORCED, OUTCOME_SKIPPED};
 use rowtrail_sql::mssql::Script;
 use rowtrail_sql::undo::ScriptStep;
 
-use crate::apply::{Outcome, StepResult};
-use crate::conflict::ForeignKey;
-use crate::plan::Plan;
-use crate::RestoreError;
+use crate::{ApplyError, Job, Outcome, StepResult};
 
-/// A rendered plan.
+/// A rendered job.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     /// The script (header and one batch).
     pub script: Script,
-    /// `order[k]` is the plan step that the script's step `k + 1` applies.
+    /// `order[k]` is the job step that the script's step `k + 1` applies.
     pub order: Vec<usize>,
 }
 
@@ -29,7 +26,7 @@ impl Rendered {
         self.script.batches().first().map_or("", |b| b.sql.as_str())
     }
 
-    /// The plan step of the script's step `n` (1-based).
+    /// The job step of the script's step `n` (1-based).
     pub fn plan_step(&self, n: usize) -> Option<usize> {
         n.checked_sub(1).and_then(|k| self.order.get(k).copied())
     }
@@ -51,38 +48,31 @@ impl Rendered {
     }
 }
 
-/// Renders `plan` for SQL Server, its steps in an order `fks` accept.
-pub fn render(plan: &Plan, fks: &[ForeignKey], header: &str) -> Result<Rendered, RestoreError> {
-    let comments = plan.comments();
-    let steps = plan.script_steps(&comments);
-    let keys: Vec<undo::ForeignKey> = fks
-        .iter()
-        .map(|f| undo::ForeignKey {
-            child: f.child.clone(),
-            parent: f.parent.clone(),
-        })
-        .collect();
-    let order = undo::foreign_key_order(&steps, &keys);
+/// Renders `job` for SQL Server, its steps in an order its foreign keys accept.
+pub fn render(job: &Job<'_>, header: &str) -> Result<Rendered, ApplyError> {
+    let steps = job.script_steps();
+    let order = undo::foreign_key_order(&steps, job.foreign_keys);
     let ordered: Vec<ScriptStep<'_>> = order.iter().map(|&i| steps[i]).collect();
-    let script = undo::script(header, &ordered, plan.mode.on_conflict())?;
+    let script = undo::script(header, &ordered, job.on_conflict)?;
     Ok(Rendered { script, order })
 }
 
 /// Each step's result, in the order the script applied them, from the script's outcome rows
 /// (`(step, outcome)` for each step whose guard did not hold; every other step applied).
 pub fn results(
-    plan: &Plan,
+    job: &Job<'_>,
     rendered: &Rendered,
     outcomes: &[(i64, String)],
-) -> Result<Vec<StepResult>, RestoreError> {
+) -> Result<Vec<StepResult>, ApplyError> {
     let mut by_step = vec![Outcome::Applied; rendered.order.len()];
     for (step, word) in outcomes {
         let outcome = match word.as_str() {
             OUTCOME_SKIPPED => Outcome::Skipped,
             OUTCOME_FORCED => Outcome::Forced,
             other => {
-                return Err(RestoreError::BadRequest(format!(
-                    "the undo script reported outcome {other:?} for step {step}, which rowtrail does not know"
+                return Err(ApplyError::Hook(format!(
+                    "the {} script reported outcome {other:?} for step {step}, which rowtrail does not know",
+                    job.what
                 )))
             }
         };
@@ -91,8 +81,9 @@ pub fn results(
             .and_then(|n| n.checked_sub(1))
             .and_then(|k| by_step.get_mut(k))
             .ok_or_else(|| {
-                RestoreError::BadRequest(format!(
-                    "the undo script reported an outcome for step {step}, which it does not have"
+                ApplyError::Hook(format!(
+                    "the {} script reported an outcome for step {step}, which it does not have",
+                    job.what
                 ))
             })?;
         *slot = outcome;
@@ -102,10 +93,11 @@ pub fn results(
         .iter()
         .zip(by_step)
         .map(|(&i, outcome)| {
-            let s = &plan.steps[i];
+            let s = &job.steps[i];
             StepResult {
-                change_id: s.change.id,
-                action: s.step().action(),
+                index: i,
+                id: s.id,
+                action: s.step.action(),
                 outcome,
             }
         })

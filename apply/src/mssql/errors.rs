@@ -1,4 +1,4 @@
-//! SQL Server's refusals of an undo step, as the conflicts they are (exit code 3).
+//! SQL Server's refusals of a job's step, as the conflicts they are (exit code 3).
 //!
 //! * `THROW 50003` from a guard that did not hold (refuse and cascade modes): the row no longer
 //!   equals its archived image, or a re-insert's key is taken.
@@ -12,9 +12,8 @@
 
 use rowtrail_reader::mssql::error::ServerError;
 
-use super::mssql_script::Rendered;
-use crate::plan::Plan;
-use crate::RestoreError;
+use super::script::Rendered;
+use crate::{ApplyError, Job};
 
 /// The error number of the undo script's guard (`THROW 50003, N'rowtrail undo: step N …'`).
 pub const GUARD: u32 = 50003;
@@ -33,7 +32,7 @@ fn step_in_message(message: &str) -> Option<usize> {
 }
 
 /// The conflict `e` stands for, or `None` when it is not one (report it as it is).
-pub fn refusal(e: &ServerError, rendered: &Rendered, plan: &Plan) -> Option<RestoreError> {
+pub fn refusal(e: &ServerError, rendered: &Rendered, job: &Job<'_>) -> Option<ApplyError> {
     let why = match e.code {
         GUARD => "",
         CONSTRAINT => " (a foreign-key or check constraint of the source refused it)",
@@ -47,10 +46,13 @@ pub fn refusal(e: &ServerError, rendered: &Rendered, plan: &Plan) -> Option<Rest
         _ => rendered.step_at_line(e.line),
     };
     let what = match step.and_then(|n| rendered.plan_step(n).map(|i| (n, i))) {
-        Some((n, i)) => format!("step {n}: {}{why}", plan.steps[i].comment()),
+        Some((n, i)) => format!("step {n}: {}{why}", job.steps[i].comment),
         None => format!("a step (SQL Server error {}){why}", e.code),
     };
-    Some(RestoreError::Guards(vec![what]))
+    Some(ApplyError::Guards {
+        what: job.what.to_string(),
+        rows: vec![what],
+    })
 }
 
 #[cfg(test)]

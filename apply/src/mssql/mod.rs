@@ -1,13 +1,13 @@
-//! A SQL Server source as an undo target, through the reader's SQL Server client.
+//! A SQL Server database as an apply target, through the reader's SQL Server client.
 //!
-//! Applying, step by step (the run is already journaled as `applying`):
+//! Applying, step by step (an undo run is already journaled as `applying`):
 //!
-//! 1. render the plan ([`super::mssql_script`]): the same batch the dry run prints;
+//! 1. render the job ([`script`]): the same batch the dry run prints;
 //! 2. find out how the server tells a session its transaction id (`CURRENT_TRANSACTION_ID()`,
 //!    or `sys.dm_tran_current_transaction` on 2012/2014), outside any transaction;
 //! 3. `SET XACT_ABORT ON; BEGIN TRANSACTION`, read the transaction's id, and record it in the
-//!    journal as the run's link ([`crate::link`]) — before any write, so every write the capture
-//!    records with that id is known to be the run's;
+//!    caller's hooks as the job's link ([`crate::Link`]) — before any write, so every write the
+//!    capture records with that id is known to be the job's;
 //! 4. run the script inside that transaction (its own `BEGIN`/`COMMIT` only nest); a guard that
 //!    does not hold raises error 50003 and, under `XACT_ABORT`, rolls everything back;
 //! 5. check that exactly the run's transaction is still open, turn the script's outcome rows
@@ -19,23 +19,19 @@
 //! An error before the commit leaves the source unchanged: the transaction is rolled back, or
 //! the server rolls it back when the connection goes.
 
+pub mod errors;
+pub mod script;
+
 use std::cell::RefCell;
 
-use rowtrail_reader::archive::UndoRun;
 use rowtrail_reader::failpoint;
 use rowtrail_reader::mssql::error::server_error;
 use rowtrail_reader::mssql::{catalog, undo, MssqlClient, Settings};
-use rowtrail_reader::ReaderError;
-use rowtrail_sql::Dialect;
+use rowtrail_sql::{Dialect, ForeignKey};
 
-use super::{mssql_errors, mssql_keys, mssql_script, Journal, UndoTarget};
-use crate::apply::{Label, StepResult};
-use crate::conflict::ForeignKey;
-use crate::link::Link;
-use crate::plan::Plan;
-use crate::RestoreError;
+use crate::{ApplyError, Hooks, Job, Link, StepResult, Target};
 
-/// A SQL Server database with rowtrail capture installed.
+/// A SQL Server database rowtrail writes to.
 pub struct MssqlTarget {
     client: RefCell<MssqlClient>,
     location: String,
@@ -44,7 +40,7 @@ pub struct MssqlTarget {
 impl MssqlTarget {
     /// Connects (and logs in) now, so an unreachable server or bad settings fail at once,
     /// before anything else is touched.
-    pub fn connect(settings: &Settings) -> Result<Self, RestoreError> {
+    pub fn connect(settings: &Settings) -> Result<Self, ApplyError> {
         let client = MssqlClient::connect(settings)?;
         let location = client.location().to_string();
         Ok(Self {
@@ -54,7 +50,7 @@ impl MssqlTarget {
     }
 }
 
-impl UndoTarget for MssqlTarget {
+impl Target for MssqlTarget {
     fn dialect(&self) -> Dialect {
         Dialect::Mssql
     }
@@ -63,91 +59,73 @@ impl UndoTarget for MssqlTarget {
         self.location.clone()
     }
 
-    fn incarnation(&self) -> Result<String, RestoreError> {
-        let mut c = self.client.borrow_mut();
-        catalog::incarnation(&mut c)?.ok_or_else(|| {
-            RestoreError::Reader(ReaderError::NotInstalled {
-                location: self.location.clone(),
-            })
-        })
+    fn incarnation(&self) -> Result<Option<String>, ApplyError> {
+        Ok(catalog::incarnation(&mut self.client.borrow_mut())?)
     }
 
-    fn foreign_keys(&self) -> Result<Vec<ForeignKey>, RestoreError> {
-        let mut c = self.client.borrow_mut();
-        let rows = undo::foreign_keys(&mut c)?;
-        let tables: Vec<_> = catalog::registry(&mut c)?
-            .into_iter()
-            .map(|t| t.table)
-            .collect();
-        Ok(mssql_keys::foreign_keys(&rows, &tables))
+    fn foreign_keys(&self) -> Result<Vec<ForeignKey>, ApplyError> {
+        Ok(undo::foreign_keys(&mut self.client.borrow_mut())?)
     }
 
-    fn link(&self, _run: &UndoRun, recorded_tx: Option<i64>) -> Option<Link> {
-        // Without a recorded transaction the run never reached its first write.
+    fn link(&self, _tag: &str, recorded_tx: Option<i64>) -> Option<Link> {
+        // Without a recorded transaction the job never reached its first write.
         recorded_tx.map(Link::Transaction)
     }
 
-    fn staged_with(&self, link: &Link) -> Result<bool, RestoreError> {
+    fn staged_with(&self, link: &Link) -> Result<bool, ApplyError> {
         match link {
             Link::Transaction(tx) => Ok(undo::staged_in_transaction(
                 &mut self.client.borrow_mut(),
                 *tx,
             )?),
-            // SQL Server's capture records transaction ids, never a run's tag.
+            // SQL Server's capture records transaction ids, never a job's tag.
             Link::Tag(_) => Ok(false),
         }
     }
 
-    fn script(
-        &self,
-        plan: &Plan,
-        fks: &[ForeignKey],
-        header: &str,
-    ) -> Result<String, RestoreError> {
-        Ok(mssql_script::render(plan, fks, header)?.script.render())
+    fn script(&self, job: &Job<'_>, header: &str) -> Result<String, ApplyError> {
+        Ok(script::render(job, header)?.script.render())
     }
 
     fn apply(
         &mut self,
-        plan: &Plan,
-        fks: &[ForeignKey],
-        _label: &Label,
-        journal: &mut dyn Journal,
-    ) -> Result<Vec<StepResult>, RestoreError> {
+        job: &Job<'_>,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Vec<StepResult>, ApplyError> {
         // The capture records the connection's own login, host and application for the writes.
-        let rendered = mssql_script::render(plan, fks, "rowtrail undo --apply")?;
+        let rendered = script::render(job, "rowtrail undo --apply")?;
         let location = self.location.clone();
         let c = self.client.get_mut();
         let how = undo::transaction_id_source(c)?;
         let mut tx = c.transaction()?;
-        let id =
-            undo::transaction_id(tx.client(), how)?.ok_or_else(|| RestoreError::CannotLink {
-                location: location.clone(),
-            })?;
-        journal.link(id)?;
+        let id = undo::transaction_id(tx.client(), how)?.ok_or_else(|| ApplyError::CannotLink {
+            location: location.clone(),
+        })?;
+        hooks.link(id)?;
         let outcomes = match undo::run_script(tx.client(), rendered.batch()) {
             Ok(o) => o,
             Err(e) => {
                 return Err(server_error(&e)
-                    .and_then(|s| mssql_errors::refusal(&s, &rendered, plan))
-                    .unwrap_or(RestoreError::Reader(e)))
+                    .and_then(|s| errors::refusal(&s, &rendered, job))
+                    .unwrap_or(ApplyError::Reader(e)))
             }
         };
         let depth = undo::trancount(tx.client())?;
         if depth != 1 {
             // Not the state the script leaves: whether its writes committed is for the
             // capture to tell.
-            return Err(RestoreError::CommitUnknown {
+            return Err(ApplyError::CommitUnknown {
                 what: format!(
-                    "the undo script left {depth} open transaction(s) on {location} instead of 1"
+                    "the {} script left {depth} open transaction(s) on {location} instead of 1",
+                    job.what
                 ),
                 cause: None,
             });
         }
-        let results = mssql_script::results(plan, &rendered, &outcomes)?;
-        journal.before_commit(&results)?;
+        let results = script::results(job, &rendered, &outcomes)?;
+        hooks.before_commit(&results)?;
         failpoint::hit("undo-before-source-commit");
-        tx.commit().map_err(|e| RestoreError::CommitUnknown {
+        tx.commit().map_err(|e| ApplyError::CommitUnknown {
             what: format!("the commit on {location} failed"),
             cause: Some(Box::new(e)),
         })?;

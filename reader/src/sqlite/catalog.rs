@@ -1,13 +1,99 @@
-//! Reading table definitions out of a SQLite database's own catalog.
+//! What a SQLite source's own catalog says: whether capture is installed, its incarnation and
+//! registry, the schema version, and the definitions of the tables capture could cover.
 //!
 //! A DBA's CREATE TABLE script for SQLite is loaded into an in-memory SQLite database and read
 //! through the same catalog queries, so a script and a live file give the same model, with
 //! SQLite itself as the parser.
 
-use rowtrail_sql::{Column, Ident, Table, TableName};
-use rusqlite::Connection;
+use std::path::Path;
 
+use rowtrail_sql::sqlite::objects;
+use rowtrail_sql::{Column, ForeignKey, Ident, Table, TableName};
+use rusqlite::{Connection, OptionalExtension};
+
+use super::connection::{err, open};
+use crate::source::CapturedTable;
 use crate::ReaderError;
+
+/// Whether the database behind `conn` has a table named `name`.
+pub(crate) fn table_exists(
+    conn: &Connection,
+    name: &str,
+    location: &str,
+) -> Result<bool, ReaderError> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(err(location, "cannot read the schema"))
+}
+
+/// Whether rowtrail capture is installed in the database behind `conn`.
+pub fn installed(conn: &Connection, location: &str) -> Result<bool, ReaderError> {
+    table_exists(conn, objects::REGISTRY, location)
+}
+
+/// The incarnation recorded on the source; `None` when capture is not installed.
+pub fn incarnation(conn: &Connection, location: &str) -> Result<Option<String>, ReaderError> {
+    let meta = Ident::new(objects::META)?;
+    if !table_exists(conn, objects::META, location)? {
+        return Ok(None);
+    }
+    conn.query_row(
+        &format!(
+            "SELECT \"value\" FROM {} WHERE \"key\" = 'incarnation'",
+            meta.sqlite()
+        ),
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err(location, "cannot read the incarnation"))
+}
+
+/// The captured tables recorded in the registry.
+pub fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>, ReaderError> {
+    let sql = format!(
+        "SELECT \"staging_name\", \"definition\" FROM {} ORDER BY \"table_schema\", \"table_name\"",
+        Ident::new(objects::REGISTRY)?.sqlite()
+    );
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(err(location, "cannot read the registry"))?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(err(location, "cannot read the registry"))?;
+    rows.into_iter()
+        .map(|(staging, def)| {
+            Ok(CapturedTable {
+                table: Table::from_json(&def)?,
+                staging: Ident::new(staging)?,
+            })
+        })
+        .collect()
+}
+
+/// A connection to a source with capture installed, its location and its incarnation.
+pub(crate) fn open_installed(path: &Path) -> Result<(Connection, String, String), ReaderError> {
+    let conn = open(path)?;
+    let location = path.display().to_string();
+    if !installed(&conn, &location)? {
+        return Err(ReaderError::NotInstalled { location });
+    }
+    let incarnation = incarnation(&conn, &location)?.ok_or_else(|| ReaderError::NotInstalled {
+        location: location.clone(),
+    })?;
+    Ok((conn, location, incarnation))
+}
+
+/// `PRAGMA schema_version`: it changes whenever a table is created, altered or dropped.
+pub(crate) fn schema_version(conn: &Connection, location: &str) -> Result<i64, ReaderError> {
+    conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
+        .map_err(err(location, "cannot read the schema version"))
+}
 
 fn src_err(location: &str, context: &str) -> impl FnOnce(rusqlite::Error) -> ReaderError {
     let location = location.to_string();
@@ -187,4 +273,50 @@ pub fn sqlite_tables_from_ddl(
             cause,
         })?;
     sqlite_tables(&conn, location, only)
+}
+
+/// Every foreign key declared in the database behind `conn`, its tables named as the archive
+/// names them (no schema). A key whose table name no captured table can have (too long) is left
+/// out: no change can be of it.
+pub fn foreign_keys(conn: &Connection, location: &str) -> Result<Vec<ForeignKey>, ReaderError> {
+    let e = || err(location, "cannot read foreign keys");
+    let mut stmt = conn
+        .prepare(
+            "SELECT m.name, f.id, f.seq, f.\"table\", f.\"from\", f.\"to\" FROM sqlite_schema m \
+             JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table' ORDER BY m.name, f.id, f.seq",
+        )
+        .map_err(e())?;
+    let rows: Vec<(String, i64, String, String, Option<String>)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(e())?;
+    let mut out: Vec<ForeignKey> = Vec::new();
+    let mut last: Option<(String, i64)> = None;
+    let mut current: Option<usize> = None;
+    for (child, id, parent, from, to) in rows {
+        if last.as_ref() != Some(&(child.clone(), id)) {
+            last = Some((child.clone(), id));
+            current = match (Ident::new(child), Ident::new(parent)) {
+                (Ok(child), Ok(parent)) => {
+                    out.push(ForeignKey {
+                        child: TableName::bare(child),
+                        child_columns: Vec::new(),
+                        parent: TableName::bare(parent),
+                        parent_columns: Vec::new(),
+                    });
+                    Some(out.len() - 1)
+                }
+                _ => None,
+            };
+        }
+        if let Some(fk) = current.map(|i| &mut out[i]) {
+            fk.child_columns.push(from);
+            if let Some(to) = to {
+                fk.parent_columns.push(to);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,86 @@
+//! The apply layer's error type.
+
+/// What can go wrong applying a job to a target.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The reader's side failed (a SQL Server connection, a catalog query, the journal).
+    #[error(transparent)]
+    Reader(#[from] rowtrail_reader::ReaderError),
+    /// The statements could not be made.
+    #[error(transparent)]
+    Sql(#[from] rowtrail_sql::SqlError),
+    /// A SQLite target could not be used.
+    #[error("source {location}: {context}")]
+    Database {
+        /// Where the target is.
+        location: String,
+        /// What rowtrail was doing.
+        context: String,
+        /// The engine's error.
+        #[source]
+        cause: rusqlite::Error,
+    },
+    /// Rows no longer equal what the job expects (changed by writes not yet archived, or
+    /// outside capture), and the job stops on conflicts: nothing was changed.
+    #[error("{what} refused: {} row(s) no longer equal their archived image or their key is taken (nothing was changed; a write not yet archived? run `rowtrail read` and retry):{}", .rows.len(), .rows.iter().map(|g| format!("\n  {g}")).collect::<String>())]
+    Guards {
+        /// `undo`, `redo`, …: what was refused.
+        what: String,
+        /// Each step that did not hold, described without row values.
+        rows: Vec<String>,
+    },
+    /// A step on a table without a key matches several rows.
+    #[error("change {change}: {count} rows of {table} equal its archived image, so {what} cannot tell which one to touch; pass --force to touch exactly one of them")]
+    Ambiguous {
+        /// `undo`, `redo`, …
+        what: String,
+        /// The step's id (the archived change).
+        change: i64,
+        /// The table.
+        table: String,
+        /// How many rows matched (2 means "two or more").
+        count: i64,
+    },
+    /// The job would leave rows without their parent.
+    #[error(
+        "{what} would leave {count} row(s) without their parent (foreign key); nothing was changed"
+    )]
+    ForeignKeys {
+        /// `undo`, `redo`, …
+        what: String,
+        /// How many rows more than before.
+        count: i64,
+    },
+    /// The target's commit may or may not have happened (its answer was lost).
+    #[error("{what}: whether it committed is unknown, so the run stays pending; the next `rowtrail undo --apply` or `rowtrail redo --apply` settles it from the captured writes")]
+    CommitUnknown {
+        /// What happened.
+        what: String,
+        /// The driver's or the server's error, if there was one.
+        #[source]
+        cause: Option<Box<rowtrail_reader::ReaderError>>,
+    },
+    /// The target will not say which transaction the job writes in, so its writes could not be
+    /// linked to it.
+    #[error("cannot link the undo's writes on {location}: this SQL Server tells a session its transaction id only with VIEW SERVER STATE (SQL Server 2012 and 2014), which this login lacks; grant it to the login that runs undo (nothing was changed)")]
+    CannotLink {
+        /// Server and database.
+        location: String,
+    },
+    /// The caller's hook refused the job before the commit (its own error, as text).
+    #[error("{0}")]
+    Hook(String),
+}
+
+impl ApplyError {
+    /// Whether the error is a conflict the target's rows raised (exit code 3): a guard that did
+    /// not hold, an ambiguous row, or a foreign key the job would break.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Guards { .. }
+                | ApplyError::Ambiguous { .. }
+                | ApplyError::ForeignKeys { .. }
+        )
+    }
+}

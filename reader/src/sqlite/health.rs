@@ -1,0 +1,62 @@
+//! The heartbeat's look at a SQLite source: a fresh connection, the installation, the backlog.
+
+use std::path::Path;
+
+use rowtrail_sql::sqlite::objects;
+use rowtrail_sql::{staging, Ident};
+
+use super::catalog::{open_installed, registry};
+use super::connection::err;
+use super::SqliteSource;
+use crate::source::Health;
+use crate::ReaderError;
+
+impl SqliteSource {
+    /// A heartbeat: opens a fresh connection (so a moved, replaced or deleted file is noticed,
+    /// which an open connection would not notice), checks the installation, and measures the
+    /// backlog.
+    pub fn health(path: &Path) -> Result<Health, ReaderError> {
+        let (conn, location, incarnation) = open_installed(path)?;
+        let mut staged = 0u64;
+        let mut oldest: Option<f64> = None;
+        let time = Ident::new(staging::COL_TIME)?;
+        let seq = Ident::new(staging::COL_SEQ)?;
+        for c in registry(&conn, &location)? {
+            let (n, age): (i64, Option<f64>) = conn
+                .query_row(
+                    &format!(
+                        "SELECT (SELECT count(*) FROM {t}), \
+                         (SELECT (julianday('now') - julianday({time})) * 86400.0 FROM {t} ORDER BY {seq} LIMIT 1)",
+                        t = c.staging.sqlite(),
+                        time = time.sqlite(),
+                        seq = seq.sqlite(),
+                    ),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(err(&location, "cannot measure the backlog"))?;
+            staged += n as u64;
+            if let Some(age) = age {
+                oldest = Some(oldest.map_or(age, |o: f64| o.max(age)));
+            }
+        }
+        // This connection sees only what is committed: a context row here outlived its writer's
+        // transaction.
+        let context: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    Ident::new(objects::CONTEXT)?.sqlite()
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err(&location, "cannot read the context table"))?;
+        Ok(Health {
+            incarnation,
+            staged,
+            oldest_age_secs: oldest,
+            context_committed: context > 0,
+        })
+    }
+}

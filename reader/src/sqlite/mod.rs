@@ -1,0 +1,174 @@
+//! SQLite as a source engine: the database file an application writes, with rowtrail's capture
+//! triggers and staging tables in it.
+//!
+//! * [`connection`]: opening a source, waiting for the application's locks; [`catalog`]: what
+//!   its own catalog says (installation, incarnation, registry, table definitions);
+//! * [`install`]: installing and removing capture; [`health`]: the heartbeat's look;
+//! * [`staging`]: reading staged images in seq order; [`delete`]: deleting exactly the images a
+//!   pass copied, on the reader's connection or on a second one behind it;
+//! * [`time`]: statement times as the archive keeps them; [`value`]: values to and from SQLite,
+//!   for every SQLite connection rowtrail holds (sources, the archive, apply targets).
+//!
+//! The same shape as [`crate::mssql`], the SQL Server engine.
+
+pub mod catalog;
+pub mod connection;
+mod delete;
+mod health;
+mod install;
+pub mod staging;
+mod time;
+pub mod value;
+
+use std::path::{Path, PathBuf};
+
+use rowtrail_sql::Table;
+use rusqlite::Connection;
+
+pub use connection::BUSY_TIMEOUT;
+pub use value::{value_of, Param};
+
+use catalog::{installed, open_installed, registry, schema_version};
+use connection::{err, open};
+use delete::{delete_under, SqliteDeleter};
+use staging::{count, staging_selects};
+
+use crate::source::{CapturedTable, Source, SourceInfo, StagedImage, StagedKey, StagingDeleter};
+use crate::ReaderError;
+
+/// A SQLite database under capture (or about to be).
+pub struct SqliteSource {
+    conn: Connection,
+    info: SourceInfo,
+    tables: Vec<CapturedTable>,
+    /// Per table: the SELECT over its staging table.
+    selects: Vec<String>,
+    /// `PRAGMA schema_version` when the registry was last read: a table captured (or dropped)
+    /// since changes it, and the next batch reads the registry again in its own snapshot.
+    schema_version: i64,
+}
+
+impl SqliteSource {
+    /// Opens a source that already has capture installed.
+    pub fn open(path: &Path) -> Result<Self, ReaderError> {
+        let (conn, location, incarnation) = open_installed(path)?;
+        let mut source = Self {
+            conn,
+            info: SourceInfo {
+                incarnation,
+                engine: "sqlite",
+                location,
+            },
+            tables: Vec::new(),
+            selects: Vec::new(),
+            schema_version: 0,
+        };
+        source.refresh()?;
+        Ok(source)
+    }
+
+    /// The tables of the database at `path` that capture could cover (`only` to pick some).
+    pub fn candidate_tables(
+        path: &Path,
+        only: Option<&[String]>,
+    ) -> Result<Vec<Table>, ReaderError> {
+        let conn = open(path)?;
+        let tables = catalog::sqlite_tables(&conn, &path.display().to_string(), only)?;
+        if tables.is_empty() {
+            return Err(ReaderError::NoTables {
+                location: path.display().to_string(),
+            });
+        }
+        Ok(tables)
+    }
+
+    /// The file this source reads.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.info.location)
+    }
+
+    fn location(&self) -> &str {
+        &self.info.location
+    }
+}
+
+impl Source for SqliteSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn tables(&self) -> &[CapturedTable] {
+        &self.tables
+    }
+
+    fn refresh(&mut self) -> Result<(), ReaderError> {
+        let location = self.info.location.clone();
+        if !installed(&self.conn, &location)? {
+            return Err(ReaderError::NotInstalled { location });
+        }
+        self.schema_version = schema_version(&self.conn, &location)?;
+        self.tables = registry(&self.conn, &location)?;
+        self.selects = staging_selects(&self.tables);
+        Ok(())
+    }
+
+    fn read_batch(
+        &mut self,
+        limit: usize,
+        mut above: Option<i64>,
+    ) -> Result<Vec<StagedImage>, ReaderError> {
+        // A reinstall between two batches starts a new incarnation (its seqs start again from
+        // 1): switch to it, or its images would be archived as the old one's, where their seqs
+        // are taken, and be dropped as already archived.
+        for _ in 0..2 {
+            match self.read_under_incarnation(limit, above)? {
+                Ok(images) => return Ok(images),
+                Err(found) => {
+                    tracing::warn!(source = %self.info.location, old = %self.info.incarnation,
+                        new = %found, "capture was reinstalled: a new incarnation starts");
+                    self.info.incarnation = found;
+                    self.refresh()?;
+                    above = None;
+                }
+            }
+        }
+        Err(ReaderError::IncarnationChanged {
+            location: self.info.location.clone(),
+            expected: self.info.incarnation.clone(),
+            found: "a newer one again".into(),
+        })
+    }
+
+    fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), ReaderError> {
+        delete_under(
+            &mut self.conn,
+            &self.info.location,
+            &self.info.incarnation,
+            &self.tables,
+            keys,
+        )
+    }
+
+    fn delete_behind(&mut self) -> Result<Option<Box<dyn StagingDeleter>>, ReaderError> {
+        Ok(Some(Box::new(SqliteDeleter {
+            conn: open(&self.path())?,
+            location: self.info.location.clone(),
+        })))
+    }
+
+    fn probe(&mut self) -> Result<i64, ReaderError> {
+        let location = self.location().to_string();
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(err(&location, "probe failed"))
+    }
+
+    fn staged_count(&mut self) -> Result<u64, ReaderError> {
+        let location = self.location().to_string();
+        let mut total = 0;
+        for c in &self.tables {
+            total += count(&self.conn, &location, &c.staging)?;
+        }
+        Ok(total)
+    }
+}

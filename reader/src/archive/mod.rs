@@ -5,10 +5,11 @@
 //! copied twice (after a crash between the archive commit and the staging delete) lands once.
 
 //!
-//! Every statement that touches the archive's tables is in this module: [`append`](Archive::append)
-//! writes changes; [`query`] reads them back as [`ArchivedChange`]s; [`catalog`] answers what
-//! the archive holds (sources, tables, definitions); [`journal`] owns the undo journal;
-//! [`verify`](Archive::verify) checks all of it.
+//! Every statement that touches the archive's tables is in this module: `append.rs`
+//! ([`Archive::append`]) writes changes; `query.rs` ([`Archive::stream`], [`ChangeQuery`])
+//! reads them back as [`ArchivedChange`]s; `catalog.rs` ([`Archive::sources`]) answers what the
+//! archive holds (sources, tables, definitions); `journal.rs` ([`Archive::begin_run`]) owns the
+//! undo journal; `verify.rs` ([`Archive::verify`]) checks all of it.
 
 mod append;
 mod catalog;

@@ -27,6 +27,8 @@ fn poll_busy(attempt: i32) -> bool {
     true
 }
 
+/// Opens the SQLite source at `path` read-write (it must exist and be a database), with the
+/// busy handler that waits for the application's locks.
 pub fn open(path: &Path) -> Result<Connection, ReaderError> {
     let location = path.display().to_string();
     if !path.exists() {

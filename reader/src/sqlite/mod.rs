@@ -3,10 +3,10 @@
 //!
 //! * [`connection`]: opening a source, waiting for the application's locks; [`catalog`]: what
 //!   its own catalog says (installation, incarnation, registry, table definitions);
-//! * [`install`]: installing and removing capture; [`health`]: the heartbeat's look;
-//! * [`staging`]: reading staged images in seq order; [`delete`]: deleting exactly the images a
+//! * `install`: installing and removing capture; `health`: the heartbeat's look;
+//! * [`staging`]: reading staged images in seq order; `delete`: deleting exactly the images a
 //!   pass copied, on the reader's connection or on a second one behind it;
-//! * [`time`]: statement times as the archive keeps them; [`value`]: values to and from SQLite,
+//! * `time`: statement times as the archive keeps them; [`value`]: values to and from SQLite,
 //!   for every SQLite connection rowtrail holds (sources, the archive, apply targets).
 //!
 //! The same shape as [`crate::mssql`], the SQL Server engine.

@@ -19,6 +19,7 @@ mod fixture;
 mod history;
 mod latency;
 mod memory;
+mod mssql;
 mod reader;
 mod report;
 mod size;
@@ -76,6 +77,8 @@ enum Scenario {
     Memory,
     /// T-SQL generation for 300 tables.
     Tsql,
+    /// SQL Server figures that need no server: value conversion, deployment and undo scripts.
+    Mssql,
 }
 
 /// What every scenario is told.
@@ -98,6 +101,7 @@ fn scenarios() -> Vec<(Scenario, Run)> {
         (Scenario::Size, |s, d, _| size::run(s, d)),
         (Scenario::Memory, memory::run),
         (Scenario::Tsql, |s, _, _| tsql::run(s)),
+        (Scenario::Mssql, |s, _, _| mssql::run(s)),
     ]
 }
 

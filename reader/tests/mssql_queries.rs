@@ -2,9 +2,6 @@
 //! (TSql150Parser, under Mono), for every realistic table — the same gate as the generated
 //! scripts (`bash scripts/scriptdom/setup.sh` builds the validator).
 
-use std::path::Path;
-use std::process::Command;
-
 use rowtrail_reader::mssql::queries;
 use rowtrail_reader::source::CapturedTable;
 use rowtrail_sql::mssql::Captured;
@@ -32,27 +29,7 @@ fn every_reader_statement_parses_in_scriptdom() {
         text.push_str(s);
         text.push_str("\nGO\n");
     }
-    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scriptdom/validate.exe");
-    assert!(
-        exe.exists(),
-        "the ScriptDom validator is missing ({}): run `bash scripts/scriptdom/setup.sh`",
-        exe.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("reader-queries.sql");
-    std::fs::write(&file, text).unwrap();
-    let out = Command::new("mono")
-        .arg(&exe)
-        .arg(&file)
-        .output()
-        .expect("mono runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ScriptDom rejected a reader statement:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = stdout.lines().last().unwrap_or_default();
+    let summary = rowtrail_tests::scriptdom::validate(&[("reader-queries.sql".into(), text)]);
     assert!(
         summary.starts_with(&format!(
             "validated 1 scripts, {} batches, 0 errors",

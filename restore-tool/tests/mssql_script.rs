@@ -3,8 +3,6 @@
 //! before children, and what the server answers — outcome rows, guard errors, constraint
 //! errors — becomes the journal's results or the conflicts it stands for.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use rowtrail_apply::mssql::errors::refusal;
@@ -152,32 +150,7 @@ fn rendered(mode: Mode) -> (Planned, Rendered) {
 
 /// Runs ScriptDom over `scripts`; panics (never skips) when the validator is missing.
 fn scriptdom(scripts: &[(String, String)]) -> String {
-    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scriptdom/validate.exe");
-    assert!(
-        exe.exists(),
-        "the ScriptDom validator is missing ({}): run `bash scripts/prereqs.sh` (or \
-         `bash scripts/scriptdom/setup.sh`)",
-        exe.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    for (name, text) in scripts {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        files.push(path);
-    }
-    let out = Command::new("mono")
-        .arg(&exe)
-        .args(&files)
-        .output()
-        .expect("mono runs (install it with `bash scripts/prereqs.sh`)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ScriptDom rejected an undo script:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout.lines().last().unwrap_or_default().to_string()
+    rowtrail_tests::scriptdom::validate(scripts)
 }
 
 #[test]

@@ -5,20 +5,19 @@
 //! replaying the archive into an empty copy of the schema rebuilds the source value for value
 //! and type for type.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rowtrail_reader::sqlite::value_of;
-use rowtrail_sql::{image, Value};
-use rowtrail_tests::{show, wait_until, Proc, Sandbox};
+use rowtrail_reader::archive::ArchivedChange;
+use rowtrail_tests::{
+    replay, show, stderr_lines, wait_until, Armed, Proc, Sandbox, REACH_FAILPOINT,
+};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Connection, OpenFlags};
+use rusqlite::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
 
@@ -78,9 +77,6 @@ const AFTER_ARCHIVE_COMMIT: &str = "after-archive-commit";
 const DURING_STAGING_DELETE: &str = "during-staging-delete";
 const AFTER_STAGING_DELETE: &str = "after-staging-delete";
 
-/// How long a process may take to reach its failpoint.
-const REACH_FAILPOINT: Duration = Duration::from_secs(60);
-
 /// A known workload of inserts, multi-row updates, key-changing updates (integer and text keys),
 /// no-op updates, deletes and a multi-table transaction; returns the row-level changes it made
 /// (counted from each statement's own row count).
@@ -128,90 +124,13 @@ fn known_workload(c: &Connection) -> u64 {
     made
 }
 
-/// A process started with a failpoint armed, and its stderr line by line.
-struct Armed {
-    proc: Proc,
-    lines: Receiver<String>,
-    what: String,
-}
-
 /// Starts `rowtrail ARGS` with `ROWTRAIL_TEST_FAILPOINT=spec`.
 fn spawn_armed(sb: &Sandbox, args: &[&str], spec: &str) -> Armed {
-    let mut cmd = sb.cmd(args);
-    cmd.env("ROWTRAIL_TEST_FAILPOINT", spec)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn rowtrail");
-    let lines = stderr_lines(&mut child);
-    Armed {
-        proc: Proc { child },
-        lines,
-        what: format!("`rowtrail {}` with failpoint {spec}", args.join(" ")),
-    }
-}
-
-/// A thread that forwards the child's stderr lines (so the pipe never fills).
-fn stderr_lines(child: &mut std::process::Child) -> Receiver<String> {
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-impl Armed {
-    /// Waits (with a deadline) until the process reports it stopped at `label`, then SIGKILLs it
-    /// there. Returns its stderr up to that point.
-    fn kill_at(&mut self, label: &str) -> Vec<String> {
-        let seen = self.wait_parked(label);
-        self.proc.kill9();
-        seen
-    }
-
-    /// Waits (with a deadline) until the process reports it stopped at `label`; checks it is
-    /// still there. Returns its stderr up to that point.
-    fn wait_parked(&mut self, label: &str) -> Vec<String> {
-        let want = format!("rowtrail-failpoint {label}");
-        let deadline = Instant::now() + REACH_FAILPOINT;
-        let mut seen = Vec::new();
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    let hit = line.trim() == want;
-                    seen.push(line);
-                    if hit {
-                        break;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: no `{want}` within {REACH_FAILPOINT:?}; stderr so far:\n{}",
-                    self.what,
-                    seen.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{}: it ended ({:?}) without reaching `{want}`; stderr:\n{}",
-                    self.what,
-                    self.proc.child.try_wait(),
-                    seen.join("\n")
-                ),
-            }
-        }
-        assert!(
-            self.proc.child.try_wait().expect("try_wait").is_none(),
-            "{}: it should be parked at the failpoint, not exited",
-            self.what
-        );
-        seen
-    }
+    Armed::spawn(
+        sb.cmd(args),
+        spec,
+        format!("`rowtrail {}` with failpoint {spec}", args.join(" ")),
+    )
 }
 
 /// A staged image: (seq, op code, image code).
@@ -228,7 +147,7 @@ fn staged_images(sb: &Sandbox) -> Vec<StagedImage> {
     for n in names {
         let sql = format!(
             "SELECT rowtrail_seq, rowtrail_op, rowtrail_image FROM {}",
-            quote(&n)
+            rowtrail_tests::tables::quote(&n)
         );
         let mut stmt = c.prepare(&sql).expect("read staging");
         let rows = stmt
@@ -252,67 +171,9 @@ fn staged_change_seqs(images: &[StagedImage]) -> BTreeSet<i64> {
         .collect()
 }
 
-/// One archived change, decoded.
-#[derive(Debug)]
-struct Archived {
-    incarnation: String,
-    seq: i64,
-    table: String,
-    op: String,
-    before: Option<Vec<Value>>,
-    after: Option<Vec<Value>>,
-}
-
-impl Archived {
-    /// How many staged images it was made of.
-    fn images(&self) -> usize {
-        if self.op == "update" {
-            2
-        } else {
-            1
-        }
-    }
-}
-
 /// The archive's changes in archive (chain) order; empty when there is no archive yet.
-fn archived_changes(sb: &Sandbox) -> Vec<Archived> {
-    if !sb.archive().exists() {
-        return Vec::new();
-    }
-    let a = Connection::open_with_flags(sb.archive(), OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open archive");
-    a.busy_timeout(Duration::from_secs(20)).unwrap();
-    let has_changes: i64 = a
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'changes'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    if has_changes == 0 {
-        return Vec::new();
-    }
-    let mut stmt = a
-        .prepare(
-            "SELECT s.incarnation, c.seq, t.table_name, c.op, c.before, c.after
-             FROM changes c JOIN sources s ON s.id = c.source_id JOIN tables t ON t.id = c.table_id
-             ORDER BY c.id",
-        )
-        .unwrap();
-    let decode = |b: Option<Vec<u8>>| b.map(|b| image::decode(&b).expect("a decodable image"));
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(Archived {
-                incarnation: r.get(0)?,
-                seq: r.get(1)?,
-                table: r.get(2)?,
-                op: r.get(3)?,
-                before: decode(r.get(4)?),
-                after: decode(r.get(5)?),
-            })
-        })
-        .unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
+fn archived_changes(sb: &Sandbox) -> Vec<ArchivedChange> {
+    replay::archived_changes(&sb.archive())
 }
 
 /// The number in the final read's "N already archived by an interrupted pass were skipped".
@@ -331,7 +192,7 @@ fn skipped_duplicates(read_stdout: &str) -> u64 {
 
 /// Exactly once: `expected` changes, no (incarnation, seq) twice, seqs strictly increasing in
 /// archive order, one incarnation, the chain verifies, staging is empty.
-fn assert_exactly_once(sb: &Sandbox, expected: u64, ctx: &str) -> Vec<Archived> {
+fn assert_exactly_once(sb: &Sandbox, expected: u64, ctx: &str) -> Vec<ArchivedChange> {
     let changes = archived_changes(sb);
     let mut seen = HashSet::new();
     let doubled: Vec<i64> = changes
@@ -350,7 +211,7 @@ fn assert_exactly_once(sb: &Sandbox, expected: u64, ctx: &str) -> Vec<Archived> 
         expected,
         "{ctx}: the archive must hold every change the workload made, once"
     );
-    let incarnations: HashSet<&str> = changes.iter().map(|c| c.incarnation.as_str()).collect();
+    let incarnations: HashSet<&str> = changes.iter().map(|c| &*c.incarnation).collect();
     assert!(
         incarnations.len() <= 1,
         "{ctx}: one source, one incarnation"
@@ -377,221 +238,16 @@ fn assert_exactly_once(sb: &Sandbox, expected: u64, ctx: &str) -> Vec<Archived> 
     changes
 }
 
-/// A table's columns (in order) and primary key columns (in key order).
-struct Shape {
-    name: String,
-    columns: Vec<String>,
-    key: Vec<usize>,
-}
-
-fn shapes(c: &Connection) -> Vec<Shape> {
-    let names: Vec<String> = c
-        .prepare(
-            "SELECT name FROM sqlite_schema WHERE type = 'table'
-             AND name NOT LIKE 'rowtrail%' AND name NOT LIKE 'sqlite%' ORDER BY name",
-        )
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .unwrap();
-    names
-        .into_iter()
-        .map(|name| {
-            let mut stmt = c
-                .prepare(&format!(
-                    "SELECT name, pk FROM pragma_table_info({})",
-                    literal(&name)
-                ))
-                .unwrap();
-            let cols: Vec<(String, i64)> = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let mut key: Vec<(i64, usize)> = cols
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, pk))| *pk > 0)
-                .map(|(i, (_, pk))| (*pk, i))
-                .collect();
-            key.sort();
-            Shape {
-                name,
-                columns: cols.into_iter().map(|(n, _)| n).collect(),
-                key: key.into_iter().map(|(_, i)| i).collect(),
-            }
-        })
-        .collect()
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn to_sql(v: &Value) -> SqlValue {
-    match v {
-        Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(*i),
-        Value::Real(r) => SqlValue::Real(*r),
-        Value::Text(t) => SqlValue::Text(String::from_utf8(t.clone()).expect("UTF-8 text")),
-        Value::Blob(b) => SqlValue::Blob(b.clone()),
-        other => panic!("a SQLite source produced a {} value", other.kind()),
-    }
-}
-
-/// A row as (typeof, value) per column.
-type Row = Vec<(String, Value)>;
-
-fn same_row(a: &Row, b: &Row) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.same(&y.1))
-}
-
-fn select_list(t: &Shape) -> String {
-    t.columns
-        .iter()
-        .map(|c| format!("typeof({0}), {0}", quote(c)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn read_row(r: &rusqlite::Row<'_>, width: usize) -> rusqlite::Result<Row> {
-    (0..width)
-        .map(|i| Ok((r.get::<_, String>(2 * i)?, value_of(r.get_ref(2 * i + 1)?))))
-        .collect()
-}
-
-/// Every row of `t`, by primary key.
-fn dump(c: &Connection, t: &Shape) -> Vec<Row> {
-    let order: Vec<String> = t.key.iter().map(|&i| quote(&t.columns[i])).collect();
-    let sql = format!(
-        "SELECT {} FROM {} ORDER BY {}",
-        select_list(t),
-        quote(&t.name),
-        order.join(", ")
-    );
-    let mut stmt = c.prepare(&sql).unwrap();
-    let rows = stmt
-        .query_map([], |r| read_row(r, t.columns.len()))
-        .unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
-}
-
-fn key_where(t: &Shape, first_param: usize) -> String {
-    t.key
-        .iter()
-        .enumerate()
-        .map(|(n, &i)| format!("{} = ?{}", quote(&t.columns[i]), first_param + n))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
 /// Replays the archive (in archive order) into an empty copy of `schema`, checking that each
 /// update and delete finds the row exactly as its before-image, then compares every table with
 /// the source, value for value and type for type.
-fn assert_replay_rebuilds_source(sb: &Sandbox, schema: &str, changes: &[Archived], ctx: &str) {
-    let replay = Connection::open_in_memory().unwrap();
-    replay.execute_batch(schema).unwrap();
-    let tables = shapes(&replay);
-    let by_name: HashMap<&str, &Shape> = tables.iter().map(|t| (t.name.as_str(), t)).collect();
-    for ch in changes {
-        let t = by_name
-            .get(ch.table.as_str())
-            .unwrap_or_else(|| panic!("{ctx}: a change to unknown table {}", ch.table));
-        let key_of =
-            |img: &[Value]| -> Vec<SqlValue> { t.key.iter().map(|&i| to_sql(&img[i])).collect() };
-        if let Some(before) = &ch.before {
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {}",
-                select_list(t),
-                quote(&t.name),
-                key_where(t, 1)
-            );
-            let found: Vec<Row> = replay
-                .prepare(&sql)
-                .unwrap()
-                .query_map(params_from_iter(key_of(before)), |r| {
-                    read_row(r, t.columns.len())
-                })
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let want: Row = before
-                .iter()
-                .map(|v| (v.kind().to_string(), v.clone()))
-                .collect();
-            assert!(
-                found.len() == 1 && same_row(&found[0], &want),
-                "{ctx}: seq {} ({} on {}): the replayed row is {found:?}, its before-image {want:?}",
-                ch.seq,
-                ch.op,
-                ch.table
-            );
-        }
-        let n = match (ch.op.as_str(), &ch.before, &ch.after) {
-            ("insert", None, Some(after)) => {
-                let marks: Vec<String> = (1..=after.len()).map(|i| format!("?{i}")).collect();
-                let sql = format!(
-                    "INSERT INTO {} ({}) VALUES ({})",
-                    quote(&t.name),
-                    t.columns
-                        .iter()
-                        .map(|c| quote(c))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    marks.join(", ")
-                );
-                replay
-                    .execute(&sql, params_from_iter(after.iter().map(to_sql)))
-                    .unwrap()
-            }
-            ("delete", Some(before), None) => {
-                let sql = format!("DELETE FROM {} WHERE {}", quote(&t.name), key_where(t, 1));
-                replay
-                    .execute(&sql, params_from_iter(key_of(before)))
-                    .unwrap()
-            }
-            ("update", Some(before), Some(after)) => {
-                let set: Vec<String> = t
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
-                    .collect();
-                let sql = format!(
-                    "UPDATE {} SET {} WHERE {}",
-                    quote(&t.name),
-                    set.join(", "),
-                    key_where(t, after.len() + 1)
-                );
-                let args: Vec<SqlValue> = after.iter().map(to_sql).chain(key_of(before)).collect();
-                replay.execute(&sql, params_from_iter(args)).unwrap()
-            }
-            _ => panic!("{ctx}: seq {}: unexpected change {ch:?}", ch.seq),
-        };
-        assert_eq!(
-            n, 1,
-            "{ctx}: seq {} ({}) touched {n} rows on replay",
-            ch.seq, ch.op
-        );
-    }
-    let source = sb.connect();
-    for t in &tables {
-        let want = dump(&source, t);
-        let got = dump(&replay, t);
-        let first_diff = want.iter().zip(&got).position(|(a, b)| !same_row(a, b));
-        assert!(
-            want.len() == got.len() && first_diff.is_none(),
-            "{ctx}: table {} rebuilt from the archive differs from the source \
-             ({} rows there, {} rebuilt); first difference at row {first_diff:?}: {:?} vs {:?}",
-            t.name,
-            want.len(),
-            got.len(),
-            first_diff.map(|i| &want[i]),
-            first_diff.map(|i| &got[i]),
-        );
-    }
+fn assert_replay_rebuilds_source(
+    sb: &Sandbox,
+    schema: &str,
+    changes: &[ArchivedChange],
+    ctx: &str,
+) {
+    replay::assert_replay_rebuilds(&sb.connect(), schema, changes, ctx);
 }
 
 /// How many batches a pass (`reader/src/mover/pipeline.rs`) can have archived, and how many
@@ -665,11 +321,11 @@ fn crash_at(mode: &str, label: &str, nth: usize) {
     );
     // Every batch holds BATCH images, or BATCH + 1 when it ends inside an update's pair, so
     // whole batches can be counted from images while there are fewer than BATCH of them.
-    let archived_images: usize = archived.iter().map(Archived::images).sum();
+    let archived_images: usize = archived.iter().map(replay::images).sum();
     let kept_images: usize = archived
         .iter()
         .filter(|a| staged_seqs.contains(&a.seq))
-        .map(Archived::images)
+        .map(replay::images)
         .sum();
     let overlap = archived_seqs.intersection(&staged_seqs).count();
     let (committed, deleted) = (
@@ -820,7 +476,7 @@ fn a_kill_during_the_staging_delete_rolls_the_delete_back() {
     // The first batch was archived before its delete began; while the delete was parked, the
     // second and last batch (short) may have been archived too.
     let archived = archived_changes(&sb);
-    let archived_images: usize = archived.iter().map(Archived::images).sum();
+    let archived_images: usize = archived.iter().map(replay::images).sum();
     assert!(
         (BATCH..=BATCH + 1).contains(&archived_images) || archived_images == staged_before.len(),
         "{ctx}: {archived_images} images archived before the kill: the first batch, or all"

@@ -1,9 +1,6 @@
 //! Shared fixtures of the sql crate's SQL Server tests.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use rowtrail_sql::mssql::{Deployment, Options, Script};
 use rowtrail_sql::{Ident, Table};
 
@@ -75,39 +72,13 @@ pub fn upgraded(old: &Table) -> Vec<Script> {
         .collect()
 }
 
-/// Where the ScriptDom validator lives (built by `bash scripts/scriptdom/setup.sh`).
-pub fn validator() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scriptdom/validate.exe")
-}
-
-/// Writes `scripts` into a temporary directory and runs ScriptDom over them. Panics (never
-/// skips) when the validator is missing, and names the script, batch and error on failure.
-/// Returns the validator's summary line.
+/// Runs ScriptDom over `scripts` (named after `label`, their position and their file name);
+/// see [`rowtrail_tests::scriptdom::validate`]. Returns the validator's summary line.
 pub fn scriptdom(label: &str, scripts: &[Script]) -> String {
-    let exe = validator();
-    assert!(
-        exe.exists(),
-        "the ScriptDom validator is missing ({}): run `bash scripts/prereqs.sh` (or \
-         `bash scripts/scriptdom/setup.sh`) to install Mono and build it",
-        exe.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    for (i, s) in scripts.iter().enumerate() {
-        let path = dir.path().join(format!("{label}-{i:03}-{}", s.file_name()));
-        std::fs::write(&path, s.render()).unwrap();
-        files.push(path);
-    }
-    let out = Command::new("mono")
-        .arg(&exe)
-        .args(&files)
-        .output()
-        .expect("mono runs (install it with `bash scripts/prereqs.sh`)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "ScriptDom (TSql150Parser) rejected generated T-SQL:\n{stdout}\n{stderr}"
-    );
-    stdout.lines().last().unwrap_or_default().to_string()
+    let named: Vec<(String, String)> = scripts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("{label}-{i:03}-{}", s.file_name()), s.render()))
+        .collect();
+    rowtrail_tests::scriptdom::validate(&named)
 }

@@ -1,11 +1,10 @@
-//! Figures for SQL Server that need no server: how fast cells of every captured type convert to
-//! archive values, and how long the generated T-SQL takes to render.
-//!
-//! `cargo run --release -p rowtrail-reader --example mssql_figures`
+//! SQL Server figures that need no server: how fast staged cells of every captured type convert
+//! to archive values, how long a deployment's T-SQL takes to generate, and how fast an undo
+//! script renders. (SQL Server itself cannot run here; its live figures need one.)
 
 use std::borrow::Cow;
-use std::time::Instant;
 
+use anyhow::{ensure, Result};
 use rowtrail_reader::mssql::convert::value_of;
 use rowtrail_sql::mssql::{undo, Deployment, Options};
 use rowtrail_sql::undo::{OnConflict, ScriptStep, Step};
@@ -13,6 +12,10 @@ use rowtrail_sql::{Column, Ident, Table, TableName, Value};
 use tiberius::numeric::Numeric;
 use tiberius::time::{Date, DateTime, DateTime2, DateTimeOffset, Time};
 use tiberius::{ColumnData, Uuid};
+
+use crate::fixture::timed;
+use crate::report::{Figure, Target};
+use crate::Settings;
 
 /// One staging row as the driver hands it over: ten metadata cells and a typical order line.
 fn row(i: i64) -> Vec<ColumnData<'static>> {
@@ -41,27 +44,35 @@ fn row(i: i64) -> Vec<ColumnData<'static>> {
     ]
 }
 
-fn main() {
-    let n = 200_000i64;
+/// Runs the scenario.
+pub fn run(s: &Settings) -> Result<Vec<Figure>> {
+    let n: i64 = if s.quick { 2_000 } else { 200_000 };
     let rows: Vec<Vec<ColumnData<'static>>> = (0..n).map(row).collect();
     let cells = rows[0].len();
-    let t = Instant::now();
-    let mut converted = 0usize;
-    for r in rows {
-        for cell in r {
-            let v = value_of(cell).expect("converts");
-            converted += usize::from(v != Value::Null);
+    let (secs, converted) = timed(|| {
+        let mut converted = 0usize;
+        for r in rows {
+            for cell in r {
+                converted +=
+                    usize::from(value_of(cell).map_err(anyhow::Error::msg)? != Value::Null);
+            }
         }
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "conversion: {n} staging rows x {cells} cells in {:.3} s = {:.0} rows/s ({:.1} M cells/s); {converted} non-null",
-        secs,
+        Ok(converted)
+    })?;
+    ensure!(converted > 0, "nothing converted");
+    let mut figures = vec![Figure::new(
+        "mssql-convert",
+        format!("SQL Server staged cells to archive values ({cells} cells per row)"),
         n as f64 / secs,
-        n as f64 * cells as f64 / secs / 1e6
-    );
+        "rows/s",
+        Target::Report,
+        format!(
+            "{n} rows in {secs:.3} s, {:.1} M cells/s",
+            n as f64 * cells as f64 / secs / 1e6
+        ),
+    )];
 
-    // Install/uninstall scripts for 40 tables of 30 columns.
+    // Install and uninstall scripts for 40 tables of 30 columns.
     let types = [
         "int",
         "nvarchar(100)",
@@ -73,13 +84,13 @@ fn main() {
     let tables: Vec<Table> = (0..40)
         .map(|t| Table {
             name: TableName {
-                schema: Some(Ident::new("dbo").unwrap()),
-                name: Ident::new(format!("T{t}")).unwrap(),
+                schema: Some(Ident::new("dbo").expect("a name")),
+                name: Ident::new(format!("T{t}")).expect("a name"),
             },
             columns: (0..30)
                 .map(|c| {
                     Column::new(
-                        Ident::new(format!("c{c}")).unwrap(),
+                        Ident::new(format!("c{c}")).expect("a name"),
                         types[c % types.len()],
                         c != 0,
                     )
@@ -90,24 +101,26 @@ fn main() {
             rowid: false,
         })
         .collect();
-    let t = Instant::now();
-    let d = Deployment::generate(&tables, &Options::default()).unwrap();
-    let text = d.install.render().len() + d.uninstall.render().len();
-    println!(
-        "deployment: 40 tables x 30 columns generated and rendered in {:.2} ms ({} KiB of T-SQL)",
-        t.elapsed().as_secs_f64() * 1e3,
-        text / 1024
-    );
+    let (secs, text) = timed(|| {
+        let d = Deployment::generate(&tables, &Options::default())?;
+        Ok(d.install.render().len() + d.uninstall.render().len())
+    })?;
+    figures.push(Figure::new(
+        "mssql-deploy",
+        "SQL Server install and uninstall scripts for 40 tables of 30 columns".to_string(),
+        secs * 1e3,
+        "ms",
+        Target::Report,
+        format!("{} KiB of T-SQL", text / 1024),
+    ));
 
-    // An undo script of 10,000 steps on one of them.
+    // An undo script of guarded updates on one of them.
+    let steps_n: i64 = if s.quick { 500 } else { 10_000 };
     let table = &tables[0];
-    let images: Vec<Vec<Value>> = (0..10_000)
+    let images: Vec<Vec<Value>> = (0..steps_n)
         .map(|i| {
-            table
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(c, _)| match c % types.len() {
+            (0..table.columns.len())
+                .map(|c| match c % types.len() {
                     0 => Value::Integer(i),
                     1 => Value::text("a 'quoted' note"),
                     2 => Value::Decimal("12.3400".into()),
@@ -130,15 +143,18 @@ fn main() {
             },
         })
         .collect();
-    let t = Instant::now();
-    let s = undo::script("figures", &steps, OnConflict::Stop)
-        .unwrap()
-        .render();
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "undo: 10,000 guarded updates of 30 columns rendered in {:.1} ms ({:.0} steps/s, {} MiB of T-SQL)",
-        secs * 1e3,
-        10_000.0 / secs,
-        s.len() >> 20
-    );
+    let (secs, bytes) = timed(|| {
+        Ok(undo::script("figures", &steps, OnConflict::Stop)?
+            .render()
+            .len())
+    })?;
+    figures.push(Figure::new(
+        "mssql-undo-render",
+        format!("SQL Server undo script: {steps_n} guarded updates of 30 columns rendered"),
+        steps_n as f64 / secs,
+        "steps/s",
+        Target::Report,
+        format!("{:.1} ms, {} KiB of T-SQL", secs * 1e3, bytes / 1024),
+    ));
+    Ok(figures)
 }

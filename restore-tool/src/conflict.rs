@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use rowtrail_reader::archive::ArchivedChange as Change;
+use rowtrail_sql::printable::printable;
 use rowtrail_sql::{image, ForeignKey, Value};
 use serde::Serialize;
 
@@ -112,19 +113,19 @@ pub fn describe(conflicts: &[Conflict]) -> String {
             "\n  change {} ({} of {}): change {} ({} of {}, seq {}) by {} at {}{}{} {}",
             c.change.id,
             c.change.op,
-            c.change.table,
+            printable(&c.change.table),
             l.id,
             l.op,
-            l.table,
+            printable(&l.table),
             l.seq,
-            l.login.as_deref().unwrap_or("(unknown login)"),
-            l.at.as_deref().unwrap_or("(unknown time)"),
+            printable(l.login.as_deref().unwrap_or("(unknown login)")),
+            printable(l.at.as_deref().unwrap_or("(unknown time)")),
             l.host
                 .as_deref()
-                .map(|h| format!(" from host {h}"))
+                .map(|h| format!(" from host {}", printable(h)))
                 .unwrap_or_default(),
             l.tx.as_deref()
-                .map(|t| format!(" in tx {t}"))
+                .map(|t| format!(" in tx {}", printable(t)))
                 .unwrap_or_default(),
             c.dependency.phrase()
         );

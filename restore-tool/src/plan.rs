@@ -83,7 +83,7 @@ impl PlannedStep {
             if self.forward { "redo" } else { "undo" },
             self.change.summary(),
             self.step().action(),
-            self.change.table.name
+            rowtrail_sql::printable::printable(&self.change.table.name.to_string())
         )
     }
 }

@@ -16,6 +16,7 @@ pub mod key;
 pub mod literal;
 pub mod model;
 pub mod mssql;
+pub mod printable;
 pub mod sqlite;
 pub mod staging;
 pub mod undo;

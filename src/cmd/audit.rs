@@ -7,6 +7,7 @@ use anyhow::Result;
 use rowtrail_reader::archive::Archive;
 use rowtrail_restore::audit::{self, AuditFilter};
 use rowtrail_restore::RestoreError;
+use rowtrail_sql::printable::printable;
 
 use crate::config::Config;
 
@@ -100,20 +101,23 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
                 Format::Json => writeln!(out, "{}", audit::to_json(c, args.all_columns))?,
                 Format::Csv => writeln!(out, "{}", audit::to_csv(c, args.all_columns))?,
                 Format::Table => {
-                    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-                    let tx = c.tx_text().unwrap_or_else(|| "-".to_string());
+                    let opt = |v: &Option<String>| {
+                        v.as_deref()
+                            .map_or("-".into(), |t| printable(t).into_owned())
+                    };
+                    let tx = opt(&c.tx_text());
                     writeln!(
                         out,
                         "{:>7}  {:<24}  {:<14} {:<9} {:<14} {:<15} {:<10} {:<12} {}",
                         c.id,
                         opt(&c.at),
-                        c.table.name.to_string(),
+                        printable(&c.table.name.to_string()),
                         c.op.word(),
                         opt(&c.login),
                         opt(&c.client_ip),
                         tx,
-                        audit::key_text(c),
-                        audit::columns_text(c, args.all_columns)
+                        printable(&audit::key_text(c)),
+                        printable(&audit::columns_text(c, args.all_columns))
                     )?
                 }
             }

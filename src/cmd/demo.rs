@@ -126,7 +126,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         for c in &changes {
             println!(
                 "         #{:<3} {:<6} {:<11} {}",
-                c.seq,
+                c.id,
                 c.op.word(),
                 c.table.name.name.as_str(),
                 super::history::describe(c, false).join(", ")

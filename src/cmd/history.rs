@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use rowtrail_reader::archive::{Archive, ArchivedChange};
 use rowtrail_restore::history;
+use rowtrail_sql::printable::printable;
 use rowtrail_sql::{Ident, TableName};
 
 use crate::config::Config;
@@ -68,34 +69,38 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints changes as a row history, one block per change.
+/// Prints changes as a row history, one block per change. Each is numbered by its archive id
+/// (the number `rowtrail undo --change` and `audit` take); its sequence number is shown as such.
+/// Names, logins, hosts and labels come from the source and are printed with their control
+/// characters escaped.
 pub fn print_history(changes: &[ArchivedChange], all: bool) {
     for c in changes {
-        let who = c.login.as_deref().unwrap_or("(unknown login)");
+        let who = printable(c.login.as_deref().unwrap_or("(unknown login)")).into_owned();
         let mut origin = Vec::new();
         if let Some(h) = &c.host {
-            origin.push(format!("host {h}"));
+            origin.push(format!("host {}", printable(h)));
         }
         if let Some(a) = &c.app {
-            origin.push(format!("app {a}"));
+            origin.push(format!("app {}", printable(a)));
         }
         if let Some(ip) = &c.client_ip {
-            origin.push(format!("ip {ip}"));
+            origin.push(format!("ip {}", printable(ip)));
         }
         let tx =
             c.tx.as_ref()
                 .map(|t| format!(" tx {t}"))
                 .unwrap_or_default();
         println!(
-            "#{:<6} {} {:<6} by {who}{}{tx}",
-            c.seq,
-            c.at.as_deref().unwrap_or("?"),
+            "#{:<6} {} {:<9} by {who}{}{tx}, seq {}",
+            c.id,
+            printable(c.at.as_deref().unwrap_or("?")),
             c.op.word(),
             if origin.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", origin.join(", "))
             },
+            c.seq,
         );
         for line in describe(c, all) {
             println!("         {line}");
@@ -108,11 +113,14 @@ pub fn print_history(changes: &[ArchivedChange], all: bool) {
 pub fn describe(c: &ArchivedChange, all: bool) -> Vec<String> {
     history::changed_columns(c, all)
         .into_iter()
-        .map(|col| match (&col.before, &col.after) {
-            (Some(b), Some(a)) if b.same(a) => format!("{}: {b}", col.column),
-            (Some(b), Some(a)) => format!("{}: {b} → {a}", col.column),
-            (None, Some(v)) | (Some(v), None) => format!("{} = {v}", col.column),
-            (None, None) => col.column,
+        .map(|col| {
+            let name = printable(&col.column);
+            match (&col.before, &col.after) {
+                (Some(b), Some(a)) if b.same(a) => format!("{name}: {b}"),
+                (Some(b), Some(a)) => format!("{name}: {b} → {a}"),
+                (None, Some(v)) | (Some(v), None) => format!("{name} = {v}"),
+                (None, None) => name.into_owned(),
+            }
         })
         .collect()
 }

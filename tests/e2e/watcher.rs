@@ -242,7 +242,7 @@ fn signal_wait_counts_everything_archived_while_it_waited() {
     wait_until(
         Duration::from_secs(60),
         "the long pass has archived a batch",
-        || status_json(&sb)["archived"].as_u64().unwrap_or(0) > 0,
+        || sb.archived() > 0,
     );
     let before = status_json(&sb)["archived"].as_u64().unwrap();
     let staged = sb.staged();
@@ -297,4 +297,27 @@ fn bytes_that_are_not_utf8_get_a_json_error() {
     let mut reply = String::new();
     BufReader::new(&conn).read_line(&mut reply).unwrap();
     assert!(reply.contains("\"ok\":true"), "{reply}");
+}
+
+/// One shutdown ends every wait: with a poll of 10 minutes and a heartbeat of a minute, SIGTERM
+/// and `signal --shutdown` stop the watcher at once.
+#[test]
+fn every_wait_ends_at_once_on_shutdown() {
+    let sb = Sandbox::new(BIN);
+    sb.write_config("poll_interval_ms = 600000\nheartbeat_interval_ms = 60000");
+    sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY);");
+    let mut w = sb.start_watcher();
+    let asked = Instant::now();
+    assert!(w.terminate().success());
+    let by_signal = asked.elapsed();
+    let mut w = sb.start_watcher();
+    let asked = Instant::now();
+    sb.ok(&["signal", "--shutdown"]);
+    assert!(w.child.wait().unwrap().success());
+    let by_request = asked.elapsed();
+    assert!(
+        by_signal < Duration::from_secs(3) && by_request < Duration::from_secs(3),
+        "SIGTERM took {by_signal:?}, a shutdown request {by_request:?}"
+    );
+    eprintln!("stopped in {by_signal:?} (SIGTERM) and {by_request:?} (request)");
 }

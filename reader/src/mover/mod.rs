@@ -51,7 +51,7 @@ pub struct PassError {
     /// What the pass did before the failure.
     pub done: PassStats,
     /// Why it stopped.
-    pub cause: ReaderError,
+    pub cause: Box<ReaderError>,
 }
 
 impl std::fmt::Display for PassError {
@@ -61,7 +61,7 @@ impl std::fmt::Display for PassError {
         if d.images == 0 {
             // When the archive failed, say what became of staging; otherwise it is noise.
             if matches!(
-                self.cause,
+                *self.cause,
                 ReaderError::ArchiveFull { .. } | ReaderError::Archive { .. }
             ) {
                 write!(f, "; nothing was removed from staging")?;
@@ -89,7 +89,7 @@ impl std::fmt::Display for PassError {
 impl std::error::Error for PassError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         // The cause's text is part of this error's own; its cause comes next.
-        std::error::Error::source(&self.cause)
+        std::error::Error::source(&*self.cause)
     }
 }
 
@@ -101,7 +101,7 @@ pub fn drain(
 ) -> Result<PassStats, ReaderError> {
     drain_while(source, archive, batch, &mut |_| true)
         .map(|(stats, _)| stats)
-        .map_err(|e| e.cause)
+        .map_err(|e| *e.cause)
 }
 
 /// Moves batches of up to `batch` images until one comes back short, or until `go_on`, asked
@@ -117,7 +117,10 @@ pub fn drain_while(
     let mut stats = PassStats::default();
     match drain_counting(source, archive, batch.max(1), &mut stats, go_on) {
         Ok(drained) => Ok((stats, drained)),
-        Err(cause) => Err(PassError { done: stats, cause }),
+        Err(cause) => Err(PassError {
+            done: stats,
+            cause: Box::new(cause),
+        }),
     }
 }
 

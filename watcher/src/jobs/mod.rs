@@ -16,7 +16,7 @@
 //! A new job (a replica applier, the stream publisher, a failover monitor, a scheduled verify)
 //! is one more file here implementing [`Job`], one more line in `daemon::run`, its fields in
 //! [`Status`](crate::status::Status) (and its lines in `metrics::render`), and, if it is woken
-//! by events, a variant of [`Event`](crate::control::Event) and a [`Job::takes`] that accepts it.
+//! by events, a variant of [`Event`] and a [`Job::takes`] that accepts it.
 
 pub(crate) mod heartbeat;
 pub(crate) mod mover;

@@ -264,7 +264,7 @@ impl Loop {
 
     fn failed(&mut self, e: PassError, totals: Totals, board: &Board) {
         let source_side = matches!(
-            e.cause,
+            *e.cause,
             ReaderError::Source { .. }
                 | ReaderError::NotInstalled { .. }
                 | ReaderError::BadStaging { .. }
@@ -309,7 +309,7 @@ impl Loop {
     ) -> Result<(PassStats, bool), PassError> {
         let failed = |cause| PassError {
             done: PassStats::default(),
-            cause,
+            cause: Box::new(cause),
         };
         if self.source.is_none() {
             self.source = Some(open_source().map_err(failed)?);

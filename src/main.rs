@@ -5,16 +5,28 @@
 
 mod cmd;
 mod config;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Every exit code rowtrail uses, in one place. 0 is success (`ExitCode::SUCCESS`); `status`
+// follows monitoring-plugin conventions for 0 and 1.
+
 /// Exit code: the command failed.
 pub const EXIT_ERROR: u8 = 1;
+/// Exit code of `status`: the watcher works, but an alert fires or the last pass failed.
+pub const EXIT_DEGRADED: u8 = 1;
+/// Exit code: the command line is wrong (clap's own code for usage errors).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code: an undo found conflicts and refused.
 pub const EXIT_CONFLICT: u8 = 3;
+/// Exit code: a comparison found differences (reserved for `rowtrail compare`).
+pub const EXIT_DIFFERENCES: u8 = 4;
+/// Exit code of `status`: the source is down, or no watcher answers.
+pub const EXIT_DOWN: u8 = 5;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -27,8 +39,9 @@ Examples:
   rowtrail history --table staff --key 3         # one row's life
   rowtrail verify --digest                       # check the archive's hash chain
 
-Config: ./rowtrail.toml, or --config FILE, or $ROWTRAIL_CONFIG. Exit codes: 0 ok, 1 error,
-2 usage, 3 undo conflict.";
+Config: ./rowtrail.toml, or --config FILE, or $ROWTRAIL_CONFIG. Exit codes: 0 ok, 1 error
+(`status`: degraded), 2 usage, 3 undo conflict, 4 differences found (reserved), 5 down
+(`status`).";
 
 /// Trigger-based change capture for SQL Server and SQLite, with a tamper-evident archive.
 #[derive(Debug, Parser)]
@@ -77,7 +90,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with EXIT_USAGE.
+            let _ = e.print();
+            return if e.exit_code() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_USAGE)
+            };
+        }
+    };
     let overrides = config::Overrides {
         config: cli.config.clone(),
         source: cli.source.clone(),
@@ -115,5 +139,34 @@ fn main() -> ExitCode {
             eprintln!("rowtrail: error: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_states_every_exit_code_as_defined() {
+        let text = AFTER_HELP.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (code, meaning) in [
+            (EXIT_ERROR, "error"),
+            (EXIT_DEGRADED, "error (`status`: degraded)"),
+            (EXIT_USAGE, "usage"),
+            (EXIT_CONFLICT, "undo conflict"),
+            (4, "differences found"),
+            (EXIT_DOWN, "down"),
+        ] {
+            assert!(
+                text.contains(&format!("{code} {meaning}")),
+                "{code} {meaning} in {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_clap_s_code() {
+        let e = Cli::try_parse_from(["rowtrail", "--no-such-flag"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
     }
 }

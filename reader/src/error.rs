@@ -91,7 +91,7 @@ pub enum ReaderError {
         supported: i64,
     },
     /// The archive has reached its configured size limit or the disk is full.
-    #[error("archive {} is full ({detail}); nothing was removed from staging. Free disk space or raise archive.max_bytes, then run again", path.display())]
+    #[error("archive {} is full ({detail}): free disk space or raise archive.max_bytes, then run again", path.display())]
     ArchiveFull {
         /// The file.
         path: PathBuf,

@@ -54,8 +54,71 @@ impl ArchiveLock {
         Ok(Self { _file: file, path })
     }
 
+    /// The pid of the process holding the lock on `archive` now, if one does (`Some(0)` when
+    /// its pid is unknown). Never creates the lock file. It takes a shared lock for an instant
+    /// to find out, so a reader starting at that very instant may be refused once.
+    pub fn holder(archive: &Path) -> Result<Option<u32>, ReaderError> {
+        let path = Self::path_for(archive);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(cause) => {
+                return Err(ReaderError::Io {
+                    path,
+                    context: "cannot open the lock file".into(),
+                    cause,
+                })
+            }
+        };
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(None)
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                Ok(Some(text.trim().parse().unwrap_or(0)))
+            }
+            Err(TryLockError::Error(cause)) => Err(ReaderError::Io {
+                path,
+                context: "cannot test the lock".into(),
+                cause,
+            }),
+        }
+    }
+
     /// The lock file's path.
     pub fn file(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ArchiveLock;
+
+    #[test]
+    fn holder_names_the_pid_while_the_lock_is_held_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("trail.db");
+        assert_eq!(ArchiveLock::holder(&archive).unwrap(), None);
+        assert!(
+            !ArchiveLock::path_for(&archive).exists(),
+            "asking creates no lock file"
+        );
+        let lock = ArchiveLock::acquire(&archive).unwrap();
+        assert_eq!(
+            ArchiveLock::holder(&archive).unwrap(),
+            Some(std::process::id())
+        );
+        assert!(
+            ArchiveLock::acquire(&archive).is_err(),
+            "asking leaves the lock with its holder"
+        );
+        drop(lock);
+        assert_eq!(ArchiveLock::holder(&archive).unwrap(), None);
+        let again = ArchiveLock::acquire(&archive);
+        assert!(again.is_ok(), "asking left no lock behind: {again:?}");
     }
 }

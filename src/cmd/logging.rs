@@ -1,6 +1,9 @@
 //! Logging through `tracing`, to stderr; `RUST_LOG` sets the level (default `info`), the config's
 //! `watcher.log_format` (or `ROWTRAIL_LOG_FORMAT`) picks text or JSON lines. Row values never
-//! reach a log line: only counts, names, sequence numbers and errors.
+//! reach a log line: only counts, names, sequence numbers and errors. Colours only on a terminal
+//! (and not with `NO_COLOR` set): a log file or the journal gets plain text.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +21,11 @@ fn directives(rust_log: Option<&str>) -> String {
     }
 }
 
+/// Whether log lines may carry colour codes: only on a terminal, and only without `NO_COLOR`.
+fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Installs the subscriber once.
 pub fn init(format: LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
@@ -26,6 +34,10 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -35,7 +47,15 @@ pub fn init(format: LogFormat) {
 
 #[cfg(test)]
 mod tests {
-    use super::directives;
+    use super::{colour, directives};
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".as_ref())));
+        assert!(!colour(true, Some("1".as_ref())));
+        assert!(!colour(false, None));
+    }
 
     #[test]
     fn the_sql_server_client_is_silent_unless_asked_for() {

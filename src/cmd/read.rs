@@ -9,6 +9,7 @@ use rowtrail_reader::lock::ArchiveLock;
 use rowtrail_reader::mover;
 
 use crate::config::Config;
+use crate::progress::Progress;
 
 /// Arguments of `rowtrail read`.
 #[derive(Debug, clap::Args)]
@@ -37,13 +38,26 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let mut archive = open_archive(cfg)?;
     let started = Instant::now();
     let mut last_report = Instant::now();
-    let (stats, _) = mover::drain_while(source.as_mut(), &mut archive, batch, &mut |stats| {
-        if !args.quiet && last_report.elapsed().as_secs() >= 2 {
+    // A bar on a terminal; elsewhere (cron, logs) a line every 2 s unless --quiet.
+    let bar = Progress::wanted(args.quiet);
+    let total = if bar {
+        source.staged_count().ok()
+    } else {
+        None
+    };
+    let progress = Progress::new(bar, "archiving", "staged images", total);
+    let drained = mover::drain_while(source.as_mut(), &mut archive, batch, &mut |stats| {
+        if progress.is_shown() {
+            progress.set(stats.images);
+            progress.message(format!("{} changes", stats.archived));
+        } else if !args.quiet && last_report.elapsed().as_secs() >= 2 {
             eprintln!("  … {} changes archived so far", stats.archived);
             last_report = Instant::now();
         }
         true
-    })?;
+    });
+    progress.finish();
+    let (stats, _) = drained?;
     let secs = started.elapsed().as_secs_f64();
     if !args.quiet {
         let rate = if secs > 0.0 {

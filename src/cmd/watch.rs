@@ -7,8 +7,8 @@ use anyhow::Result;
 use rowtrail_reader::lock::ArchiveLock;
 use rowtrail_reader::source::Source;
 use rowtrail_reader::ReaderError;
-use rowtrail_watcher::protocol::Request;
-use rowtrail_watcher::{client, WatcherOptions};
+use rowtrail_watcher::protocol::{Request, Response};
+use rowtrail_watcher::{client, WatcherError, WatcherOptions};
 
 use crate::config::Config;
 
@@ -40,8 +40,9 @@ pub struct SignalArgs {
 /// Arguments of `rowtrail status`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes, as monitoring plugins expect them: 0 healthy, 1 degraded (an alert is\n\
-firing or the last pass failed), 2 down (the source is down, or no watcher answers).\n\n\
+    after_help = "Exit codes: 0 healthy, 1 degraded (an alert is firing, the last pass failed, or a\n\
+watcher holds the archive but does not answer on its socket), 5 down (the source is down, or no\n\
+watcher answers). 2 is a usage error, as for every command.\n\n\
 Examples:\n  rowtrail status\n  rowtrail status --json | jq .backlog_oldest_age_secs"
 )]
 pub struct StatusArgs {
@@ -93,45 +94,75 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
 pub fn signal(args: &SignalArgs, cfg: &Config) -> Result<ExitCode> {
     let socket = cfg.socket()?;
     let timeout = Duration::from_secs(args.timeout.max(1));
+    let ask = |req: &Request, timeout| -> Result<Response> {
+        client::request(&socket, req, timeout).map_err(|e| unanswered(e, cfg))
+    };
     if args.shutdown {
-        client::request(&socket, &Request::Shutdown, timeout)?;
+        ask(&Request::Shutdown, timeout)?;
         println!("the watcher is stopping after the batch in hand");
     } else if args.wait {
         let req = Request::Flush {
             timeout_ms: Some(timeout.as_millis() as u64),
         };
-        let resp = client::request(&socket, &req, timeout + Duration::from_secs(1))?;
+        let resp = ask(&req, timeout + Duration::from_secs(1))?;
         let d = resp.drained.unwrap_or_default();
         println!("staging drained: {} change(s) archived", d.archived);
     } else {
-        client::request(&socket, &Request::Signal, timeout)?;
+        ask(&Request::Signal, timeout)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Exit code of `status` when the watcher or the source is down.
-pub const STATUS_DOWN: u8 = 2;
+/// A watcher that holds the archive but does not answer, named by `pid`.
+fn silent_holder(pid: u32, archive: &std::path::Path, socket: &std::path::Path) -> String {
+    format!(
+        "a watcher (pid {pid}) holds archive {} but does not answer on its socket {}: a running \
+         watcher binds a deleted socket again within a second; if pid {pid} is a `rowtrail read`, \
+         it ends once staging is drained. No other watcher can start until it stops",
+        archive.display(),
+        socket.display()
+    )
+}
 
-/// Prints the watcher's status; the exit code says healthy (0), degraded (1) or down (2).
+/// Who holds the archive's reader lock, when a watcher should but does not answer.
+fn lock_holder(cfg: &Config) -> Option<u32> {
+    let archive = cfg.archive().ok()?;
+    ArchiveLock::holder(archive).ok().flatten()
+}
+
+/// Turns "no watcher answers" into "one holds the archive but does not answer" when the
+/// archive's lock says so, so that `signal` and `status` agree with the refusal `watch` gets.
+fn unanswered(e: WatcherError, cfg: &Config) -> anyhow::Error {
+    if let WatcherError::NotRunning { socket } = &e {
+        if let (Some(pid), Ok(archive)) = (lock_holder(cfg), cfg.archive()) {
+            return anyhow::anyhow!(silent_holder(pid, archive, socket));
+        }
+    }
+    e.into()
+}
+
+/// Prints the watcher's status; the exit code says healthy (0), degraded (1) or down (5).
 pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     use rowtrail_watcher::status::Health;
     let socket = cfg.socket()?;
     let resp = match client::request(&socket, &Request::Status, Duration::from_secs(5)) {
         Ok(r) => r,
-        Err(
-            e @ (rowtrail_watcher::WatcherError::NotRunning { .. }
-            | rowtrail_watcher::WatcherError::Timeout { .. }),
-        ) => {
+        Err(e @ (WatcherError::NotRunning { .. } | WatcherError::Timeout { .. })) => {
+            if let (WatcherError::NotRunning { socket }, Some(pid)) = (&e, lock_holder(cfg)) {
+                // Working, as far as anyone can tell, but it cannot be asked.
+                eprintln!("rowtrail: {}", silent_holder(pid, cfg.archive()?, socket));
+                return Ok(ExitCode::from(crate::EXIT_DEGRADED));
+            }
             eprintln!("rowtrail: {e}");
-            return Ok(ExitCode::from(STATUS_DOWN));
+            return Ok(ExitCode::from(crate::EXIT_DOWN));
         }
         Err(e) => return Err(e.into()),
     };
     let s = resp.status.unwrap_or_default();
     let code = match s.health {
         Health::Healthy => ExitCode::SUCCESS,
-        Health::Degraded => ExitCode::from(1),
-        Health::Down => ExitCode::from(STATUS_DOWN),
+        Health::Degraded => ExitCode::from(crate::EXIT_DEGRADED),
+        Health::Down => ExitCode::from(crate::EXIT_DOWN),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);

@@ -67,7 +67,7 @@ fn a_source_that_disappears_is_reported_down_then_up_with_one_alert_and_one_clea
     assert_eq!(s["health"], "down");
     assert_eq!(s["alerts"][0]["alert"], "source_down");
     let out = sb.run(&["status"]);
-    assert_eq!(out.status.code(), Some(2), "down");
+    assert_eq!(out.status.code(), Some(5), "down");
     assert!(String::from_utf8_lossy(&out.stdout).contains("DOWN"));
 
     std::fs::rename(&away, sb.source()).unwrap();
@@ -363,4 +363,203 @@ fn a_committed_context_row_makes_the_watcher_degraded_until_it_is_deleted() {
         sb.run(&["status"]).status.code() == Some(0)
     });
     assert_eq!(status_json(&sb)["context_committed"], false);
+}
+
+/// Sends `request` as it is to the HTTP listener on `port` and returns the whole answer.
+fn http(port: u16, request: &[u8]) -> String {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_http_listener_answers_bad_requests_with_http_errors() {
+    let sb = Sandbox::new(BIN);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    sb.write_config(&format!("metrics_listen = \"127.0.0.1:{port}\""));
+    sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY);");
+    let _w = sb.start_watcher();
+    let cases: [(&[u8], &str); 4] = [
+        (b"NONSENSE\r\n\r\n", "HTTP/1.1 400"),
+        (
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 405",
+        ),
+        (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404"),
+        (b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200"),
+    ];
+    for (request, expect) in cases {
+        let answer = http(port, request);
+        assert!(
+            answer.starts_with(expect),
+            "{:?}: expected {expect}, got:\n{answer}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    let head = http(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!head.contains("# HELP"), "HEAD has no body: {head}");
+    let post = http(
+        port,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.to_lowercase().contains("allow: get, head"), "{post}");
+    // The watcher is unharmed, and metrics are served as before.
+    let body = http(port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("rowtrail_source_up 1"), "{body}");
+    sb.ok(&["status"]);
+}
+
+/// Issue 20, item 15: log lines carried ANSI colour codes into files.
+#[test]
+fn a_log_written_to_a_file_has_no_colour_codes() {
+    let sb = Sandbox::new(BIN);
+    sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY);");
+    let mut w = sb.start_watcher();
+    sb.ok(&["signal", "--shutdown"]);
+    assert!(w.child.wait().unwrap().success());
+    let log = std::fs::read_to_string(sb.path().join("watcher.log")).unwrap();
+    assert!(
+        log.contains("watcher started") && log.contains("watcher stopped"),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
+}
+
+/// A table of 1 KiB rows, `n` of them staged; the config holds the archive to `max_bytes`.
+fn full_archive_sandbox(n: u32, max_bytes: u64) -> Sandbox {
+    let sb = Sandbox::new(BIN);
+    std::fs::write(
+        sb.config(),
+        format!(
+            "[source]\nengine = \"sqlite\"\npath = \"source.db\"\n\n[archive]\npath = \"trail.db\"\n\
+             max_bytes = {max_bytes}\n\n[watcher]\nbatch_size = 100\npoll_interval_ms = 200\n\
+             heartbeat_interval_ms = 50\n\n[alerts]\nmin_free_disk_bytes = 0\n"
+        ),
+    )
+    .unwrap();
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB);");
+    c.execute(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?1)
+         INSERT INTO t SELECT i, randomblob(1024) FROM s",
+        [n],
+    )
+    .unwrap();
+    sb
+}
+
+/// Issue 20, item 12: a pass that archived and removed batches before the archive filled up
+/// said "nothing was removed from staging".
+#[test]
+fn a_read_that_fills_the_archive_says_how_much_it_archived_and_removed_first() {
+    let sb = full_archive_sandbox(3000, 1_500_000);
+    let e = sb.fails(&["read"], 1);
+    let archived = sb.archived();
+    assert!(archived > 0 && archived < 3000, "{archived} archived: {e}");
+    assert!(e.contains("is full"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "before the failure this pass archived {archived} change(s) and removed their \
+             {archived} staged image(s) from staging"
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("nothing was removed"), "{e}");
+    assert_eq!(
+        sb.staged() + archived,
+        3000,
+        "staged or archived, never both"
+    );
+}
+
+/// Issue 20, item 12: after a pass that archived batches and then failed on a full archive,
+/// status counted nothing.
+#[test]
+fn status_counts_what_a_failed_pass_archived() {
+    let sb = full_archive_sandbox(3000, 1_500_000);
+    let _w = sb.start_watcher();
+    wait_until(
+        Duration::from_secs(30),
+        "the pass fails on the full archive",
+        || {
+            status_json(&sb)["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("is full"))
+        },
+    );
+    let s = status_json(&sb);
+    let archived = sb.archived();
+    assert!(archived > 0, "the limit bit before anything was archived");
+    assert_eq!(s["archived"], archived, "{s}");
+    assert_eq!(s["images"], archived, "inserts: one image each: {s}");
+    assert_eq!(s["health"], "degraded", "{s}");
+}
+
+/// `rowtrail read` on a terminal shows a progress bar; in a pipe, a file or with `--quiet` it
+/// draws nothing.
+#[test]
+fn read_shows_progress_only_on_a_terminal() {
+    let sb = Sandbox::new(BIN);
+    sb.write_config("batch_size = 500");
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    let insert = |from: u32| {
+        c.execute(
+            "WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM s WHERE i < ?1 + 19999)
+             INSERT INTO t SELECT i, 'v' || i FROM s",
+            [from],
+        )
+        .unwrap();
+    };
+    // Under a pseudo-terminal (util-linux `script`): stdout and stderr both reach it.
+    let on_terminal = |args: &str| {
+        let command = format!("{BIN} --config {} {args}", sb.config().display());
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .current_dir(sb.path())
+            .env("TERM", "xterm")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run script (util-linux)");
+        let text = rowtrail_tests::show(&out);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+
+    insert(1);
+    let shown = on_terminal("read");
+    assert!(shown.contains("archived 20000 change(s)"), "{shown}");
+    assert!(
+        shown.contains("archiving") && shown.contains("staged images"),
+        "{shown}"
+    );
+
+    insert(100_001);
+    let quiet = on_terminal("read --quiet");
+    assert!(
+        !quiet.contains("archiving"),
+        "--quiet draws no bar: {quiet}"
+    );
+    assert_eq!(sb.archived(), 40000);
+
+    insert(200_001);
+    let out = sb.run(&["read"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", rowtrail_tests::show(&out));
+    assert!(
+        !stderr.contains("archiving") && !stderr.contains('\u{1b}') && !stderr.contains('\r'),
+        "no bar in a pipe: {stderr:?}"
+    );
+    assert_eq!(sb.archived(), 60000);
 }

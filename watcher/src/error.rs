@@ -36,6 +36,15 @@ pub enum WatcherError {
     /// A reply or request was not valid protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A job of the watcher ended while the watcher was meant to run (it failed or panicked),
+    /// so the watcher stopped.
+    #[error("the watcher's {job} job stopped: {reason}")]
+    Job {
+        /// The job's name.
+        job: &'static str,
+        /// What it reported.
+        reason: String,
+    },
     /// The reader failed in a way the watcher cannot recover from.
     #[error(transparent)]
     Reader(#[from] rowtrail_reader::ReaderError),

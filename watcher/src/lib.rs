@@ -1,18 +1,28 @@
 //! rowtrail-watcher: the daemon that keeps the archive current.
 //!
-//! The watcher is woken three ways, and correctness needs none of them but the last: a
-//! [`protocol`] message on its local socket (a Unix socket in a private folder; a named pipe on
-//! Windows), the engine probe (SQLite `data_version`), and a poll timer. Each wake runs the
-//! trace reader's drain ([`rowtrail_reader::mover`]). [`client`] is the other end of the socket,
-//! used by `rowtrail signal` and `rowtrail status`. A [`health`] heartbeat judges the source,
-//! the backlog and the archive's disk, raising [`alerts`]; [`metrics`] serves them to Prometheus.
+//! The watcher runs jobs, each on a thread of its own, around one shutdown, one event bus and
+//! one shared [`status`] (`jobs/mod.rs` lists them and what each owns; `daemon.rs` starts and
+//! stops them; `control.rs` holds the shutdown and the bus):
+//!
+//! * the **mover** (`jobs/mover.rs`) runs the trace reader's drain ([`rowtrail_reader::mover`]).
+//!   It is woken three ways, and correctness needs none of them but the last: a [`protocol`]
+//!   message on the local socket (a Unix socket in a private folder; a named pipe on Windows),
+//!   the engine probe (SQLite `data_version`), and a poll timer;
+//! * the **heartbeat** (`jobs/heartbeat.rs`) judges the source, the backlog and the archive's
+//!   disk, raising [`alerts`].
+//!
+//! The socket endpoint (`endpoint.rs`) and the HTTP listener (`http.rs`, serving [`metrics`])
+//! run on one small tokio runtime and only read the status and post events. [`client`] is the
+//! other end of the socket, used by `rowtrail signal` and `rowtrail status`.
 
 pub mod alerts;
 pub mod client;
+mod control;
 mod daemon;
 mod endpoint;
 pub mod error;
-pub mod health;
+mod http;
+mod jobs;
 pub mod metrics;
 pub mod protocol;
 pub mod status;
@@ -20,7 +30,7 @@ pub mod status;
 pub use alerts::AlertRules;
 pub use daemon::{run, SourceFactory, WatcherOptions};
 pub use error::WatcherError;
-pub use health::HealthCheck;
+pub use jobs::heartbeat::{HealthCheck, DOWN_AFTER};
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! An optional Prometheus text endpoint (`GET /metrics`) on a loopback address.
+//! The Prometheus text the HTTP listener serves at `GET /metrics`.
 //!
 //! | metric | type | meaning |
 //! |---|---|---|
@@ -13,78 +13,7 @@
 //! | `rowtrail_archive_free_bytes` | gauge | free bytes on the archive's file system |
 //! | `rowtrail_alert_firing{alert="…"}` | gauge | 1 while that alert fires |
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use crate::status::Status;
-use crate::WatcherError;
-
-/// Binds `addr` (which must be a loopback address) and serves metrics on a background thread.
-pub(crate) fn serve(
-    addr: SocketAddr,
-    status: Arc<Mutex<Status>>,
-) -> Result<SocketAddr, WatcherError> {
-    let io = |context: &str, cause| WatcherError::Socket {
-        socket: addr.to_string().into(),
-        context: context.into(),
-        cause,
-    };
-    if !addr.ip().is_loopback() {
-        return Err(io(
-            "metrics are served on loopback addresses only",
-            std::io::Error::from(std::io::ErrorKind::InvalidInput),
-        ));
-    }
-    let listener = TcpListener::bind(addr).map_err(|e| io("cannot listen for metrics", e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| io("cannot read the metrics address", e))?;
-    std::thread::Builder::new()
-        .name("rowtrail-metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let status = Arc::clone(&status);
-                let _ = std::thread::Builder::new()
-                    .name("rowtrail-metrics-client".into())
-                    .spawn(move || answer(conn, &status));
-            }
-        })
-        .expect("spawn the metrics thread");
-    Ok(bound)
-}
-
-fn answer(conn: TcpStream, status: &Mutex<Status>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new(&conn);
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    // Skip the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-        line.clear();
-    }
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, body) = if method == "GET" && (path == "/metrics" || path == "/") {
-        let s = status.lock().map(|s| s.clone()).unwrap_or_default();
-        ("200 OK", render(&s))
-    } else {
-        (
-            "404 Not Found",
-            "only GET /metrics is served here\n".to_string(),
-        )
-    };
-    let _ = write!(
-        &conn,
-        "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
 
 /// The metrics in Prometheus text format.
 pub fn render(s: &Status) -> String {

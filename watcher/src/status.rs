@@ -3,6 +3,8 @@
 //! The JSON form is part of rowtrail's interface (`rowtrail status --json`); fields are only
 //! ever added. It never holds row values or secrets.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use serde::{Deserialize, Serialize};
 
 /// How often each wake source fired.
@@ -75,8 +77,12 @@ pub struct Status {
     pub passes: u64,
     /// Total time spent in passes, in seconds.
     pub pass_seconds_total: f64,
-    /// Changes archived since start.
+    /// Changes archived since start, counted as each batch commits (a pass that fails later
+    /// keeps what it archived before).
     pub archived: u64,
+    /// Staged images archived since start (an update's two images count as two).
+    #[serde(default)]
+    pub images: u64,
     /// When the last pass succeeded (µs since the epoch).
     pub last_pass_us: Option<i64>,
     /// The last error, while the latest attempt fails.
@@ -102,5 +108,37 @@ impl Status {
         } else {
             Health::Healthy
         };
+    }
+}
+
+/// The watcher's [`Status`], shared by the jobs that write their part of it and the endpoints
+/// that read it. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Board(Arc<Mutex<Status>>);
+
+impl Board {
+    /// A board holding `status`.
+    pub(crate) fn new(status: Status) -> Self {
+        Self(Arc::new(Mutex::new(status)))
+    }
+
+    /// Changes the status and judges it again.
+    pub(crate) fn update<T>(&self, change: impl FnOnce(&mut Status) -> T) -> T {
+        let mut s = self.lock();
+        let out = change(&mut s);
+        s.judge();
+        out
+    }
+
+    /// A copy of the status now.
+    pub(crate) fn snapshot(&self) -> Status {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Status> {
+        // A job that panicked while writing leaves a status worth reading still.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -31,6 +31,8 @@ pub struct PassStats {
     pub archived: u64,
     /// Changes already in the archive (copied again after an interrupted pass).
     pub duplicates: u64,
+    /// Staged images deleted from staging after their batch was archived.
+    pub removed: u64,
 }
 
 impl PassStats {
@@ -42,53 +44,119 @@ impl PassStats {
     }
 }
 
+/// A pass that failed, with what it had archived and removed from staging before it failed
+/// (every batch archived before the failure stays archived).
+#[derive(Debug)]
+pub struct PassError {
+    /// What the pass did before the failure.
+    pub done: PassStats,
+    /// Why it stopped.
+    pub cause: Box<ReaderError>,
+}
+
+impl std::fmt::Display for PassError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.done;
+        write!(f, "{}", self.cause)?;
+        if d.images == 0 {
+            // When the archive failed, say what became of staging; otherwise it is noise.
+            if matches!(
+                *self.cause,
+                ReaderError::ArchiveFull { .. } | ReaderError::Archive { .. }
+            ) {
+                write!(f, "; nothing was removed from staging")?;
+            }
+        } else if d.removed == d.images {
+            write!(
+                f,
+                "; before the failure this pass archived {} change(s) and removed their {} staged \
+                 image(s) from staging; the batch that failed is still staged",
+                d.archived, d.removed
+            )?;
+        } else {
+            write!(
+                f,
+                "; before the failure this pass archived {} change(s) from {} staged image(s) and \
+                 removed {} of those images from staging; the rest are still staged and are \
+                 skipped as already archived when they are read again",
+                d.archived, d.images, d.removed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PassError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The cause's text is part of this error's own; its cause comes next.
+        std::error::Error::source(&*self.cause)
+    }
+}
+
 /// Moves batches until staging is empty (or a batch comes back short).
 pub fn drain(
     source: &mut dyn Source,
     archive: &mut Archive,
     batch: usize,
 ) -> Result<PassStats, ReaderError> {
-    drain_while(source, archive, batch, &mut |_| true).map(|(stats, _)| stats)
+    drain_while(source, archive, batch, &mut |_| true)
+        .map(|(stats, _)| stats)
+        .map_err(|e| *e.cause)
 }
 
 /// Moves batches of up to `batch` images until one comes back short, or until `go_on`, asked
 /// after each batch is archived, says no. Returns what the pass did and whether it drained
 /// staging (`false`: `go_on` stopped it). Every archived batch's staging delete has committed
-/// when this returns `Ok`.
+/// when this returns `Ok`. On failure the error carries what the pass had done before it.
 pub fn drain_while(
     source: &mut dyn Source,
     archive: &mut Archive,
     batch: usize,
     go_on: &mut dyn FnMut(&PassStats) -> bool,
-) -> Result<(PassStats, bool), ReaderError> {
-    let batch = batch.max(1);
+) -> Result<(PassStats, bool), PassError> {
     let mut stats = PassStats::default();
+    match drain_counting(source, archive, batch.max(1), &mut stats, go_on) {
+        Ok(drained) => Ok((stats, drained)),
+        Err(cause) => Err(PassError {
+            done: stats,
+            cause: Box::new(cause),
+        }),
+    }
+}
+
+/// [`drain_while`]'s pass, counting into `stats` as it goes.
+fn drain_counting(
+    source: &mut dyn Source,
+    archive: &mut Archive,
+    batch: usize,
+    stats: &mut PassStats,
+    go_on: &mut dyn FnMut(&PassStats) -> bool,
+) -> Result<bool, ReaderError> {
     let mut images = source.read_batch(batch, None)?;
     if images.len() >= batch {
         if let Some(deleter) = source.delete_behind()? {
-            let drained =
-                pipeline::run(source, deleter, archive, batch, images, &mut stats, go_on)?;
-            return Ok((stats, drained));
+            return pipeline::run(source, deleter, archive, batch, images, stats, go_on);
         }
     }
     loop {
         let n = images.len();
         if n == 0 {
-            return Ok((stats, true));
+            return Ok(true);
         }
         failpoint::hit("after-read");
         let keys = keys_of(&images);
         let changes = pair(source.tables(), images)?;
         let appended = archive.append(source.info(), source.tables(), &changes)?;
         failpoint::hit("after-archive-commit");
+        stats.add(keys.len(), appended);
         source.delete_staged(&keys)?;
         failpoint::hit("after-staging-delete");
-        stats.add(keys.len(), appended);
+        stats.removed += keys.len() as u64;
         if n < batch {
-            return Ok((stats, true));
+            return Ok(true);
         }
-        if !go_on(&stats) {
-            return Ok((stats, false));
+        if !go_on(stats) {
+            return Ok(false);
         }
         images = source.read_batch(batch, None)?;
     }

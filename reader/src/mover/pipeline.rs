@@ -71,9 +71,10 @@ pub(super) fn run(
             }
         };
         let archived = archive_each(archive, read_rx, delete_tx, stats, go_on);
-        let deleted = deleting
+        let (removed, deleted) = deleting
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        stats.removed += removed;
         reading
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -157,13 +158,18 @@ fn archive_each(
 }
 
 /// The delete thread: deletes each archived batch from staging, in the order archived.
+/// Returns how many images it deleted, and the error that stopped it, if one did.
 fn delete_each(
     mut deleter: Box<dyn StagingDeleter>,
     batches: Receiver<Archived>,
-) -> Result<(), ReaderError> {
+) -> (u64, Result<(), ReaderError>) {
+    let mut removed = 0;
     for b in batches {
-        deleter.delete(&b.incarnation, &b.tables, &b.keys)?;
+        if let Err(e) = deleter.delete(&b.incarnation, &b.tables, &b.keys) {
+            return (removed, Err(e));
+        }
         failpoint::hit("after-staging-delete");
+        removed += b.keys.len() as u64;
     }
-    Ok(())
+    (removed, Ok(()))
 }

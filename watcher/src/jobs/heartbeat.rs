@@ -1,22 +1,22 @@
-//! The heartbeat: every interval, a fresh look at the source (is it there, is capture installed,
-//! how much waits in staging and since when) and at the archive's disk; then the alert rules.
+//! The heartbeat job: every interval, a fresh look at the source (is it there, is capture
+//! installed, how much waits in staging and since when) and at the archive's disk; then the
+//! alert rules.
 //!
-//! It runs on its own thread with its own connection, so it keeps judging while a pass is stuck
-//! (a locked or full archive), and it notices a source file that was moved, replaced or deleted,
-//! which the reader's open connection would not.
+//! It has its own connection, so it keeps judging while a pass is stuck (a locked or full
+//! archive), and it notices a source file that was moved, replaced or deleted, which the mover's
+//! open connection would not. When the source comes back (or was reinstalled) it tells the mover
+//! to reconnect.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rowtrail_reader::source::Health;
 use rowtrail_reader::{now_micros, ReaderError};
 
+use super::{Job, JobContext};
 use crate::alerts::{AlertRules, Alerts};
-use crate::daemon::Event;
-use crate::status::Status;
+use crate::control::Event;
+use crate::WatcherError;
 
 /// One heartbeat against the source.
 pub type HealthCheck = Box<dyn FnMut() -> Result<Health, ReaderError> + Send>;
@@ -24,29 +24,50 @@ pub type HealthCheck = Box<dyn FnMut() -> Result<Health, ReaderError> + Send>;
 /// Failed heartbeats in a row before the source counts as down.
 pub const DOWN_AFTER: u32 = 3;
 
-/// Starts the heartbeat thread.
-pub(crate) fn spawn(
-    mut check: HealthCheck,
+/// The heartbeat job.
+pub(crate) struct Heartbeat {
+    check: HealthCheck,
     interval: Duration,
     rules: AlertRules,
     archive: PathBuf,
-    status: Arc<Mutex<Status>>,
-    events: Sender<Event>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut alerts = Alerts::new(rules);
-    std::thread::Builder::new()
-        .name("rowtrail-heartbeat".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let result = check();
-                let free = fs4::available_space(&archive).ok();
-                let now = now_micros();
-                let mut s = status.lock().expect("status lock");
+}
+
+impl Heartbeat {
+    /// A heartbeat running `check` every `interval`, judging `rules`; `archive` is the file
+    /// whose disk is watched.
+    pub(crate) fn new(
+        check: HealthCheck,
+        interval: Duration,
+        rules: AlertRules,
+        archive: PathBuf,
+    ) -> Self {
+        Self {
+            check,
+            interval,
+            rules,
+            archive,
+        }
+    }
+}
+
+impl Job for Heartbeat {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    fn run(mut self: Box<Self>, ctx: JobContext) -> Result<(), WatcherError> {
+        let mut alerts = Alerts::new(self.rules.clone());
+        loop {
+            let result = (self.check)();
+            let free = fs4::available_space(&self.archive).ok();
+            let now = now_micros();
+            let recovered = ctx.board.update(|s| {
+                let mut recovered = false;
                 match result {
                     Ok(h) => {
                         let was_down = !s.source_up;
-                        let reinstalled = s.incarnation.as_ref().is_some_and(|i| *i != h.incarnation);
+                        let reinstalled =
+                            s.incarnation.as_ref().is_some_and(|i| *i != h.incarnation);
                         s.source_up = true;
                         s.source_failures = 0;
                         s.source_down_since_us = None;
@@ -66,9 +87,7 @@ pub(crate) fn spawn(
                             tracing::info!(source = %s.source, "source is up again");
                         }
                         s.incarnation = Some(h.incarnation);
-                        if was_down || reinstalled {
-                            let _ = events.send(Event::SourceRecovered);
-                        }
+                        recovered = was_down || reinstalled;
                     }
                     Err(e) => {
                         s.source_failures += 1;
@@ -82,11 +101,15 @@ pub(crate) fn spawn(
                     }
                 }
                 s.archive_free_bytes = free;
-                alerts.evaluate(&mut s, now);
-                s.judge();
-                drop(s);
-                std::thread::sleep(interval);
+                alerts.evaluate(s, now);
+                recovered
+            });
+            if recovered {
+                ctx.bus.post(Event::SourceRecovered);
             }
-        })
-        .expect("spawn the heartbeat thread");
+            if !ctx.shutdown.sleep(self.interval) {
+                return Ok(());
+            }
+        }
+    }
 }

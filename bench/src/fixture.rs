@@ -2,11 +2,12 @@
 //! without capture, staged backlogs, the `rowtrail` binary as a process, and statistics.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rowtrail_reader::sqlite::SqliteSource;
+use rowtrail_watcher::process::WatcherProcess;
 use rusqlite::Connection;
 
 /// The benchmark table. A row holds 200 bytes of values: three 8-byte numbers, a 24-byte name
@@ -180,120 +181,31 @@ pub fn rowtrail_binary(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// A `rowtrail watch` process, with its config and log in `dir`; killed when dropped.
-pub struct Watcher {
-    /// The process.
-    pub child: Child,
-    bin: PathBuf,
-    config: PathBuf,
-}
-
-impl Watcher {
-    /// Writes a config for `source` and `archive` (defaults otherwise; the disk alert off), starts
-    /// the watcher and waits until it answers `status`.
-    pub fn start(bin: &Path, dir: &Path, source: &Path, archive: &Path) -> Result<Self> {
-        let config = dir.join("rowtrail.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[source]\nengine = \"sqlite\"\npath = {:?}\n\n[archive]\npath = {:?}\n\n[alerts]\nmin_free_disk_bytes = 0\n",
-                source.display().to_string(),
-                archive.display().to_string()
-            ),
-        )?;
-        let log = std::fs::File::create(dir.join("watcher.log"))?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("watch")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start rowtrail watch")?;
-        let mut w = Self {
-            child,
-            bin: bin.to_path_buf(),
-            config,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = w.cmd(&["status", "--json"]).output()?;
-            if !out.stdout.is_empty() {
-                return Ok(w);
-            }
-            if let Some(status) = w.child.try_wait()? {
-                bail!(
-                    "the watcher exited ({status}); see {}",
-                    dir.join("watcher.log").display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("the watcher did not answer status within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.arg("--config").arg(&self.config).args(args);
-        c.stdin(Stdio::null()).stderr(Stdio::null());
-        c
-    }
-
-    /// Peak resident set size so far (`VmHWM`), in bytes.
-    pub fn peak_rss(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .context("read /proc/<pid>/status (Linux only)")?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .context("no VmHWM line")?;
-        let kb: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .context("VmHWM value")?
-            .parse()?;
-        Ok(kb * 1024)
-    }
-
-    /// Fails if the watcher has exited.
-    pub fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("the watcher exited early ({status})");
-        }
-        Ok(())
-    }
-
-    /// Asks the watcher to stop and waits for it.
-    pub fn stop(mut self) -> Result<()> {
-        let out = self.cmd(&["signal", "--shutdown"]).output()?;
-        if !out.status.success() {
-            bail!("rowtrail signal --shutdown failed");
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("the watcher stopped with {status}");
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        bail!("the watcher did not stop within 30 s")
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Writes a config for `source` and `archive` in `dir` (defaults otherwise; the disk alert off),
+/// starts the real watcher (its log `dir/watcher.log`) and waits until it answers `status`.
+pub fn start_watcher(
+    bin: &Path,
+    dir: &Path,
+    source: &Path,
+    archive: &Path,
+) -> Result<WatcherProcess> {
+    let config = dir.join("rowtrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nengine = \"sqlite\"\npath = {:?}\n\n[archive]\npath = {:?}\n\n[alerts]\nmin_free_disk_bytes = 0\n",
+            source.display().to_string(),
+            archive.display().to_string()
+        ),
+    )?;
+    Ok(WatcherProcess::start(
+        bin,
+        &config,
+        &rowtrail_watcher::default_socket(archive),
+        &dir.join("watcher.log"),
+        "warn",
+        Duration::from_secs(30),
+    )?)
 }
 
 /// The median of `values` (the lower middle for an even count).

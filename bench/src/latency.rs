@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::fixture::{self, percentile, Watcher};
+use crate::fixture::{self, percentile};
 use crate::report::{Figure, Target};
 use crate::Settings;
 
@@ -23,7 +23,7 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
     let source = work.join("source.db");
     let archive = work.join("trail.db");
     let conn = fixture::fresh_source(&source, 0, true)?;
-    let mut watcher = Watcher::start(bin, &work, &source, &archive)?;
+    let mut watcher = fixture::start_watcher(bin, &work, &source, &archive)?;
     let reader = Connection::open_with_flags(&archive, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     reader.busy_timeout(Duration::from_secs(10))?;
     let mut count = reader.prepare("SELECT coalesce(max(seq), 0) FROM changes")?;
@@ -58,7 +58,7 @@ pub fn run(s: &Settings, dir: &Path) -> Result<Vec<Figure>> {
     }
     drop(count);
     drop(reader);
-    watcher.stop()?;
+    watcher.stop(Duration::from_secs(30))?;
     let detail = format!(
         "{commits} commits {} ms apart; max {:.2} ms",
         spacing.as_millis(),

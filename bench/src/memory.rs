@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::fixture::{Backlogs, Watcher};
+use crate::fixture::{self, Backlogs};
 use crate::report::{Figure, Target};
 use crate::Settings;
 
@@ -23,7 +23,7 @@ pub fn run(s: &Settings, dir: &Path, backlogs: &mut Backlogs) -> Result<Vec<Figu
     let archive = work.join("trail.db");
     backlogs.copy(n, &source)?;
     let started = Instant::now();
-    let mut watcher = Watcher::start(bin, &work, &source, &archive)?;
+    let mut watcher = fixture::start_watcher(bin, &work, &source, &archive)?;
     let reader = Connection::open_with_flags(&archive, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     reader.busy_timeout(Duration::from_secs(10))?;
     let deadline = Instant::now() + Duration::from_secs(1800);
@@ -40,9 +40,11 @@ pub fn run(s: &Settings, dir: &Path, backlogs: &mut Backlogs) -> Result<Vec<Figu
         std::thread::sleep(Duration::from_millis(50));
     }
     let secs = started.elapsed().as_secs_f64();
-    let peak = watcher.peak_rss()?;
+    let peak = watcher
+        .peak_rss()
+        .context("read the watcher's peak memory (/proc/<pid>/status, Linux only)")?;
     drop(reader);
-    watcher.stop()?;
+    watcher.stop(Duration::from_secs(30))?;
     let mib = peak as f64 / (1024.0 * 1024.0);
     Ok(vec![
         Figure::new(

@@ -6,7 +6,7 @@
 //! latency; then one row's history and the archive's verification.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +14,7 @@ use rowtrail_reader::archive::{Archive, ChangeQuery};
 use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_restore::history;
 use rowtrail_sql::{Ident, TableName};
-use rowtrail_watcher::protocol::Request;
+use rowtrail_watcher::process::WatcherProcess;
 use rusqlite::Connection;
 
 /// Arguments of `rowtrail demo`.
@@ -96,15 +96,19 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     println!("  source.db    departments + staff (foreign key), capture installed on both tables");
     println!("  trail.db     the trace archive, written by the watcher");
 
-    let mut watcher = Watcher::start(&config, &dir)?;
     let socket = rowtrail_watcher::default_socket(&archive);
-    wait_for(Duration::from_secs(10), || {
-        rowtrail_watcher::client::request(&socket, &Request::Status, Duration::from_secs(1)).is_ok()
-    })
+    let mut watcher = WatcherProcess::start(
+        &std::env::current_exe()?,
+        &config,
+        &socket,
+        &dir.join("watcher.log"),
+        "info",
+        Duration::from_secs(10),
+    )
     .context("the watcher did not start; see watcher.log in the demo folder")?;
     println!(
         "  watcher      running as pid {} (socket {})\n",
-        watcher.child.id(),
+        watcher.pid(),
         socket.display()
     );
 
@@ -168,7 +172,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         );
     }
 
-    watcher.stop(&socket)?;
+    watcher.stop(Duration::from_secs(10))?;
     let report = reader.verify(None)?;
     if !report.ok() {
         bail!("archive verification failed: {:?}", report.problems);
@@ -237,7 +241,7 @@ fn wait_archived(
     reader: &Archive,
     seen: &mut i64,
     committed: Instant,
-    watcher: &mut Watcher,
+    watcher: &mut WatcherProcess,
 ) -> Result<(Vec<rowtrail_reader::archive::ArchivedChange>, Duration)> {
     let deadline = committed + Duration::from_secs(10);
     loop {
@@ -256,69 +260,5 @@ fn wait_archived(
             bail!("the watcher did not archive a commit within 10 s; see watcher.log in the demo folder");
         }
         std::thread::sleep(Duration::from_micros(100));
-    }
-}
-
-fn wait_for(limit: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    bail!("timed out after {} s", limit.as_secs())
-}
-
-/// The watcher child process; killed if the demo fails half-way.
-struct Watcher {
-    child: Child,
-}
-
-impl Watcher {
-    fn start(config: &Path, dir: &Path) -> Result<Self> {
-        let log = std::fs::File::create(dir.join("watcher.log"))?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg("--config")
-            .arg(config)
-            .arg("watch")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start the watcher")?;
-        Ok(Self { child })
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("the watcher exited ({status}); see watcher.log in the demo folder");
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self, socket: &Path) -> Result<()> {
-        rowtrail_watcher::client::request(socket, &Request::Shutdown, Duration::from_secs(5))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("the watcher stopped with {status}; see watcher.log");
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        bail!("the watcher did not stop within 10 s")
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::{show, wait_until, Proc};
+use crate::{show, Proc};
 
 /// A private folder holding one source, one archive and their config.
 pub struct Sandbox {
@@ -129,24 +129,23 @@ impl Sandbox {
     /// Starts `rowtrail watch` (its log appended to `watcher.log` in the sandbox) and waits
     /// until it answers `status`, whatever its verdict.
     pub fn start_watcher(&self) -> Proc {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path().join("watcher.log"))
-            .expect("open watcher.log");
-        let child = self
-            .cmd(&["watch"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn watcher");
-        let p = Proc { child };
-        wait_until(
+        let w = rowtrail_watcher::process::WatcherProcess::start(
+            &self.bin,
+            &self.config(),
+            &self.socket(),
+            &self.path().join("watcher.log"),
+            "info",
             Duration::from_secs(20),
-            "the watcher answers status",
-            || !self.run(&["status", "--json"]).stdout.is_empty(),
-        );
-        p
+        )
+        .unwrap_or_else(|e| panic!("the watcher answers status: {e}"));
+        Proc {
+            child: w.into_child(),
+        }
+    }
+
+    /// The watcher's socket for this sandbox's config.
+    pub fn socket(&self) -> PathBuf {
+        rowtrail_watcher::default_socket(&self.archive())
     }
 
     /// Changes archived so far (0 when there is no archive yet).

@@ -13,7 +13,8 @@
 //!
 //! The socket endpoint (`endpoint.rs`) and the HTTP listener (`http.rs`, serving [`metrics`])
 //! run on one small tokio runtime and only read the status and post events. [`client`] is the
-//! other end of the socket, used by `rowtrail signal` and `rowtrail status`.
+//! other end of the socket, used by `rowtrail signal` and `rowtrail status`; [`process`] is a
+//! watcher process as the demo, the benchmarks and the tests start and stop it.
 
 pub mod alerts;
 pub mod client;
@@ -24,6 +25,7 @@ pub mod error;
 mod http;
 mod jobs;
 pub mod metrics;
+pub mod process;
 pub mod protocol;
 pub mod status;
 

@@ -3,6 +3,28 @@
 //! This binary is a thin front: it parses the command line and the config, then calls the
 //! crates (`rowtrail-sql`, `rowtrail-reader`, `rowtrail-watcher`, `rowtrail-restore`).
 
+/// Like `println!`, for a command's output on stdout: a write that fails (a reader that went
+/// away, `rowtrail audit | head`) returns the error from the enclosing function instead of
+/// panicking; a closed pipe then ends the command quietly (see [`main`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            return Err(e.into());
+        }
+    }};
+}
+
+/// Like `print!`, as [`outln!`] is like `println!`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            return Err(e.into());
+        }
+    }};
+}
+
 mod cmd;
 mod config;
 mod progress;
@@ -135,11 +157,21 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of the output went away (`| head`): stop quietly, as `cat` would.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rowtrail: error: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Whether `e` is a write to a pipe whose reader has gone.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 #[cfg(test)]

@@ -92,9 +92,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Connection::open(&source)?.execute_batch(SCHEMA)?;
     let tables = SqliteSource::candidate_tables(&source, None)?;
     SqliteSource::install(&source, &tables, super::sql::VERSION)?;
-    println!("rowtrail demo in {}/", dir.display());
-    println!("  source.db    departments + staff (foreign key), capture installed on both tables");
-    println!("  trail.db     the trace archive, written by the watcher");
+    outln!("rowtrail demo in {}/", dir.display());
+    outln!("  source.db    departments + staff (foreign key), capture installed on both tables");
+    outln!("  trail.db     the trace archive, written by the watcher");
 
     let socket = rowtrail_watcher::default_socket(&archive);
     let mut watcher = WatcherProcess::start(
@@ -106,7 +106,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         Duration::from_secs(10),
     )
     .context("the watcher did not start; see watcher.log in the demo folder")?;
-    println!(
+    outln!(
         "  watcher      running as pid {} (socket {})\n",
         watcher.pid(),
         socket.display()
@@ -122,13 +122,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         let committed = run_as(&conn, user, sql)?;
         let (changes, latency) = wait_archived(&reader, &mut seen, committed, &mut watcher)?;
         latencies.push(latency);
-        println!(
+        outln!(
             "{:<6} {what}  — archived {:.1} ms after commit",
             user.login,
             ms(latency)
         );
         for c in &changes {
-            println!(
+            outln!(
                 "         #{:<3} {:<6} {:<11} {}",
                 c.id,
                 c.op.word(),
@@ -151,7 +151,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     latencies.sort();
     let pct = |p: f64| ms(latencies[((latencies.len() as f64 - 1.0) * p).round() as usize]);
-    println!(
+    outln!(
         "\ncommit→archive latency over {} commits: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latencies.len(),
         pct(0.50),
@@ -160,13 +160,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     );
 
     let ada = TableName::bare(Ident::new("staff")?);
-    println!("\nhistory of staff id 10 (Ada, id 1 before the re-key), salary raises included:");
+    outln!("\nhistory of staff id 10 (Ada, id 1 before the re-key), salary raises included:");
     let hist = history::row_history(&reader, &ada, &["10".into()])?;
     let total = hist.len();
     let shown: Vec<_> = hist.into_iter().take(6).collect();
-    super::history::print_history(&shown, false);
+    super::history::print_history(&shown, false)?;
     if total > shown.len() {
-        println!(
+        outln!(
             "         … ({} more changes not shown)",
             total - shown.len()
         );
@@ -179,14 +179,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     let staged: u64 =
         rowtrail_reader::source::Source::staged_count(&mut SqliteSource::open(&source)?)?;
-    println!(
+    outln!(
         "\narchive verified: {} changes, hash chain intact, staging empty ({} left)",
         report.changes, staged
     );
     if let Some(d) = &report.digest {
-        println!("digest (keep it elsewhere; `rowtrail verify --against` checks it): {d}");
+        outln!("digest (keep it elsewhere; `rowtrail verify --against` checks it): {d}");
     }
-    println!(
+    outln!(
         "\ndone in {:.1} s. Explore: cd {} && rowtrail history --table staff --key 10",
         started.elapsed().as_secs_f64(),
         dir.display()

@@ -53,19 +53,19 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let changes = history::row_history(&archive, &table, &args.key)?;
     if args.format == HistoryFormat::Json {
         for c in &changes {
-            println!("{}", rowtrail_restore::audit::to_json(c, args.all_columns));
+            outln!("{}", rowtrail_restore::audit::to_json(c, args.all_columns));
         }
         return Ok(ExitCode::SUCCESS);
     }
     if changes.is_empty() {
-        println!(
+        outln!(
             "no changes archived for {} with key {}",
             table,
             args.key.join(", ")
         );
         return Ok(ExitCode::SUCCESS);
     }
-    print_history(&changes, args.all_columns);
+    print_history(&changes, args.all_columns)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -73,7 +73,7 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
 /// (the number `rowtrail undo --change` and `audit` take); its sequence number is shown as such.
 /// Names, logins, hosts and labels come from the source and are printed with their control
 /// characters escaped.
-pub fn print_history(changes: &[ArchivedChange], all: bool) {
+pub fn print_history(changes: &[ArchivedChange], all: bool) -> std::io::Result<()> {
     for c in changes {
         let who = printable(c.login.as_deref().unwrap_or("(unknown login)")).into_owned();
         let mut origin = Vec::new();
@@ -90,7 +90,7 @@ pub fn print_history(changes: &[ArchivedChange], all: bool) {
             c.tx.as_ref()
                 .map(|t| format!(" tx {t}"))
                 .unwrap_or_default();
-        println!(
+        outln!(
             "#{:<6} {} {:<9} by {who}{}{tx}, seq {}",
             c.id,
             printable(c.at.as_deref().unwrap_or("?")),
@@ -103,9 +103,10 @@ pub fn print_history(changes: &[ArchivedChange], all: bool) {
             c.seq,
         );
         for line in describe(c, all) {
-            println!("         {line}");
+            outln!("         {line}");
         }
     }
+    Ok(())
 }
 
 /// The columns of a change as text: `col = value` for inserts and deletes, `col: before → after`

@@ -112,7 +112,7 @@ pub fn run(args: &Args, o: &Overrides) -> Result<ExitCode> {
     };
     std::fs::write(&args.out, text)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!(
+    outln!(
         "wrote {}; review it, then `rowtrail sql generate` to see what capture installs",
         args.out.display()
     );

@@ -36,7 +36,7 @@ pub fn install(cfg: &Config, only: Option<&[String]>, options: &Options) -> Resu
         tables.len()
     );
     let d = install::install(&mut c, &tables, options, &mut progress("install"))?;
-    println!(
+    outln!(
         "capture installed on {} for {} table(s):",
         c.location(),
         d.tables.len()
@@ -47,9 +47,9 @@ pub fn install(cfg: &Config, only: Option<&[String]>, options: &Options) -> Resu
         } else {
             ""
         };
-        println!("  {}{key}", t.table.name);
+        outln!("  {}{key}", t.table.name);
         for note in &t.notes {
-            println!("    note: {note}");
+            outln!("    note: {note}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -70,7 +70,7 @@ pub fn uninstall(
         options,
         &mut progress("uninstall"),
     )?;
-    println!(
+    outln!(
         "capture removed from {} for {} table(s)",
         c.location(),
         removed.len()
@@ -88,7 +88,7 @@ pub fn check(cfg: &Config, write_upgrade: Option<&Path>, options: &Options) -> R
         let found = check::drift(o)?;
         findings += found.len();
         for f in &found {
-            println!("DRIFT  {}: {}\n       fix: {}", f.table, f.problem, f.fix);
+            outln!("DRIFT  {}: {}\n       fix: {}", f.table, f.problem, f.fix);
         }
         if let (Some(dir), Some(live)) = (write_upgrade, &o.live) {
             if found.iter().any(|f| f.needs_upgrade) {
@@ -105,7 +105,7 @@ pub fn check(cfg: &Config, write_upgrade: Option<&Path>, options: &Options) -> R
                 let path = dir.join(format!("rowtrail-upgrade-{slug}.sql"));
                 std::fs::write(&path, script.render())
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                println!(
+                outln!(
                     "       wrote {} (review it, then: sqlcmd -b -I -i {})",
                     path.display(),
                     path.display()
@@ -115,7 +115,7 @@ pub fn check(cfg: &Config, write_upgrade: Option<&Path>, options: &Options) -> R
     }
     let live_tables = catalog::user_tables(&mut c)?.len();
     if findings == 0 {
-        println!(
+        outln!(
             "no drift: {} captured table(s) on {} match their triggers, staging tables and definitions ({} user table(s) in the database)",
             observed.len(),
             c.location(),
@@ -123,7 +123,7 @@ pub fn check(cfg: &Config, write_upgrade: Option<&Path>, options: &Options) -> R
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{findings} problem(s) on {}", c.location());
+        outln!("{findings} problem(s) on {}", c.location());
         Ok(ExitCode::from(1))
     }
 }

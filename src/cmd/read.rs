@@ -65,7 +65,7 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
         } else {
             0.0
         };
-        println!(
+        outln!(
             "archived {} change(s) from {} staged image(s) in {:.3} s ({:.0} changes/s){}; staging is drained",
             stats.archived,
             stats.images,

@@ -131,7 +131,7 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
             let path = cfg.source()?;
             let tables = SqliteSource::candidate_tables(path, a.selected().as_deref())?;
             SqliteSource::install(path, &tables, VERSION)?;
-            println!(
+            outln!(
                 "capture installed on {} for {} table(s):",
                 path.display(),
                 tables.len()
@@ -142,7 +142,7 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
                 } else {
                     ""
                 };
-                println!("  {}{key}", t.name);
+                outln!("  {}{key}", t.name);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -154,7 +154,7 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
                 a.discard_staged,
                 VERSION,
             )?;
-            println!(
+            outln!(
                 "capture removed from {} for {} table(s)",
                 path.display(),
                 removed.len()
@@ -185,7 +185,7 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
     let install = sqlite::install_script(&tables, VERSION)?;
     let uninstall = sqlite::uninstall_script(&tables, true, VERSION);
     match &a.out {
-        None => print!("{install}"),
+        None => out!("{install}"),
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -193,7 +193,7 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
                 let path = dir.join(name);
                 std::fs::write(&path, text)
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                println!("wrote {}", path.display());
+                outln!("wrote {}", path.display());
             }
         }
     }
@@ -266,7 +266,7 @@ fn write_mssql(a: &GenerateArgs, deployment: &rowtrail_sql::mssql::Deployment) -
         .map(|login| deployment.permissions(&rowtrail_sql::Ident::new(login.clone())?))
         .transpose()?;
     match &a.out {
-        None => print!("{}", deployment.install.render()),
+        None => out!("{}", deployment.install.render()),
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -274,13 +274,13 @@ fn write_mssql(a: &GenerateArgs, deployment: &rowtrail_sql::mssql::Deployment) -
                 let path = dir.join(script.file_name());
                 std::fs::write(&path, script.render())
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                println!(
+                outln!(
                     "wrote {} ({} batches)",
                     path.display(),
                     script.batches().len()
                 );
             }
-            println!("review them, then deploy with: sqlcmd -b -i <file> (see docs/sqlserver.md)");
+            outln!("review them, then deploy with: sqlcmd -b -i <file> (see docs/sqlserver.md)");
         }
     }
     Ok(ExitCode::SUCCESS)

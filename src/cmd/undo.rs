@@ -209,7 +209,7 @@ fn execute(
     let kind = plan.kind.word();
     let script = session.script(&prepared)?;
     if output.script_only {
-        print!("{script}");
+        out!("{script}");
         return Ok(if plan.refused() {
             ExitCode::from(crate::EXIT_CONFLICT)
         } else {
@@ -222,7 +222,7 @@ fn execute(
             .iter()
             .map(|s| json!({ "change": rowtrail_restore::conflict::ChangeRef::of(&s.change), "action": s.step().action() }))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "kind": kind, "mode": plan.mode, "selected": prepared.selected, "steps": steps,
@@ -236,7 +236,7 @@ fn execute(
             ExitCode::SUCCESS
         });
     }
-    println!(
+    outln!(
         "{kind} plan: {} change(s) selected, {} step(s), mode {}{}{}",
         prepared.selected,
         plan.steps.len(),
@@ -256,10 +256,10 @@ fn execute(
         },
     );
     for (n, s) in plan.steps.iter().enumerate() {
-        println!("  {:>4}. {}", n + 1, s.comment());
+        outln!("  {:>4}. {}", n + 1, s.comment());
     }
     if !plan.conflicts.is_empty() && !plan.refused() {
-        println!(
+        outln!(
             "{}",
             rowtrail_restore::conflict::describe(&plan.conflicts).replacen(
                 "undo refused",
@@ -273,24 +273,24 @@ fn execute(
         return Ok(ExitCode::from(crate::EXIT_CONFLICT));
     }
     if plan.steps.is_empty() {
-        println!("nothing to {kind}");
+        outln!("nothing to {kind}");
         return Ok(ExitCode::SUCCESS);
     }
     if !output.apply {
         if session.pending()? {
-            println!("note: an interrupted undo or redo is pending; --apply settles it first, and the plan may change");
+            outln!("note: an interrupted undo or redo is pending; --apply settles it first, and the plan may change");
         }
         // Names in the script are exact SQL; printed for people, their control characters are
         // shown escaped (`--script-only` writes the exact script).
         let shown = printable_script(&script);
-        println!("\n{shown}");
+        outln!("\n{shown}");
         if shown != script {
-            println!(
+            outln!(
                 "-- the script holds control characters in names or values, shown escaped above; \
                  `--script-only` writes it exactly"
             );
         }
-        println!("-- dry run: nothing was changed; add --apply to run it");
+        outln!("-- dry run: nothing was changed; add --apply to run it");
         return Ok(ExitCode::SUCCESS);
     }
     match session.execute(&prepared, &actor()) {
@@ -300,7 +300,7 @@ fn execute(
                 Some(tx) => format!("carry the source transaction id {tx}"),
                 None => format!("carry the transaction label {}", r.tx_tag),
             };
-            println!(
+            outln!(
                 "{kind} run {} applied: {} applied, {} forced, {} skipped; its writes {carry}",
                 r.id,
                 count("applied"),
@@ -310,7 +310,7 @@ fn execute(
             Ok(ExitCode::SUCCESS)
         }
         Ok(None) => {
-            println!("nothing to {kind}");
+            outln!("nothing to {kind}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if e.is_conflict() => {
@@ -325,10 +325,10 @@ fn list(cfg: &Config) -> Result<ExitCode> {
     let archive = Archive::open_read_only(cfg.archive()?)?;
     let runs = archive.runs(None)?;
     if runs.is_empty() {
-        println!("the undo journal is empty");
+        outln!("the undo journal is empty");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:>5}  {:<5} {:<10} {:<8} {:>6}  {:<10} SCOPE",
         "RUN", "KIND", "STATE", "MODE", "ITEMS", "TX LABEL"
     );
@@ -340,7 +340,7 @@ fn list(cfg: &Config) -> Result<ExitCode> {
             Some(tx) => tx.to_string(),
             None => r.tx_tag.clone(),
         };
-        println!(
+        outln!(
             "{:>5}  {:<5} {:<10} {:<8} {:>6}  {:<10} {}",
             r.id,
             r.kind.word(),

@@ -32,16 +32,16 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let report = archive.verify(against.as_ref())?;
     if args.digest && report.ok() {
         match &report.digest {
-            Some(d) => println!("{d}"),
-            None => println!("rowtrail1-0-0-{}", "0".repeat(64)),
+            Some(d) => outln!("{d}"),
+            None => outln!("rowtrail1-0-0-{}", "0".repeat(64)),
         }
         return Ok(ExitCode::SUCCESS);
     }
     for p in &report.problems {
-        println!("PROBLEM: {p}");
+        outln!("PROBLEM: {p}");
     }
     if report.ok() {
-        println!(
+        outln!(
             "archive verified: {} change(s) from {} source(s); hash chain intact{}",
             report.changes,
             report.sources,
@@ -52,11 +52,11 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
             }
         );
         if let Some(d) = &report.digest {
-            println!("digest: {d}");
+            outln!("digest: {d}");
         }
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        outln!(
             "archive verification FAILED: {} problem(s)",
             report.problems.len()
         );

@@ -99,14 +99,14 @@ pub fn signal(args: &SignalArgs, cfg: &Config) -> Result<ExitCode> {
     };
     if args.shutdown {
         ask(&Request::Shutdown, timeout)?;
-        println!("the watcher is stopping after the batch in hand");
+        outln!("the watcher is stopping after the batch in hand");
     } else if args.wait {
         let req = Request::Flush {
             timeout_ms: Some(timeout.as_millis() as u64),
         };
         let resp = ask(&req, timeout + Duration::from_secs(1))?;
         let d = resp.drained.unwrap_or_default();
-        println!("staging drained: {} change(s) archived", d.archived);
+        outln!("staging drained: {} change(s) archived", d.archived);
     } else {
         ask(&Request::Signal, timeout)?;
     }
@@ -165,7 +165,7 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
         Health::Down => ExitCode::from(crate::EXIT_DOWN),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(code);
     }
     let ago = |us: Option<i64>| match us {
@@ -180,8 +180,8 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
         Health::Degraded => "DEGRADED",
         Health::Down => "DOWN",
     };
-    println!("{verdict}");
-    println!(
+    outln!("{verdict}");
+    outln!(
         "watcher    pid {} (rowtrail {}), up since {}",
         s.pid,
         s.version,
@@ -192,8 +192,8 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     } else {
         format!("DOWN since {}", ago(s.source_down_since_us))
     };
-    println!("source     {} — {source_state}", s.source);
-    println!(
+    outln!("source     {} — {source_state}", s.source);
+    outln!(
         "archive    {} ({} free)",
         s.archive,
         s.archive_free_bytes
@@ -202,28 +202,28 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     let oldest = s
         .backlog_oldest_age_secs
         .map_or(String::new(), |a| format!(", oldest {a:.1} s old"));
-    println!("backlog    {} staged image(s){oldest}", s.backlog);
-    println!(
+    outln!("backlog    {} staged image(s){oldest}", s.backlog);
+    outln!(
         "passes     {} (last {}), {} change(s) archived since start",
         s.passes,
         ago(s.last_pass_us),
         s.archived
     );
-    println!(
+    outln!(
         "wakeups    {} signal, {} probe, {} poll",
         s.wakeups.signal, s.wakeups.probe, s.wakeups.poll
     );
     if let Some(e) = &s.last_error {
-        println!("last error {e} ({})", ago(s.last_error_us));
+        outln!("last error {e} ({})", ago(s.last_error_us));
     }
     if s.context_committed {
-        println!(
+        outln!(
             "WARNING    a rowtrail_context row is committed: every change is labelled with its login, \
              host and transaction until it is deleted (DELETE FROM rowtrail_context)"
         );
     }
     for a in &s.alerts {
-        println!(
+        outln!(
             "ALERT      {} ({}), since {}: {}",
             a.alert,
             a.severity,

@@ -89,3 +89,40 @@ fn issue20_logins_and_names_cannot_forge_audit_lines_or_reach_the_terminal() {
         );
     }
 }
+
+#[test]
+fn issue20_commands_whose_reader_went_away_exit_quietly() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    c.execute_batch("INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b'")
+        .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    sb.ok(&["undo", "--last", "1", "--apply"]);
+    sb.ok(&["read", "--quiet"]);
+    for args in [
+        &["undo", "--last", "1"][..],
+        &["redo", "--run", "1"][..],
+        &["verify"][..],
+        &["verify", "--digest"][..],
+        &["sql", "generate"][..],
+        &["history", "--table", "t", "--key", "1"][..],
+        &["audit"][..],
+        &["undo", "--list"][..],
+    ] {
+        // A pipe whose reading end is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = sb
+            .cmd(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !err.contains("panicked"),
+            "{args:?}: {} {err}",
+            out.status
+        );
+    }
+}

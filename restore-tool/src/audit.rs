@@ -82,9 +82,14 @@ pub fn stream(
     page: u64,
     each: &mut dyn FnMut(&Change) -> Result<(), RestoreError>,
 ) -> Result<(u64, Option<i64>), RestoreError> {
+    let query = filter.query()?;
+    if let Some(t) = &query.table {
+        // A table the archive has never seen is a mistake to say so about, not an empty list.
+        crate::history::latest_definition(archive, t)?;
+    }
     let mut count = 0u64;
     let mut last = None;
-    for c in archive.stream_pages(&filter.query()?, page)? {
+    for c in archive.stream_pages(&query, page)? {
         let c = c?;
         each(&c)?;
         count += 1;

@@ -43,8 +43,11 @@ pub fn latest_definition(archive: &Archive, table: &TableName) -> Result<Table, 
         Some(t) => Ok(t),
         None => {
             let names = archive.table_names()?;
+            let asked = table.to_string();
             let hint = if names.is_empty() {
                 " (the archive is empty)".to_string()
+            } else if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(&asked)) {
+                format!("; names are matched exactly: did you mean {n}?")
             } else {
                 format!("; tables with history: {}", names.join(", "))
             };

@@ -65,11 +65,12 @@ impl Scope {
 }
 
 /// Normalises a UTC time as the archive writes it (`YYYY-MM-DDTHH:MM:SS.fffZ`), so that text
-/// comparison orders correctly; accepts a space for `T`, and omitted seconds or fraction.
+/// comparison orders correctly; accepts a space for `T`, and omitted seconds or fraction. The
+/// date and time must exist (`2026-02-30` and `25:00` are refused, with the reason).
 pub fn normalise_time(text: &str) -> Result<String, RestoreError> {
-    let bad = || {
+    let bad = |why: &str| {
         RestoreError::BadRequest(format!(
-            "{text:?} is not a UTC time like 2026-11-21T14:05:00Z (or \"2026-11-21 14:05\")"
+            "{text:?} is not a UTC time like 2026-11-21T14:05:00Z (or \"2026-11-21 14:05\"){why}"
         ))
     };
     let t = text.trim().trim_end_matches(['Z', 'z']).replace(' ', "T");
@@ -77,17 +78,29 @@ pub fn normalise_time(text: &str) -> Result<String, RestoreError> {
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let d: Vec<&str> = date.split('-').collect();
     if d.len() != 3 || !digits(d[0], 4) || !digits(d[1], 2) || !digits(d[2], 2) {
-        return Err(bad());
+        return Err(bad(""));
     }
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let h: Vec<&str> = hms.split(':').collect();
     if !(2..=3).contains(&h.len()) || !h.iter().all(|p| digits(p, 2)) {
-        return Err(bad());
+        return Err(bad(""));
     }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return Err(bad(""));
     }
     let sec = h.get(2).copied().unwrap_or("00");
+    let num = |s: &str| s.parse::<i16>().unwrap_or(i16::MAX);
+    let nanos = format!("{frac:0<9}").parse::<i32>().unwrap_or(0);
+    jiff::civil::DateTime::new(
+        num(d[0]),
+        num(d[1]) as i8,
+        num(d[2]) as i8,
+        num(h[0]) as i8,
+        num(h[1]) as i8,
+        num(sec) as i8,
+        nanos,
+    )
+    .map_err(|e| bad(&format!(": {e}")))?;
     let frac = format!("{frac:0<3}");
     Ok(format!("{date}T{}:{}:{sec}.{frac}Z", h[0], h[1]))
 }
@@ -164,5 +177,22 @@ mod tests {
         );
         assert!(normalise_time("yesterday").is_err());
         assert!(normalise_time("2026-11-21T14").is_err());
+        for impossible in [
+            "2026-02-30",
+            "2026-11-21T25:00",
+            "2026-13-99",
+            "2026-11-21T14:60",
+        ] {
+            let e = normalise_time(impossible).unwrap_err().to_string();
+            assert!(
+                e.contains("invalid") || e.contains("range"),
+                "{impossible}: {e}"
+            );
+        }
+        assert_eq!(
+            normalise_time("2024-02-29T23:59:59.9999999Z").unwrap(),
+            "2024-02-29T23:59:59.9999999Z",
+            "a leap day and sub-millisecond digits are kept"
+        );
     }
 }

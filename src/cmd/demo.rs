@@ -181,7 +181,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         rowtrail_reader::source::Source::staged_count(&mut SqliteSource::open(&source)?)?;
     outln!(
         "\narchive verified: {} changes, hash chain intact, staging empty ({} left)",
-        report.changes, staged
+        report.changes,
+        staged
     );
     if let Some(d) = &report.digest {
         outln!("digest (keep it elsewhere; `rowtrail verify --against` checks it): {d}");

@@ -330,7 +330,12 @@ fn list(cfg: &Config) -> Result<ExitCode> {
     }
     outln!(
         "{:>5}  {:<5} {:<10} {:<8} {:>6}  {:<10} SCOPE",
-        "RUN", "KIND", "STATE", "MODE", "ITEMS", "TX LABEL"
+        "RUN",
+        "KIND",
+        "STATE",
+        "MODE",
+        "ITEMS",
+        "TX LABEL"
     );
     for r in runs {
         let items = archive.run_items(r.id)?.len();

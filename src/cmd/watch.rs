@@ -211,7 +211,9 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     );
     outln!(
         "wakeups    {} signal, {} probe, {} poll",
-        s.wakeups.signal, s.wakeups.probe, s.wakeups.poll
+        s.wakeups.signal,
+        s.wakeups.probe,
+        s.wakeups.poll
     );
     if let Some(e) = &s.last_error {
         outln!("last error {e} ({})", ago(s.last_error_us));

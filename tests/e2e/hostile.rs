@@ -126,3 +126,29 @@ fn issue20_commands_whose_reader_went_away_exit_quietly() {
         );
     }
 }
+
+#[test]
+fn issue20_impossible_times_and_unknown_tables_are_refused_not_answered_empty() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE staff (id INTEGER PRIMARY KEY, v TEXT);");
+    c.execute_batch("INSERT INTO staff VALUES (1, 'a')")
+        .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    for time in ["2026-02-30", "25:00", "2026-11-21T25:00", "2026-13-99"] {
+        for cmd in [
+            &["audit", "--since", time][..],
+            &["undo", "--since", time][..],
+        ] {
+            let e = sb.fails(cmd, 1);
+            assert!(e.contains("is not a UTC time"), "{cmd:?}: {e}");
+        }
+    }
+    let e = sb.fails(&["audit", "--table", "nosuch"], 1);
+    assert!(
+        e.contains("\"nosuch\" has no archived changes") && e.contains("staff"),
+        "{e}"
+    );
+    let e = sb.fails(&["audit", "--table", "STAFF"], 1);
+    assert!(e.contains("did you mean staff?"), "{e}");
+    assert!(sb.ok(&["audit", "--table", "staff"]).contains("insert"));
+}

@@ -152,3 +152,73 @@ fn issue20_impossible_times_and_unknown_tables_are_refused_not_answered_empty() 
     assert!(e.contains("did you mean staff?"), "{e}");
     assert!(sb.ok(&["audit", "--table", "staff"]).contains("insert"));
 }
+
+/// Runs `rowtrail ARGS` in `dir` as a user that cannot write there: as `nobody` when the tests
+/// run as root (root writes anywhere), else as the test's own user.
+fn run_unprivileged(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(BIN);
+        c
+    } else {
+        std::process::Command::new(BIN)
+    };
+    cmd.args(args).current_dir(dir).env("RUST_LOG", "warn");
+    cmd.output().expect("run rowtrail")
+}
+
+#[test]
+fn issue20_an_archive_on_storage_that_cannot_be_written_can_still_be_verified_and_audited() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    c.execute_batch("INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b'")
+        .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    // A copy of the (cleanly closed) archive in a folder nobody may write, itself read-only.
+    let shelf = tempfile::tempdir().unwrap();
+    let worm = shelf.path().join("worm");
+    std::fs::create_dir(&worm).unwrap();
+    std::fs::copy(sb.archive(), worm.join("trail.db")).unwrap();
+    std::fs::set_permissions(
+        worm.join("trail.db"),
+        std::fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
+    std::fs::set_permissions(&worm, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(shelf.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [
+        &["--archive", "trail.db", "verify"][..],
+        &["--archive", "trail.db", "audit"][..],
+        &[
+            "--archive",
+            "trail.db",
+            "history",
+            "--table",
+            "t",
+            "--key",
+            "1",
+        ][..],
+    ] {
+        let out = run_unprivileged(&worm, args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+    }
+    let verified = run_unprivileged(&worm, &["--archive", "trail.db", "verify"]);
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("archive verified: 2 change(s)"),
+        "{}",
+        show(&verified)
+    );
+    assert_eq!(
+        std::fs::read_dir(&worm).unwrap().count(),
+        1,
+        "nothing was written beside the archive"
+    );
+    std::fs::set_permissions(&worm, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

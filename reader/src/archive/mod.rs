@@ -93,6 +93,12 @@ impl Archive {
     }
 
     /// Opens an existing archive for reading only (audit, history, verify, status).
+    ///
+    /// An archive on storage that cannot be written (a read-only mount, WORM media, a file
+    /// without write permission) is opened as immutable: SQLite then needs no lock and no
+    /// shared-memory file beside it. That is exact only when nothing writes the file meanwhile,
+    /// which is what such storage guarantees; an archive whose write-ahead log was left beside
+    /// it there is refused, since its last changes would be missed.
     pub fn open_read_only(path: &Path) -> Result<Self, ReaderError> {
         if !path.exists() {
             return Err(ReaderError::NotAnArchive {
@@ -101,13 +107,15 @@ impl Archive {
             });
         }
         check_magic(path)?;
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| ReaderError::archive(path, "cannot open", e))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| ReaderError::archive(path, "cannot set the busy timeout", e))?;
+        let conn = match Self::open_shared(path) {
+            Ok(conn) => conn,
+            Err(e) if Self::on_unwritable_storage(path) => {
+                tracing::debug!(archive = %path.display(), error = %e,
+                    "the archive's storage is not writable: opening it immutable");
+                Self::open_immutable(path)?
+            }
+            Err(e) => return Err(e),
+        };
         let archive = Self {
             checkpointer: None,
             conn,
@@ -116,6 +124,76 @@ impl Archive {
         };
         archive.check_identity(false)?;
         Ok(archive)
+    }
+
+    /// A read-only connection that shares the file with a running writer (WAL, locks).
+    fn open_shared(path: &Path) -> Result<Connection, ReaderError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| ReaderError::archive(path, "cannot open", e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| ReaderError::archive(path, "cannot set the busy timeout", e))?;
+        // Reading needs the WAL index: this is where unwritable storage fails.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| ReaderError::archive(path, "cannot read the schema", e))?;
+        Ok(conn)
+    }
+
+    /// Whether the archive's file or folder cannot be written (so SQLite cannot make the
+    /// shared-memory file a WAL database needs).
+    fn on_unwritable_storage(path: &Path) -> bool {
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let probe = folder.join(format!(".rowtrail-write-probe-{}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                std::fs::OpenOptions::new().write(true).open(path).is_err()
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// A connection to an archive on storage nothing writes (see [`Archive::open_read_only`]).
+    fn open_immutable(path: &Path) -> Result<Connection, ReaderError> {
+        let mut wal = path.as_os_str().to_os_string();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            return Err(ReaderError::NotAnArchive {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it is on storage rowtrail cannot write, and its write-ahead log {} is beside \
+                     it, holding changes not yet folded into the file; copy both files to \
+                     writable storage and read the copy",
+                    Path::new(&wal).display()
+                ),
+            });
+        }
+        let mut uri = String::from("file:");
+        for c in path.to_string_lossy().chars() {
+            match c {
+                '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+                _ => uri.push(c),
+            }
+        }
+        uri.push_str("?immutable=1");
+        Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| ReaderError::archive(path, "cannot open (immutable, on read-only storage)", e))
     }
 
     /// The archive file.

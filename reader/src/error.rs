@@ -180,6 +180,15 @@ pub enum ReaderError {
         /// The incarnation installed now.
         found: String,
     },
+    /// SQLite's integrity check failed on the archive: nothing more is archived or removed from
+    /// staging until it is repaired.
+    #[error("archive {}: it is damaged (SQLite integrity check: {detail}); nothing was archived or removed from staging. Run `rowtrail verify` to see which changes are still readable, restore the archive from a backup (or move the damaged file aside), then read again: every change still staged is kept", path.display())]
+    ArchiveDamaged {
+        /// The archive.
+        path: PathBuf,
+        /// The first problems SQLite reported.
+        detail: String,
+    },
     /// A request the archive cannot answer as asked (a caller's mistake, not damage).
     #[error("{0}")]
     BadRequest(String),

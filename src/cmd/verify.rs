@@ -33,7 +33,7 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     if args.digest && report.ok() {
         match &report.digest {
             Some(d) => outln!("{d}"),
-            None => outln!("rowtrail1-0-0-{}", "0".repeat(64)),
+            None => outln!("rowtrail2-0-0-{0}-0-{0}", "0".repeat(64)),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -60,6 +60,27 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
             "archive verification FAILED: {} problem(s)",
             report.problems.len()
         );
+        if !report.lost.is_empty() {
+            let ranges: Vec<String> = report
+                .lost
+                .iter()
+                .map(|&(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    }
+                })
+                .collect();
+            let lost: i64 = report.lost.iter().map(|&(lo, hi)| hi - lo + 1).sum();
+            outln!(
+                "the file is damaged: {} change(s) can still be read (checked above), {lost} cannot \
+                 (ids {}); restore the archive from a backup, and keep this file: what it still \
+                 holds can be compared with the backup",
+                report.changes,
+                ranges.join(", ")
+            );
+        }
         Ok(ExitCode::from(crate::EXIT_ERROR))
     }
 }

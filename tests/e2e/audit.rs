@@ -151,7 +151,9 @@ fn filters_combine_and_csv_quotes() {
         4
     );
     assert_eq!(count(&["--until", "2000-01-01"]), 0);
-    assert_eq!(count(&["--table", "nope"]), 0);
+    // A table the archive never saw is refused, not listed as empty (issue 20, item 13).
+    let e = sb.fails(&["audit", "--format", "json", "--table", "nope"], 1);
+    assert!(e.contains("\"nope\" has no archived changes"), "{e}");
     let csv = sb.ok(&["audit", "--format", "csv", "--user", "alice"]);
     let mut lines = csv.lines();
     assert_eq!(

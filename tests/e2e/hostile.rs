@@ -222,3 +222,128 @@ fn issue20_an_archive_on_storage_that_cannot_be_written_can_still_be_verified_an
     );
     std::fs::set_permissions(&worm, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// Overwrites one leaf page of the archive's `changes` table from the middle of the file with
+/// bytes no SQLite page holds; returns the page number.
+fn damage_a_page_of_changes(archive: &std::path::Path) -> i64 {
+    let (page, size): (i64, i64) = {
+        let c = Connection::open(archive).unwrap();
+        let leaves: Vec<i64> = c
+            .prepare("SELECT pageno FROM dbstat WHERE name = 'changes' AND pagetype = 'leaf' ORDER BY pageno")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(leaves.len() > 10, "the archive spans many pages");
+        let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        (leaves[leaves.len() / 2], size)
+    };
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(archive)
+        .unwrap();
+    f.seek(SeekFrom::Start(((page - 1) * size) as u64)).unwrap();
+    let junk: Vec<u8> = (0..size).map(|i| (i * 7 + 13) as u8).collect();
+    f.write_all(&junk).unwrap();
+    page
+}
+
+#[test]
+fn issue20_a_damaged_archive_takes_nothing_from_staging_and_verify_says_what_is_left() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    c.execute_batch(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3000)
+         INSERT INTO t SELECT i, printf('%0200d', i) FROM s",
+    )
+    .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    damage_a_page_of_changes(&sb.archive());
+    // New changes arrive; the reader must not take them into the damaged file.
+    c.execute_batch("INSERT INTO t VALUES (5001, 'new'), (5002, 'new')")
+        .unwrap();
+    let staged = sb.staged();
+    assert_eq!(staged, 2);
+    let e = sb.fails(&["read"], 1);
+    assert!(
+        e.contains("damaged") && e.contains("nothing was archived or removed from staging"),
+        "{e}"
+    );
+    assert_eq!(sb.staged(), staged, "staging keeps every change");
+    // verify checks what can still be read and names what cannot.
+    let out = sb.run(&["verify"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("SQLite integrity check failed"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("the file is damaged:"))
+        .unwrap_or_else(|| panic!("verify reports what is left:\n{text}"));
+    let numbers: Vec<i64> = line
+        .split(|ch: char| !ch.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (readable, lost) = (numbers[0], numbers[1]);
+    assert!(lost > 0 && readable > 2000, "{line}");
+    assert_eq!(
+        readable + lost,
+        3000,
+        "every change is either readable or named lost: {line}"
+    );
+}
+
+#[test]
+fn issue20_verify_checks_derived_keys_the_journal_and_the_sources() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    c.execute_batch("INSERT INTO t VALUES (1, 'a'), (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1")
+        .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    sb.ok(&["undo", "--last", "1", "--apply"]);
+    sb.ok(&["read", "--quiet"]);
+    let digest = sb.ok(&["verify", "--digest"]).trim().to_string();
+    assert!(digest.starts_with("rowtrail2-"), "{digest}");
+    let tamper = |what: &str, sql: &str, finds: &str| {
+        let copy = sb.path().join("tampered.db");
+        std::fs::copy(sb.archive(), &copy).unwrap();
+        Connection::open(&copy).unwrap().execute_batch(sql).unwrap();
+        let out = sb.run(&["--archive", "tampered.db", "verify", "--against", &digest]);
+        let text = show(&out);
+        assert_eq!(out.status.code(), Some(1), "{what} goes unnoticed:\n{text}");
+        assert!(text.contains(finds), "{what}: {text}");
+    };
+    tamper(
+        "a row key pointed at another row",
+        "UPDATE changes SET row_key = (SELECT row_key FROM changes WHERE id = 2) WHERE id = 1",
+        "row keys do not follow from its images",
+    );
+    tamper(
+        "a forged undo item",
+        "INSERT INTO undo_items (run_id, ordinal, change_id, action, outcome) \
+         SELECT 1, 99, 1, 'delete', 'applied'",
+        "items differ from its ledger record",
+    );
+    tamper(
+        "a run's state edited",
+        "UPDATE undo_runs SET state = 'abandoned'",
+        "differs from its ledger record",
+    );
+    tamper(
+        "a source's location edited",
+        "UPDATE sources SET location = '/elsewhere.db'",
+        "differs from its ledger record",
+    );
+    tamper(
+        "a source's engine edited",
+        "UPDATE sources SET engine = 'mssql'",
+        "differs from its ledger record",
+    );
+    tamper(
+        "the ledger's last entry removed",
+        "DELETE FROM ledger WHERE id = (SELECT max(id) FROM ledger)",
+        "the ledger was truncated",
+    );
+    sb.ok(&["verify", "--against", &digest]);
+}

@@ -270,16 +270,25 @@ fn source_id(tx: &Transaction<'_>, ids: &mut IdCache, s: &SourceInfo) -> rusqlit
     if let Some(id) = ids.sources.get(&s.incarnation) {
         return Ok(*id);
     }
-    tx.execute(
+    let first_seen_us = now_micros();
+    let added = tx.execute(
         "INSERT INTO sources (incarnation, engine, location, first_seen_us) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (incarnation) DO NOTHING",
-        params![s.incarnation, s.engine, s.location, now_micros()],
+        params![s.incarnation, s.engine, s.location, first_seen_us],
     )?;
     let id = tx.query_row(
         "SELECT id FROM sources WHERE incarnation = ?1",
         [&s.incarnation],
         |r| r.get(0),
     )?;
+    if added == 1 {
+        super::ledger::record(
+            tx,
+            "source",
+            id,
+            &super::ledger::source_body(&s.incarnation, s.engine, &s.location, first_seen_us),
+        )?;
+    }
     ids.sources.insert(s.incarnation.clone(), id);
     Ok(id)
 }

@@ -209,6 +209,7 @@ impl Archive {
                     redo_of
                 ],
             )?;
+            super::ledger::record_run(&tx, "run", next)?;
             tx.query_row(
                 &format!("SELECT {RUN_COLUMNS} WHERE r.id = ?1"),
                 [next],
@@ -239,6 +240,8 @@ impl Archive {
                     .map_err(self.err("cannot record an undo item"))?;
             }
         }
+        super::ledger::record_run(&tx, "run", run)
+            .map_err(self.err("cannot record the undo items in the ledger"))?;
         tx.commit()
             .map_err(self.err("cannot record the undo items"))
     }
@@ -260,13 +263,25 @@ impl Archive {
                 params![run, state.word(), now_micros()],
             )
             .map_err(self.err("cannot settle the undo run"))?;
+        if n == 1 {
+            super::ledger::record_run(&tx, "run", run)
+                .map_err(self.err("cannot record the settled run in the ledger"))?;
+        }
         if n == 1 && committed {
-            tx.execute(
-                "UPDATE undo_runs SET state = 'redone', finished_us = ?2 WHERE state = 'applied' \
-                 AND id = (SELECT redo_of FROM undo_runs WHERE id = ?1 AND kind = 'redo')",
-                params![run, now_micros()],
-            )
-            .map_err(self.err("cannot mark the redone run"))?;
+            let redone: Option<i64> = tx
+                .query_row(
+                    "UPDATE undo_runs SET state = 'redone', finished_us = ?2 WHERE state = 'applied' \
+                     AND id = (SELECT redo_of FROM undo_runs WHERE id = ?1 AND kind = 'redo') \
+                     RETURNING id",
+                    params![run, now_micros()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.err("cannot mark the redone run"))?;
+            if let Some(redone) = redone {
+                super::ledger::record_run(&tx, "run", redone)
+                    .map_err(self.err("cannot record the redone run in the ledger"))?;
+            }
         }
         tx.commit().map_err(self.err("cannot settle the undo run"))
     }
@@ -324,21 +339,23 @@ impl Archive {
     /// Records that run `run` writes in source transaction `tx`. Written once, while the run is
     /// `applying` and before its source transaction makes any write.
     pub fn link_run(&self, run: i64, tx: i64) -> Result<(), ReaderError> {
-        let n = self
-            .conn
+        let e = || self.err("cannot link the undo run to its source transaction");
+        let t = self.immediate().map_err(e())?;
+        let n = t
             .execute(
                 "UPDATE undo_runs SET source_tx = ?2 WHERE id = ?1 AND state = 'applying' \
                  AND source_tx IS NULL",
                 [run, tx],
             )
-            .map_err(self.err("cannot link the undo run to its source transaction"))?;
+            .map_err(e())?;
         if n != 1 {
             return Err(ReaderError::BadRequest(format!(
                 "undo run {run} cannot be linked to source transaction {tx}: it is not a pending \
                  run without a link (was it settled by another process?)"
             )));
         }
-        Ok(())
+        super::ledger::record_run(&t, "run", run).map_err(e())?;
+        t.commit().map_err(e())
     }
 
     /// Whether the archive holds a change of `incarnation` whose transaction is `tx` (a run's

@@ -17,6 +17,7 @@ pub mod chain;
 mod change;
 mod checkpoint;
 mod journal;
+mod ledger;
 mod query;
 mod rekey;
 pub mod schema;
@@ -52,7 +53,13 @@ pub struct Archive {
     conn: Connection,
     path: PathBuf,
     ids: append::IdCache,
+    /// When this handle last found the file intact, or what it found wrong (see
+    /// [`Archive::ensure_intact`]).
+    integrity: Option<(std::time::Instant, Result<(), String>)>,
 }
+
+/// How long an integrity check of the archive stands before the next pass checks again.
+pub const INTEGRITY_RECHECK: Duration = Duration::from_secs(3600);
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
@@ -79,6 +86,7 @@ impl Archive {
             conn,
             path: path.to_path_buf(),
             ids: append::IdCache::default(),
+            integrity: None,
         };
         // Identify the file before anything writes to it (switching to WAL rewrites its header).
         archive.check_identity(true)?;
@@ -121,6 +129,7 @@ impl Archive {
             conn,
             path: path.to_path_buf(),
             ids: append::IdCache::default(),
+            integrity: None,
         };
         archive.check_identity(false)?;
         Ok(archive)
@@ -328,11 +337,46 @@ impl Archive {
                     "archive migrated: row keys rewritten"
                 );
             }
+            if i as i64 + 1 == schema::LEDGER_VERSION {
+                ledger::backfill(&tx).map_err(|e| {
+                    ReaderError::archive(
+                        &path,
+                        format!("migration to version {} (ledger) failed", i + 1),
+                        e,
+                    )
+                })?;
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(|e| ReaderError::archive(&path, "cannot record the schema version", e))?;
         }
         tx.commit()
             .map_err(|e| ReaderError::archive(&path, "cannot commit the migration", e))
+    }
+
+    /// Checks the file with SQLite's integrity check (`PRAGMA quick_check`) unless this handle
+    /// did within [`INTEGRITY_RECHECK`]; a damaged archive stays damaged for this handle. The
+    /// mover calls it before the first batch of a pass is archived and removed from staging, so
+    /// a damaged file never takes (and loses) changes that are still safe in staging.
+    pub fn ensure_intact(&mut self) -> Result<(), ReaderError> {
+        let fresh = self
+            .integrity
+            .as_ref()
+            .is_some_and(|(at, r)| r.is_err() || at.elapsed() < INTEGRITY_RECHECK);
+        if !fresh {
+            let started = std::time::Instant::now();
+            let found =
+                quick_check(&self.conn).map_err(self.err("cannot run the integrity check"))?;
+            tracing::debug!(archive = %self.path.display(), seconds = started.elapsed().as_secs_f64(),
+                ok = found.is_ok(), "archive integrity checked");
+            self.integrity = Some((std::time::Instant::now(), found));
+        }
+        match &self.integrity {
+            Some((_, Err(detail))) => Err(ReaderError::ArchiveDamaged {
+                path: self.path.clone(),
+                detail: detail.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// How many changes the archive holds.
@@ -341,6 +385,38 @@ impl Archive {
             .query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(self.err("cannot count changes"))
+    }
+}
+
+/// SQLite's quick integrity check: `Ok` when the file is intact, else its first problems.
+fn quick_check(conn: &Connection) -> rusqlite::Result<Result<(), String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let lines: Vec<String> = match stmt.query_map([], |r| r.get(0)) {
+        Ok(rows) => match rows.collect() {
+            Ok(lines) => lines,
+            Err(e) => return corrupt_or(e),
+        },
+        Err(e) => return corrupt_or(e),
+    };
+    Ok(if lines.len() == 1 && lines[0] == "ok" {
+        Ok(())
+    } else {
+        Err(lines.join("; "))
+    })
+}
+
+/// A corrupt file's error as the check's finding; any other error as it is.
+fn corrupt_or(e: rusqlite::Error) -> rusqlite::Result<Result<(), String>> {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            Ok(Err(e.to_string()))
+        }
+        _ => Err(e),
     }
 }
 

@@ -128,6 +128,7 @@ fn raw_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawChange> {
 #[derive(Default)]
 pub(super) struct Lookups {
     texts: HashMap<i64, Arc<str>>,
+    owners: HashMap<i64, (i64, i64)>,
     versions: HashMap<i64, Arc<Table>>,
     sources: HashMap<i64, (Arc<str>, Arc<str>)>,
     tables: HashMap<i64, (Arc<str>, Arc<str>)>,
@@ -184,6 +185,24 @@ impl Lookups {
         let s = (Arc::from(inc), Arc::from(engine));
         self.sources.insert(id, s.clone());
         Ok(s)
+    }
+
+    /// The table a version belongs to, and that table's source.
+    pub fn version_owner(&mut self, archive: &Archive, id: i64) -> Result<(i64, i64), ReaderError> {
+        if let Some(o) = self.owners.get(&id) {
+            return Ok(*o);
+        }
+        let found: Option<(i64, i64)> = archive
+            .conn
+            .prepare_cached(
+                "SELECT v.table_id, t.source_id FROM table_versions v JOIN tables t ON t.id = v.table_id \
+                 WHERE v.id = ?1",
+            )
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(archive.err("cannot read a table version"))?;
+        let o = found.ok_or_else(|| archive.damaged(&format!("table version {id} is missing")))?;
+        self.owners.insert(id, o);
+        Ok(o)
     }
 
     /// A table's schema (empty on SQLite) and name, as the `tables` table records them.
@@ -471,6 +490,14 @@ impl Archive {
             .and_then(|rows| rows.collect::<Result<Vec<i64>, _>>())
             .map_err(self.err("cannot read changes"));
         ids
+    }
+
+    /// One change as stored, by id (`None` when there is none).
+    pub(super) fn raw_change(&self, id: i64) -> Result<Option<RawChange>, ReaderError> {
+        self.conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM changes c WHERE c.id = ?1"))
+            .and_then(|mut s| s.query_row([id], raw_of).optional())
+            .map_err(self.err("cannot read a change"))
     }
 
     /// Every change as stored, in archive order, for verification.

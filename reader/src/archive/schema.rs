@@ -147,10 +147,24 @@ pub const MIGRATIONS: &[&str] = &[
     // append to the row index). The keys are recomputed in Rust after this statement runs
     // (`REKEY_VERSION`; see `rekey.rs`): they are derived data outside the hash chain.
     "SELECT 1;",
+    // 7: the ledger, a second hash chain over what is not a change: sources and the undo
+    // journal's events (see `ledger.rs`). Its first entries record every source and run as they
+    // stand at the migration (written in Rust after this statement: `LEDGER_VERSION`).
+    "CREATE TABLE IF NOT EXISTS ledger (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        changes_tip INTEGER NOT NULL,
+        at_us INTEGER NOT NULL,
+        hash BLOB NOT NULL);",
 ];
 
 /// The migration after whose SQL every row key is recomputed.
 pub const REKEY_VERSION: i64 = 6;
+
+/// The migration after whose SQL the ledger's first entries are written.
+pub const LEDGER_VERSION: i64 = 7;
 
 /// The schema version this build writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -133,6 +133,10 @@ fn drain_counting(
     go_on: &mut dyn FnMut(&PassStats) -> bool,
 ) -> Result<bool, ReaderError> {
     let mut images = source.read_batch(batch, None)?;
+    if !images.is_empty() {
+        // Nothing is taken out of staging into a file that cannot keep it.
+        archive.ensure_intact()?;
+    }
     if images.len() >= batch {
         if let Some(deleter) = source.delete_behind()? {
             return pipeline::run(source, deleter, archive, batch, images, stats, go_on);

@@ -75,6 +75,8 @@ struct WatcherSection {
     batch_size: Option<usize>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
+    digest_file: Option<PathBuf>,
+    digest_command: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -118,6 +120,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Alert thresholds and command.
     pub alerts: AlertRules,
+    /// Where the watcher publishes the archive's digest after each pass that archived something.
+    pub digest: rowtrail_watcher::digest::DigestSink,
 }
 
 /// Command-line overrides that apply on top of the file.
@@ -304,6 +308,10 @@ impl Config {
             batch_size,
             log_format,
             metrics_listen,
+            digest: rowtrail_watcher::digest::DigestSink {
+                file: w.digest_file.clone().map(rel),
+                command: w.digest_command.clone().filter(|c| !c.trim().is_empty()),
+            },
             alerts: AlertRules {
                 backlog_age: threshold(a.backlog_age_seconds, 60).map(Duration::from_secs),
                 source_down: threshold(a.source_down_seconds, 30).map(Duration::from_secs),

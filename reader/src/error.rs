@@ -189,6 +189,18 @@ pub enum ReaderError {
         /// The first problems SQLite reported.
         detail: String,
     },
+    /// The source records that another archive took its changes, and this archive is not it.
+    #[error("source {location} is archived into another archive (id {other}), not into {} ({}): taking its changes here would start a second, partial trail. Point archive.path at the archive that holds them, or restore that archive from a backup; to start a new archive for this source anyway (the changes already taken stay in the other one), run `rowtrail read --adopt` once", archive.display(), if *holds { "which holds some of its changes too" } else { "which holds none of them" })]
+    ArchivedElsewhere {
+        /// Where the source is.
+        location: String,
+        /// This archive.
+        archive: PathBuf,
+        /// The id of the archive the source records.
+        other: String,
+        /// Whether this archive holds changes of the source's incarnation.
+        holds: bool,
+    },
     /// A request the archive cannot answer as asked (a caller's mistake, not damage).
     #[error("{0}")]
     BadRequest(String),

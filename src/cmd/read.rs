@@ -14,7 +14,10 @@ use crate::progress::Progress;
 /// Arguments of `rowtrail read`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example (cron, every minute):\n  * * * * * rowtrail --config /etc/rowtrail.toml read --quiet"
+    after_help = "Example (cron, every minute):\n  * * * * * rowtrail --config /etc/rowtrail.toml read --quiet\n\n\
+A source records which archive its changes go to: a new or emptied archive pointed at a source\n\
+another archive already took changes from is refused (restore the archive instead, or pass\n\
+--adopt once to start a new one on purpose)."
 )]
 pub struct Args {
     /// Images per archive transaction (default: the config's batch_size).
@@ -23,6 +26,10 @@ pub struct Args {
     /// Print nothing when all is well.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Take changes even though the source records that another archive took its earlier ones
+    /// (after moving to a new archive on purpose; the earlier changes stay in the other one).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 /// Opens the archive configured in `cfg` for writing.
@@ -36,6 +43,7 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let _lock = ArchiveLock::acquire(cfg.archive()?)?;
     let mut source = cfg.source_spec()?.open()?;
     let mut archive = open_archive(cfg)?;
+    archive.adopt_sources(args.adopt);
     let started = Instant::now();
     let mut last_report = Instant::now();
     // A bar on a terminal; elsewhere (cron, logs) a line every 2 s unless --quiet.

@@ -85,6 +85,7 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             heartbeat_interval: cfg.heartbeat_interval,
             alerts: cfg.alerts.clone(),
             metrics: cfg.metrics_listen,
+            digest: cfg.digest.clone(),
         },
     )?;
     Ok(ExitCode::SUCCESS)

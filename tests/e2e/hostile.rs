@@ -347,3 +347,77 @@ fn issue20_verify_checks_derived_keys_the_journal_and_the_sources() {
     );
     sb.ok(&["verify", "--against", &digest]);
 }
+
+#[test]
+fn issue20_an_archive_emptied_or_replaced_is_not_silently_started_again() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    c.execute_batch("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+        .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    // The archive cut to nothing (or lost, and a new file in its place).
+    std::fs::write(sb.archive(), b"").unwrap();
+    c.execute_batch("INSERT INTO t VALUES (3, 'c')").unwrap();
+    let e = sb.fails(&["read"], 1);
+    assert!(
+        e.contains("is archived into another archive") && e.contains("which holds none of them"),
+        "{e}"
+    );
+    assert_eq!(sb.staged(), 1, "the change stays staged");
+    // The watcher refuses the same way, and keeps the change staged.
+    let _w = sb.start_watcher();
+    rowtrail_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        "status shows the refusal",
+        || String::from_utf8_lossy(&sb.run(&["status"]).stdout).contains("another archive"),
+    );
+    assert_eq!(sb.staged(), 1);
+    drop(_w);
+    // On purpose: --adopt starts the new archive.
+    sb.ok(&["read", "--adopt", "--quiet"]);
+    assert_eq!(sb.staged(), 0);
+    assert_eq!(sb.archived(), 1);
+    c.execute_batch("INSERT INTO t VALUES (4, 'd')").unwrap();
+    sb.ok(&["read", "--quiet"]);
+    assert_eq!(sb.archived(), 2, "from then on it is the source's archive");
+}
+
+#[test]
+fn issue20_the_watcher_keeps_a_digest_elsewhere_that_finds_a_cut_back_archive() {
+    let sb = Sandbox::new(BIN);
+    let offhost = tempfile::tempdir().unwrap();
+    let digest_file = offhost.path().join("trail.digest");
+    sb.write_config(&format!(
+        "digest_file = {:?}\ndigest_command = \"cat > digest-from-command.txt\"",
+        digest_file.display().to_string()
+    ));
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);");
+    let w = sb.start_watcher();
+    c.execute_batch("INSERT INTO t VALUES (1, 'a'), (2, 'b'); INSERT INTO t VALUES (3, 'c')")
+        .unwrap();
+    let read_digest = || std::fs::read_to_string(&digest_file).unwrap_or_default();
+    rowtrail_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        "the digest names 3 changes",
+        || read_digest().starts_with("rowtrail2-3-3-"),
+    );
+    rowtrail_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        "the command got it too",
+        || {
+            std::fs::read_to_string(sb.path().join("digest-from-command.txt")).unwrap_or_default()
+                == read_digest()
+        },
+    );
+    drop(w);
+    let digest = read_digest().trim().to_string();
+    sb.ok(&["verify", "--against", &digest]);
+    // Cut back to an earlier state: a valid archive, found only against the kept digest.
+    Connection::open(sb.archive())
+        .unwrap()
+        .execute_batch("DELETE FROM changes WHERE id = 3")
+        .unwrap();
+    assert!(sb.ok(&["verify"]).contains("archive verified"));
+    let e = sb.fails(&["verify", "--against", &digest], 1);
+    assert!(e.contains("truncated"), "{e}");
+}

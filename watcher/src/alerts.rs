@@ -238,7 +238,8 @@ fn spawn_notifier(command: String) -> Sender<AlertEvent> {
         .name("rowtrail-alerts".into())
         .spawn(move || {
             for event in rx {
-                if let Err(e) = run_command(&command, &event) {
+                let line = serde_json::to_string(&event).unwrap_or_default() + "\n";
+                if let Err(e) = run_command(&command, &line) {
                     tracing::warn!(alert = %event.alert, error = %e, "alert_command failed");
                 }
             }
@@ -247,7 +248,8 @@ fn spawn_notifier(command: String) -> Sender<AlertEvent> {
     tx
 }
 
-fn run_command(command: &str, event: &AlertEvent) -> Result<(), String> {
+/// Runs `command` through the shell with `input` on its standard input, at most 30 s.
+pub(crate) fn run_command(command: &str, input: &str) -> Result<(), String> {
     #[cfg(windows)]
     let mut cmd = {
         let mut c = Command::new("cmd");
@@ -266,10 +268,8 @@ fn run_command(command: &str, event: &AlertEvent) -> Result<(), String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start it: {e}"))?;
-    let mut line = serde_json::to_string(event).map_err(|e| e.to_string())?;
-    line.push('\n');
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(line.as_bytes());
+        let _ = stdin.write_all(input.as_bytes());
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

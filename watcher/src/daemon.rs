@@ -57,6 +57,8 @@ pub struct WatcherOptions {
     pub alerts: AlertRules,
     /// Where to serve Prometheus metrics (a loopback address), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Where the archive's digest goes after every pass that archived something.
+    pub digest: crate::digest::DigestSink,
 }
 
 /// Runs the watcher until SIGINT, SIGTERM or a `shutdown` request. `lock` proves this is the only
@@ -87,6 +89,7 @@ pub fn run(
                 probe_interval: opts.probe_interval,
                 batch: opts.batch,
             },
+            crate::digest::Publisher::new(opts.digest),
         )),
         Box::new(Heartbeat::new(
             opts.health_check,

@@ -20,6 +20,7 @@ pub mod alerts;
 pub mod client;
 mod control;
 mod daemon;
+pub mod digest;
 mod endpoint;
 pub mod error;
 mod http;

@@ -170,6 +170,12 @@ pub(super) fn record_run(conn: &Connection, kind: &str, run: i64) -> rusqlite::R
 /// Writes the first entries of an archive migrated to the ledger: every source and run as it
 /// stands now (nothing when the ledger has entries already).
 pub(super) fn backfill(conn: &Connection) -> rusqlite::Result<()> {
+    // The archive's own id: a source records it, so a new or emptied archive pointed at a source
+    // another archive already took changes from is noticed.
+    conn.execute(
+        "INSERT OR IGNORE INTO archive_info (key, value) SELECT 'archive_id', lower(hex(randomblob(16)))",
+        [],
+    )?;
     let entries: i64 = conn.query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))?;
     if entries > 0 {
         return Ok(());

@@ -56,6 +56,8 @@ pub struct Archive {
     /// When this handle last found the file intact, or what it found wrong (see
     /// [`Archive::ensure_intact`]).
     integrity: Option<(std::time::Instant, Result<(), String>)>,
+    /// Take a source whose changes another archive took before (see [`Archive::adopt_sources`]).
+    adopt: bool,
 }
 
 /// How long an integrity check of the archive stands before the next pass checks again.
@@ -87,6 +89,7 @@ impl Archive {
             path: path.to_path_buf(),
             ids: append::IdCache::default(),
             integrity: None,
+            adopt: false,
         };
         // Identify the file before anything writes to it (switching to WAL rewrites its header).
         archive.check_identity(true)?;
@@ -130,6 +133,7 @@ impl Archive {
             path: path.to_path_buf(),
             ids: append::IdCache::default(),
             integrity: None,
+            adopt: false,
         };
         archive.check_identity(false)?;
         Ok(archive)
@@ -377,6 +381,48 @@ impl Archive {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// This archive's id (made when it was created, or when it was migrated to schema 7).
+    pub fn id(&self) -> Result<String, ReaderError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM archive_info WHERE key = 'archive_id'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err("cannot read the archive's id"))
+    }
+
+    /// Lets this handle take changes from a source that records another archive as the one its
+    /// changes go to (see [`Archive::check_home`]); the changes that archive took stay there.
+    pub fn adopt_sources(&mut self, adopt: bool) {
+        self.adopt = adopt;
+    }
+
+    /// Refuses to take changes from `source` when the source records that another archive took
+    /// its changes before and this one holds none of this incarnation: a new, emptied or wrong
+    /// archive would otherwise quietly start a second, partial trail. Records this archive as
+    /// the source's otherwise.
+    pub fn check_home(&self, source: &mut dyn crate::source::Source) -> Result<(), ReaderError> {
+        let mine = self.id()?;
+        match source.archive_home()? {
+            Some(home) if home == mine => return Ok(()),
+            Some(home) if !self.adopt => {
+                let holds = self.source_id(&source.info().incarnation)?.is_some();
+                return Err(ReaderError::ArchivedElsewhere {
+                    location: source.info().location.clone(),
+                    archive: self.path.clone(),
+                    other: home,
+                    holds,
+                });
+            }
+            Some(home) => tracing::warn!(source = %source.info().location, previous = %home,
+                archive = %self.path.display(),
+                "this archive adopts a source another archive took changes from; those stay there"),
+            None => {}
+        }
+        source.set_archive_home(&mine)
     }
 
     /// How many changes the archive holds.

@@ -134,8 +134,10 @@ fn drain_counting(
 ) -> Result<bool, ReaderError> {
     let mut images = source.read_batch(batch, None)?;
     if !images.is_empty() {
-        // Nothing is taken out of staging into a file that cannot keep it.
+        // Nothing is taken out of staging into a file that cannot keep it, or into an archive
+        // that is not the one this source's earlier changes went to.
         archive.ensure_intact()?;
+        archive.check_home(source)?;
     }
     if images.len() >= batch {
         if let Some(deleter) = source.delete_behind()? {

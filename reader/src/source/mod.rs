@@ -134,6 +134,16 @@ pub trait Source: Send {
     fn probe(&mut self) -> Result<i64, crate::ReaderError>;
     /// How many images are staged now (for status and uninstall checks).
     fn staged_count(&mut self) -> Result<u64, crate::ReaderError>;
+    /// The id of the archive this incarnation's changes are being archived into, as the source
+    /// recorded it (`None` before a reader took any, or where the engine keeps no such record).
+    fn archive_home(&mut self) -> Result<Option<String>, crate::ReaderError> {
+        Ok(None)
+    }
+    /// Records `archive` as the archive this incarnation's changes go to (written once, when it
+    /// changes; a source that keeps no record ignores it).
+    fn set_archive_home(&mut self, _archive: &str) -> Result<(), crate::ReaderError> {
+        Ok(())
+    }
 }
 
 /// Deletes archived batches from a source's staging on a connection of its own, so the next

@@ -53,6 +53,48 @@ pub fn incarnation(conn: &Connection, location: &str) -> Result<Option<String>, 
     .map_err(err(location, "cannot read the incarnation"))
 }
 
+/// The id of the archive the reader records it archives this source into (meta key `archive`).
+pub fn archive_home(conn: &Connection, location: &str) -> Result<Option<String>, ReaderError> {
+    if !table_exists(conn, objects::META, location)? {
+        return Ok(None);
+    }
+    conn.query_row(
+        &format!(
+            "SELECT \"value\" FROM {} WHERE \"key\" = 'archive'",
+            Ident::new(objects::META)?.sqlite()
+        ),
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err(
+        location,
+        "cannot read which archive the source is archived into",
+    ))
+}
+
+/// Records `archive` as the archive this source is archived into.
+pub fn set_archive_home(
+    conn: &Connection,
+    location: &str,
+    archive: &str,
+) -> Result<(), ReaderError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO {} (\"key\", \"value\") VALUES ('archive', ?1) \
+             ON CONFLICT (\"key\") DO UPDATE SET \"value\" = excluded.\"value\" \
+             WHERE \"value\" IS NOT excluded.\"value\"",
+            Ident::new(objects::META)?.sqlite()
+        ),
+        [archive],
+    )
+    .map(drop)
+    .map_err(err(
+        location,
+        "cannot record which archive the source is archived into",
+    ))
+}
+
 /// The captured tables recorded in the registry.
 pub fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>, ReaderError> {
     let sql = format!(

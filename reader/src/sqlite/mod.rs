@@ -156,6 +156,14 @@ impl Source for SqliteSource {
         })))
     }
 
+    fn archive_home(&mut self) -> Result<Option<String>, ReaderError> {
+        catalog::archive_home(&self.conn, &self.info.location)
+    }
+
+    fn set_archive_home(&mut self, archive: &str) -> Result<(), ReaderError> {
+        catalog::set_archive_home(&self.conn, &self.info.location, archive)
+    }
+
     fn probe(&mut self) -> Result<i64, ReaderError> {
         let location = self.location().to_string();
         self.conn

@@ -45,16 +45,23 @@ pub(crate) struct Mover {
     open_source: SourceFactory,
     archive: Archive,
     pace: Pace,
+    digest: crate::digest::Publisher,
 }
 
 impl Mover {
     /// A mover that opens its source with `open_source` (again after each source failure) and
     /// writes `archive`.
-    pub(crate) fn new(open_source: SourceFactory, archive: Archive, pace: Pace) -> Self {
+    pub(crate) fn new(
+        open_source: SourceFactory,
+        archive: Archive,
+        pace: Pace,
+        digest: crate::digest::Publisher,
+    ) -> Self {
         Self {
             open_source,
             archive,
             pace,
+            digest,
         }
     }
 }
@@ -80,6 +87,7 @@ impl Job for Mover {
             mut open_source,
             mut archive,
             pace,
+            digest,
         } = *self;
         let mut state = Loop {
             source: None,
@@ -127,7 +135,9 @@ impl Job for Mover {
                 Wake::Probe => s.wakeups.probe += 1,
                 Wake::Poll => s.wakeups.poll += 1,
             });
-            state.pass(&mut open_source, &mut archive, &pace, &ctx);
+            if state.pass(&mut open_source, &mut archive, &pace, &ctx) > 0 {
+                digest.publish(&archive);
+            }
             next_poll = Instant::now() + pace.poll_interval;
             stopping = ctx.shutdown.is_triggered();
         }
@@ -191,13 +201,14 @@ impl Loop {
         self.backoff = BACKOFF_START;
     }
 
+    /// One pass; returns how many changes it archived (also when it failed after some).
     fn pass(
         &mut self,
         open_source: &mut SourceFactory,
         archive: &mut Archive,
         pace: &Pace,
         ctx: &JobContext,
-    ) {
+    ) -> u64 {
         let started = Instant::now();
         // What this pass has put into the status so far: the counters move batch by batch.
         let mut counted = PassStats::default();
@@ -218,6 +229,7 @@ impl Loop {
             Ok((stats, complete)) => self.succeeded(stats, complete, totals, &ctx.board),
             Err(e) => self.failed(e, totals, &ctx.board),
         }
+        done.archived
     }
 
     fn succeeded(&mut self, stats: PassStats, complete: bool, totals: Totals, board: &Board) {

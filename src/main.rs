@@ -78,6 +78,9 @@ struct Cli {
     /// Archive file, overriding the config.
     #[arg(long, global = true, value_name = "FILE")]
     archive: Option<PathBuf>,
+    /// Log what the command does at debug level (as RUST_LOG=debug; RUST_LOG, when set, wins).
+    #[arg(long, short = 'v', global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -132,13 +135,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Init(a) => cmd::init::run(a, &overrides),
         Command::Demo(a) => {
-            cmd::logging::init(config::LogFormat::Text);
+            cmd::logging::init(config::LogFormat::Text, cli.verbose);
             cmd::demo::run(a)
         }
         other => match config::Config::load(&overrides) {
             Err(e) => Err(e),
             Ok(cfg) => {
-                cmd::logging::init(cfg.log_format);
+                cmd::logging::init(cfg.log_format, cli.verbose);
                 match other {
                     Command::Sql(c) => cmd::sql::run(c, &cfg),
                     Command::Read(a) => cmd::read::run(a, &cfg),

@@ -22,7 +22,7 @@ pub enum ApplyError {
     },
     /// Rows no longer equal what the job expects (changed by writes not yet archived, or
     /// outside capture), and the job stops on conflicts: nothing was changed.
-    #[error("{what} refused: {} row(s) no longer equal their archived image or their key is taken (nothing was changed; a write not yet archived? run `rowtrail read` and retry):{}", .rows.len(), .rows.iter().map(|g| format!("\n  {g}")).collect::<String>())]
+    #[error("{what} refused: {} row(s) no longer equal their archived image or their key is taken (nothing was changed; a row changed after its last archived change? run `rowtrail read` and retry; a row marked \"even forced\" was refused by a constraint of the source, such as a unique key another row holds):{}", .rows.len(), .rows.iter().map(|g| format!("\n  {g}")).collect::<String>())]
     Guards {
         /// `undo`, `redo`, …: what was refused.
         what: String,

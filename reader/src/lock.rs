@@ -23,6 +23,19 @@ impl ArchiveLock {
 
     /// Takes the lock without waiting; fails with [`ReaderError::Locked`] when another process has it.
     pub fn acquire(archive: &Path) -> Result<Self, ReaderError> {
+        if let Some(folder) = archive.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !folder.is_dir() {
+                return Err(ReaderError::Io {
+                    path: folder.to_path_buf(),
+                    context: format!(
+                        "the archive {} cannot be created: its folder does not exist (create it, \
+                         or point archive.path elsewhere):",
+                        archive.display()
+                    ),
+                    cause: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+        }
         let path = Self::path_for(archive);
         let io = |context: &str, cause| ReaderError::Io {
             path: path.clone(),

@@ -101,11 +101,35 @@ pub struct Conflict {
 
 /// The text of a refusal: every conflict with who and when.
 pub fn describe(conflicts: &[Conflict]) -> String {
-    let mut s = format!(
-        "undo refused: {} conflict(s) with later changes (nothing was changed; use --cascade to undo \
-         them too, --skip-conflicts to leave those rows alone, or --force)",
-        conflicts.len()
-    );
+    describe_with(
+        &format!(
+            "undo refused: {} conflict(s) with later changes (nothing was changed; use --cascade to undo \
+             them too, --skip-conflicts to leave those rows alone, or --force)",
+            conflicts.len()
+        ),
+        conflicts,
+    )
+}
+
+/// The conflicts a plan that goes ahead anyway found (skip or force mode), with what the mode
+/// does to those rows.
+pub fn describe_found(conflicts: &[Conflict], mode: crate::plan::Mode) -> String {
+    let what = match mode {
+        crate::plan::Mode::Force => "--force makes each of these rows equal its earlier image, overwriting what the later change left",
+        crate::plan::Mode::Skip => "--skip-conflicts leaves these rows alone",
+        _ => "these later changes are undone too",
+    };
+    describe_with(
+        &format!(
+            "{} conflict(s) with later changes ({what}):",
+            conflicts.len()
+        ),
+        conflicts,
+    )
+}
+
+fn describe_with(header: &str, conflicts: &[Conflict]) -> String {
+    let mut s = header.to_string();
     for c in conflicts {
         let l = &c.later;
         let _ = write!(

@@ -64,8 +64,15 @@ pub fn latest_definition(archive: &Archive, table: &TableName) -> Result<Table, 
 fn key_candidates(text: &str, ty: &str) -> Vec<Value> {
     let t = ty.to_ascii_uppercase();
     let mut out = Vec::new();
+    // As SQLite's INTEGER and NUMERIC affinities store it: `1.0` and `1e0` become the integer 1.
+    let integral = || {
+        text.parse::<i64>().ok().or_else(|| {
+            let f = text.trim().parse::<f64>().ok()?;
+            (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+        })
+    };
     if t.contains("INT") {
-        if let Ok(i) = text.parse::<i64>() {
+        if let Some(i) = integral() {
             out.push(Value::Integer(i));
         }
     } else if !(t.contains("CHAR")
@@ -73,7 +80,7 @@ fn key_candidates(text: &str, ty: &str) -> Vec<Value> {
         || t.contains("TEXT")
         || t.contains("BLOB"))
     {
-        if let Ok(i) = text.parse::<i64>() {
+        if let Some(i) = integral() {
             out.push(Value::Integer(i));
         } else if let Ok(f) = text.parse::<f64>() {
             out.push(Value::Real(f));

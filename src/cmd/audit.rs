@@ -40,7 +40,7 @@ pub struct Args {
     /// Only changes from this client address.
     #[arg(long, value_name = "ADDRESS")]
     pub client_ip: Option<String>,
-    /// Only this operation.
+    /// Only this operation (`keychange`: SQL Server only, an unpaired image of a multi-row key change).
     #[arg(long, value_parser = audit::OPS)]
     pub op: Option<String>,
     /// Only changes at or after this UTC time (2026-11-21T14:05:00Z).

@@ -112,6 +112,37 @@ pub fn run(args: &Args, o: &Overrides) -> Result<ExitCode> {
     };
     std::fs::write(&args.out, text)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
+    // Paths in the file are relative to its folder.
+    let base = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let at = |p: &std::path::Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    if let (crate::config::Engine::Sqlite, Some(source)) = (args.engine, &o.source) {
+        if !at(source).exists() {
+            eprintln!(
+                "note: the source {} does not exist yet; `rowtrail sql install` needs it",
+                at(source).display()
+            );
+        }
+    }
+    if let Some(archive) = &o.archive {
+        let folder = at(archive).parent().map(std::path::Path::to_path_buf);
+        if let Some(f) = folder.filter(|f| !f.as_os_str().is_empty() && !f.is_dir()) {
+            eprintln!(
+                "note: the archive's folder {} does not exist; create it before the first `rowtrail read`",
+                f.display()
+            );
+        }
+    }
     outln!(
         "wrote {}; review it, then `rowtrail sql generate` to see what capture installs",
         args.out.display()

@@ -26,9 +26,13 @@ fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool 
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-/// Installs the subscriber once.
-pub fn init(format: LogFormat) {
-    let rust_log = std::env::var("RUST_LOG").ok();
+/// Installs the subscriber once; `verbose` (`-v`) logs at debug level when `RUST_LOG` does not
+/// say otherwise.
+pub fn init(format: LogFormat, verbose: bool) {
+    let rust_log = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| verbose.then(|| "debug".to_string()));
     let filter = EnvFilter::try_new(directives(rust_log.as_deref()))
         .unwrap_or_else(|_| EnvFilter::new(directives(None)));
     let builder = tracing_subscriber::fmt()

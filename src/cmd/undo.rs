@@ -261,11 +261,7 @@ fn execute(
     if !plan.conflicts.is_empty() && !plan.refused() {
         outln!(
             "{}",
-            rowtrail_restore::conflict::describe(&plan.conflicts).replacen(
-                "undo refused",
-                "conflicts found",
-                1
-            )
+            rowtrail_restore::conflict::describe_found(&plan.conflicts, plan.mode)
         );
     }
     if plan.refused() {

@@ -421,3 +421,69 @@ fn issue20_the_watcher_keeps_a_digest_elsewhere_that_finds_a_cut_back_archive() 
     let e = sb.fails(&["verify", "--against", &digest], 1);
     assert!(e.contains("truncated"), "{e}");
 }
+
+#[test]
+fn issue20_small_things_a_new_user_trips_on() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install(
+        "CREATE TABLE lines (b INTEGER, a INTEGER, v TEXT, PRIMARY KEY (b, a));
+         CREATE TABLE n (id INTEGER PRIMARY KEY, v TEXT);",
+    );
+    c.execute_batch("INSERT INTO lines VALUES (2, 1, 'x'); INSERT INTO n VALUES (1, 'y')")
+        .unwrap();
+    // The first command on a new archive is quiet under --quiet (no migration log at info).
+    let out = sb.run(&["read", "--quiet"]);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        show(&out)
+    );
+    // A composite key is shown in key order, as --key takes it.
+    let json = sb.ok(&["audit", "--table", "lines", "--format", "json"]);
+    assert!(json.contains(r#""key":{"b":2,"a":1}"#), "{json}");
+    let table = sb.ok(&["audit", "--table", "lines"]);
+    assert!(table.contains("b=2 a=1"), "{table}");
+    // An integer key typed as 1.0 finds the row, as SQLite's affinity would store it.
+    assert!(sb
+        .ok(&["history", "--table", "n", "--key", "1.0"])
+        .contains("insert"));
+    // -v shows what a one-shot command does.
+    c.execute_batch("UPDATE n SET v = 'z'").unwrap();
+    let out = sb
+        .cmd(&["-v", "read"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("batch archived"),
+        "{}",
+        show(&out)
+    );
+    // A missing archive folder is named as such, by the reader and by verify.
+    let e = sb.fails(&["--archive", "no/such/folder/trail.db", "read"], 1);
+    assert!(e.contains("its folder does not exist"), "{e}");
+    let e = sb.fails(&["--archive", "no/such/folder/trail.db", "verify"], 1);
+    assert!(e.contains("neither the file nor its folder exists"), "{e}");
+    // init says when what it names is not there.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--source",
+            "missing.db",
+            "--archive",
+            "nowhere/trail.db",
+            "init",
+            "--out",
+            "new.toml",
+        ])
+        .current_dir(sb.path())
+        .output()
+        .unwrap();
+    let text = show(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("missing.db does not exist yet")
+            && text.contains("folder")
+            && text.contains("nowhere"),
+        "{text}"
+    );
+}

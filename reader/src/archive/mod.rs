@@ -112,9 +112,21 @@ impl Archive {
     /// it there is refused, since its last changes would be missed.
     pub fn open_read_only(path: &Path) -> Result<Self, ReaderError> {
         if !path.exists() {
+            let folder_missing = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .is_some_and(|p| !p.is_dir());
             return Err(ReaderError::NotAnArchive {
                 path: path.to_path_buf(),
-                reason: "the file does not exist (a reader creates it on its first pass: `rowtrail read` or `rowtrail watch`)".into(),
+                reason: if folder_missing {
+                    "neither the file nor its folder exists: check archive.path (a reader creates \
+                     the archive on its first pass, in a folder that exists)"
+                        .into()
+                } else {
+                    "the file does not exist (a reader creates it on its first pass: `rowtrail read` \
+                     or `rowtrail watch`)"
+                        .into()
+                },
             });
         }
         check_magic(path)?;
@@ -335,7 +347,7 @@ impl Archive {
                     path: path.clone(),
                     reason: format!("migration to version {} (row keys) failed: {reason}", i + 1),
                 })?;
-                tracing::info!(
+                tracing::debug!(
                     archive = %path.display(), changes = n,
                     seconds = started.elapsed().as_secs_f64(),
                     "archive migrated: row keys rewritten"

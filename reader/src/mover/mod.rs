@@ -155,6 +155,12 @@ fn drain_counting(
         let appended = archive.append(source.info(), source.tables(), &changes)?;
         failpoint::hit("after-archive-commit");
         stats.add(keys.len(), appended);
+        tracing::debug!(
+            images = keys.len(),
+            archived = appended.inserted,
+            duplicates = appended.duplicates,
+            "batch archived"
+        );
         source.delete_staged(&keys)?;
         failpoint::hit("after-staging-delete");
         stats.removed += keys.len() as u64;

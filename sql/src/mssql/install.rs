@@ -1,6 +1,6 @@
 //! The install script: shared objects, then each table's staging table, registry row and trigger.
 
-use super::trigger::{create_trigger, fire_last};
+use super::trigger::{create_trigger, fire_first};
 use super::{
     header, ident, name_literal, objects, shared, transactional, Captured, Options, Script, SCHEMA,
 };
@@ -175,14 +175,15 @@ pub(super) fn push_trigger(s: &mut Script, t: &Captured, target: super::Target) 
     s.push(create_trigger(t, target));
     s.push(format!(
         "IF EXISTS (SELECT 1 FROM sys.triggers AS tr JOIN sys.trigger_events AS e ON e.object_id = tr.object_id\n    \
-         WHERE tr.parent_id = OBJECT_ID({src}) AND e.is_last = 1 AND tr.object_id <> OBJECT_ID({lit}))\n    {other}\n{last}",
+         WHERE tr.parent_id = OBJECT_ID({src}) AND e.is_first = 1 AND tr.object_id <> OBJECT_ID({lit}))\n    {other}\n{last}",
         src = name_literal(&t.source()),
         lit = name_literal(&trig),
         other = throw(&format!(
-            "another trigger on {} is already set to fire last; set it to 'None' with \
-             sp_settriggerorder (rowtrail must see the statement after every other trigger) and run again",
+            "another trigger on {} is already set to fire first; set it to 'None' with \
+             sp_settriggerorder (rowtrail must record each statement before any other trigger \
+             changes the table again) and run again",
             t.source()
         )),
-        last = fire_last(t),
+        last = fire_first(t),
     ));
 }

@@ -12,7 +12,7 @@
 //!   the model's JSON definition); `rowtrail_versions`: every definition a table had, with the
 //!   first sequence value written under it (see [`upgrade`]).
 //! * per table: a staging table `rowtrail_s_…` and, in the table's own schema, one
-//!   `AFTER INSERT, UPDATE, DELETE` trigger `rowtrail_t_…`, set to fire last (see [`trigger`]).
+//!   `AFTER INSERT, UPDATE, DELETE` trigger `rowtrail_t_…`, set to fire first (see [`trigger`]).
 //!
 //! Every script is idempotent, runs under `sqlcmd -b` as one transaction, and starts with a
 //! header saying what it does, for which tables, made by which rowtrail version. Names reach the

@@ -228,6 +228,12 @@ impl<'a> Shape<'a> {
 }
 
 /// `N'…'` with control characters as `NCHAR(n)`.
+///
+/// A concatenation of operands none of which is `nvarchar(max)` is itself limited to 4,000
+/// characters and truncated silently, before any outer `CONVERT` could widen it; `+` evaluates
+/// left to right, so the first operand is made `nvarchar(max)` and every partial result is one.
+/// (One literal needs no conversion: a constant longer than 4,000 characters is already
+/// `nvarchar(max)`.)
 fn text_literal(t: &[u8]) -> String {
     let s = String::from_utf8_lossy(t);
     let mut parts = Vec::new();
@@ -249,7 +255,8 @@ fn text_literal(t: &[u8]) -> String {
     if parts.len() == 1 {
         parts.remove(0)
     } else {
-        format!("CONVERT(nvarchar(max), {})", parts.join(" + "))
+        let first = parts.remove(0);
+        format!("CONVERT(nvarchar(max), {first}) + {}", parts.join(" + "))
     }
 }
 

@@ -123,7 +123,7 @@ fn literals_are_typed_and_exact() {
     for want in [
         "CAST(12.3400 AS money)",
         "CAST(N'2024-03-11T05:00:00.5000000+05:30' AS datetimeoffset(7))",
-        "CONVERT(nvarchar(max), N'it''s' + NCHAR(13) + NCHAR(10) + N'A ')",
+        "CONVERT(nvarchar(max), N'it''s') + NCHAR(13) + NCHAR(10) + N'A '",
         "CAST(0xE6100000 AS geography)",
         "N'<a b=\"1\"/>'",
         "CAST(1E-1 AS float)",
@@ -395,4 +395,24 @@ fn refuses_images_of_the_wrong_width_and_names_sqlcmd_would_act_on() {
         OnConflict::Stop
     )
     .is_err());
+}
+
+#[test]
+fn long_text_with_control_characters_is_never_truncated_by_its_concatenation() {
+    // 5,000 characters with line breaks: every partial sum must already be nvarchar(max),
+    // or SQL Server truncates it at 4,000 characters before any outer CONVERT.
+    let text = "x".repeat(2_500) + "\r\n" + &"y".repeat(2_500) + "\n";
+    let lit = text_literal(text.as_bytes());
+    assert!(
+        lit.starts_with("CONVERT(nvarchar(max), N'xxx") && lit.contains("') + NCHAR(13) + NCHAR(10) + N'yyy"),
+        "{}",
+        &lit[..60]
+    );
+    assert!(lit.ends_with("' + NCHAR(10)"), "{}", &lit[lit.len() - 40..]);
+    assert_eq!(lit.matches("CONVERT(").count(), 1, "one widening, first");
+    // No control character: one literal, which SQL Server types nvarchar(max) past 4,000.
+    assert_eq!(text_literal(b"plain"), "N'plain'");
+    // Bytes are one 0x literal, whatever their length: nothing is concatenated.
+    let big = hex(&vec![0xAB; 9_000]);
+    assert!(big.starts_with("0xABAB") && !big.contains('+') && big.len() == 2 + 18_000);
 }

@@ -12,7 +12,7 @@
 //!   converting staged values could change them;
 //! * the registry gets the new definition and `rowtrail_versions` a row with the sequence value
 //!   at the switch: a staged row belongs to the latest version whose `first_seq` is below its seq;
-//! * the trigger is created anew and set to fire last.
+//! * the trigger is created anew and set to fire first.
 
 use super::install::{next_seq, push_trigger, registry_where, throw};
 use super::{header, name_literal, objects, shared, transactional, Captured, Options, Script};

@@ -132,6 +132,27 @@ pub fn staging_select(t: &CapturedTable) -> Result<String, crate::ReaderError> {
     ))
 }
 
+/// [`staging_select`] with every text column read as its UTF-16 bytes
+/// ([`super::convert::raw_select_expr`]): the fallback for a batch the driver cannot decode.
+pub fn staging_select_raw(t: &CapturedTable) -> Result<String, crate::ReaderError> {
+    let captured = rowtrail_sql::mssql::Captured::new(&t.table)?;
+    let mut cols: Vec<String> = staging::METADATA_COLUMNS.iter().map(|m| col(m)).collect();
+    cols.extend(
+        captured
+            .table
+            .columns
+            .iter()
+            .zip(&captured.staging_types)
+            .map(|(c, ty)| super::convert::raw_select_expr(c, ty)),
+    );
+    Ok(format!(
+        "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
+        cols.join(", "),
+        staging_name(&t.staging),
+        col(staging::COL_SEQ)
+    ))
+}
+
 /// The parameterised DELETE of `n` keys from one staging table.
 pub fn staging_delete(staging: &Ident, n: usize) -> String {
     let params: Vec<String> = (1..=n).map(|i| format!("@P{i}")).collect();
@@ -214,6 +235,7 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
     out.extend([incarnation(), incarnation_locked(), registry()]);
     for t in tables {
         out.push(staging_select(t)?);
+        out.push(staging_select_raw(t)?);
         out.push(staging_delete(&t.staging, 3));
         out.push(count(&t.staging));
         out.push(discard(&t.staging));

@@ -46,6 +46,9 @@ pub struct MssqlSource {
     tables: Vec<CapturedTable>,
     /// Per table: the SELECT over its staging table.
     selects: Vec<String>,
+    /// Per table: the same SELECT with every text read as its UTF-16 bytes, for a batch the
+    /// driver cannot decode (see [`super::convert::raw_select_expr`]).
+    raw_selects: Vec<String>,
     backoff: Backoff,
     probe: AdaptiveProbe,
 }
@@ -71,6 +74,7 @@ impl MssqlSource {
             },
             tables: Vec::new(),
             selects: Vec::new(),
+            raw_selects: Vec::new(),
             backoff: retry_backoff(),
             probe: AdaptiveProbe::default(),
         };
@@ -111,6 +115,40 @@ impl MssqlSource {
         op: impl FnMut(&mut MssqlClient) -> Result<T, ReaderError>,
     ) -> Result<T, ReaderError> {
         with_retry(&mut self.client, &mut self.backoff, ATTEMPTS, op)
+    }
+
+    /// The oldest `limit` images of table `i`, every text read as its UTF-16 bytes: valid
+    /// text becomes text again, and a cell that is not valid UTF-16 (an `nvarchar` holding an
+    /// unpaired surrogate) is archived as exactly its bytes, with a warning naming the staging
+    /// table, column and seq (never the value). One such row never stops the reader.
+    fn read_raw(&mut self, i: usize, limit: i64) -> Result<Vec<StagedImage>, ReaderError> {
+        let sql = self.raw_selects[i].clone();
+        let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&limit]))?;
+        let captured = &self.tables[i];
+        let kinds: Vec<bool> = rowtrail_sql::mssql::Captured::new(&captured.table)?
+            .staging_types
+            .iter()
+            .map(|t| super::convert::text_kind(t).is_some())
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut img = image_of(r, i, captured, &self.info.location)?;
+            for (col, v) in img.values.iter_mut().enumerate() {
+                if !kinds.get(col).copied().unwrap_or(false) {
+                    continue;
+                }
+                let (value, undecodable) =
+                    super::convert::text_from_utf16(std::mem::replace(v, Value::Null));
+                if undecodable {
+                    tracing::warn!(source = %self.info.location, staging = %captured.staging,
+                        column = %captured.table.columns[col].name, seq = img.seq,
+                        "a staged text is not valid UTF-16; archived as its exact bytes");
+                }
+                *v = value;
+            }
+            out.push(img);
+        }
+        Ok(out)
     }
 
     /// Rereads the registry when the installation was replaced since the last look.
@@ -234,6 +272,10 @@ impl Source for MssqlSource {
             .iter()
             .map(staging_select)
             .collect::<Result<_, _>>()?;
+        self.raw_selects = tables
+            .iter()
+            .map(queries::staging_select_raw)
+            .collect::<Result<_, _>>()?;
         self.tables = tables;
         Ok(())
     }
@@ -252,13 +294,20 @@ impl Source for MssqlSource {
         let mut runs = Vec::with_capacity(self.tables.len());
         for i in 0..self.tables.len() {
             let sql = self.selects[i].clone();
-            let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&per_table]))?;
             let location = self.info.location.clone();
-            runs.push(
-                rows.into_iter()
+            let run = match self.retry(|c| c.query("cannot read staging", &sql, &[&per_table])) {
+                Ok(rows) => rows
+                    .into_iter()
                     .map(|r| image_of(r, i, &self.tables[i], &location))
                     .collect::<Result<Vec<_>, _>>()?,
-            );
+                Err(e) if e.is_undecodable() => {
+                    tracing::warn!(source = %location, staging = %self.tables[i].staging,
+                        error = %e, "staged text the driver cannot decode; reading its bytes");
+                    self.read_raw(i, per_table)?
+                }
+                Err(e) => return Err(e),
+            };
+            runs.push(run);
         }
         Ok(merge(runs, limit))
     }

@@ -404,7 +404,8 @@ fn long_text_with_control_characters_is_never_truncated_by_its_concatenation() {
     let text = "x".repeat(2_500) + "\r\n" + &"y".repeat(2_500) + "\n";
     let lit = text_literal(text.as_bytes());
     assert!(
-        lit.starts_with("CONVERT(nvarchar(max), N'xxx") && lit.contains("') + NCHAR(13) + NCHAR(10) + N'yyy"),
+        lit.starts_with("CONVERT(nvarchar(max), N'xxx")
+            && lit.contains("') + NCHAR(13) + NCHAR(10) + N'yyy"),
         "{}",
         &lit[..60]
     );

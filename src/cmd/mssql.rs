@@ -1,4 +1,5 @@
-//! `rowtrail sql install|uninstall|check` (and `generate` from the live catalog) on SQL Server.
+//! `rowtrail sql install|uninstall|check|upgrade` (and `generate` from the live catalog) on
+//! SQL Server.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -51,6 +52,32 @@ pub fn install(cfg: &Config, only: Option<&[String]>, options: &Options) -> Resu
         for note in &t.notes {
             println!("    note: {note}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ddl` on the captured table `table` and upgrades its capture, in one transaction.
+pub fn upgrade(cfg: &Config, table: &str, ddl: &str, options: &Options) -> Result<ExitCode> {
+    let mut c = connect(cfg)?;
+    let (old, new) =
+        install::upgrade_with_ddl(&mut c, table, ddl, options, &mut progress("upgrade"))?;
+    let names = |t: &rowtrail_sql::Table| -> Vec<String> {
+        t.columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.sql_type))
+            .collect()
+    };
+    let (was, is) = (names(&old), names(&new));
+    println!(
+        "{} changed and its capture upgraded on {}:",
+        new.name,
+        c.location()
+    );
+    for col in is.iter().filter(|c| !was.contains(c)) {
+        println!("  now   {col}");
+    }
+    for col in was.iter().filter(|c| !is.contains(c)) {
+        println!("  was   {col}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! The install script: shared objects, then each table's staging table, registry row and trigger.
 
+use super::ddl_guard;
 use super::trigger::{create_trigger, fire_first};
 use super::{
     header, ident, name_literal, objects, shared, transactional, Captured, Options, Script, SCHEMA,
@@ -18,9 +19,12 @@ pub(super) fn script(tables: &[Captured], options: &Options) -> Script {
     h.push("Staged rows, the sequence and the incarnation survive a re-run.".into());
     let mut s = Script::new("install", h);
     shared_objects(&mut s);
+    // The guard is replaced last, once every table's column snapshot is current.
+    s.push(ddl_guard::drop_guard());
     for t in tables {
         table_objects(&mut s, t, options.target);
     }
+    s.push(ddl_guard::create_guard());
     transactional(s, "install complete")
 }
 
@@ -80,6 +84,12 @@ fn shared_objects(s: &mut Script) {
          [recorded_at] datetime2(7) NOT NULL DEFAULT SYSUTCDATETIME(),\n        \
          PRIMARY KEY ([table_schema], [table_name], [first_seq]));",
         name_literal(&ver)
+    ));
+    s.push(format!(
+        "IF OBJECT_ID({}, N'U') IS NULL
+    {}",
+        name_literal(&shared(objects::COLUMNS)),
+        ddl_guard::create_snapshot_table()
     ));
 }
 
@@ -186,4 +196,5 @@ pub(super) fn push_trigger(s: &mut Script, t: &Captured, target: super::Target) 
         )),
         last = fire_first(t),
     ));
+    s.push(ddl_guard::refresh_snapshot(t));
 }

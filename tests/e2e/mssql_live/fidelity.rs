@@ -250,3 +250,70 @@ fn issue15_utf8_and_legacy_code_pages_and_bad_utf16_are_archived_exactly() {
         "UTF-8, CP437 and the lone surrogate came back"
     );
 }
+
+#[test]
+#[ignore = "needs ROWTRAIL_MSSQL_URL (a SQL Server to run against)"]
+fn issue15_routine_ddl_on_a_captured_table_is_refused_and_upgrade_runs_it_with_capture() {
+    // Defect 4: widening a column made users' writes fail (truncation or overflow in staging,
+    // or a silently truncated copy under ANSI_WARNINGS OFF); DROP COLUMN and sp_rename made
+    // every write fail.
+    let db = TestDb::new();
+    let mut c = db.client();
+    db.run(&mut c, "CREATE TABLE dbo.T (Id int NOT NULL PRIMARY KEY, Note varchar(10) NULL, N int NULL); CREATE TABLE dbo.Free (Id int NOT NULL PRIMARY KEY);");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut source, mut arch) = capture(&db, &mut c, &["dbo.T"], &dir);
+    for ddl in [
+        "ALTER TABLE dbo.T ALTER COLUMN Note varchar(200) NULL;",
+        "ALTER TABLE dbo.T ALTER COLUMN N bigint NULL;",
+        "ALTER TABLE dbo.T DROP COLUMN N;",
+        "ALTER TABLE dbo.T ADD Extra int NULL;",
+        "EXEC sp_rename N'dbo.T.N', N'M', N'COLUMN';",
+        "EXEC sp_rename N'dbo.T', N'T2';",
+        "DROP TABLE dbo.T;",
+    ] {
+        let err = c.batch("ddl", ddl).unwrap_err().to_string();
+        assert!(
+            err.contains("rowtrail sql upgrade") || err.contains("rowtrail: "),
+            "{ddl}: {err}"
+        );
+    }
+    // Nothing changed, and users' writes work; DDL elsewhere is untouched.
+    db.run(&mut c, "INSERT INTO dbo.T (Id, Note, N) VALUES (1, 'short', 1); ALTER TABLE dbo.Free ADD X int NULL;");
+    // The upgrade runs the DDL and upgrades capture in one transaction, with a row staged.
+    install::upgrade_with_ddl(
+        &mut c,
+        "dbo.T",
+        "ALTER TABLE dbo.T ALTER COLUMN Note varchar(200) NULL;\nGO\nALTER TABLE dbo.T ALTER COLUMN N bigint NULL;\nGO\nALTER TABLE dbo.T ADD Extra int NULL;",
+        &options(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    db.run(&mut c, "INSERT INTO dbo.T (Id, Note, N, Extra) VALUES (2, REPLICATE('n', 150), 9223372036854775807, 7);");
+    source.refresh().unwrap();
+    mover::drain(&mut source, &mut arch, 100).unwrap();
+    let ch = archived(&arch, &source);
+    assert_eq!(ch.len(), 2);
+    assert_eq!(
+        ch[0].table.columns.len(),
+        3,
+        "the row staged before the upgrade keeps the old definition"
+    );
+    assert_eq!(ch[1].table.columns.len(), 4);
+    let row = ch[1].after.as_ref().unwrap();
+    assert_eq!(row[1], Value::text(&"n".repeat(150)));
+    assert_eq!(row[2], Value::Integer(i64::MAX));
+    for o in check::observe(&mut c).unwrap() {
+        assert_eq!(check::drift(&o).unwrap(), vec![], "{}", o.captured.name);
+    }
+    // A failing DDL rolls everything back: the capture trigger is still there.
+    let err = install::upgrade_with_ddl(
+        &mut c,
+        "dbo.T",
+        "ALTER TABLE dbo.T DROP COLUMN NoSuchColumn;",
+        &options(),
+        &mut |_, _| {},
+    );
+    assert!(err.is_err());
+    db.run(&mut c, "INSERT INTO dbo.T (Id) VALUES (3);");
+    assert_eq!(source.staged_count().unwrap(), 1, "still captured");
+}

@@ -58,6 +58,21 @@ pub fn registry(c: &mut MssqlClient) -> Result<Vec<CapturedTable>, ReaderError> 
         .collect()
 }
 
+/// Every definition each captured table had, with the first seq staged under it.
+pub fn versions(c: &mut MssqlClient) -> Result<Vec<super::versions::RecordedVersion>, ReaderError> {
+    let rows = c.query("cannot read the table versions", &queries::versions(), &[])?;
+    rows.iter()
+        .map(|r| {
+            Ok(super::versions::RecordedVersion {
+                schema: text(r, 0).unwrap_or_default(),
+                name: text(r, 1).unwrap_or_default(),
+                first_seq: r.get::<i64, _>(2).unwrap_or_default(),
+                table: Table::from_json(&text(r, 3).unwrap_or_default())?,
+            })
+        })
+        .collect()
+}
+
 /// The catalog rows of the columns of the table `quoted` (`[schema].[name]`).
 pub fn columns(c: &mut MssqlClient, quoted: &str) -> Result<Vec<CatalogColumn>, ReaderError> {
     let rows = c.query(

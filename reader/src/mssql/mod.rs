@@ -11,6 +11,7 @@
 //! * [`catalog`]: registry, incarnation, live table definitions, triggers.
 //! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
 //!   installed and what should be.
+//! * [`versions`]: staged rows labelled with the table version they were staged under.
 //! * [`undo`]: what undo and redo need: foreign keys, the undo's transaction id, staged writes
 //!   of a transaction, running a rendered undo script.
 
@@ -25,6 +26,7 @@ pub mod queries;
 pub mod settings;
 pub mod source;
 pub mod undo;
+pub mod versions;
 
 pub use client::MssqlClient;
 pub use settings::Settings;

@@ -57,6 +57,15 @@ pub fn registry() -> String {
     )
 }
 
+/// Every definition of every captured table, with the first seq staged under it.
+pub fn versions() -> String {
+    format!(
+        "SELECT [table_schema], [table_name], [first_seq], [definition] FROM {} \
+         ORDER BY [table_schema], [table_name], [first_seq]",
+        shared(objects::VERSIONS)
+    )
+}
+
 /// One row per column of `OBJECT_ID(@P1)`, as [`rowtrail_sql::mssql::catalog::CatalogColumn`]
 /// reads it.
 pub const COLUMNS: &str = "SELECT c.column_id, c.name, t.name, TYPE_NAME(c.system_type_id), \
@@ -232,7 +241,7 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
     .iter()
     .map(|s| s.to_string())
     .collect();
-    out.extend([incarnation(), incarnation_locked(), registry()]);
+    out.extend([incarnation(), incarnation_locked(), registry(), versions()]);
     for t in tables {
         out.push(staging_select(t)?);
         out.push(staging_select_raw(t)?);

@@ -30,6 +30,7 @@ use super::convert::value_of;
 use super::probe::AdaptiveProbe;
 use super::queries;
 use super::settings::Settings;
+use super::versions::Layout;
 use crate::source::{CapturedTable, Health, Meta, Source, SourceInfo, StagedImage, StagedKey};
 use crate::ReaderError;
 
@@ -43,8 +44,12 @@ const ATTEMPTS: u32 = 5;
 pub struct MssqlSource {
     client: MssqlClient,
     info: SourceInfo,
+    /// The registry's tables, then every older definition still recorded (see
+    /// [`super::versions`]): images index this list.
     tables: Vec<CapturedTable>,
-    /// Per table: the SELECT over its staging table.
+    /// Per registry table: how its staging table is read and its images labelled.
+    layouts: Vec<Layout>,
+    /// Per registry table: the SELECT over its staging table.
     selects: Vec<String>,
     /// Per table: the same SELECT with every text read as its UTF-16 bytes, for a batch the
     /// driver cannot decode (see [`super::convert::raw_select_expr`]).
@@ -73,6 +78,7 @@ impl MssqlSource {
                 location,
             },
             tables: Vec::new(),
+            layouts: Vec::new(),
             selects: Vec::new(),
             raw_selects: Vec::new(),
             backoff: retry_backoff(),
@@ -124,7 +130,7 @@ impl MssqlSource {
     fn read_raw(&mut self, i: usize, limit: i64) -> Result<Vec<StagedImage>, ReaderError> {
         let sql = self.raw_selects[i].clone();
         let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&limit]))?;
-        let captured = &self.tables[i];
+        let captured = &self.layouts[i].read;
         let kinds: Vec<bool> = rowtrail_sql::mssql::Captured::new(&captured.table)?
             .staging_types
             .iter()
@@ -146,7 +152,7 @@ impl MssqlSource {
                 }
                 *v = value;
             }
-            out.push(img);
+            out.push(self.layouts[i].label(img));
         }
         Ok(out)
     }
@@ -267,16 +273,19 @@ impl Source for MssqlSource {
     }
 
     fn refresh(&mut self) -> Result<(), ReaderError> {
-        let tables = self.retry(catalog::registry)?;
-        self.selects = tables
+        let registry = self.retry(catalog::registry)?;
+        let recorded = self.retry(catalog::versions)?;
+        let (tables, layouts) = super::versions::layouts(&registry, &recorded);
+        self.selects = layouts
             .iter()
-            .map(staging_select)
+            .map(|l| staging_select(&l.read))
             .collect::<Result<_, _>>()?;
-        self.raw_selects = tables
+        self.raw_selects = layouts
             .iter()
-            .map(queries::staging_select_raw)
+            .map(|l| queries::staging_select_raw(&l.read))
             .collect::<Result<_, _>>()?;
         self.tables = tables;
+        self.layouts = layouts;
         Ok(())
     }
 
@@ -291,17 +300,18 @@ impl Source for MssqlSource {
         let _ = above;
         self.check_incarnation()?;
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut runs = Vec::with_capacity(self.tables.len());
-        for i in 0..self.tables.len() {
+        let mut runs = Vec::with_capacity(self.layouts.len());
+        for i in 0..self.layouts.len() {
             let sql = self.selects[i].clone();
             let location = self.info.location.clone();
             let run = match self.retry(|c| c.query("cannot read staging", &sql, &[&per_table])) {
                 Ok(rows) => rows
                     .into_iter()
-                    .map(|r| image_of(r, i, &self.tables[i], &location))
+                    .map(|r| image_of(r, i, &self.layouts[i].read, &location))
+                    .map(|img| img.map(|img| self.layouts[i].label(img)))
                     .collect::<Result<Vec<_>, _>>()?,
                 Err(e) if e.is_undecodable() => {
-                    tracing::warn!(source = %location, staging = %self.tables[i].staging,
+                    tracing::warn!(source = %location, staging = %self.layouts[i].read.staging,
                         error = %e, "staged text the driver cannot decode; reading its bytes");
                     self.read_raw(i, per_table)?
                 }
@@ -373,8 +383,13 @@ impl Source for MssqlSource {
 
     fn staged_count(&mut self) -> Result<u64, ReaderError> {
         let mut total = 0u64;
-        for t in self.tables.clone() {
-            let sql = queries::count(&t.staging);
+        let staging: Vec<Ident> = self
+            .layouts
+            .iter()
+            .map(|l| l.read.staging.clone())
+            .collect();
+        for t in staging {
+            let sql = queries::count(&t);
             let rows = self.retry(|c| c.query("cannot count staged images", &sql, &[]))?;
             total += rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0) as u64;
         }

@@ -103,6 +103,7 @@ fn catalog_column(r: &Row) -> CatalogColumn {
         is_column_set: b(14),
         is_filestream: b(15),
         collation_name: text(r, 16),
+        generated_always_type: r.get::<u8, _>(17).unwrap_or_default(),
     }
 }
 

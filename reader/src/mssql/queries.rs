@@ -68,10 +68,16 @@ pub fn versions() -> String {
 
 /// One row per column of `OBJECT_ID(@P1)`, as [`rowtrail_sql::mssql::catalog::CatalogColumn`]
 /// reads it.
-pub const COLUMNS: &str = "SELECT c.column_id, c.name, t.name, TYPE_NAME(c.system_type_id), \
+/// The system CLR types (hierarchyid, geometry, geography) share a `system_type_id` whose
+/// `TYPE_NAME` is NULL, so an assembly type is named by its own `sys.types.name`; the
+/// `GENERATED ALWAYS` kind comes from `COLUMNPROPERTY`, which is NULL (read as 0) before SQL
+/// Server 2016, where `sys.columns.generated_always_type` does not exist.
+pub const COLUMNS: &str = "SELECT c.column_id, c.name, t.name, \
+     CASE WHEN t.is_assembly_type = 1 AND t.is_user_defined = 0 THEN t.name ELSE TYPE_NAME(c.system_type_id) END, \
      t.is_user_defined, t.is_assembly_type, c.max_length, c.precision, c.scale, c.is_nullable, \
      c.is_identity, c.is_computed, CONVERT(bit, ISNULL(cc.is_persisted, 0)), c.is_sparse, \
-     c.is_column_set, c.is_filestream, c.collation_name \
+     c.is_column_set, c.is_filestream, c.collation_name, \
+     CONVERT(tinyint, ISNULL(COLUMNPROPERTY(c.object_id, c.name, 'GeneratedAlwaysType'), 0)) \
      FROM sys.columns AS c \
      JOIN sys.types AS t ON t.user_type_id = c.user_type_id \
      LEFT JOIN sys.computed_columns AS cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id \

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use rowtrail_reader::mssql::{catalog, check, install, MssqlClient};
+use rowtrail_reader::mssql::{catalog, check, install, output_clause, MssqlClient};
 use rowtrail_sql::mssql::{Deployment, Options};
 
 use crate::config::Config;
@@ -31,6 +31,7 @@ fn connect(cfg: &Config) -> Result<MssqlClient> {
 pub fn install(cfg: &Config, only: Option<&[String]>, options: &Options) -> Result<ExitCode> {
     let mut c = connect(cfg)?;
     let tables = install::tables_to_capture(&mut c, only)?;
+    warn_before_install(&mut c, &tables)?;
     eprintln!(
         "installing capture on {} for {} table(s)",
         c.location(),
@@ -80,6 +81,39 @@ pub fn upgrade(cfg: &Config, table: &str, ddl: &str, options: &Options) -> Resul
         println!("  was   {col}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the DBA should know before capture goes on: statements that use `OUTPUT` without
+/// `INTO` on these tables (they fail once a trigger exists, Msg 334), INSTEAD OF triggers, and
+/// a server whose `nested triggers` option is off. Warnings only; the install goes on.
+fn warn_before_install(c: &mut MssqlClient, tables: &[rowtrail_sql::Table]) -> Result<()> {
+    let found = output_clause::find(c, tables);
+    for t in &found.tables {
+        eprintln!(
+            "warning: {} statement(s) seen by this database write {} with OUTPUT but no INTO;              they will fail (Msg 334) once the capture trigger exists. EF Core 7+: declare the              trigger (ToTable(t => t.HasTrigger(\"rowtrail\"))) or UseSqlOutputClause(false).",
+            t.statements, t.table
+        );
+    }
+    for why in &found.unread {
+        eprintln!("note: could not look for OUTPUT without INTO in {why}");
+    }
+    if catalog::nested_triggers_off(c) == Some(true) {
+        eprintln!(
+            "warning: the server option `nested triggers` is 0: when another trigger of a captured              table writes that table, its write is not captured (see docs/sqlserver.md)"
+        );
+    }
+    for t in tables {
+        let quoted = t.name.quoted(rowtrail_sql::Dialect::Mssql);
+        let instead = catalog::instead_of_triggers(c, &quoted)?;
+        if !instead.is_empty() {
+            eprintln!(
+                "warning: {} has INSTEAD OF trigger(s) {}: capture records what they finally write,                  not the statement they replaced",
+                t.name,
+                instead.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Removes capture.

@@ -148,6 +148,30 @@ pub fn user_tables(c: &mut MssqlClient) -> Result<Vec<(String, String)>, ReaderE
         .collect())
 }
 
+/// Whether the server's `nested triggers` option is off (`None` when it cannot be read).
+pub fn nested_triggers_off(c: &mut MssqlClient) -> Option<bool> {
+    let rows = c
+        .query(
+            "cannot read the server configuration",
+            queries::NESTED_TRIGGERS,
+            &[],
+        )
+        .ok()?;
+    rows.first()
+        .and_then(|r| r.get::<i32, _>(0))
+        .map(|v| v == 0)
+}
+
+/// The INSTEAD OF triggers on the table `quoted` (`[schema].[name]`).
+pub fn instead_of_triggers(c: &mut MssqlClient, quoted: &str) -> Result<Vec<String>, ReaderError> {
+    let rows = c.query(
+        "cannot read a table's triggers",
+        queries::INSTEAD_OF_TRIGGERS,
+        &[&quoted],
+    )?;
+    Ok(rows.iter().filter_map(|r| text(r, 0)).collect())
+}
+
 /// A trigger as the catalog sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerState {

@@ -9,6 +9,7 @@
 //!   adaptive probe.
 //! * [`queries`]: every fixed statement the reader sends.
 //! * [`catalog`]: registry, incarnation, live table definitions, triggers.
+//! * [`output_clause`]: statements that `OUTPUT` without `INTO` into captured tables (Msg 334).
 //! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
 //!   installed and what should be.
 //! * [`versions`]: staged rows labelled with the table version they were staged under.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod convert;
 pub mod error;
 pub mod install;
+pub mod output_clause;
 pub mod probe;
 pub mod queries;
 pub mod settings;

@@ -99,6 +99,15 @@ pub const TRIGGER: &str = "SELECT tr.is_disabled, OBJECT_DEFINITION(tr.object_id
      CASE WHEN tr.parent_id = OBJECT_ID(@P2) THEN 1 ELSE 0 END \
      FROM sys.triggers AS tr WHERE tr.object_id = OBJECT_ID(@P1, N'TR')";
 
+/// The server's `nested triggers` setting (0: a trigger's own writes fire no further AFTER
+/// trigger, so another trigger's update of a captured table is not captured).
+pub const NESTED_TRIGGERS: &str = "SELECT CONVERT(int, value_in_use) FROM sys.configurations \
+     WHERE name = N'nested triggers'";
+
+/// The INSTEAD OF triggers on the table `OBJECT_ID(@P1)`.
+pub const INSTEAD_OF_TRIGGERS: &str = "SELECT name FROM sys.triggers \
+     WHERE parent_id = OBJECT_ID(@P1) AND is_instead_of_trigger = 1 ORDER BY name";
+
 /// The sequence `@P1`'s current value: the probe.
 pub const PROBE: &str = "SELECT CONVERT(bigint, current_value) FROM sys.sequences \
      WHERE object_id = OBJECT_ID(@P1, N'SO')";
@@ -243,6 +252,10 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
         CURRENT_TRANSACTION_ID,
         CURRENT_TRANSACTION_ID_2012,
         TRANCOUNT,
+        NESTED_TRIGGERS,
+        INSTEAD_OF_TRIGGERS,
+        super::output_clause::FROM_QUERY_STORE,
+        super::output_clause::FROM_PLAN_CACHE,
     ]
     .iter()
     .map(|s| s.to_string())

@@ -423,3 +423,36 @@ fn issue15_temporal_tables_and_system_clr_types_from_the_catalog_capture_and_und
     );
     assert_eq!(contents(&mut c, &t[1]), s0, "CLR values are back exactly");
 }
+
+#[test]
+#[ignore = "needs ROWTRAIL_MSSQL_URL (a SQL Server to run against)"]
+fn issue15_install_warns_of_statements_that_output_without_into() {
+    // Defect 13: EF Core 7+ saves with OUTPUT without INTO, which fails (Msg 334) once any
+    // trigger exists; the install said nothing.
+    let db = TestDb::new();
+    let mut c = db.client();
+    db.run(
+        &mut c,
+        "ALTER DATABASE CURRENT SET QUERY_STORE = ON; \
+         CREATE TABLE dbo.Blogs (Id int IDENTITY(1,1) NOT NULL PRIMARY KEY, Name nvarchar(20) NULL);",
+    );
+    let ef = "INSERT INTO [Blogs] ([Name]) OUTPUT INSERTED.[Id] VALUES (@P1);";
+    c.query("ef-style insert", ef, &[&"a"]).unwrap();
+    db.run(&mut c, "EXEC sys.sp_query_store_flush_db;");
+    let t = install::tables_to_capture(&mut c, Some(&["dbo.Blogs".to_string()])).unwrap();
+    let found = rowtrail_reader::mssql::output_clause::find(&mut c, &t);
+    assert_eq!(found.tables.len(), 1, "{found:?}");
+    assert_eq!(found.tables[0].table, "dbo.Blogs");
+    let cli = Cli::new(&db);
+    let out = cli.ok(&["sql", "install", "--tables", "dbo.Blogs"]);
+    assert!(
+        out.contains("OUTPUT but no INTO") && out.contains("dbo.Blogs"),
+        "{out}"
+    );
+    // Which is right: the same statement now fails.
+    let err = c
+        .query("ef-style insert", ef, &[&"b"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("334") || err.contains("OUTPUT"), "{err}");
+}

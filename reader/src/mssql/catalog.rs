@@ -36,10 +36,36 @@ pub fn incarnation(c: &mut MssqlClient) -> Result<Option<String>, ReaderError> {
         &sql,
         &[&shared(objects::META)],
     )?;
-    Ok(rows
-        .first()
-        .and_then(|r| text(r, 0))
-        .map(|s| s.to_lowercase()))
+    Ok(rows.first().and_then(|r| {
+        effective_incarnation(
+            text(r, 0)?.as_str(),
+            text(r, 1).as_deref(),
+            text(r, 2).as_deref(),
+        )
+    }))
+}
+
+/// The incarnation archive keys use: the installation's own (lowercase) while the database is
+/// on the recovery fork recorded at install, and a new one derived from both when it is not —
+/// a restore from a backup or a database snapshot starts a new fork, and the sequence goes
+/// back with the data, so the seqs staged from then on must not meet the ones archived before.
+/// Without a recorded or a visible fork (installed by an older rowtrail, or the view hidden
+/// from the login), the installation's own.
+pub fn effective_incarnation(
+    incarnation: &str,
+    recorded_fork: Option<&str>,
+    current_fork: Option<&str>,
+) -> Option<String> {
+    let inc = incarnation.trim().to_lowercase();
+    if inc.is_empty() {
+        return None;
+    }
+    match (recorded_fork.map(str::trim), current_fork.map(str::trim)) {
+        (Some(r), Some(c)) if !r.is_empty() && !c.is_empty() && !r.eq_ignore_ascii_case(c) => {
+            Some(format!("{inc}/fork-{}", c.to_lowercase()))
+        }
+        _ => Some(inc),
+    }
 }
 
 /// The captured tables, as the registry records them.

@@ -32,22 +32,42 @@ fn col(name: &str) -> String {
 /// 1 when the table `@P1` exists.
 pub const TABLE_EXISTS: &str = "SELECT CASE WHEN OBJECT_ID(@P1, N'U') IS NULL THEN 0 ELSE 1 END";
 
-/// The incarnation, when the meta table (`@P1`) exists.
+/// The incarnation, the recovery fork recorded at install and the database's current one,
+/// when the meta table (`@P1`) exists (see [`super::catalog::effective_incarnation`]).
 pub fn incarnation() -> String {
     format!(
-        "IF OBJECT_ID(@P1, N'U') IS NOT NULL SELECT [value] FROM {} WHERE [key] = N'incarnation'",
+        "IF OBJECT_ID(@P1, N'U') IS NOT NULL SELECT i.[value], {fork}, {current} FROM {meta} AS i \
+         WHERE i.[key] = N'incarnation'",
+        meta = shared(objects::META),
+        fork = recorded_fork(""),
+        current = CURRENT_FORK,
+    )
+}
+
+/// The same, the meta rows read under a shared lock held to the end of the transaction (so
+/// capture cannot be uninstalled under a delete).
+pub fn incarnation_locked() -> String {
+    format!(
+        "SELECT i.[value], {fork}, {current} FROM {meta} AS i WITH (HOLDLOCK) \
+         WHERE i.[key] = N'incarnation'",
+        meta = shared(objects::META),
+        fork = recorded_fork(" WITH (HOLDLOCK)"),
+        current = CURRENT_FORK,
+    )
+}
+
+fn recorded_fork(hint: &str) -> String {
+    format!(
+        "(SELECT f.[value] FROM {} AS f{hint} WHERE f.[key] = N'recovery_fork')",
         shared(objects::META)
     )
 }
 
-/// The incarnation, read under a shared lock held to the end of the transaction (so capture
-/// cannot be uninstalled under a delete).
-pub fn incarnation_locked() -> String {
-    format!(
-        "SELECT [value] FROM {} WITH (HOLDLOCK) WHERE [key] = N'incarnation'",
-        shared(objects::META)
-    )
-}
+/// The database's current recovery fork: a restore (from a backup or a database snapshot)
+/// starts a new one. Visible to every login holding VIEW ANY DATABASE (granted to public by
+/// default); NULL otherwise, and then no fork change is seen.
+const CURRENT_FORK: &str = "(SELECT CONVERT(nvarchar(36), recovery_fork_guid) \
+     FROM sys.database_recovery_status WHERE database_id = DB_ID())";
 
 /// The registry: staging names and definitions.
 pub fn registry() -> String {

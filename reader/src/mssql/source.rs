@@ -166,8 +166,14 @@ impl MssqlSource {
             }),
             Some(now) if now == self.info.incarnation => Ok(()),
             Some(now) => {
-                tracing::warn!(source = %self.info.location, old = %self.info.incarnation, new = %now,
-                    "capture was reinstalled: a new incarnation starts");
+                if now.contains("/fork-") {
+                    tracing::error!(source = %self.info.location, old = %self.info.incarnation, new = %now,
+                        "the source database was restored (its recovery fork changed): a new incarnation starts; \
+                         changes archived under the old one after the restore point no longer exist on the source");
+                } else {
+                    tracing::warn!(source = %self.info.location, old = %self.info.incarnation, new = %now,
+                        "capture was reinstalled: a new incarnation starts");
+                }
                 self.info.incarnation = now;
                 self.refresh()
             }
@@ -349,7 +355,13 @@ impl Source for MssqlSource {
             )?;
             let found = rows
                 .first()
-                .and_then(|r| r.get::<&str, _>(0).map(str::to_lowercase))
+                .and_then(|r| {
+                    catalog::effective_incarnation(
+                        r.get::<&str, _>(0)?,
+                        r.get::<&str, _>(1),
+                        r.get::<&str, _>(2),
+                    )
+                })
                 .unwrap_or_default();
             if found != expected {
                 return Err(ReaderError::IncarnationChanged {

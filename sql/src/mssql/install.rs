@@ -62,7 +62,11 @@ fn shared_objects(s: &mut Script) {
          IF NOT EXISTS (SELECT 1 FROM {meta} WHERE [key] = N'incarnation')\n    \
          INSERT INTO {meta} ([key], [value]) VALUES (N'incarnation', CONVERT(nvarchar(36), NEWID()));\n\
          IF NOT EXISTS (SELECT 1 FROM {meta} WHERE [key] = N'format')\n    \
-         INSERT INTO {meta} ([key], [value]) VALUES (N'format', N'{fmt}');",
+         INSERT INTO {meta} ([key], [value]) VALUES (N'format', N'{fmt}');\n\
+         IF NOT EXISTS (SELECT 1 FROM {meta} WHERE [key] = N'recovery_fork')\n    \
+         INSERT INTO {meta} ([key], [value])\n        \
+         SELECT N'recovery_fork', ISNULL(CONVERT(nvarchar(36), recovery_fork_guid), N'')\n        \
+         FROM sys.database_recovery_status WHERE database_id = DB_ID();",
         lit = name_literal(&meta),
         fmt = super::FORMAT,
     ));

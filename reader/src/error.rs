@@ -230,6 +230,12 @@ impl ReaderError {
         )
     }
 
+    /// Whether the SQL Server driver could not decode a value of a result (see
+    /// [`crate::mssql::error::is_undecodable`]).
+    pub fn is_undecodable(&self) -> bool {
+        matches!(self, ReaderError::Mssql { cause, .. } if crate::mssql::error::is_undecodable(cause))
+    }
+
     /// Wraps an archive engine error, recognising a full disk or size limit.
     pub fn archive(
         path: &std::path::Path,

@@ -7,10 +7,11 @@ use rowtrail_reader::source::CapturedTable;
 use rowtrail_sql::mssql::Captured;
 
 const ADVENTUREWORKS: &str = include_str!("../../sql/tests/fixtures/adventureworks.sql");
+/// Shapes SQL Server treats in ways rowtrail once got wrong (UTF-8 and legacy collations, …).
+const FIDELITY: &str = include_str!("../../sql/tests/fixtures/fidelity.sql");
 
-#[test]
-fn every_reader_statement_parses_in_scriptdom() {
-    let tables: Vec<CapturedTable> = rowtrail_sql::ddl::parse_mssql(ADVENTUREWORKS)
+fn captured(ddl: &str) -> Vec<CapturedTable> {
+    rowtrail_sql::ddl::parse_mssql(ddl)
         .expect("the fixture parses")
         .iter()
         .map(|t| {
@@ -20,7 +21,29 @@ fn every_reader_statement_parses_in_scriptdom() {
                 staging: c.staging,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Issue 15: `char`/`varchar` reach the reader through the server's conversion to UTF-16
+/// (the driver would garble `…_UTF8` collations and fail on legacy code pages), and the
+/// fallback read for undecodable text takes every text as its UTF-16 bytes.
+#[test]
+fn issue15_staging_reads_transcode_narrow_text_on_the_server() {
+    let t = &captured(FIDELITY)[0];
+    insta::assert_snapshot!(
+        "mssql-staging-select-texts",
+        format!(
+            "{}\n\n{}",
+            queries::staging_select(t).unwrap(),
+            queries::staging_select_raw(t).unwrap()
+        )
+    );
+}
+
+#[test]
+fn every_reader_statement_parses_in_scriptdom() {
+    let mut tables = captured(FIDELITY);
+    tables.extend(captured(ADVENTUREWORKS));
     let statements = queries::all(&tables).unwrap();
     assert!(statements.len() > 50, "{}", statements.len());
     let mut text = String::new();

@@ -66,6 +66,16 @@ pub struct Column {
     /// The column's collation, where the source declares one.
     #[serde(default)]
     pub collation: Option<String>,
+    /// SQL Server `GENERATED ALWAYS` (a temporal table's period columns, a ledger table's
+    /// transaction and sequence columns): server-assigned, never written back and, since every
+    /// write changes them, never compared by undo's guards. (Left out of the JSON when false,
+    /// so definitions recorded before it existed read and compare the same.)
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub generated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Column {
@@ -80,12 +90,19 @@ impl Column {
             rowversion: false,
             sparse: false,
             collation: None,
+            generated: false,
         }
     }
 
     /// Whether undo may write this column (it is not computed and not server-assigned).
     pub fn writable(&self) -> bool {
-        !self.computed && !self.rowversion
+        !self.computed && !self.rowversion && !self.generated
+    }
+
+    /// Whether the server assigns a new value on every write (`rowversion`, `GENERATED
+    /// ALWAYS`), so that an undo's guard must not compare it.
+    pub fn server_assigned(&self) -> bool {
+        self.rowversion || self.generated
     }
 }
 

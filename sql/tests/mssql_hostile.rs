@@ -249,6 +249,15 @@ fn every_name_appears_only_correctly_quoted() {
         "installed_at",
         "first_seq",
         "recorded_at",
+        "rowtrail_columns",
+        "rowtrail_ddl_guard",
+        "column_name",
+        "system_type_id",
+        "user_type_id",
+        "max_length",
+        "precision",
+        "scale",
+        "collation_name",
     ] {
         allowed.insert(own.into());
     }

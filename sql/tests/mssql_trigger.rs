@@ -176,18 +176,18 @@ fn no_op_updates_are_recorded_not_filtered() {
 }
 
 #[test]
-fn fires_last_for_every_statement_type() {
+fn fires_first_for_every_statement_type() {
     let d = Deployment::generate(&[common::table("Person")], &common::options()).unwrap();
     let install = d.install.render();
     for ty in ["INSERT", "UPDATE", "DELETE"] {
         assert!(install.contains(&format!(
-            "EXEC sys.sp_settriggerorder @triggername = N'[Person].[rowtrail_t_Person_{}]', @order = N'Last', @stmttype = N'{ty}';",
+            "EXEC sys.sp_settriggerorder @triggername = N'[Person].[rowtrail_t_Person_{}]', @order = N'First', @stmttype = N'{ty}';",
             &d.tables[0].trigger.as_str()["rowtrail_t_Person_".len()..]
         )), "{ty}");
     }
     assert!(
-        install.contains("AND e.is_last = 1"),
-        "another Last trigger is detected, not silently replaced"
+        install.contains("AND e.is_first = 1"),
+        "another First trigger is detected, not silently replaced"
     );
 }
 

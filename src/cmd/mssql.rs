@@ -1,10 +1,11 @@
-//! `rowtrail sql install|uninstall|check` (and `generate` from the live catalog) on SQL Server.
+//! `rowtrail sql install|uninstall|check|upgrade` (and `generate` from the live catalog) on
+//! SQL Server.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use rowtrail_reader::mssql::{catalog, check, install, MssqlClient};
+use rowtrail_reader::mssql::{catalog, check, install, output_clause, MssqlClient};
 use rowtrail_sql::mssql::{Deployment, Options};
 
 use crate::config::Config;
@@ -30,6 +31,7 @@ fn connect(cfg: &Config) -> Result<MssqlClient> {
 pub fn install(cfg: &Config, only: Option<&[String]>, options: &Options) -> Result<ExitCode> {
     let mut c = connect(cfg)?;
     let tables = install::tables_to_capture(&mut c, only)?;
+    warn_before_install(&mut c, &tables)?;
     eprintln!(
         "installing capture on {} for {} table(s)",
         c.location(),
@@ -53,6 +55,65 @@ pub fn install(cfg: &Config, only: Option<&[String]>, options: &Options) -> Resu
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ddl` on the captured table `table` and upgrades its capture, in one transaction.
+pub fn upgrade(cfg: &Config, table: &str, ddl: &str, options: &Options) -> Result<ExitCode> {
+    let mut c = connect(cfg)?;
+    let (old, new) =
+        install::upgrade_with_ddl(&mut c, table, ddl, options, &mut progress("upgrade"))?;
+    let names = |t: &rowtrail_sql::Table| -> Vec<String> {
+        t.columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.sql_type))
+            .collect()
+    };
+    let (was, is) = (names(&old), names(&new));
+    println!(
+        "{} changed and its capture upgraded on {}:",
+        new.name,
+        c.location()
+    );
+    for col in is.iter().filter(|c| !was.contains(c)) {
+        println!("  now   {col}");
+    }
+    for col in was.iter().filter(|c| !is.contains(c)) {
+        println!("  was   {col}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the DBA should know before capture goes on: statements that use `OUTPUT` without
+/// `INTO` on these tables (they fail once a trigger exists, Msg 334), INSTEAD OF triggers, and
+/// a server whose `nested triggers` option is off. Warnings only; the install goes on.
+fn warn_before_install(c: &mut MssqlClient, tables: &[rowtrail_sql::Table]) -> Result<()> {
+    let found = output_clause::find(c, tables);
+    for t in &found.tables {
+        eprintln!(
+            "warning: {} statement(s) seen by this database write {} with OUTPUT but no INTO;              they will fail (Msg 334) once the capture trigger exists. EF Core 7+: declare the              trigger (ToTable(t => t.HasTrigger(\"rowtrail\"))) or UseSqlOutputClause(false).",
+            t.statements, t.table
+        );
+    }
+    for why in &found.unread {
+        eprintln!("note: could not look for OUTPUT without INTO in {why}");
+    }
+    if catalog::nested_triggers_off(c) == Some(true) {
+        eprintln!(
+            "warning: the server option `nested triggers` is 0: when another trigger of a captured              table writes that table, its write is not captured (see docs/sqlserver.md)"
+        );
+    }
+    for t in tables {
+        let quoted = t.name.quoted(rowtrail_sql::Dialect::Mssql);
+        let instead = catalog::instead_of_triggers(c, &quoted)?;
+        if !instead.is_empty() {
+            eprintln!(
+                "warning: {} has INSTEAD OF trigger(s) {}: capture records what they finally write,                  not the statement they replaced",
+                t.name,
+                instead.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Removes capture.

@@ -1,4 +1,5 @@
-//! `rowtrail sql generate|install|uninstall|check`: the capture scripts, and drift.
+//! `rowtrail sql generate|install|uninstall|check|upgrade`: the capture scripts, drift, and
+//! changing a captured SQL Server table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,24 @@ pub enum SqlCommand {
         after_help = "Examples:\n  rowtrail sql check\n  rowtrail sql check --write-upgrade upgrades/   # upgrade scripts for tables whose columns changed"
     )]
     Check(CheckArgs),
+    /// SQL Server: change a captured table and upgrade its capture in one transaction (the
+    /// capture trigger is dropped, your DDL runs, staging and the trigger follow the new
+    /// definition). The DDL guard refuses such changes made any other way.
+    #[command(
+        after_help = "Examples:\n  rowtrail sql upgrade --table Sales.Orders --ddl widen-comment.sql\n\nwiden-comment.sql holds your ALTER TABLE (GO-separated batches; no COMMIT or ROLLBACK)."
+    )]
+    Upgrade(UpgradeArgs),
+}
+
+/// Arguments of `sql upgrade`.
+#[derive(Debug, clap::Args)]
+pub struct UpgradeArgs {
+    /// The captured table to change (`schema.table`).
+    #[arg(long, value_name = "NAME")]
+    pub table: String,
+    /// The DDL to run on it (`ALTER TABLE …`, `EXEC sp_rename …`), as a sqlcmd script.
+    #[arg(long, value_name = "FILE")]
+    pub ddl: PathBuf,
 }
 
 /// Arguments of `sql check`.
@@ -117,6 +136,14 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
             a.discard_staged,
             &mssql_options(MssqlTarget::Sql2016),
         ),
+        SqlCommand::Upgrade(a) => {
+            if cfg.engine != Engine::Mssql {
+                bail!("`sql upgrade` changes a captured SQL Server table; on SQLite, alter the table and run `sql install` again");
+            }
+            let ddl = std::fs::read_to_string(&a.ddl)
+                .with_context(|| format!("cannot read {}", a.ddl.display()))?;
+            super::mssql::upgrade(cfg, &a.table, &ddl, &mssql_options(MssqlTarget::Sql2016))
+        }
         SqlCommand::Check(a) => {
             if cfg.engine != Engine::Mssql {
                 bail!("`sql check` inspects SQL Server sources; SQLite capture is checked by `rowtrail verify` and reinstalled by `sql install`");

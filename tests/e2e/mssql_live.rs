@@ -651,3 +651,7 @@ fn a_guard_that_fails_at_apply_time_rolls_back_and_exits_3() {
     assert_eq!(snapshot(&mut c), before, "nothing changed");
     assert!(cli.ok(&["undo", "--list"]).contains("abandoned"));
 }
+
+/// Regression tests of issue 15 (SQL Server fidelity): each would have caught its defect.
+#[path = "mssql_live/fidelity.rs"]
+mod fidelity;

@@ -228,11 +228,15 @@ impl Archive {
                     last_id = id;
                     prev = hash;
                 } else {
-                    // A batch copied again after a crash holds exactly what was archived; an
-                    // image with other contents under a seq already taken is not a copy.
+                    // A batch copied again after a crash holds exactly what was archived, who,
+                    // when and in which transaction included; an image with other contents or
+                    // metadata under a seq already taken is not a copy (a restored source
+                    // replaying the same change later, say) and must stay staged.
                     let same: bool = tx
                         .prepare_cached(
                             "SELECT table_id = ?3 AND op = ?4 AND before IS ?5 AND after IS ?6 \
+                             AND tx IS ?7 AND stmt IS ?8 AND at IS ?9 AND login IS ?10 \
+                             AND host IS ?11 AND app IS ?12 AND client_ip IS ?13 \
                              FROM changes WHERE source_id = ?1 AND seq = ?2",
                         )
                         .and_then(|mut s| {
@@ -244,6 +248,13 @@ impl Archive {
                                     c.op.word(),
                                     c.before.as_ref().map(|_| &before_buf),
                                     c.after.as_ref().map(|_| &after_buf),
+                                    Param(&meta[0]),
+                                    Param(&meta[1]),
+                                    Param(&meta[2]),
+                                    c.meta.login,
+                                    c.meta.host,
+                                    c.meta.app,
+                                    c.meta.client_ip,
                                 ],
                                 |r| r.get(0),
                             )

@@ -36,10 +36,36 @@ pub fn incarnation(c: &mut MssqlClient) -> Result<Option<String>, ReaderError> {
         &sql,
         &[&shared(objects::META)],
     )?;
-    Ok(rows
-        .first()
-        .and_then(|r| text(r, 0))
-        .map(|s| s.to_lowercase()))
+    Ok(rows.first().and_then(|r| {
+        effective_incarnation(
+            text(r, 0)?.as_str(),
+            text(r, 1).as_deref(),
+            text(r, 2).as_deref(),
+        )
+    }))
+}
+
+/// The incarnation archive keys use: the installation's own (lowercase) while the database is
+/// on the recovery fork recorded at install, and a new one derived from both when it is not —
+/// a restore from a backup or a database snapshot starts a new fork, and the sequence goes
+/// back with the data, so the seqs staged from then on must not meet the ones archived before.
+/// Without a recorded or a visible fork (installed by an older rowtrail, or the view hidden
+/// from the login), the installation's own.
+pub fn effective_incarnation(
+    incarnation: &str,
+    recorded_fork: Option<&str>,
+    current_fork: Option<&str>,
+) -> Option<String> {
+    let inc = incarnation.trim().to_lowercase();
+    if inc.is_empty() {
+        return None;
+    }
+    match (recorded_fork.map(str::trim), current_fork.map(str::trim)) {
+        (Some(r), Some(c)) if !r.is_empty() && !c.is_empty() && !r.eq_ignore_ascii_case(c) => {
+            Some(format!("{inc}/fork-{}", c.to_lowercase()))
+        }
+        _ => Some(inc),
+    }
 }
 
 /// The captured tables, as the registry records them.
@@ -53,6 +79,21 @@ pub fn registry(c: &mut MssqlClient) -> Result<Vec<CapturedTable>, ReaderError> 
             Ok(CapturedTable {
                 table: Table::from_json(&def)?,
                 staging: Ident::new(staging)?,
+            })
+        })
+        .collect()
+}
+
+/// Every definition each captured table had, with the first seq staged under it.
+pub fn versions(c: &mut MssqlClient) -> Result<Vec<super::versions::RecordedVersion>, ReaderError> {
+    let rows = c.query("cannot read the table versions", &queries::versions(), &[])?;
+    rows.iter()
+        .map(|r| {
+            Ok(super::versions::RecordedVersion {
+                schema: text(r, 0).unwrap_or_default(),
+                name: text(r, 1).unwrap_or_default(),
+                first_seq: r.get::<i64, _>(2).unwrap_or_default(),
+                table: Table::from_json(&text(r, 3).unwrap_or_default())?,
             })
         })
         .collect()
@@ -88,6 +129,7 @@ fn catalog_column(r: &Row) -> CatalogColumn {
         is_column_set: b(14),
         is_filestream: b(15),
         collation_name: text(r, 16),
+        generated_always_type: r.get::<u8, _>(17).unwrap_or_default(),
     }
 }
 
@@ -130,6 +172,30 @@ pub fn user_tables(c: &mut MssqlClient) -> Result<Vec<(String, String)>, ReaderE
             )
         })
         .collect())
+}
+
+/// Whether the server's `nested triggers` option is off (`None` when it cannot be read).
+pub fn nested_triggers_off(c: &mut MssqlClient) -> Option<bool> {
+    let rows = c
+        .query(
+            "cannot read the server configuration",
+            queries::NESTED_TRIGGERS,
+            &[],
+        )
+        .ok()?;
+    rows.first()
+        .and_then(|r| r.get::<i32, _>(0))
+        .map(|v| v == 0)
+}
+
+/// The INSTEAD OF triggers on the table `quoted` (`[schema].[name]`).
+pub fn instead_of_triggers(c: &mut MssqlClient, quoted: &str) -> Result<Vec<String>, ReaderError> {
+    let rows = c.query(
+        "cannot read a table's triggers",
+        queries::INSTEAD_OF_TRIGGERS,
+        &[&quoted],
+    )?;
+    Ok(rows.iter().filter_map(|r| text(r, 0)).collect())
 }
 
 /// A trigger as the catalog sees it.

@@ -178,3 +178,33 @@ fn types_compare_as_the_catalog_spells_them() {
     assert_eq!(normal_type("varchar(max)"), "varchar(max)");
     assert_eq!(normal_type("timestamp"), "binary(8)");
 }
+
+#[test]
+fn issue15_a_restored_database_gets_an_incarnation_of_its_own() {
+    use crate::mssql::catalog::effective_incarnation;
+    let inc = "5F0E2C6A-0000-4000-8000-000000000001";
+    let fork = "AAAAAAAA-0000-4000-8000-000000000001";
+    let other = "BBBBBBBB-0000-4000-8000-000000000002";
+    assert_eq!(
+        effective_incarnation(inc, Some(fork), Some(fork)).unwrap(),
+        inc.to_lowercase()
+    );
+    assert_eq!(
+        effective_incarnation(inc, Some(fork), Some(other)).unwrap(),
+        format!("{}/fork-{}", inc.to_lowercase(), other.to_lowercase())
+    );
+    // Installed by an older rowtrail, or the fork not visible: the installation's own.
+    assert_eq!(
+        effective_incarnation(inc, None, Some(other)).unwrap(),
+        inc.to_lowercase()
+    );
+    assert_eq!(
+        effective_incarnation(inc, Some(""), Some(other)).unwrap(),
+        inc.to_lowercase()
+    );
+    assert_eq!(
+        effective_incarnation(inc, Some(fork), None).unwrap(),
+        inc.to_lowercase()
+    );
+    assert_eq!(effective_incarnation(" ", Some(fork), None), None);
+}

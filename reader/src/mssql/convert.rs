@@ -33,6 +33,10 @@ pub fn select_expr(c: &Column, staging_type: &str) -> String {
         .map(|t| t.base)
         .unwrap_or_default();
     match base.as_str() {
+        // The server transcodes: the driver picks a code page from the collation's LCID and
+        // ignores its UTF-8 flag (`…_UTF8` collations would arrive garbled) and knows no legacy
+        // code page of sort ids 30–61; `nvarchar` arrives as UTF-16, which it always decodes.
+        "char" | "varchar" => format!("CONVERT({}, {name}) AS {name}", unicode_of(staging_type)),
         "money" => format!("CONVERT(decimal(19,4), {name}) AS {name}"),
         "smallmoney" => format!("CONVERT(decimal(10,4), {name}) AS {name}"),
         "hierarchyid" | "geometry" | "geography" => {
@@ -40,9 +44,79 @@ pub fn select_expr(c: &Column, staging_type: &str) -> String {
         }
         "sql_variant" => format!(
             "CASE WHEN CONVERT(sysname, SQL_VARIANT_PROPERTY({name}, 'BaseType')) IN (N'money', N'smallmoney') \
-             THEN CONVERT(sql_variant, CONVERT(decimal(19,4), {name})) ELSE {name} END AS {name}"
+             THEN CONVERT(sql_variant, CONVERT(decimal(19,4), {name})) \
+             WHEN CONVERT(sysname, SQL_VARIANT_PROPERTY({name}, 'BaseType')) IN (N'char', N'varchar') \
+             AND DATALENGTH(CONVERT(nvarchar(max), {name})) <= 8000 \
+             THEN CONVERT(sql_variant, CONVERT(nvarchar(4000), {name})) ELSE {name} END AS {name}"
         ),
         _ => name.to_string(),
+    }
+}
+
+/// The Unicode type that holds every value of the character type `ty` (`char(n)`/`varchar(n)`)
+/// without loss: `nvarchar(n)` (a value of `n` bytes has at most `n` characters), or
+/// `nvarchar(max)` past SQL Server's 4,000.
+fn unicode_of(ty: &str) -> String {
+    match MssqlType::parse(ty)
+        .ok()
+        .and_then(|t| t.args.first().cloned())
+    {
+        Some(n) if n.parse::<u32>().is_ok_and(|n| n <= 4000) => format!("nvarchar({n})"),
+        // `char`/`varchar` declared without a length hold one character.
+        None => "nvarchar(1)".into(),
+        Some(_) => "nvarchar(max)".into(),
+    }
+}
+
+/// The expression that reads staging column `c` (staged as `staging_type`) with every text as
+/// its UTF-16 bytes, so that a value the driver cannot decode (an `nvarchar` holding an unpaired
+/// surrogate) reaches the reader anyway; [`text_from_utf16`] turns the bytes back into text.
+/// Other columns read as [`select_expr`] reads them.
+pub fn raw_select_expr(c: &Column, staging_type: &str) -> String {
+    let name = c.name.mssql();
+    match text_kind(staging_type) {
+        Some(TextKind::Narrow) => format!(
+            "CONVERT(varbinary(max), CONVERT({}, {name})) AS {name}",
+            unicode_of(staging_type)
+        ),
+        Some(TextKind::Wide) => format!("CONVERT(varbinary(max), {name}) AS {name}"),
+        None => select_expr(c, staging_type),
+    }
+}
+
+/// Whether a staged type is character data, and of which width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// `char`, `varchar`: read through the server's conversion to Unicode.
+    Narrow,
+    /// `nchar`, `nvarchar`, `sysname`: UTF-16 already.
+    Wide,
+}
+
+/// The [`TextKind`] of a staged type, `None` for anything that is not character data.
+pub fn text_kind(staging_type: &str) -> Option<TextKind> {
+    let base = MssqlType::parse(staging_type).ok()?.base;
+    match base.as_str() {
+        "char" | "varchar" => Some(TextKind::Narrow),
+        "nchar" | "nvarchar" | "sysname" => Some(TextKind::Wide),
+        _ => None,
+    }
+}
+
+/// A cell read by [`raw_select_expr`]: UTF-16LE bytes become text; bytes that are not valid
+/// UTF-16 stay a blob of exactly those bytes (written back into the column, they convert to the
+/// same code units), and the second value says so.
+pub fn text_from_utf16(v: Value) -> (Value, bool) {
+    match v {
+        Value::Blob(b) if b.len() % 2 == 0 => {
+            let units = b.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+            match char::decode_utf16(units).collect::<Result<String, _>>() {
+                Ok(s) => (Value::Text(s.into_bytes()), false),
+                Err(_) => (Value::Blob(b), true),
+            }
+        }
+        Value::Blob(b) => (Value::Blob(b), true),
+        other => (other, false),
     }
 }
 

@@ -333,3 +333,50 @@ fn decimal_text_handles_every_scale() {
         "1844674407.3709551615"
     );
 }
+
+#[test]
+fn char_and_varchar_are_transcoded_by_the_server() {
+    // The driver decodes varchar by the collation's LCID and ignores the UTF-8 flag (and knows
+    // no code page of sort ids 30–61): the server converts to UTF-16 instead, without loss.
+    let c = Column::new(Ident::new("Name").unwrap(), "varchar(50)", true);
+    for (ty, want) in [
+        ("varchar(50)", "CONVERT(nvarchar(50), [Name]) AS [Name]"),
+        ("char(10)", "CONVERT(nvarchar(10), [Name]) AS [Name]"),
+        ("varchar(4000)", "CONVERT(nvarchar(4000), [Name]) AS [Name]"),
+        ("varchar(8000)", "CONVERT(nvarchar(max), [Name]) AS [Name]"),
+        ("char(8000)", "CONVERT(nvarchar(max), [Name]) AS [Name]"),
+        ("varchar(max)", "CONVERT(nvarchar(max), [Name]) AS [Name]"),
+    ] {
+        assert_eq!(select_expr(&c, ty), want, "{ty}");
+    }
+    // A varchar inside a sql_variant is transcoded too, when it fits an nvarchar(4000).
+    let v = select_expr(&c, "sql_variant");
+    assert!(
+        v.contains("IN (N'char', N'varchar') AND DATALENGTH(CONVERT(nvarchar(max), [Name])) <= 8000 THEN CONVERT(sql_variant, CONVERT(nvarchar(4000), [Name]))"),
+        "{v}"
+    );
+}
+
+#[test]
+fn undecodable_text_is_read_as_its_utf16_bytes_and_kept_exactly() {
+    let c = Column::new(Ident::new("N").unwrap(), "nvarchar(20)", true);
+    assert_eq!(
+        raw_select_expr(&c, "nvarchar(20)"),
+        "CONVERT(varbinary(max), [N]) AS [N]"
+    );
+    assert_eq!(
+        raw_select_expr(&c, "varchar(20)"),
+        "CONVERT(varbinary(max), CONVERT(nvarchar(20), [N])) AS [N]"
+    );
+    assert_eq!(raw_select_expr(&c, "int"), "[N]");
+    let utf16 = |units: &[u16]| Value::Blob(units.iter().flat_map(|u| u.to_le_bytes()).collect());
+    // "é😀" decodes back to text.
+    assert_eq!(
+        text_from_utf16(utf16(&[0xE9, 0xD83D, 0xDE00])),
+        (Value::text("é😀"), false)
+    );
+    // An unpaired surrogate stays exactly its bytes, flagged.
+    let lone = utf16(&[0x61, 0xD800]);
+    assert_eq!(text_from_utf16(lone.clone()), (lone, true));
+    assert_eq!(text_from_utf16(Value::Null), (Value::Null, false));
+}

@@ -55,13 +55,32 @@ pub fn is_transient(e: &tiberius::error::Error) -> bool {
     }
 }
 
-/// Whether `e` leaves the connection unusable (it is dropped and opened again next time).
+/// Whether `e` leaves the connection unusable (it is dropped and opened again next time). A
+/// value the driver could not decode leaves the rest of its result unread, so the connection
+/// goes too.
 pub fn breaks_connection(e: &tiberius::error::Error) -> bool {
     use tiberius::error::Error;
     matches!(
         e,
-        Error::Io { .. } | Error::Protocol(_) | Error::Tls(_) | Error::Routing { .. }
+        Error::Io { .. }
+            | Error::Protocol(_)
+            | Error::Tls(_)
+            | Error::Routing { .. }
+            | Error::Encoding(_)
+            | Error::Utf8
+            | Error::Utf16
     )
+}
+
+/// Whether `e` says the driver could not decode a value of a result: text in a code page it
+/// does not know, bytes invalid in their code page, or UTF-16 with an unpaired surrogate.
+pub fn is_undecodable(e: &tiberius::error::Error) -> bool {
+    use tiberius::error::Error;
+    match e {
+        Error::Encoding(_) | Error::Utf8 | Error::Utf16 => true,
+        Error::Protocol(m) => m.contains("UTF-16") || m.contains("collation"),
+        _ => false,
+    }
 }
 
 /// The server's own message, or the driver's, without the wrapper text.

@@ -6,7 +6,8 @@
 //! The scripts are one transaction (their first batch begins it, their last commits it), so a
 //! failure leaves nothing half-installed; the runner also rolls back whatever is still open.
 
-use rowtrail_sql::mssql::{Deployment, Options, Script};
+use rowtrail_sql::mssql::script::split_batches;
+use rowtrail_sql::mssql::{Batch, Captured, Deployment, Options, Script};
 use rowtrail_sql::Table;
 
 use super::catalog;
@@ -137,6 +138,91 @@ pub fn install(
     let d = Deployment::generate(tables, options)?;
     run_script(c, &d.install, progress)?;
     Ok(d)
+}
+
+/// Changes a captured table and upgrades its capture in one transaction: drops the capture
+/// trigger (which takes a schema-modification lock on the table until the commit, so no write
+/// goes uncaptured, and tells the DDL guard that capture is being upgraded), runs the DBA's
+/// `ddl` (sqlcmd text, `GO`-separated), reads the table's new definition from the catalog, and
+/// runs the upgrade script from the registry's definition to it, then commits. Any failure
+/// rolls everything back, the DDL included. Returns the old and new definitions.
+pub fn upgrade_with_ddl(
+    c: &mut MssqlClient,
+    table: &str,
+    ddl: &str,
+    options: &Options,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Table, Table), ReaderError> {
+    let location = c.location().to_string();
+    if !catalog::installed(c)? {
+        return Err(ReaderError::NotInstalled { location });
+    }
+    let (schema, name) = split_name(table);
+    let old = catalog::registry(c)?
+        .into_iter()
+        .find(|t| {
+            t.table.name.name.as_str() == name
+                && t.table
+                    .name
+                    .schema
+                    .as_ref()
+                    .is_none_or(|s| s.as_str() == schema)
+        })
+        .ok_or_else(|| ReaderError::UnknownTable {
+            table: table.to_string(),
+            location: location.clone(),
+            hint: " among the captured tables (install capture for it instead)".into(),
+        })?
+        .table;
+    let ends_transaction = ddl
+        .split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+        .any(|w| {
+            ["COMMIT", "ROLLBACK"]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k))
+        });
+    if ends_transaction {
+        return Err(ReaderError::Connection {
+            reason:
+                "the DDL to run with the upgrade must not COMMIT or ROLLBACK: rowtrail runs it \
+                     and the capture upgrade in one transaction of its own"
+                    .into(),
+        });
+    }
+    let captured = Captured::new(&old)?;
+    let mut script = Script {
+        name: "ddl".into(),
+        header: Vec::new(),
+        batches: vec![Batch {
+            sql: format!(
+                "SET XACT_ABORT ON;\nBEGIN TRANSACTION;\nIF OBJECT_ID({}, N'TR') IS NOT NULL\n    DROP TRIGGER {};",
+                rowtrail_sql::literal::Literal::mssql(&captured.trigger_name()),
+                captured.trigger_name()
+            ),
+        }],
+    };
+    script.batches.extend(
+        split_batches(ddl)
+            .into_iter()
+            .filter(|b| !b.trim().is_empty())
+            .map(|sql| Batch { sql }),
+    );
+    run_script(c, &script, &mut |_, _| {})?;
+    let result = (|| {
+        let new = catalog::live_table(c, &schema, &name)?.ok_or_else(|| ReaderError::UnknownTable {
+            table: table.to_string(),
+            location: location.clone(),
+            hint: " after the DDL ran (dropping a captured table needs `rowtrail sql uninstall` first)".into(),
+        })?;
+        let upgrade = Deployment::upgrade(&old, &new, options)?;
+        run_script(c, &upgrade, progress)?;
+        c.batch("cannot commit the upgrade", super::queries::COMMIT)?;
+        Ok((old.clone(), new))
+    })();
+    if result.is_err() {
+        let _ = c.batch_raw(super::queries::AFTER_FAILED_SCRIPT);
+    }
+    result
 }
 
 /// Removes capture for the captured tables named (`only`; all without names). Refuses while

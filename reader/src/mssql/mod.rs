@@ -9,8 +9,10 @@
 //!   adaptive probe.
 //! * [`queries`]: every fixed statement the reader sends.
 //! * [`catalog`]: registry, incarnation, live table definitions, triggers.
+//! * [`output_clause`]: statements that `OUTPUT` without `INTO` into captured tables (Msg 334).
 //! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
 //!   installed and what should be.
+//! * [`versions`]: staged rows labelled with the table version they were staged under.
 //! * [`undo`]: what undo and redo need: foreign keys (grouped by [`foreign_keys`]), the undo's
 //!   transaction id, staged writes of a transaction, running a rendered undo script.
 
@@ -21,11 +23,13 @@ pub mod convert;
 pub mod error;
 pub mod foreign_keys;
 pub mod install;
+pub mod output_clause;
 pub mod probe;
 pub mod queries;
 pub mod settings;
 pub mod source;
 pub mod undo;
+pub mod versions;
 
 pub use client::MssqlClient;
 pub use settings::Settings;

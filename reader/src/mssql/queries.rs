@@ -32,22 +32,42 @@ fn col(name: &str) -> String {
 /// 1 when the table `@P1` exists.
 pub const TABLE_EXISTS: &str = "SELECT CASE WHEN OBJECT_ID(@P1, N'U') IS NULL THEN 0 ELSE 1 END";
 
-/// The incarnation, when the meta table (`@P1`) exists.
+/// The incarnation, the recovery fork recorded at install and the database's current one,
+/// when the meta table (`@P1`) exists (see [`super::catalog::effective_incarnation`]).
 pub fn incarnation() -> String {
     format!(
-        "IF OBJECT_ID(@P1, N'U') IS NOT NULL SELECT [value] FROM {} WHERE [key] = N'incarnation'",
+        "IF OBJECT_ID(@P1, N'U') IS NOT NULL SELECT i.[value], {fork}, {current} FROM {meta} AS i \
+         WHERE i.[key] = N'incarnation'",
+        meta = shared(objects::META),
+        fork = recorded_fork(""),
+        current = CURRENT_FORK,
+    )
+}
+
+/// The same, the meta rows read under a shared lock held to the end of the transaction (so
+/// capture cannot be uninstalled under a delete).
+pub fn incarnation_locked() -> String {
+    format!(
+        "SELECT i.[value], {fork}, {current} FROM {meta} AS i WITH (HOLDLOCK) \
+         WHERE i.[key] = N'incarnation'",
+        meta = shared(objects::META),
+        fork = recorded_fork(" WITH (HOLDLOCK)"),
+        current = CURRENT_FORK,
+    )
+}
+
+fn recorded_fork(hint: &str) -> String {
+    format!(
+        "(SELECT f.[value] FROM {} AS f{hint} WHERE f.[key] = N'recovery_fork')",
         shared(objects::META)
     )
 }
 
-/// The incarnation, read under a shared lock held to the end of the transaction (so capture
-/// cannot be uninstalled under a delete).
-pub fn incarnation_locked() -> String {
-    format!(
-        "SELECT [value] FROM {} WITH (HOLDLOCK) WHERE [key] = N'incarnation'",
-        shared(objects::META)
-    )
-}
+/// The database's current recovery fork: a restore (from a backup or a database snapshot)
+/// starts a new one. Visible to every login holding VIEW ANY DATABASE (granted to public by
+/// default); NULL otherwise, and then no fork change is seen.
+const CURRENT_FORK: &str = "(SELECT CONVERT(nvarchar(36), recovery_fork_guid) \
+     FROM sys.database_recovery_status WHERE database_id = DB_ID())";
 
 /// The registry: staging names and definitions.
 pub fn registry() -> String {
@@ -57,12 +77,27 @@ pub fn registry() -> String {
     )
 }
 
+/// Every definition of every captured table, with the first seq staged under it.
+pub fn versions() -> String {
+    format!(
+        "SELECT [table_schema], [table_name], [first_seq], [definition] FROM {} \
+         ORDER BY [table_schema], [table_name], [first_seq]",
+        shared(objects::VERSIONS)
+    )
+}
+
 /// One row per column of `OBJECT_ID(@P1)`, as [`rowtrail_sql::mssql::catalog::CatalogColumn`]
 /// reads it.
-pub const COLUMNS: &str = "SELECT c.column_id, c.name, t.name, TYPE_NAME(c.system_type_id), \
+/// The system CLR types (hierarchyid, geometry, geography) share a `system_type_id` whose
+/// `TYPE_NAME` is NULL, so an assembly type is named by its own `sys.types.name`; the
+/// `GENERATED ALWAYS` kind comes from `COLUMNPROPERTY`, which is NULL (read as 0) before SQL
+/// Server 2016, where `sys.columns.generated_always_type` does not exist.
+pub const COLUMNS: &str = "SELECT c.column_id, c.name, t.name, \
+     CASE WHEN t.is_assembly_type = 1 AND t.is_user_defined = 0 THEN t.name ELSE TYPE_NAME(c.system_type_id) END, \
      t.is_user_defined, t.is_assembly_type, c.max_length, c.precision, c.scale, c.is_nullable, \
      c.is_identity, c.is_computed, CONVERT(bit, ISNULL(cc.is_persisted, 0)), c.is_sparse, \
-     c.is_column_set, c.is_filestream, c.collation_name \
+     c.is_column_set, c.is_filestream, c.collation_name, \
+     CONVERT(tinyint, ISNULL(COLUMNPROPERTY(c.object_id, c.name, 'GeneratedAlwaysType'), 0)) \
      FROM sys.columns AS c \
      JOIN sys.types AS t ON t.user_type_id = c.user_type_id \
      LEFT JOIN sys.computed_columns AS cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id \
@@ -83,6 +118,15 @@ pub const USER_TABLES: &str = "SELECT s.name, t.name FROM sys.tables AS t \
 pub const TRIGGER: &str = "SELECT tr.is_disabled, OBJECT_DEFINITION(tr.object_id), \
      CASE WHEN tr.parent_id = OBJECT_ID(@P2) THEN 1 ELSE 0 END \
      FROM sys.triggers AS tr WHERE tr.object_id = OBJECT_ID(@P1, N'TR')";
+
+/// The server's `nested triggers` setting (0: a trigger's own writes fire no further AFTER
+/// trigger, so another trigger's update of a captured table is not captured).
+pub const NESTED_TRIGGERS: &str = "SELECT CONVERT(int, value_in_use) FROM sys.configurations \
+     WHERE name = N'nested triggers'";
+
+/// The INSTEAD OF triggers on the table `OBJECT_ID(@P1)`.
+pub const INSTEAD_OF_TRIGGERS: &str = "SELECT name FROM sys.triggers \
+     WHERE parent_id = OBJECT_ID(@P1) AND is_instead_of_trigger = 1 ORDER BY name";
 
 /// The sequence `@P1`'s current value: the probe.
 pub const PROBE: &str = "SELECT CONVERT(bigint, current_value) FROM sys.sequences \
@@ -123,6 +167,27 @@ pub fn staging_select(t: &CapturedTable) -> Result<String, crate::ReaderError> {
             .iter()
             .zip(&captured.staging_types)
             .map(|(c, ty)| super::convert::select_expr(c, ty)),
+    );
+    Ok(format!(
+        "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
+        cols.join(", "),
+        staging_name(&t.staging),
+        col(staging::COL_SEQ)
+    ))
+}
+
+/// [`staging_select`] with every text column read as its UTF-16 bytes
+/// ([`super::convert::raw_select_expr`]): the fallback for a batch the driver cannot decode.
+pub fn staging_select_raw(t: &CapturedTable) -> Result<String, crate::ReaderError> {
+    let captured = rowtrail_sql::mssql::Captured::new(&t.table)?;
+    let mut cols: Vec<String> = staging::METADATA_COLUMNS.iter().map(|m| col(m)).collect();
+    cols.extend(
+        captured
+            .table
+            .columns
+            .iter()
+            .zip(&captured.staging_types)
+            .map(|(c, ty)| super::convert::raw_select_expr(c, ty)),
     );
     Ok(format!(
         "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
@@ -207,13 +272,18 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
         CURRENT_TRANSACTION_ID,
         CURRENT_TRANSACTION_ID_2012,
         TRANCOUNT,
+        NESTED_TRIGGERS,
+        INSTEAD_OF_TRIGGERS,
+        super::output_clause::FROM_QUERY_STORE,
+        super::output_clause::FROM_PLAN_CACHE,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    out.extend([incarnation(), incarnation_locked(), registry()]);
+    out.extend([incarnation(), incarnation_locked(), registry(), versions()]);
     for t in tables {
         out.push(staging_select(t)?);
+        out.push(staging_select_raw(t)?);
         out.push(staging_delete(&t.staging, 3));
         out.push(count(&t.staging));
         out.push(discard(&t.staging));

@@ -30,6 +30,7 @@ use super::convert::value_of;
 use super::probe::AdaptiveProbe;
 use super::queries;
 use super::settings::Settings;
+use super::versions::Layout;
 use crate::source::{CapturedTable, Health, Meta, Source, SourceInfo, StagedImage, StagedKey};
 use crate::ReaderError;
 
@@ -43,9 +44,16 @@ const ATTEMPTS: u32 = 5;
 pub struct MssqlSource {
     client: MssqlClient,
     info: SourceInfo,
+    /// The registry's tables, then every older definition still recorded (see
+    /// [`super::versions`]): images index this list.
     tables: Vec<CapturedTable>,
-    /// Per table: the SELECT over its staging table.
+    /// Per registry table: how its staging table is read and its images labelled.
+    layouts: Vec<Layout>,
+    /// Per registry table: the SELECT over its staging table.
     selects: Vec<String>,
+    /// Per table: the same SELECT with every text read as its UTF-16 bytes, for a batch the
+    /// driver cannot decode (see [`super::convert::raw_select_expr`]).
+    raw_selects: Vec<String>,
     backoff: Backoff,
     probe: AdaptiveProbe,
 }
@@ -70,7 +78,9 @@ impl MssqlSource {
                 location,
             },
             tables: Vec::new(),
+            layouts: Vec::new(),
             selects: Vec::new(),
+            raw_selects: Vec::new(),
             backoff: retry_backoff(),
             probe: AdaptiveProbe::default(),
         };
@@ -113,6 +123,40 @@ impl MssqlSource {
         with_retry(&mut self.client, &mut self.backoff, ATTEMPTS, op)
     }
 
+    /// The oldest `limit` images of table `i`, every text read as its UTF-16 bytes: valid
+    /// text becomes text again, and a cell that is not valid UTF-16 (an `nvarchar` holding an
+    /// unpaired surrogate) is archived as exactly its bytes, with a warning naming the staging
+    /// table, column and seq (never the value). One such row never stops the reader.
+    fn read_raw(&mut self, i: usize, limit: i64) -> Result<Vec<StagedImage>, ReaderError> {
+        let sql = self.raw_selects[i].clone();
+        let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&limit]))?;
+        let captured = &self.layouts[i].read;
+        let kinds: Vec<bool> = rowtrail_sql::mssql::Captured::new(&captured.table)?
+            .staging_types
+            .iter()
+            .map(|t| super::convert::text_kind(t).is_some())
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut img = image_of(r, i, captured, &self.info.location)?;
+            for (col, v) in img.values.iter_mut().enumerate() {
+                if !kinds.get(col).copied().unwrap_or(false) {
+                    continue;
+                }
+                let (value, undecodable) =
+                    super::convert::text_from_utf16(std::mem::replace(v, Value::Null));
+                if undecodable {
+                    tracing::warn!(source = %self.info.location, staging = %captured.staging,
+                        column = %captured.table.columns[col].name, seq = img.seq,
+                        "a staged text is not valid UTF-16; archived as its exact bytes");
+                }
+                *v = value;
+            }
+            out.push(self.layouts[i].label(img));
+        }
+        Ok(out)
+    }
+
     /// Rereads the registry when the installation was replaced since the last look.
     fn check_incarnation(&mut self) -> Result<(), ReaderError> {
         let found = self.retry(catalog::incarnation)?;
@@ -122,8 +166,14 @@ impl MssqlSource {
             }),
             Some(now) if now == self.info.incarnation => Ok(()),
             Some(now) => {
-                tracing::warn!(source = %self.info.location, old = %self.info.incarnation, new = %now,
-                    "capture was reinstalled: a new incarnation starts");
+                if now.contains("/fork-") {
+                    tracing::error!(source = %self.info.location, old = %self.info.incarnation, new = %now,
+                        "the source database was restored (its recovery fork changed): a new incarnation starts; \
+                         changes archived under the old one after the restore point no longer exist on the source");
+                } else {
+                    tracing::warn!(source = %self.info.location, old = %self.info.incarnation, new = %now,
+                        "capture was reinstalled: a new incarnation starts");
+                }
                 self.info.incarnation = now;
                 self.refresh()
             }
@@ -229,12 +279,19 @@ impl Source for MssqlSource {
     }
 
     fn refresh(&mut self) -> Result<(), ReaderError> {
-        let tables = self.retry(catalog::registry)?;
-        self.selects = tables
+        let registry = self.retry(catalog::registry)?;
+        let recorded = self.retry(catalog::versions)?;
+        let (tables, layouts) = super::versions::layouts(&registry, &recorded);
+        self.selects = layouts
             .iter()
-            .map(staging_select)
+            .map(|l| staging_select(&l.read))
+            .collect::<Result<_, _>>()?;
+        self.raw_selects = layouts
+            .iter()
+            .map(|l| queries::staging_select_raw(&l.read))
             .collect::<Result<_, _>>()?;
         self.tables = tables;
+        self.layouts = layouts;
         Ok(())
     }
 
@@ -249,16 +306,24 @@ impl Source for MssqlSource {
         let _ = above;
         self.check_incarnation()?;
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut runs = Vec::with_capacity(self.tables.len());
-        for i in 0..self.tables.len() {
+        let mut runs = Vec::with_capacity(self.layouts.len());
+        for i in 0..self.layouts.len() {
             let sql = self.selects[i].clone();
-            let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&per_table]))?;
             let location = self.info.location.clone();
-            runs.push(
-                rows.into_iter()
-                    .map(|r| image_of(r, i, &self.tables[i], &location))
+            let run = match self.retry(|c| c.query("cannot read staging", &sql, &[&per_table])) {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|r| image_of(r, i, &self.layouts[i].read, &location))
+                    .map(|img| img.map(|img| self.layouts[i].label(img)))
                     .collect::<Result<Vec<_>, _>>()?,
-            );
+                Err(e) if e.is_undecodable() => {
+                    tracing::warn!(source = %location, staging = %self.layouts[i].read.staging,
+                        error = %e, "staged text the driver cannot decode; reading its bytes");
+                    self.read_raw(i, per_table)?
+                }
+                Err(e) => return Err(e),
+            };
+            runs.push(run);
         }
         Ok(merge(runs, limit))
     }
@@ -290,7 +355,13 @@ impl Source for MssqlSource {
             )?;
             let found = rows
                 .first()
-                .and_then(|r| r.get::<&str, _>(0).map(str::to_lowercase))
+                .and_then(|r| {
+                    catalog::effective_incarnation(
+                        r.get::<&str, _>(0)?,
+                        r.get::<&str, _>(1),
+                        r.get::<&str, _>(2),
+                    )
+                })
                 .unwrap_or_default();
             if found != expected {
                 return Err(ReaderError::IncarnationChanged {
@@ -324,8 +395,13 @@ impl Source for MssqlSource {
 
     fn staged_count(&mut self) -> Result<u64, ReaderError> {
         let mut total = 0u64;
-        for t in self.tables.clone() {
-            let sql = queries::count(&t.staging);
+        let staging: Vec<Ident> = self
+            .layouts
+            .iter()
+            .map(|l| l.read.staging.clone())
+            .collect();
+        for t in staging {
+            let sql = queries::count(&t);
             let rows = self.retry(|c| c.query("cannot count staged images", &sql, &[]))?;
             total += rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0) as u64;
         }

@@ -123,6 +123,8 @@ fn column_rest(c: &mut Cursor, d: &mut Draft, line: u64, name: String) -> Result
         } else if c.eat_kw("GENERATED") {
             c.expect_kw("ALWAYS")?;
             c.expect_kw("AS")?;
+            // A period or ledger column: the server assigns it on every write.
+            col.generated = true;
             while let Some(Token::Word(w)) = c.peek() {
                 if w.quote_style.is_some()
                     || !["ROW", "TRANSACTION_ID", "SEQUENCE_NUMBER", "START", "END"]

@@ -44,6 +44,9 @@ pub struct CatalogColumn {
     pub is_filestream: bool,
     /// `c.collation_name` (NULL for non-character types).
     pub collation_name: Option<String>,
+    /// `COLUMNPROPERTY(…, 'GeneratedAlwaysType')` (`sys.columns.generated_always_type` from
+    /// SQL Server 2016; 0 before): 1/2 a temporal period's start/end, 7–10 a ledger column.
+    pub generated_always_type: u8,
 }
 
 /// Maps catalog rows to a table. `primary_key` lists the key's `column_id`s in key order.
@@ -86,7 +89,13 @@ pub fn table_from_catalog(
                 r.type_name
             )));
         }
-        let base = r.system_type_name.to_lowercase();
+        // `TYPE_NAME(system_type_id)` is NULL for the system CLR types (hierarchyid, geometry
+        // and geography share system_type_id 240): their own name is the type.
+        let base = if r.system_type_name.is_empty() && r.is_assembly_type {
+            r.type_name.to_lowercase()
+        } else {
+            r.system_type_name.to_lowercase()
+        };
         let rowversion = base == "timestamp" || base == "rowversion";
         let len = |chars_per_unit: i16| -> String {
             if r.max_length == -1 {
@@ -117,6 +126,7 @@ pub fn table_from_catalog(
         c.sparse = r.is_sparse;
         c.rowversion = rowversion;
         c.collation = r.collation_name.clone();
+        c.generated = r.generated_always_type != 0;
         out.push(c);
     }
     let mut pk = Vec::with_capacity(primary_key.len());
@@ -211,6 +221,30 @@ mod tests {
             Some("Latin1_General_CI_AS")
         );
         assert_eq!(t.primary_key, vec![0]);
+    }
+
+    #[test]
+    fn system_clr_types_take_their_own_name_and_period_columns_are_generated() {
+        // TYPE_NAME(240) is NULL: the reader's row then carries only the type's own name.
+        let h = CatalogColumn {
+            is_assembly_type: true,
+            ..row(1, "Node", "hierarchyid", "", -1)
+        };
+        let from = CatalogColumn {
+            generated_always_type: 1,
+            scale: 7,
+            ..row(2, "ValidFrom", "datetime2", "datetime2", 8)
+        };
+        let plain = row(3, "V", "int", "int", 4);
+        let t = table_from_catalog("dbo", "T", &[h, from, plain], &[]).unwrap();
+        assert_eq!(t.columns[0].sql_type, "hierarchyid");
+        assert_eq!(t.columns[1].sql_type, "datetime2(7)");
+        assert!(t.columns[1].generated && !t.columns[1].writable());
+        assert!(!t.columns[2].generated && t.columns[2].writable());
+        assert!(
+            !t.to_json().contains("generated\":false"),
+            "absent when false"
+        );
     }
 
     #[test]

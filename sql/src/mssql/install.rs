@@ -1,6 +1,7 @@
 //! The install script: shared objects, then each table's staging table, registry row and trigger.
 
-use super::trigger::{create_trigger, fire_last};
+use super::ddl_guard;
+use super::trigger::{create_trigger, fire_first};
 use super::{
     header, ident, name_literal, objects, shared, transactional, Captured, Options, Script, SCHEMA,
 };
@@ -18,9 +19,12 @@ pub(super) fn script(tables: &[Captured], options: &Options) -> Script {
     h.push("Staged rows, the sequence and the incarnation survive a re-run.".into());
     let mut s = Script::new("install", h);
     shared_objects(&mut s);
+    // The guard is replaced last, once every table's column snapshot is current.
+    s.push(ddl_guard::drop_guard());
     for t in tables {
         table_objects(&mut s, t, options.target);
     }
+    s.push(ddl_guard::create_guard());
     transactional(s, "install complete")
 }
 
@@ -58,7 +62,11 @@ fn shared_objects(s: &mut Script) {
          IF NOT EXISTS (SELECT 1 FROM {meta} WHERE [key] = N'incarnation')\n    \
          INSERT INTO {meta} ([key], [value]) VALUES (N'incarnation', CONVERT(nvarchar(36), NEWID()));\n\
          IF NOT EXISTS (SELECT 1 FROM {meta} WHERE [key] = N'format')\n    \
-         INSERT INTO {meta} ([key], [value]) VALUES (N'format', N'{fmt}');",
+         INSERT INTO {meta} ([key], [value]) VALUES (N'format', N'{fmt}');\n\
+         IF NOT EXISTS (SELECT 1 FROM {meta} WHERE [key] = N'recovery_fork')\n    \
+         INSERT INTO {meta} ([key], [value])\n        \
+         SELECT N'recovery_fork', ISNULL(CONVERT(nvarchar(36), recovery_fork_guid), N'')\n        \
+         FROM sys.database_recovery_status WHERE database_id = DB_ID();",
         lit = name_literal(&meta),
         fmt = super::FORMAT,
     ));
@@ -80,6 +88,12 @@ fn shared_objects(s: &mut Script) {
          [recorded_at] datetime2(7) NOT NULL DEFAULT SYSUTCDATETIME(),\n        \
          PRIMARY KEY ([table_schema], [table_name], [first_seq]));",
         name_literal(&ver)
+    ));
+    s.push(format!(
+        "IF OBJECT_ID({}, N'U') IS NULL
+    {}",
+        name_literal(&shared(objects::COLUMNS)),
+        ddl_guard::create_snapshot_table()
     ));
 }
 
@@ -175,14 +189,16 @@ pub(super) fn push_trigger(s: &mut Script, t: &Captured, target: super::Target) 
     s.push(create_trigger(t, target));
     s.push(format!(
         "IF EXISTS (SELECT 1 FROM sys.triggers AS tr JOIN sys.trigger_events AS e ON e.object_id = tr.object_id\n    \
-         WHERE tr.parent_id = OBJECT_ID({src}) AND e.is_last = 1 AND tr.object_id <> OBJECT_ID({lit}))\n    {other}\n{last}",
+         WHERE tr.parent_id = OBJECT_ID({src}) AND e.is_first = 1 AND tr.object_id <> OBJECT_ID({lit}))\n    {other}\n{last}",
         src = name_literal(&t.source()),
         lit = name_literal(&trig),
         other = throw(&format!(
-            "another trigger on {} is already set to fire last; set it to 'None' with \
-             sp_settriggerorder (rowtrail must see the statement after every other trigger) and run again",
+            "another trigger on {} is already set to fire first; set it to 'None' with \
+             sp_settriggerorder (rowtrail must record each statement before any other trigger \
+             changes the table again) and run again",
             t.source()
         )),
-        last = fire_last(t),
+        last = fire_first(t),
     ));
+    s.push(ddl_guard::refresh_snapshot(t));
 }

@@ -20,6 +20,7 @@ pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
     let mut s = Script::new("uninstall", h);
     let reg = shared(objects::REGISTRY);
     let ver = shared(objects::VERSIONS);
+    let cols = shared(objects::COLUMNS);
     for t in tables {
         let stg = t.staging_name();
         s.push(format!(
@@ -40,7 +41,9 @@ pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
             "IF OBJECT_ID({tl}, N'TR') IS NOT NULL\n    DROP TRIGGER {trig};\n\
              IF OBJECT_ID({sl}, N'U') IS NOT NULL\n    DROP TABLE {stg};\n\
              IF OBJECT_ID({rl}, N'U') IS NOT NULL\n    DELETE FROM {reg} WHERE {w};\n\
-             IF OBJECT_ID({vl}, N'U') IS NOT NULL\n    DELETE FROM {ver} WHERE {w};",
+             IF OBJECT_ID({vl}, N'U') IS NOT NULL\n    DELETE FROM {ver} WHERE {w};\n\
+             IF OBJECT_ID({cl}, N'U') IS NOT NULL\n    DELETE FROM {cols} WHERE {w};",
+            cl = name_literal(&cols),
             tl = name_literal(&trig),
             sl = name_literal(&stg),
             rl = name_literal(&reg),
@@ -52,7 +55,16 @@ pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
         "IF OBJECT_ID({rl}, N'U') IS NULL OR NOT EXISTS (SELECT 1 FROM {reg})\nBEGIN\n",
         rl = name_literal(&reg)
     );
-    for obj in [objects::VERSIONS, objects::REGISTRY, objects::META] {
+    last.push_str(&format!(
+        "    {}\n",
+        super::ddl_guard::drop_guard().replace('\n', "\n    ")
+    ));
+    for obj in [
+        objects::COLUMNS,
+        objects::VERSIONS,
+        objects::REGISTRY,
+        objects::META,
+    ] {
         let o = shared(obj);
         last.push_str(&format!(
             "    IF OBJECT_ID({}, N'U') IS NOT NULL\n        DROP TABLE {o};\n",

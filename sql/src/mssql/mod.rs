@@ -12,7 +12,9 @@
 //!   the model's JSON definition); `rowtrail_versions`: every definition a table had, with the
 //!   first sequence value written under it (see [`upgrade`]).
 //! * per table: a staging table `rowtrail_s_…` and, in the table's own schema, one
-//!   `AFTER INSERT, UPDATE, DELETE` trigger `rowtrail_t_…`, set to fire last (see [`trigger`]).
+//!   `AFTER INSERT, UPDATE, DELETE` trigger `rowtrail_t_…`, set to fire first (see [`trigger`]).
+//! * `rowtrail_columns` and the database trigger `rowtrail_ddl_guard`, which rolls back DDL that
+//!   would break capture of a table (see [`ddl_guard`]).
 //!
 //! Every script is idempotent, runs under `sqlcmd -b` as one transaction, and starts with a
 //! header saying what it does, for which tables, made by which rowtrail version. Names reach the
@@ -20,6 +22,7 @@
 //! [`Literal::mssql`](crate::literal::Literal::mssql).
 
 pub mod catalog;
+pub mod ddl_guard;
 mod install;
 mod lifecycle;
 pub mod script;
@@ -51,6 +54,9 @@ pub mod objects {
     pub const REGISTRY: &str = "rowtrail_registry";
     /// Every definition of every captured table, with its first sequence value.
     pub const VERSIONS: &str = "rowtrail_versions";
+    /// The columns of each captured table as capture was installed or upgraded for them, which
+    /// the DDL guard compares with the live ones (see [`super::ddl_guard`]).
+    pub const COLUMNS: &str = "rowtrail_columns";
 }
 
 /// The SQL Server versions whose features the trigger may use.

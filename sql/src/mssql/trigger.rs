@@ -29,11 +29,14 @@
 //!   no indexes that need session SET options; the sequence never cycles. Application users need
 //!   no permission: the trigger, staging tables and sequence share one owner (ownership chain),
 //!   which the install script checks.
-//! * **Fires last** (`sp_settriggerorder`), after the application's own triggers, so it records
-//!   the statement only once they have all accepted it. Staging tables have no triggers, so the
-//!   trigger starts no nested trigger and is unaffected by `RECURSIVE_TRIGGERS`: when the
-//!   application's triggers modify the table again, that nested statement fires this trigger
-//!   itself (where SQL Server fires it) and is captured as its own statement.
+//! * **Fires first** (`sp_settriggerorder`), before the application's own AFTER triggers, so the
+//!   images of a statement take lower seqs than those of any nested statement its triggers
+//!   cause: when another trigger updates the same table (the `ModifiedDate` pattern), that nested
+//!   update fires this trigger itself and is captured after the statement that caused it, and
+//!   newest-first undo takes it back first. (Fired last, the nested update was captured first,
+//!   and the outer after-image lacked it.) If another trigger failing rolls the statement back,
+//!   the staged images roll back with it. Staging tables have no triggers, so the trigger starts
+//!   no nested trigger and is unaffected by `RECURSIVE_TRIGGERS`.
 
 use super::{objects, shared, Captured, Target};
 use crate::staging;
@@ -165,14 +168,16 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
     s
 }
 
-/// `EXEC sp_settriggerorder` for each statement type, so the trigger fires last.
-pub fn fire_last(t: &Captured) -> String {
+/// `EXEC sp_settriggerorder` for each statement type, so the trigger fires first: it records
+/// the statement's own images before any other AFTER trigger runs, so a nested change made by
+/// another trigger (a `ModifiedDate` update, say) is captured after it, with higher seqs.
+pub fn fire_first(t: &Captured) -> String {
     let name = super::name_literal(&t.trigger_name());
     ["INSERT", "UPDATE", "DELETE"]
         .iter()
         .map(|ty| {
             format!(
-                "EXEC sys.sp_settriggerorder @triggername = {name}, @order = N'Last', @stmttype = N'{ty}';"
+                "EXEC sys.sp_settriggerorder @triggername = {name}, @order = N'First', @stmttype = N'{ty}';"
             )
         })
         .collect::<Vec<_>>()

@@ -147,6 +147,48 @@ impl MssqlType {
         }
     }
 
+    /// Whether every value of type `self` converts to `to` unchanged, so a staging column can be
+    /// altered from one to the other while it holds rows: a longer (or `max`) string or binary
+    /// type of the same kind, a wider integer, a decimal with more integer digits and the same
+    /// scale, a time type with more fractional digits.
+    pub fn widens_to(&self, to: &MssqlType) -> bool {
+        const INTS: [&str; 4] = ["tinyint", "smallint", "int", "bigint"];
+        fn arg(t: &MssqlType, i: usize) -> Option<&str> {
+            t.args.get(i).map(String::as_str)
+        }
+        let size = |t: &MssqlType| match arg(t, 0) {
+            Some("max") => Some(u32::MAX),
+            Some(n) => n.parse::<u32>().ok(),
+            None => Some(1),
+        };
+        let (a, b) = (self.base.as_str(), to.base.as_str());
+        if let (Some(i), Some(j)) = (
+            INTS.iter().position(|x| *x == a),
+            INTS.iter().position(|x| *x == b),
+        ) {
+            return i <= j;
+        }
+        if a != b {
+            return matches!(
+                (a, b),
+                ("char", "varchar") | ("nchar", "nvarchar") | ("binary", "varbinary")
+            ) && size(self) <= size(to);
+        }
+        match a {
+            "varchar" | "nvarchar" | "varbinary" => size(self) <= size(to),
+            "decimal" | "numeric" => {
+                let p = |t: &MssqlType| arg(t, 0).and_then(|n| n.parse::<u32>().ok()).unwrap_or(18);
+                let sc = |t: &MssqlType| arg(t, 1).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+                sc(self) == sc(to) && p(self) <= p(to)
+            }
+            "time" | "datetime2" | "datetimeoffset" => {
+                let f = |t: &MssqlType| arg(t, 0).and_then(|n| n.parse::<u32>().ok()).unwrap_or(7);
+                f(self) <= f(to)
+            }
+            _ => self == to,
+        }
+    }
+
     fn check_args(&self) -> Result<(), String> {
         let n = self.args.len();
         let (min, max) = match self.base.as_str() {
@@ -247,6 +289,37 @@ mod tests {
                 Err(_) | Ok(TypeClass::Refused(_)) => {}
                 Ok(TypeClass::Exact(s)) => panic!("{evil:?} became {s:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn widening_is_recognised_and_nothing_else() {
+        let w = |a: &str, b: &str| {
+            MssqlType::parse(a)
+                .unwrap()
+                .widens_to(&MssqlType::parse(b).unwrap())
+        };
+        for (a, b) in [
+            ("varchar(50)", "varchar(200)"),
+            ("varchar(50)", "varchar(max)"),
+            ("int", "bigint"),
+            ("tinyint", "int"),
+            ("decimal(10,2)", "decimal(12,2)"),
+            ("datetime2(3)", "datetime2(7)"),
+            ("nvarchar(10)", "nvarchar(10)"),
+        ] {
+            assert!(w(a, b), "{a} -> {b}");
+        }
+        for (a, b) in [
+            ("varchar(200)", "varchar(50)"),
+            ("bigint", "int"),
+            ("decimal(10,2)", "decimal(12,4)"),
+            ("varchar(50)", "nvarchar(50)"),
+            ("char(10)", "varchar(5)"),
+            ("datetime", "datetime2(7)"),
+            ("int", "decimal(10,0)"),
+        ] {
+            assert!(!w(a, b), "{a} -> {b}");
         }
     }
 

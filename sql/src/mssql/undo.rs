@@ -20,14 +20,18 @@
 //! * **Identity**: re-inserts into a table with an `IDENTITY` column run between
 //!   `SET IDENTITY_INSERT … ON` and `OFF` (one table at a time, as SQL Server requires);
 //!   updates never assign an identity column (SQL Server forbids it, and it never changes).
-//! * **Never written**: computed columns and `rowversion` (the server assigns them). Computed
-//!   columns take part in guards (their value follows from the others); a `rowversion` does
-//!   not: every write gives the row a new one, the undo's own earlier steps on the same row
+//! * **Never written**: computed columns, `rowversion` and `GENERATED ALWAYS` columns (temporal
+//!   periods, ledger columns: the server assigns them; writing one is Msg 13536/13537). Computed
+//!   columns take part in guards (their value follows from the others); a `rowversion` or a
+//!   `GENERATED ALWAYS` column does not: every write gives the row a new one, the undo's own earlier steps on the same row
 //!   included, so a guard on it would refuse multi-level undo of a row and any redo.
-//! * **Foreign keys**: SQL Server cannot defer constraints, so [`order_for_foreign_keys`] puts
-//!   re-inserts first (parents before children), then updates, then deletes (children before
-//!   parents), whenever no row has more than one step; otherwise the planner's newest-first
-//!   order stands, which is itself an order the constraints accepted when the changes were made.
+//! * **Foreign keys and unique keys**: SQL Server cannot defer constraints.
+//!   [`order_for_foreign_keys`] keeps the planner's newest-first order, which the constraints
+//!   (unique keys included) accepted when the changes were made, and moves a step only where a
+//!   foreign key needs it: re-inserts into parents before re-inserts into their children,
+//!   deletes from children before deletes from their parents ([`dependency_order`]). In refuse
+//!   mode consecutive re-inserts into one table are one statement, whose foreign keys SQL
+//!   Server checks at its end, so a self-referencing table's rows go back whatever their order.
 //! * **Outcomes**: in skip and force modes the script ends with one result set, `[step]` and
 //!   `[outcome]` (`skipped` or `forced`), naming each step whose guard did not hold; every other
 //!   step applied. `rowtrail undo --apply` journals each step's outcome from it.
@@ -72,7 +76,82 @@ fn row_identity(step: &Step<'_>) -> String {
 }
 
 /// The order in which SQL Server's immediate foreign-key checks accept every statement, as
-/// indices into `steps`: re-inserts (parents first), updates, deletes (children first). Steps of
+/// indices into `steps`, moving as few steps as the foreign keys need.
+///
+/// The planner's order (newest first) is itself one the constraints accepted when the changes
+/// were made, unique keys included: a row deleted and then replaced by another with the same
+/// natural key is undone by deleting the new row before re-inserting the old. So that order
+/// stands, and a step moves only where a foreign key needs it: a re-insert into a referenced
+/// (parent) table goes before the re-inserts into the tables referencing it, and a delete from
+/// a referencing (child) table before the deletes from the tables it references. Among the
+/// steps free to go, the planner's earliest goes first (a stable topological order). When a row
+/// has more than one step (multi-level undo of one row, or a key-changing update), the
+/// planner's order is kept as it is. (Consecutive re-inserts into one table are written as one
+/// statement in refuse mode, see [`script`], so a self-referencing table's rows go back whole.)
+pub fn dependency_order(steps: &[ScriptStep<'_>], fks: &[ForeignKey]) -> Vec<usize> {
+    let mut rows = HashSet::new();
+    let keyless_tables = steps
+        .iter()
+        .filter(|s| s.step.table.key().is_none())
+        .count();
+    let repeated = steps.iter().any(|s| !rows.insert(row_identity(&s.step)));
+    let planner: Vec<usize> = (0..steps.len()).collect();
+    if repeated || fks.is_empty() || keyless_tables > 1 {
+        return planner;
+    }
+    let mut depths: HashMap<TableName, usize> = HashMap::new();
+    for s in steps {
+        let n = &s.step.table.name;
+        if !depths.contains_key(n) {
+            let d = depth(n, fks, &mut Vec::new());
+            depths.insert(n.clone(), d);
+        }
+    }
+    // Steps fall in classes by action and depth (deeper tables reference shallower ones): a
+    // re-insert waits for the re-inserts into shallower tables, a delete for the deletes from
+    // deeper ones; updates never wait. Each class keeps the planner's order.
+    use std::collections::{BTreeMap, VecDeque};
+    let mut classes: BTreeMap<(u8, usize), VecDeque<usize>> = BTreeMap::new();
+    for (i, s) in steps.iter().enumerate() {
+        let kind = match s.step.action() {
+            "insert" => 0,
+            "delete" => 2,
+            _ => 1,
+        };
+        classes
+            .entry((kind, depths[&s.step.table.name]))
+            .or_default()
+            .push_back(i);
+    }
+    let mut order = Vec::with_capacity(steps.len());
+    while order.len() < steps.len() {
+        let free = |&(kind, d): &(u8, usize)| -> bool {
+            classes.iter().all(|(&(k, e), q)| {
+                q.is_empty()
+                    || match (kind, k) {
+                        (0, 0) => e >= d,
+                        (2, 2) => e <= d,
+                        _ => true,
+                    }
+            })
+        };
+        let pick = classes
+            .iter()
+            .filter(|(c, q)| !q.is_empty() && free(c))
+            .min_by_key(|(_, q)| q[0])
+            .map(|(c, _)| *c)
+            .expect("the shallowest re-inserts and the deepest deletes are always free");
+        let q = classes.get_mut(&pick).expect("picked");
+        order.push(q.pop_front().expect("not empty"));
+    }
+    order
+}
+
+/// The phase order: re-inserts (parents first), updates, deletes (children first), as
+/// indices into `steps`. Superseded by [`dependency_order`]: moving every re-insert before
+/// every delete cannot undo a delete followed by an insert of another row with the same
+/// unique key (Msg 2627). Kept, unchanged, for the restore tool's SQL Server target until it
+/// moves to [`dependency_order`]. Steps of
 /// one table keep their order. When a row has more than one step (multi-level undo of one row,
 /// or a key-changing update), the planner's order is kept as it is.
 pub fn foreign_key_order(steps: &[ScriptStep<'_>], fks: &[ForeignKey]) -> Vec<usize> {
@@ -106,12 +185,12 @@ pub fn foreign_key_order(steps: &[ScriptStep<'_>], fks: &[ForeignKey]) -> Vec<us
     order
 }
 
-/// `steps` reordered by [`foreign_key_order`].
+/// `steps` reordered by [`dependency_order`].
 pub fn order_for_foreign_keys<'a>(
     steps: &[ScriptStep<'a>],
     fks: &[ForeignKey],
 ) -> Vec<ScriptStep<'a>> {
-    foreign_key_order(steps, fks)
+    dependency_order(steps, fks)
         .into_iter()
         .map(|i| steps[i])
         .collect()
@@ -134,14 +213,37 @@ pub fn script(
             "DECLARE {OUTCOMES} TABLE ([step] int NOT NULL PRIMARY KEY, [outcome] nvarchar(8) NOT NULL);\n"
         ));
     }
-    for (i, st) in steps.iter().enumerate() {
-        let n = i + 1;
-        let _ = writeln!(
-            s,
-            "\n-- step {n}: {}",
-            super::script::comment_text(st.comment)
-        );
-        step(&mut s, n, &st.step, on_conflict)?;
+    let mut i = 0;
+    while i < steps.len() {
+        // In refuse mode, consecutive re-inserts into one table are one INSERT: SQL Server
+        // checks a statement's foreign keys when it ends, so rows of a self-referencing table
+        // (one statement's delete, undone) go back whatever their order; any conflict rolls
+        // everything back anyway.
+        let run = if on_conflict == OnConflict::Stop {
+            steps[i..]
+                .iter()
+                .take_while(|st| {
+                    st.step.action() == "insert" && st.step.table.name == steps[i].step.table.name
+                })
+                .count()
+        } else {
+            1
+        };
+        for (k, st) in steps[i..i + run.max(1)].iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "\n-- step {}: {}",
+                i + k + 1,
+                super::script::comment_text(st.comment)
+            );
+        }
+        if run > 1 {
+            reinsert_together(&mut s, i + 1, &steps[i..i + run])?;
+            i += run;
+        } else {
+            step(&mut s, i + 1, &steps[i].step, on_conflict)?;
+            i += 1;
+        }
     }
     if outcomes {
         s.push_str(&format!(
@@ -201,7 +303,8 @@ impl<'a> Shape<'a> {
         }
     }
     fn rowversion(&self, i: usize) -> bool {
-        self.t.columns[i].rowversion || self.types[i].as_ref().is_some_and(|t| t.is_rowversion())
+        self.t.columns[i].server_assigned()
+            || self.types[i].as_ref().is_some_and(|t| t.is_rowversion())
     }
     fn insertable(&self) -> Vec<usize> {
         (0..self.t.columns.len())
@@ -220,6 +323,12 @@ impl<'a> Shape<'a> {
 }
 
 /// `N'…'` with control characters as `NCHAR(n)`.
+///
+/// A concatenation of operands none of which is `nvarchar(max)` is itself limited to 4,000
+/// characters and truncated silently, before any outer `CONVERT` could widen it; `+` evaluates
+/// left to right, so the first operand is made `nvarchar(max)` and every partial result is one.
+/// (One literal needs no conversion: a constant longer than 4,000 characters is already
+/// `nvarchar(max)`.)
 fn text_literal(t: &[u8]) -> String {
     let s = String::from_utf8_lossy(t);
     let mut parts = Vec::new();
@@ -241,7 +350,8 @@ fn text_literal(t: &[u8]) -> String {
     if parts.len() == 1 {
         parts.remove(0)
     } else {
-        format!("CONVERT(nvarchar(max), {})", parts.join(" + "))
+        let first = parts.remove(0);
+        format!("CONVERT(nvarchar(max), {first}) + {}", parts.join(" + "))
     }
 }
 
@@ -398,6 +508,61 @@ fn insert(shape: &Shape<'_>, row: &[Value], guard_key: bool) -> String {
         );
     }
     sql
+}
+
+/// Steps `first`… (re-inserts into one table) as one guarded `INSERT … SELECT … UNION ALL …`
+/// that must insert every row (refuse mode).
+fn reinsert_together(s: &mut String, first: usize, run: &[ScriptStep<'_>]) -> Result<(), SqlError> {
+    let table = run[0].step.table;
+    let shape = Shape::new(table)?;
+    let cols = shape.insertable();
+    let names: Vec<String> = cols.iter().map(|&i| shape.col(i)).collect();
+    let mut selects = Vec::with_capacity(run.len());
+    for st in run {
+        let row = st.step.target.expect("a re-insert has a target");
+        if row.len() != table.columns.len() {
+            return Err(SqlError::Uncapturable {
+                table: table.name.to_string(),
+                reason: format!(
+                    "an undo image has {} values for {} columns",
+                    row.len(),
+                    table.columns.len()
+                ),
+            });
+        }
+        // A NULL in every branch of a UNION would be typed int, which no uniqueidentifier, xml
+        // or CLR column accepts: each NULL carries its column's type.
+        let vals: Vec<String> = cols
+            .iter()
+            .map(|&i| match &row[i] {
+                Value::Null => format!("CAST(NULL AS {})", shape.ty(i)),
+                v => literal(&shape, i, v),
+            })
+            .collect();
+        let mut sel = format!("SELECT {}", vals.join(", "));
+        if let Some(k) = key_equals(&shape, row) {
+            let _ = write!(
+                sel,
+                " WHERE NOT EXISTS (SELECT 1 FROM {} WITH (UPDLOCK, HOLDLOCK) WHERE {k})",
+                shape.name()
+            );
+        }
+        selects.push(sel);
+    }
+    let sql = format!(
+        "INSERT INTO {} ({})\n    {}",
+        shape.name(),
+        names.join(", "),
+        selects.join("\n    UNION ALL\n    ")
+    );
+    s.push_str(&with_identity(&shape, &sql, ""));
+    let last = first + run.len() - 1;
+    let _ = writeln!(
+        s,
+        "IF @n <> {} THROW 50003, N'rowtrail undo: steps {first} to {last} conflict: a row''s key is taken', 1;",
+        run.len()
+    );
+    Ok(())
 }
 
 fn update(shape: &Shape<'_>, target: &[Value], place: &str) -> String {

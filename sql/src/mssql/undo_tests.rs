@@ -123,7 +123,7 @@ fn literals_are_typed_and_exact() {
     for want in [
         "CAST(12.3400 AS money)",
         "CAST(N'2024-03-11T05:00:00.5000000+05:30' AS datetimeoffset(7))",
-        "CONVERT(nvarchar(max), N'it''s' + NCHAR(13) + NCHAR(10) + N'A ')",
+        "CONVERT(nvarchar(max), N'it''s') + NCHAR(13) + NCHAR(10) + N'A '",
         "CAST(0xE6100000 AS geography)",
         "N'<a b=\"1\"/>'",
         "CAST(1E-1 AS float)",
@@ -397,4 +397,152 @@ fn refuses_images_of_the_wrong_width_and_names_sqlcmd_would_act_on() {
         OnConflict::Stop
     )
     .is_err());
+}
+
+#[test]
+fn long_text_with_control_characters_is_never_truncated_by_its_concatenation() {
+    // 5,000 characters with line breaks: every partial sum must already be nvarchar(max),
+    // or SQL Server truncates it at 4,000 characters before any outer CONVERT.
+    let text = "x".repeat(2_500) + "\r\n" + &"y".repeat(2_500) + "\n";
+    let lit = text_literal(text.as_bytes());
+    assert!(
+        lit.starts_with("CONVERT(nvarchar(max), N'xxx")
+            && lit.contains("') + NCHAR(13) + NCHAR(10) + N'yyy"),
+        "{}",
+        &lit[..60]
+    );
+    assert!(lit.ends_with("' + NCHAR(10)"), "{}", &lit[lit.len() - 40..]);
+    assert_eq!(lit.matches("CONVERT(").count(), 1, "one widening, first");
+    // No control character: one literal, which SQL Server types nvarchar(max) past 4,000.
+    assert_eq!(text_literal(b"plain"), "N'plain'");
+    // Bytes are one 0x literal, whatever their length: nothing is concatenated.
+    let big = hex(&vec![0xAB; 9_000]);
+    assert!(big.starts_with("0xABAB") && !big.contains('+') && big.len() == 2 + 18_000);
+}
+
+#[test]
+fn only_foreign_keys_move_steps_so_a_reused_unique_key_undoes_in_planner_order() {
+    // History: row 1 (natural key X) deleted, then row 2 inserted with X. Newest first, the
+    // undo deletes row 2, then re-inserts row 1; re-inserting first breaks the unique key.
+    let t = orders();
+    let mut parent = orders();
+    parent.name = name("Sales", "Customer");
+    let fks = [ForeignKey {
+        child: t.name.clone(),
+        parent: parent.name.clone(),
+        child_columns: vec![],
+        parent_columns: vec![],
+    }];
+    let (mut a, mut b) = (row(), row());
+    a[0] = Value::Integer(1);
+    b[0] = Value::Integer(2);
+    let steps = [
+        ScriptStep {
+            comment: "delete the new row",
+            step: Step {
+                table: &t,
+                expect: Some(&b),
+                target: None,
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "re-insert the old",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(&a),
+                rowid: None,
+            },
+        },
+    ];
+    assert_eq!(dependency_order(&steps, &fks), [0, 1]);
+    assert_eq!(
+        foreign_key_order(&steps, &fks),
+        [1, 0],
+        "the phase order moved it"
+    );
+    // A parent's re-insert still goes before its child's, and a child's delete before its
+    // parent's, whatever else the planner put between them.
+    let (mut p, mut c) = (row(), row());
+    p[0] = Value::Integer(7);
+    c[0] = Value::Integer(8);
+    let steps = [
+        ScriptStep {
+            comment: "re-insert child",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(&c),
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "update",
+            step: Step {
+                table: &parent,
+                expect: Some(&a),
+                target: Some(&b),
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "re-insert parent",
+            step: Step {
+                table: &parent,
+                expect: None,
+                target: Some(&p),
+                rowid: None,
+            },
+        },
+    ];
+    assert_eq!(dependency_order(&steps, &fks), [1, 2, 0]);
+}
+
+#[test]
+fn consecutive_reinserts_into_one_table_are_one_statement_in_refuse_mode() {
+    // A self-referencing table's rows, deleted by one statement: re-inserted one by one in
+    // key order, a child can come before its parent (Msg 547); one INSERT is checked at its end.
+    let t = orders();
+    let rows: Vec<Vec<Value>> = (1..=3)
+        .map(|i| {
+            let mut r = row();
+            r[0] = Value::Integer(i);
+            r
+        })
+        .collect();
+    let steps: Vec<ScriptStep<'_>> = rows
+        .iter()
+        .map(|r| ScriptStep {
+            comment: "re-insert",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(r),
+                rowid: None,
+            },
+        })
+        .collect();
+    let sql = render(&steps, OnConflict::Stop);
+    assert_eq!(
+        sql.matches("INSERT INTO [Sales].[Order]").count(),
+        1,
+        "{sql}"
+    );
+    assert_eq!(
+        sql.matches("\n    UNION ALL\n    SELECT ").count(),
+        2,
+        "{sql}"
+    );
+    assert_eq!(sql.matches("WHERE NOT EXISTS (SELECT 1 FROM [Sales].[Order] WITH (UPDLOCK, HOLDLOCK) WHERE [Id] = ").count(), 3);
+    assert!(
+        sql.contains("IF @n <> 3 THROW 50003, N'rowtrail undo: steps 1 to 3 conflict"),
+        "{sql}"
+    );
+    for n in 1..=3 {
+        assert!(sql.contains(&format!("-- step {n}: re-insert")));
+    }
+    // Skip and force modes keep one statement per step (each has its own outcome).
+    let skip = render(&steps, OnConflict::Skip);
+    assert_eq!(skip.matches("INSERT INTO [Sales].[Order]").count(), 3);
 }

@@ -7,12 +7,15 @@
 //! * added columns are added to staging (NULL in rows staged before);
 //! * dropped columns stay in staging, so rows staged before keep their values (NULL in later
 //!   rows); reinstall the table to drop them;
-//! * columns whose type, collation or sparseness changed are altered in staging, only when staging
-//!   holds no rows (otherwise the script stops: drain with `rowtrail read` and run it again), since
-//!   converting staged values could change them;
+//! * columns whose type, collation or sparseness changed are altered in staging; a widening
+//!   (a longer string, a wider integer, more decimal digits) keeps every staged value and runs
+//!   whatever staging holds, any other change only when staging holds no rows (otherwise the
+//!   script stops: drain with `rowtrail read` and run it again), since converting staged values
+//!   could change them;
+//! * the column snapshot the DDL guard compares with is taken anew (see [`super::ddl_guard`]);
 //! * the registry gets the new definition and `rowtrail_versions` a row with the sequence value
 //!   at the switch: a staged row belongs to the latest version whose `first_seq` is below its seq;
-//! * the trigger is created anew and set to fire last.
+//! * the trigger is created anew and set to fire first.
 
 use super::install::{next_seq, push_trigger, registry_where, throw};
 use super::{header, name_literal, objects, shared, transactional, Captured, Options, Script};
@@ -90,7 +93,20 @@ pub fn script(old: &Table, new: &Table, options: &Options) -> Result<Script, Sql
         trl = name_literal(&new.trigger_name()),
         trig = new.trigger_name(),
     );
-    if !changed.is_empty() {
+    // Widening (a longer varchar, int to bigint) keeps every staged value as it is, so it may
+    // alter staging that holds rows; any other change waits for staging to drain.
+    let widening_only = changed.iter().all(|&(j, i)| {
+        let parse = |t: &str| super::types::MssqlType::parse(t).ok();
+        match (parse(&old.staging_types[j]), parse(&new.staging_types[i])) {
+            (Some(a), Some(b)) => {
+                a.widens_to(&b)
+                    && old.table.columns[j].collation == new.table.columns[i].collation
+                    && old.table.columns[j].sparse == new.table.columns[i].sparse
+            }
+            _ => false,
+        }
+    });
+    if !changed.is_empty() && !widening_only {
         body.push_str(&format!(
             "    IF EXISTS (SELECT 1 FROM {stg})\n        {}\n",
             throw(&format!(
@@ -99,6 +115,8 @@ pub fn script(old: &Table, new: &Table, options: &Options) -> Result<Script, Sql
                 new.source()
             ))
         ));
+    }
+    if !changed.is_empty() {
         for &(j, i) in &changed {
             let name = new.table.columns[i].name.mssql();
             let def = new.staging_column(i);

@@ -1,0 +1,258 @@
+//! SQL Server fidelity (issue 15): the shapes that fix what a real server would get wrong,
+//! pinned by snapshots and parsed by ScriptDom like every other generated script. The live
+//! suite (`tests/e2e/mssql_live/fidelity.rs`) runs the same shapes on a server.
+
+mod common;
+
+use rowtrail_sql::mssql::undo::{order_for_foreign_keys, script, ForeignKey};
+use rowtrail_sql::mssql::{ddl_guard, Captured, Deployment, Script};
+use rowtrail_sql::undo::{OnConflict, ScriptStep, Step};
+use rowtrail_sql::{Table, Value};
+
+/// Shapes SQL Server treats in ways rowtrail once got wrong.
+const FIDELITY: &str = include_str!("fixtures/fidelity.sql");
+
+fn fixture(name: &str) -> Table {
+    rowtrail_sql::ddl::parse_mssql(FIDELITY)
+        .expect("the fixture parses")
+        .into_iter()
+        .find(|t| t.name.name.as_str() == name)
+        .expect("fixture table")
+}
+
+/// The undo of: a temporal table's row updated and deleted (its period columns never written
+/// nor compared), a long text with line breaks deleted, and three rows of a self-referencing
+/// table deleted by one statement.
+fn undo_script() -> Script {
+    let price = Captured::new(&fixture("Price")).unwrap().table;
+    let texts = Captured::new(&fixture("Texts")).unwrap().table;
+    let tree = rowtrail_sql::ddl::parse_mssql(
+        "CREATE TABLE dbo.Tree (Id int NOT NULL PRIMARY KEY, Parent int NULL REFERENCES dbo.Tree (Id));",
+    )
+    .unwrap()
+    .remove(0);
+    let period = |amount: &str, from: &str| {
+        vec![
+            Value::Integer(1),
+            Value::Decimal(amount.into()),
+            Value::DateTime(from.into()),
+            Value::DateTime("9999-12-31T23:59:59.9999999".into()),
+        ]
+    };
+    let (old, new) = (
+        period("10.0000", "2026-01-01T00:00:00.0000000"),
+        period("12.5000", "2026-02-01T00:00:00.0000000"),
+    );
+    let long = "x".repeat(3000) + "\r\n" + &"y".repeat(3000);
+    let text_row = vec![
+        Value::Integer(1),
+        Value::text("café"),
+        Value::text("é         "),
+        Value::text(&long),
+        Value::text("w"),
+        Value::Null,
+    ];
+    let nodes: Vec<Vec<Value>> = [(3, Some(2)), (2, Some(1)), (1, None)]
+        .iter()
+        .map(|&(id, parent)| {
+            vec![
+                Value::Integer(id),
+                parent.map_or(Value::Null, Value::Integer),
+            ]
+        })
+        .collect();
+    let mut steps = vec![
+        ScriptStep {
+            comment: "undo an update of a temporal row",
+            step: Step {
+                table: &price,
+                expect: Some(&new),
+                target: Some(&old),
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "undo its delete",
+            step: Step {
+                table: &price,
+                expect: None,
+                target: Some(&old),
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "undo the delete of a long text",
+            step: Step {
+                table: &texts,
+                expect: None,
+                target: Some(&text_row),
+                rowid: None,
+            },
+        },
+    ];
+    for n in &nodes {
+        steps.push(ScriptStep {
+            comment: "undo one row of a delete of a subtree",
+            step: Step {
+                table: &tree,
+                expect: None,
+                target: Some(n),
+                rowid: None,
+            },
+        });
+    }
+    let fks = [ForeignKey {
+        child: tree.name.clone(),
+        parent: tree.name.clone(),
+        child_columns: vec![],
+        parent_columns: vec![],
+    }];
+    let mut s = script(
+        "undo (issue 15 shapes)",
+        &order_for_foreign_keys(&steps, &fks),
+        OnConflict::Stop,
+    )
+    .unwrap();
+    s.name = "undo-fidelity".into();
+    s
+}
+
+/// The scripts of this file, validated together.
+fn fidelity_scripts() -> Vec<Script> {
+    let product = common::table("Product");
+    let mut widened = product.clone();
+    for c in widened.columns.iter_mut() {
+        match c.name.as_str() {
+            "Size" => c.sql_type = "nvarchar(200)".into(),
+            "Weight" => c.sql_type = "decimal(12,2)".into(),
+            _ => {}
+        }
+    }
+    let mut s = Deployment::upgrade(&product, &widened, &common::options()).unwrap();
+    s.name = "upgrade-widening".into();
+    vec![s, undo_script()]
+}
+
+#[test]
+fn issue15_capture_fires_first_and_refuses_another_first_trigger() {
+    let d = Deployment::generate(&[common::table("Person")], &common::options()).unwrap();
+    let install = d.install.render();
+    assert!(!install.contains("N'Last'"), "never set to fire last");
+    assert_eq!(install.matches("@order = N'First'").count(), 3);
+    assert!(install.contains("is already set to fire first"));
+}
+
+#[test]
+fn issue15_the_ddl_guard_refuses_column_name_and_schema_changes_of_captured_tables() {
+    let d = Deployment::generate(&common::tables(), &common::options()).unwrap();
+    let batches = d.install.batches();
+    let guard = batches
+        .iter()
+        .position(|b| {
+            b.sql
+                .starts_with("CREATE TRIGGER [rowtrail_ddl_guard] ON DATABASE")
+        })
+        .expect("the install creates the DDL guard");
+    let sql = &batches[guard].sql;
+    assert!(
+        sql.contains("FOR ALTER_TABLE, RENAME, ALTER_SCHEMA, DROP_TABLE"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("ROLLBACK TRANSACTION;") && sql.contains("rowtrail sql upgrade --table %s")
+    );
+    // Its own staging changes pass, and a table whose capture trigger is dropped (the upgrade
+    // in progress) is not compared.
+    assert!(sql.contains("= N'rowtrail' RETURN;"));
+    assert!(sql.contains(
+        "JOIN sys.triggers AS tr ON tr.name COLLATE DATABASE_DEFAULT = r.[trigger_name]"
+    ));
+    // Every table's column snapshot is taken after its trigger, and before the guard exists.
+    for t in &d.tables {
+        let snap = batches
+            .iter()
+            .position(|b| b.sql.contains(&ddl_guard::refresh_snapshot(t)))
+            .unwrap_or_else(|| panic!("no snapshot of {}", t.table.name));
+        let trig = batches
+            .iter()
+            .position(|b| {
+                b.sql
+                    .starts_with(&format!("CREATE TRIGGER {}", t.trigger_name()))
+            })
+            .unwrap();
+        assert!(trig < snap && snap < guard, "{}", t.table.name);
+    }
+    // The guard is dropped before the first table's objects are replaced.
+    let drop = batches
+        .iter()
+        .position(|b| b.sql.contains(&ddl_guard::drop_guard()))
+        .unwrap();
+    let first_table = batches
+        .iter()
+        .position(|b| b.sql.contains("does not exist in this database"))
+        .unwrap();
+    assert!(drop < first_table);
+    // The uninstall removes the guard with the last table.
+    assert!(d
+        .uninstall
+        .render()
+        .contains("DROP TRIGGER [rowtrail_ddl_guard] ON DATABASE;"));
+}
+
+#[test]
+fn issue15_a_widening_upgrade_runs_while_staging_holds_rows() {
+    let s = &fidelity_scripts()[0];
+    let text = s.render();
+    assert!(
+        !text.contains("holds rows and a column''s type changed"),
+        "{text}"
+    );
+    assert!(text.contains("ALTER COLUMN [Size] nvarchar(200) NULL;"));
+    assert!(text.contains("ALTER COLUMN [Weight] decimal(12,2) NULL;"));
+    assert!(
+        text.contains("DELETE FROM [rowtrail].[rowtrail_columns]"),
+        "the snapshot is taken anew"
+    );
+    insta::assert_snapshot!("mssql-upgrade-widening", text);
+    // Anything that is not a widening still waits for staging to drain.
+    let product = common::table("Product");
+    let mut narrowed = product.clone();
+    narrowed
+        .columns
+        .iter_mut()
+        .find(|c| c.name.as_str() == "Size")
+        .unwrap()
+        .sql_type = "nvarchar(2)".into();
+    let s = Deployment::upgrade(&product, &narrowed, &common::options()).unwrap();
+    assert!(s
+        .render()
+        .contains("holds rows and a column''s type changed"));
+}
+
+#[test]
+fn issue15_every_fidelity_script_parses_in_scriptdom() {
+    let scripts = fidelity_scripts();
+    let summary = common::scriptdom("fidelity", &scripts);
+    assert!(
+        summary.starts_with(&format!("validated {} scripts", scripts.len()))
+            && summary.contains(" 0 errors"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn issue15_undo_never_writes_period_columns_and_reinserts_a_subtree_in_one_statement() {
+    let text = undo_script().render();
+    // Temporal (and ledger) columns: never assigned, inserted or compared (Msg 13536/13537).
+    assert!(
+        !text.contains("[ValidFrom]") && !text.contains("[ValidTo]"),
+        "{text}"
+    );
+    // A long text with line breaks: the concatenation starts from nvarchar(max).
+    assert!(text.contains("CONVERT(nvarchar(max), N'xxx"));
+    assert!(text.contains("') + NCHAR(13) + NCHAR(10) + N'yyy"));
+    // The subtree's rows: one INSERT, checked as a whole.
+    assert_eq!(text.matches("INSERT INTO [dbo].[Tree]").count(), 1);
+    assert!(text.contains("IF @n <> 3 THROW 50003"));
+    insta::assert_snapshot!("mssql-undo-fidelity", text);
+}

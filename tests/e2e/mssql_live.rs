@@ -289,34 +289,13 @@ fn capture_read_undo_uninstall_round_trip() {
     };
     let targets = scope::select(&arch, &id, &sc).unwrap();
     assert!(targets.len() >= 20, "{} changes", targets.len());
-    let history = arch
-        .changes(&ChangeQuery {
-            incarnation: Some(id.clone()),
-            undo_eligible: true,
-            after_id: Some(targets[0] - 1),
-            ..ChangeQuery::default()
-        })
-        .unwrap();
-    let plan = plan::undo(history, &targets, &[], Mode::Refuse);
-    assert!(!plan.refused(), "{:?}", plan.conflicts);
-    let comments = plan.comments();
     let fks = [ForeignKey {
         child: tables[4].name.clone(),
         parent: tables[3].name.clone(),
         child_columns: vec![],
         parent_columns: vec![],
     }];
-    let job = plan.job(&comments, &fks, None);
-    let steps = job.script_steps();
-    let undo = script(
-        "live undo",
-        &order_for_foreign_keys(&steps, &fks),
-        plan.mode.on_conflict(),
-    )
-    .unwrap();
-    for b in undo.batches() {
-        db.run(&mut c, &b.sql);
-    }
+    fidelity::undo_after(&db, &mut c, &arch, &source, last_before, &fks);
     let after: Vec<_> = tables.iter().map(|t| contents(&mut c, t)).collect();
     assert_eq!(after, before, "undo restores every table exactly");
 

@@ -172,37 +172,17 @@ impl Lookups {
         archive: &Archive,
         id: i64,
     ) -> Result<(Arc<str>, Arc<str>), ReaderError> {
-        if let Some(s) = self.sources.get(&id) {
-            return Ok(s.clone());
-        }
-        let found: Option<(String, String)> = archive
-            .conn
-            .prepare_cached("SELECT incarnation, engine FROM sources WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(archive.err("cannot read a source"))?;
-        let (inc, engine) =
-            found.ok_or_else(|| archive.damaged(&format!("source {id} is missing")))?;
-        let s = (Arc::from(inc), Arc::from(engine));
-        self.sources.insert(id, s.clone());
-        Ok(s)
+        let sql = "SELECT incarnation, engine FROM sources WHERE id = ?1";
+        cached(&mut self.sources, archive, id, sql, "source", |a: String, b: String| {
+            (Arc::from(a), Arc::from(b))
+        })
     }
 
     /// The table a version belongs to, and that table's source.
     pub fn version_owner(&mut self, archive: &Archive, id: i64) -> Result<(i64, i64), ReaderError> {
-        if let Some(o) = self.owners.get(&id) {
-            return Ok(*o);
-        }
-        let found: Option<(i64, i64)> = archive
-            .conn
-            .prepare_cached(
-                "SELECT v.table_id, t.source_id FROM table_versions v JOIN tables t ON t.id = v.table_id \
-                 WHERE v.id = ?1",
-            )
-            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(archive.err("cannot read a table version"))?;
-        let o = found.ok_or_else(|| archive.damaged(&format!("table version {id} is missing")))?;
-        self.owners.insert(id, o);
-        Ok(o)
+        let sql = "SELECT v.table_id, t.source_id FROM table_versions v \
+                   JOIN tables t ON t.id = v.table_id WHERE v.id = ?1";
+        cached(&mut self.owners, archive, id, sql, "table version", |a, b| (a, b))
     }
 
     /// A table's schema (empty on SQLite) and name, as the `tables` table records them.
@@ -211,19 +191,10 @@ impl Lookups {
         archive: &Archive,
         id: i64,
     ) -> Result<(Arc<str>, Arc<str>), ReaderError> {
-        if let Some(t) = self.tables.get(&id) {
-            return Ok(t.clone());
-        }
-        let found: Option<(String, String)> = archive
-            .conn
-            .prepare_cached("SELECT schema_name, table_name FROM tables WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(archive.err("cannot read a table"))?;
-        let (schema, name) =
-            found.ok_or_else(|| archive.damaged(&format!("table {id} is missing")))?;
-        let t = (Arc::from(schema), Arc::from(name));
-        self.tables.insert(id, t.clone());
-        Ok(t)
+        let sql = "SELECT schema_name, table_name FROM tables WHERE id = ?1";
+        cached(&mut self.tables, archive, id, sql, "table", |a: String, b: String| {
+            (Arc::from(a), Arc::from(b))
+        })
     }
 
     /// Decodes `raw`.
@@ -280,6 +251,30 @@ impl Lookups {
             hash: raw.hash.try_into().map_err(|_| damaged("chain hash"))?,
         })
     }
+}
+
+/// `cache[id]`, read once (`sql`: one row of two columns for `?1` = `id`) when it is not there
+/// yet; a row that is missing is damage (`what` names it).
+fn cached<T: Clone, A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
+    cache: &mut HashMap<i64, T>,
+    archive: &Archive,
+    id: i64,
+    sql: &str,
+    what: &str,
+    make: impl FnOnce(A, B) -> T,
+) -> Result<T, ReaderError> {
+    if let Some(v) = cache.get(&id) {
+        return Ok(v.clone());
+    }
+    let found: Option<(A, B)> = archive
+        .conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(archive.err(&format!("cannot read a {what}")))?;
+    let (a, b) = found.ok_or_else(|| archive.damaged(&format!("{what} {id} is missing")))?;
+    let v = make(a, b);
+    cache.insert(id, v.clone());
+    Ok(v)
 }
 
 fn nullable(v: Value) -> Option<Value> {

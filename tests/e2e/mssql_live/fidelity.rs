@@ -31,7 +31,7 @@ fn capture(
 
 /// Undoes every change archived after change `after`, through the planner and the rendered
 /// T-SQL, as `rowtrail undo --after-change` does.
-fn undo_after(
+pub(super) fn undo_after(
     db: &TestDb,
     c: &mut MssqlClient,
     arch: &Archive,

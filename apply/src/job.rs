@@ -118,4 +118,6 @@ pub trait Hooks {
     /// Every step's result, after all steps succeeded and before the target commits; an error
     /// rolls the target back.
     fn before_commit(&mut self, results: &[StepResult]) -> Result<(), ApplyError>;
+    /// `done` of the job's steps have run (called now and then during a long job).
+    fn progress(&mut self, _done: usize) {}
 }

@@ -179,6 +179,7 @@ pub fn prepare_redo(
 struct RunJournal<'a> {
     archive: &'a Archive,
     run: i64,
+    progress: &'a mut dyn FnMut(usize),
 }
 
 impl Hooks for RunJournal<'_> {
@@ -199,6 +200,10 @@ impl Hooks for RunJournal<'_> {
             .collect();
         Ok(self.archive.record_items(self.run, &items)?)
     }
+
+    fn progress(&mut self, done: usize) {
+        (self.progress)(done);
+    }
 }
 
 /// Applies a prepared plan and journals it; returns the run and each step's result (None
@@ -208,6 +213,17 @@ pub fn execute(
     source: &mut dyn Target,
     prepared: &Prepared,
     actor: &Actor,
+) -> Result<Option<(UndoRun, Vec<StepResult>)>, RestoreError> {
+    execute_with_progress(archive, source, prepared, actor, &mut |_| {})
+}
+
+/// [`execute`], telling `progress` now and then how many steps have run.
+pub fn execute_with_progress(
+    archive: &Archive,
+    source: &mut dyn Target,
+    prepared: &Prepared,
+    actor: &Actor,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<Option<(UndoRun, Vec<StepResult>)>, RestoreError> {
     let plan = &prepared.plan;
     if plan.refused() {
@@ -232,6 +248,7 @@ pub fn execute(
     let mut journal = RunJournal {
         archive,
         run: run.id,
+        progress,
     };
     let comments = plan.comments();
     let job = plan.job(&comments, &prepared.fks, Some(&label));

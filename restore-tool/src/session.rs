@@ -108,12 +108,20 @@ impl Session {
         Ok(self.source.script(&job, &header)?)
     }
 
-    /// Applies a prepared plan and journals it (see [`run::execute`]).
+    /// Applies a prepared plan and journals it (see [`run::execute`]), telling `progress` now
+    /// and then how many steps have run.
     pub fn execute(
         &mut self,
         prepared: &Prepared,
         actor: &Actor,
+        progress: &mut dyn FnMut(usize),
     ) -> Result<Option<(UndoRun, Vec<StepResult>)>, RestoreError> {
-        run::execute(&self.archive, self.source.as_mut(), prepared, actor)
+        run::execute_with_progress(
+            &self.archive,
+            self.source.as_mut(),
+            prepared,
+            actor,
+            progress,
+        )
     }
 }

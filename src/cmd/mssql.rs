@@ -11,9 +11,24 @@ use rowtrail_sql::mssql::{Deployment, Options};
 use crate::config::Config;
 
 /// Progress on stderr: one line per tenth of the batches, and the last.
+/// Progress of a script run batch by batch: a bar on a terminal, a line every tenth otherwise.
 fn progress(what: &'static str) -> impl FnMut(usize, usize) {
     let mut shown = 0;
+    let mut bar: Option<crate::progress::Progress> = None;
+    let terminal = crate::progress::Progress::wanted(false);
     move |done, total| {
+        if terminal {
+            let b = bar.get_or_insert_with(|| {
+                crate::progress::Progress::new(true, what, "batches", Some(total as u64))
+            });
+            b.set(done as u64);
+            if done == total {
+                if let Some(b) = bar.take() {
+                    b.finish();
+                }
+            }
+            return;
+        }
         let step = (total / 10).max(1);
         if done == total || done >= shown + step {
             shown = done;

@@ -289,7 +289,15 @@ fn execute(
         outln!("-- dry run: nothing was changed; add --apply to run it");
         return Ok(ExitCode::SUCCESS);
     }
-    match session.execute(&prepared, &actor()) {
+    let bar = crate::progress::Progress::new(
+        crate::progress::Progress::wanted(false) && plan.steps.len() >= 10_000,
+        kind,
+        "steps",
+        Some(plan.steps.len() as u64),
+    );
+    let outcome = session.execute(&prepared, &actor(), &mut |done| bar.set(done as u64));
+    bar.finish();
+    match outcome {
         Ok(Some((r, results))) => {
             let count = |w: &str| results.iter().filter(|x| x.outcome.word() == w).count();
             let carry = match r.source_tx {

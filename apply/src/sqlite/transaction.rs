@@ -184,6 +184,9 @@ fn apply_in_transaction(
         if n == half {
             failpoint::hit("undo-mid-apply");
         }
+        if n % 4096 == 0 && n > 0 {
+            hooks.progress(n);
+        }
         let step = s.step;
         let r = rendered.get(&step)?;
         let mut held = true;

@@ -173,16 +173,28 @@ impl Lookups {
         id: i64,
     ) -> Result<(Arc<str>, Arc<str>), ReaderError> {
         let sql = "SELECT incarnation, engine FROM sources WHERE id = ?1";
-        cached(&mut self.sources, archive, id, sql, "source", |a: String, b: String| {
-            (Arc::from(a), Arc::from(b))
-        })
+        cached(
+            &mut self.sources,
+            archive,
+            id,
+            sql,
+            "source",
+            |a: String, b: String| (Arc::from(a), Arc::from(b)),
+        )
     }
 
     /// The table a version belongs to, and that table's source.
     pub fn version_owner(&mut self, archive: &Archive, id: i64) -> Result<(i64, i64), ReaderError> {
         let sql = "SELECT v.table_id, t.source_id FROM table_versions v \
                    JOIN tables t ON t.id = v.table_id WHERE v.id = ?1";
-        cached(&mut self.owners, archive, id, sql, "table version", |a, b| (a, b))
+        cached(
+            &mut self.owners,
+            archive,
+            id,
+            sql,
+            "table version",
+            |a, b| (a, b),
+        )
     }
 
     /// A table's schema (empty on SQLite) and name, as the `tables` table records them.
@@ -192,9 +204,14 @@ impl Lookups {
         id: i64,
     ) -> Result<(Arc<str>, Arc<str>), ReaderError> {
         let sql = "SELECT schema_name, table_name FROM tables WHERE id = ?1";
-        cached(&mut self.tables, archive, id, sql, "table", |a: String, b: String| {
-            (Arc::from(a), Arc::from(b))
-        })
+        cached(
+            &mut self.tables,
+            archive,
+            id,
+            sql,
+            "table",
+            |a: String, b: String| (Arc::from(a), Arc::from(b)),
+        )
     }
 
     /// Decodes `raw`.

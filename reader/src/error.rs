@@ -43,6 +43,16 @@ pub enum ReaderError {
     /// The model refused a table or a name.
     #[error(transparent)]
     Sql(#[from] rowtrail_sql::SqlError),
+    /// Some tables cannot be captured as they are; nothing was installed.
+    #[error("{} table(s) of {location} cannot be captured as they are, so nothing was done:{}\nFix them, or leave them out: --skip-uncapturable goes on with the {capturable} other table(s)", .refused.len(), .refused.iter().map(|r| format!("\n  {r}")).collect::<String>())]
+    Uncapturable {
+        /// Where the source is.
+        location: String,
+        /// Each table refused, and why.
+        refused: Vec<crate::sqlite::catalog::Refusal>,
+        /// How many tables could be captured.
+        capturable: usize,
+    },
     /// Staged rows would be lost by what was asked.
     #[error("{staged} staged change image(s) in {location} are not archived yet; run `rowtrail read` first, or pass --discard-staged to drop them")]
     StagedRowsPending {

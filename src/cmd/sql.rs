@@ -19,7 +19,12 @@ pub enum SqlCommand {
     )]
     Generate(GenerateArgs),
     /// Install capture on the configured source (idempotent).
-    Install(TablesArgs),
+    #[command(
+        after_help = "Every table that cannot be captured as it is is reported at once, and nothing is\n\
+installed; --skip-uncapturable installs the others and lists those left out.\n\n\
+Examples:\n  rowtrail sql install\n  rowtrail sql install --tables orders,customers\n  rowtrail sql install --skip-uncapturable"
+    )]
+    Install(InstallArgs),
     /// Remove capture from the configured source.
     Uninstall(UninstallArgs),
     /// SQL Server: find drift (trigger missing, disabled or altered; staging not matching;
@@ -36,6 +41,17 @@ pub struct CheckArgs {
     /// Write an upgrade script into this folder for each table whose columns changed.
     #[arg(long, value_name = "DIR")]
     pub write_upgrade: Option<PathBuf>,
+}
+
+/// Arguments of `sql install`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub tables: TablesArgs,
+    /// SQLite: install the tables that can be captured and list the others, instead of
+    /// installing nothing when any table cannot be captured.
+    #[arg(long)]
+    pub skip_uncapturable: bool,
 }
 
 /// Which tables.
@@ -67,6 +83,10 @@ pub struct GenerateArgs {
     pub from_ddl: Option<PathBuf>,
     #[command(flatten)]
     pub tables: TablesArgs,
+    /// SQLite: write the scripts for the tables that can be captured, listing the others on
+    /// stderr, instead of refusing when any table cannot be captured.
+    #[arg(long)]
+    pub skip_uncapturable: bool,
     /// Write install.sql and uninstall.sql into this folder instead of printing install.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -108,7 +128,7 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
         SqlCommand::Generate(a) => generate(a, cfg),
         SqlCommand::Install(a) if cfg.engine == Engine::Mssql => super::mssql::install(
             cfg,
-            a.selected().as_deref(),
+            a.tables.selected().as_deref(),
             &mssql_options(MssqlTarget::Sql2016),
         ),
         SqlCommand::Uninstall(a) if cfg.engine == Engine::Mssql => super::mssql::uninstall(
@@ -127,25 +147,7 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
                 &mssql_options(MssqlTarget::Sql2016),
             )
         }
-        SqlCommand::Install(a) => {
-            let path = cfg.source()?;
-            let tables = SqliteSource::candidate_tables(path, a.selected().as_deref())?;
-            SqliteSource::install(path, &tables, VERSION)?;
-            println!(
-                "capture installed on {} for {} table(s):",
-                path.display(),
-                tables.len()
-            );
-            for t in &tables {
-                let key = if t.primary_key.is_empty() {
-                    "  (no primary key: rows are matched whole)"
-                } else {
-                    ""
-                };
-                println!("  {}{key}", t.name);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        SqlCommand::Install(a) => install_sqlite(a, cfg),
         SqlCommand::Uninstall(a) => {
             let path = cfg.source()?;
             let removed = SqliteSource::uninstall(
@@ -164,6 +166,65 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
     }
 }
 
+/// `sql install` on a SQLite source: every refusal reported at once, the rest installed only
+/// with `--skip-uncapturable`.
+fn install_sqlite(a: &InstallArgs, cfg: &Config) -> Result<ExitCode> {
+    let path = cfg.source()?;
+    let only = a.tables.selected();
+    let survey = SqliteSource::survey(path, only.as_deref())?;
+    for name in &survey.reserved {
+        eprintln!(
+            "note: table {name:?} is not captured: names starting with rowtrail_ are rowtrail's own; rename the table to capture it"
+        );
+    }
+    if !survey.refused.is_empty() && !a.skip_uncapturable {
+        return Err(rowtrail_reader::ReaderError::Uncapturable {
+            location: path.display().to_string(),
+            capturable: survey.tables.len(),
+            refused: survey.refused,
+        }
+        .into());
+    }
+    if survey.tables.is_empty() {
+        if survey.refused.is_empty() {
+            return Err(rowtrail_reader::ReaderError::NoTables {
+                location: path.display().to_string(),
+            }
+            .into());
+        }
+        bail!(
+            "none of the tables of {} can be captured as they are:{}",
+            path.display(),
+            survey
+                .refused
+                .iter()
+                .map(|r| format!("\n  {r}"))
+                .collect::<String>()
+        );
+    }
+    SqliteSource::install(path, &survey.tables, VERSION)?;
+    println!(
+        "capture installed on {} for {} table(s):",
+        path.display(),
+        survey.tables.len()
+    );
+    for t in &survey.tables {
+        let key = if t.primary_key.is_empty() {
+            "  (no primary key: rows are matched whole)"
+        } else {
+            ""
+        };
+        println!("  {}{key}", t.name);
+    }
+    if !survey.refused.is_empty() {
+        println!("not captured ({} table(s)):", survey.refused.len());
+        for r in &survey.refused {
+            println!("  {r}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
     let engine = a.engine.unwrap_or(cfg.engine);
     let only = a.tables.selected();
@@ -179,6 +240,16 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
                 bail!("{} defines no tables", file.display());
             }
             tables
+        }
+        None if a.skip_uncapturable => {
+            let survey = SqliteSource::survey(cfg.source()?, only.as_deref())?;
+            for r in &survey.refused {
+                eprintln!("not captured: {r}");
+            }
+            if survey.tables.is_empty() {
+                bail!("no table of {} can be captured", cfg.source()?.display());
+            }
+            survey.tables
         }
         None => SqliteSource::candidate_tables(cfg.source()?, only.as_deref())?,
     };

@@ -82,6 +82,21 @@ impl SqliteSource {
         Ok(tables)
     }
 
+    /// Every table of the database at `path` sorted into what capture can cover and what it
+    /// cannot, each refusal with its reason (`only` to look at some): see [`catalog::survey`].
+    /// A table one of whose derived names another object holds is refused too.
+    pub fn survey(path: &Path, only: Option<&[String]>) -> Result<catalog::Survey, ReaderError> {
+        let conn = open(path)?;
+        let location = path.display().to_string();
+        let mut survey = catalog::survey(&conn, &location, only)?;
+        let taken = install::taken_names(&conn, &location, &survey.tables)?;
+        survey
+            .tables
+            .retain(|t| !taken.iter().any(|r| r.table == t.name.to_string()));
+        survey.refused.extend(taken);
+        Ok(survey)
+    }
+
     /// The file this source reads.
     pub fn path(&self) -> PathBuf {
         PathBuf::from(&self.info.location)

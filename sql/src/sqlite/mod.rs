@@ -202,7 +202,10 @@ fn staging_columns(t: &Table) -> Vec<String> {
     cols
 }
 
-fn table_objects(t: &Table) -> Result<String, SqlError> {
+/// Whether SQLite capture can cover `t` as it is: the model's rules ([`Table::validate`]) and
+/// SQLite's own (a rowid the triggers can name, a key for a table without rowid).
+pub fn capturable(t: &Table) -> Result<(), SqlError> {
+    t.validate()?;
     if t.rowid && triggers::rowid_alias(t).is_none() {
         return Err(SqlError::Uncapturable {
             table: t.name.to_string(),
@@ -216,6 +219,11 @@ fn table_objects(t: &Table) -> Result<String, SqlError> {
             reason: "a table without rowid must have a primary key".into(),
         });
     }
+    Ok(())
+}
+
+fn table_objects(t: &Table) -> Result<String, SqlError> {
+    capturable(t)?;
     let names = CaptureNames::for_table(t);
     let mut s = format!("-- {}\n", comment_name(&t.name.to_string()));
     let mut defs = vec![

@@ -16,6 +16,20 @@ pub enum ReaderError {
         #[source]
         cause: rusqlite::Error,
     },
+    /// Another process held a lock on the SQLite source for longer than rowtrail waits
+    /// ([`crate::sqlite::connection::BUSY_TIMEOUT`]); nothing was changed, and it is tried again.
+    #[error("source {location}: database is locked: {}; {context} (rowtrail waits a few seconds per attempt, then tries again later)", .holders.as_deref().unwrap_or("another connection holds a lock rowtrail needs (which process is not known)"))]
+    SourceLocked {
+        /// Where the source is.
+        location: String,
+        /// What rowtrail was doing.
+        context: String,
+        /// Who holds what, where it can be known (`process 4711 (sqlite3) holds the write lock`).
+        holders: Option<String>,
+        /// The engine's error.
+        #[source]
+        cause: rusqlite::Error,
+    },
     /// The source has no rowtrail capture installed.
     #[error(
         "source {location} has no rowtrail capture installed; run `rowtrail sql install` first"

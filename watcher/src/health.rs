@@ -45,6 +45,8 @@ pub(crate) fn spawn(
                 let mut s = status.lock().expect("status lock");
                 match result {
                     Ok(h) => {
+                        s.source_blocked = None;
+                        s.source_blocked_since_us = None;
                         let was_down = !s.source_up;
                         let reinstalled = s.incarnation.as_ref().is_some_and(|i| *i != h.incarnation);
                         s.source_up = true;
@@ -69,6 +71,14 @@ pub(crate) fn spawn(
                         if was_down || reinstalled {
                             let _ = events.send(Event::SourceRecovered);
                         }
+                    }
+                    // A locked source answers: it is blocked, not down.
+                    Err(e @ ReaderError::SourceLocked { .. }) => {
+                        if s.source_blocked.is_none() {
+                            tracing::warn!(source = %s.source, error = %e, "source is blocked");
+                        }
+                        s.source_blocked = Some(e.to_string());
+                        s.source_blocked_since_us.get_or_insert(now);
                     }
                     Err(e) => {
                         s.source_failures += 1;

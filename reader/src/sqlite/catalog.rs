@@ -78,7 +78,14 @@ pub fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>,
 
 /// A connection to a source with capture installed, its location and its incarnation.
 pub(crate) fn open_installed(path: &Path) -> Result<(Connection, String, String), ReaderError> {
-    let conn = open(path)?;
+    installed_on(open(path)?, path)
+}
+
+/// The installed source behind `conn` (opened on `path`), its location and incarnation.
+pub(crate) fn installed_on(
+    conn: Connection,
+    path: &Path,
+) -> Result<(Connection, String, String), ReaderError> {
     let location = path.display().to_string();
     if !installed(&conn, &location)? {
         return Err(ReaderError::NotInstalled { location });
@@ -98,11 +105,7 @@ pub(crate) fn schema_version(conn: &Connection, location: &str) -> Result<i64, R
 fn src_err(location: &str, context: &str) -> impl FnOnce(rusqlite::Error) -> ReaderError {
     let location = location.to_string();
     let context = context.to_string();
-    move |cause| ReaderError::Source {
-        location,
-        context,
-        cause,
-    }
+    move |cause| super::connection::source_error(&location, context, cause)
 }
 
 /// A table capture cannot cover as it stands, and why.

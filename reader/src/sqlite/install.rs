@@ -44,11 +44,11 @@ impl SqliteSource {
         let script = gen::install_script(tables, version)?;
         conn.execute_batch(&script).map_err(|cause| {
             let _ = conn.execute_batch("ROLLBACK");
-            ReaderError::Source {
-                location: location.clone(),
-                context: "the install script failed; nothing was changed".into(),
+            super::connection::source_error(
+                &location,
+                "the install script failed; nothing was changed".into(),
                 cause,
-            }
+            )
         })
     }
 
@@ -95,11 +95,11 @@ impl SqliteSource {
         let script = gen::uninstall_script(&tables, shared, version);
         conn.execute_batch(&script).map_err(|cause| {
             let _ = conn.execute_batch("ROLLBACK");
-            ReaderError::Source {
-                location,
-                context: "the uninstall script failed; nothing was changed".into(),
+            super::connection::source_error(
+                &location,
+                "the uninstall script failed; nothing was changed".into(),
                 cause,
-            }
+            )
         })?;
         Ok(tables)
     }

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod connection;
 mod delete;
 mod health;
+mod holders;
 mod install;
 pub mod staging;
 mod time;

@@ -27,12 +27,25 @@ Examples:\n  rowtrail sql install\n  rowtrail sql install --tables orders,custom
     Install(InstallArgs),
     /// Remove capture from the configured source.
     Uninstall(UninstallArgs),
-    /// SQL Server: find drift (trigger missing, disabled or altered; staging not matching;
-    /// a captured table dropped or changed) and say what fixes it; exits 1 on drift.
+    /// Find drift between the schema and its capture and say what fixes it; exits 1 on drift.
+    /// SQL Server: trigger missing, disabled or altered; staging not matching; a captured table
+    /// dropped or changed. SQLite: columns added or renamed, a table renamed, dropped or
+    /// rebuilt, tables not captured.
     #[command(
-        after_help = "Examples:\n  rowtrail sql check\n  rowtrail sql check --write-upgrade upgrades/   # upgrade scripts for tables whose columns changed"
+        after_help = "On SQLite, the reader (`rowtrail read`, or a running watcher) follows the changes it can on\n\
+its own; `sql check` also lists what the archive's schema log recorded of them.\n\n\
+Examples:\n  rowtrail sql check\n  rowtrail sql check --write-upgrade upgrades/   # SQL Server: upgrade scripts for tables whose columns changed"
     )]
     Check(CheckArgs),
+    /// SQLite: change a captured table's schema and upgrade its capture in one transaction.
+    #[command(
+        after_help = "The statements run with the table's capture triggers removed (so DROP COLUMN works) and\n\
+capture is made again for the table as they leave it, all in one transaction: no change is\n\
+captured by the old capture after the schema changed. The table's staged changes must be\n\
+archived first; with a watcher running that takes moments, otherwise run `rowtrail read`.\n\n\
+Examples:\n  rowtrail sql alter --table staff \"ALTER TABLE staff ADD COLUMN phone TEXT\"\n  rowtrail sql alter --table staff \"ALTER TABLE staff DROP COLUMN fax\"\n  rowtrail sql alter --table staff \"ALTER TABLE staff RENAME TO employees\""
+    )]
+    Alter(AlterArgs),
 }
 
 /// Arguments of `sql check`.
@@ -41,6 +54,20 @@ pub struct CheckArgs {
     /// Write an upgrade script into this folder for each table whose columns changed.
     #[arg(long, value_name = "DIR")]
     pub write_upgrade: Option<PathBuf>,
+}
+
+/// Arguments of `sql alter`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlterArgs {
+    /// The captured table the statements change.
+    #[arg(long, value_name = "NAME")]
+    pub table: String,
+    /// The statements (no BEGIN or COMMIT: they run inside rowtrail's transaction).
+    #[arg(value_name = "SQL")]
+    pub sql: String,
+    /// How long to wait for the table's staged changes to be archived, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub wait: u64,
 }
 
 /// Arguments of `sql install`.
@@ -137,16 +164,23 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
             a.discard_staged,
             &mssql_options(MssqlTarget::Sql2016),
         ),
-        SqlCommand::Check(a) => {
-            if cfg.engine != Engine::Mssql {
-                bail!("`sql check` inspects SQL Server sources; SQLite capture is checked by `rowtrail verify` and reinstalled by `sql install`");
-            }
-            super::mssql::check(
-                cfg,
-                a.write_upgrade.as_deref(),
-                &mssql_options(MssqlTarget::Sql2016),
-            )
+        SqlCommand::Check(_) if cfg.engine == Engine::Sqlite => check_sqlite(cfg),
+        SqlCommand::Alter(a) => {
+            let path = cfg.source()?;
+            let done = SqliteSource::alter(
+                path,
+                &a.table,
+                &a.sql,
+                std::time::Duration::from_secs(a.wait),
+            )?;
+            println!("{:?}: {}", done.table, done.detail);
+            Ok(ExitCode::SUCCESS)
         }
+        SqlCommand::Check(a) => super::mssql::check(
+            cfg,
+            a.write_upgrade.as_deref(),
+            &mssql_options(MssqlTarget::Sql2016),
+        ),
         SqlCommand::Install(a) => install_sqlite(a, cfg),
         SqlCommand::Uninstall(a) => {
             let path = cfg.source()?;
@@ -163,6 +197,38 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `sql check` on a SQLite source: the drift now, and what the archive's schema log recorded.
+fn check_sqlite(cfg: &Config) -> Result<ExitCode> {
+    let path = cfg.source()?;
+    let drift = SqliteSource::drift(path)?;
+    for d in &drift {
+        println!("DRIFT  {}\n       fix: {}", d.problem(), d.fix());
+    }
+    let archive = cfg.archive()?;
+    if archive.exists() {
+        if let Ok(archive) = rowtrail_reader::archive::Archive::open_read_only(archive) {
+            let incarnation = SqliteSource::open(path).ok().map(|s| {
+                rowtrail_reader::source::Source::info(&s)
+                    .incarnation
+                    .clone()
+            });
+            for e in archive.schema_events(incarnation.as_deref(), 0)? {
+                println!("FOLLOWED  {} ({})", e.summary(), e.kind.word());
+            }
+        }
+    }
+    if drift.is_empty() {
+        println!(
+            "no drift: every captured table of {} matches its capture",
+            path.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} problem(s) on {}", drift.len(), path.display());
+        Ok(ExitCode::from(1))
     }
 }
 

@@ -147,6 +147,28 @@ pub const MIGRATIONS: &[&str] = &[
     // append to the row index). The keys are recomputed in Rust after this statement runs
     // (`REKEY_VERSION`; see `rekey.rs`): they are derived data outside the hash chain.
     "SELECT 1;",
+    // 7: the schema log: what the reader learnt of a source table's schema changing (capture
+    // upgraded after columns changed, the table renamed or dropped, a new table captured), at
+    // which point of the change stream, and which archived changes were captured after the
+    // change but before capture followed it. Outside the hash chain: `verify` does not cover
+    // it (docs/archive.md).
+    "CREATE TABLE schema_events (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        schema_name TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind = 'upgraded' OR kind = 'renamed' OR kind = 'dropped'
+            OR kind = 'captured'),
+        renamed_to TEXT,
+        detail TEXT NOT NULL,
+        after_seq INTEGER NOT NULL,
+        unsure_first_id INTEGER,
+        unsure_last_id INTEGER,
+        unsure_count INTEGER NOT NULL,
+        recorded_us INTEGER NOT NULL,
+        UNIQUE (source_id, schema_name, table_name, kind, after_seq));
+    CREATE INDEX schema_events_by_new_name ON schema_events (schema_name, renamed_to)
+        WHERE renamed_to IS NOT NULL;",
 ];
 
 /// The migration after whose SQL every row key is recomputed.

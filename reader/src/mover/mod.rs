@@ -31,6 +31,8 @@ pub struct PassStats {
     pub archived: u64,
     /// Changes already in the archive (copied again after an interrupted pass).
     pub duplicates: u64,
+    /// Schema changes followed (capture upgraded, a rename or drop recorded).
+    pub schema_changes: u64,
 }
 
 impl PassStats {
@@ -63,18 +65,33 @@ pub fn drain_while(
 ) -> Result<(PassStats, bool), ReaderError> {
     let batch = batch.max(1);
     let mut stats = PassStats::default();
+    let drained = drain_batches(source, archive, batch, &mut stats, go_on)?;
+    if drained {
+        // Staging is drained: a schema change since the last pass is followed now (what was
+        // staged meanwhile is archived under the old capture first).
+        let followed = source.follow_schema(archive)?;
+        stats.schema_changes += followed.len() as u64;
+    }
+    Ok((stats, drained))
+}
+
+fn drain_batches(
+    source: &mut dyn Source,
+    archive: &mut Archive,
+    batch: usize,
+    stats: &mut PassStats,
+    go_on: &mut dyn FnMut(&PassStats) -> bool,
+) -> Result<bool, ReaderError> {
     let mut images = source.read_batch(batch, None)?;
     if images.len() >= batch {
         if let Some(deleter) = source.delete_behind()? {
-            let drained =
-                pipeline::run(source, deleter, archive, batch, images, &mut stats, go_on)?;
-            return Ok((stats, drained));
+            return pipeline::run(source, deleter, archive, batch, images, stats, go_on);
         }
     }
     loop {
         let n = images.len();
         if n == 0 {
-            return Ok((stats, true));
+            return Ok(true);
         }
         failpoint::hit("after-read");
         let keys = keys_of(&images);
@@ -85,23 +102,23 @@ pub fn drain_while(
         failpoint::hit("after-staging-delete");
         stats.add(keys.len(), appended);
         if n < batch {
-            return Ok((stats, true));
+            return Ok(true);
         }
-        if !go_on(&stats) {
-            return Ok((stats, false));
+        if !go_on(stats) {
+            return Ok(false);
         }
         images = source.read_batch(batch, None)?;
     }
 }
 
 /// The staging key of every image, in the batch's order.
-fn keys_of(images: &[StagedImage]) -> Vec<StagedKey> {
+pub(crate) fn keys_of(images: &[StagedImage]) -> Vec<StagedKey> {
     images.iter().map(|i| (i.table, i.seq)).collect()
 }
 
 /// Turns images (in seq order) into row-level changes: an update's before-image (seq `s`) and
 /// after-image (seq `s+1`) become one change. `tables` is the registry they were read with.
-fn pair(
+pub(crate) fn pair(
     tables: &[crate::source::CapturedTable],
     images: Vec<StagedImage>,
 ) -> Result<Vec<NewChange>, ReaderError> {

@@ -305,7 +305,7 @@ pub fn sqlite_tables(
     Ok(survey.tables)
 }
 
-fn read_table(
+pub(crate) fn read_table(
     conn: &Connection,
     location: &str,
     name: &str,

@@ -28,6 +28,7 @@
 
 mod triggers;
 pub mod undo;
+pub mod upgrade;
 
 use crate::literal::Literal;
 use crate::staging::{self, derived_name};
@@ -220,6 +221,13 @@ pub fn capturable(t: &Table) -> Result<(), SqlError> {
         });
     }
     Ok(())
+}
+
+/// The statements that capture one more table `t` (staging, pending, registry row, triggers),
+/// without `BEGIN`/`COMMIT`: for a transaction the caller holds, on a source whose shared
+/// objects exist.
+pub fn table_install(t: &Table) -> Result<String, SqlError> {
+    table_objects(t)
 }
 
 fn table_objects(t: &Table) -> Result<String, SqlError> {

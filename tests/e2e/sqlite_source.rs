@@ -380,3 +380,46 @@ fn issue_20_sql_alter_changes_a_captured_table_and_its_capture_together() {
     let defs = definitions(&sb, "t");
     assert!(!defs.last().unwrap().contains("\"b\""), "{defs:?}");
 }
+
+/// Issue 20, item 4: an update made between `ADD COLUMN` and the upgrade of capture was
+/// archived without the new column; undoing it would leave a row that never existed, so undo
+/// refuses it (exit 3), names the change and the column, and changes nothing. Changes captured
+/// for the table as it is now are undone as ever.
+#[test]
+fn issue_20_undo_refuses_changes_recorded_for_another_table_definition() {
+    let sb = Sandbox::new(BIN);
+    let c = sb.create_and_install("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT);");
+    c.execute("INSERT INTO t VALUES (1, 'x')", []).unwrap();
+    sb.ok(&["read"]);
+    c.execute_batch(
+        "ALTER TABLE t ADD COLUMN c INTEGER; UPDATE t SET a = 'y', c = 5 WHERE id = 1;",
+    )
+    .unwrap();
+    sb.ok(&["read"]);
+    let e = sb.fails(&["undo", "--last", "1", "--table", "t", "--apply"], 3);
+    assert!(
+        e.contains("not the table the changes were captured in")
+            && e.contains("change(s) 2")
+            && e.contains("\"c\" added"),
+        "{e}"
+    );
+    let row: (String, i64) = c
+        .query_row("SELECT a, c FROM t WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(row, ("y".to_string(), 5), "nothing was changed");
+    let dry = sb.fails(&["undo", "--last", "1", "--table", "t"], 3);
+    assert!(
+        dry.contains("not the table"),
+        "the dry run refuses too: {dry}"
+    );
+    // A change captured under the new capture is undone as usual.
+    c.execute("UPDATE t SET c = 6 WHERE id = 1", []).unwrap();
+    sb.ok(&["read"]);
+    sb.ok(&["undo", "--last", "1", "--table", "t", "--apply"]);
+    let c_now: i64 = c
+        .query_row("SELECT c FROM t WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(c_now, 5);
+}

@@ -385,6 +385,29 @@ pub(crate) fn read_table(
     Ok(table)
 }
 
+/// The definition table `name` of the database behind `conn` has now; `None` when there is no
+/// such table (or it is a view or virtual table).
+pub fn live_table(
+    conn: &Connection,
+    location: &str,
+    name: &str,
+) -> Result<Option<Table>, ReaderError> {
+    let found: Option<(String, bool)> = conn
+        .query_row(
+            "SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+        )
+        .optional()
+        .map_err(src_err(location, "cannot read the schema"))?;
+    match found {
+        Some((kind, without_rowid)) if kind == "table" => {
+            read_table(conn, location, name, without_rowid).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Reads the tables a SQLite CREATE TABLE script defines, by running it in a private in-memory
 /// database (other statements in it only touch that scratch database).
 pub fn sqlite_tables_from_ddl(

@@ -26,13 +26,21 @@ pub struct ColumnDrift {
     pub added: Vec<String>,
     /// Columns renamed, `(old, new)` (their values are captured under the old name).
     pub renamed: Vec<(String, String)>,
-    /// Anything else that changed, in words (a type, a key, a column dropped).
+    /// Anything else that changed, in words (a type, the primary key, a column dropped).
     pub other: Vec<String>,
+    /// Whether the unique keys (other than the primary key) changed.
+    pub unique_keys_changed: bool,
 }
 
 impl ColumnDrift {
     /// Whether nothing differs.
     pub fn is_empty(&self) -> bool {
+        self.same_columns() && !self.unique_keys_changed
+    }
+
+    /// Whether the columns (names, types, order), the rowid and the primary key are the same:
+    /// rows written for one definition fit the other.
+    pub fn same_columns(&self) -> bool {
         self.added.is_empty() && self.renamed.is_empty() && self.other.is_empty()
     }
 
@@ -51,6 +59,9 @@ impl ColumnDrift {
             ));
         }
         parts.extend(self.other.iter().cloned());
+        if self.unique_keys_changed {
+            parts.push("its unique keys changed".into());
+        }
         parts.join("; ")
     }
 }
@@ -239,7 +250,7 @@ pub fn compare(captured: &Table, live: &Table) -> ColumnDrift {
     if captured.primary_key != live.primary_key {
         d.other.push("its primary key changed".into());
     } else if captured.unique_keys != live.unique_keys {
-        d.other.push("its unique keys changed".into());
+        d.unique_keys_changed = true;
     }
     d
 }

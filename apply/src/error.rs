@@ -84,15 +84,13 @@ pub enum ApplyError {
 
 impl ApplyError {
     /// Whether the error is a conflict the target's rows raised (exit code 3): a guard that did
-    /// not hold, an ambiguous row, a foreign key the job would break, or a table that changed
-    /// since the changes were captured.
+    /// not hold, an ambiguous row, or a foreign key the job would break.
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
             ApplyError::Guards { .. }
                 | ApplyError::Ambiguous { .. }
                 | ApplyError::ForeignKeys { .. }
-                | ApplyError::TableChanged { .. }
         )
     }
 }

@@ -78,7 +78,7 @@ pub fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>,
 
 /// A connection to a source with capture installed, its location and its incarnation.
 pub(crate) fn open_installed(path: &Path) -> Result<(Connection, String, String), ReaderError> {
-    installed_on(open(path)?, path)
+    installed_on(super::connection::open_for_reader(path)?, path)
 }
 
 /// The installed source behind `conn` (opened on `path`), its location and incarnation.

@@ -99,6 +99,24 @@ fn open_waiting(path: &Path, busy: fn(i32) -> bool) -> Result<Connection, Reader
     Ok(conn)
 }
 
+/// [`open`] for the reader, whose only writes are staging deletes: on a WAL source its commits
+/// skip the fsync (`synchronous = NORMAL`, this connection only), so it holds the write lock for
+/// microseconds instead of a disk flush. A delete lost to a power failure only means its images
+/// are copied again, and the archive keeps them once. A source in rollback-journal mode keeps
+/// its setting: there, a commit without its syncs could damage the file.
+pub fn open_for_reader(path: &Path) -> Result<Connection, ReaderError> {
+    let conn = open(path)?;
+    let location = path.display().to_string();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(err(&location, "cannot read the journal mode"))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        conn.execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(err(&location, "cannot set synchronous = NORMAL"))?;
+    }
+    Ok(conn)
+}
+
 /// Whether `e` says another connection holds a lock this one needed.
 pub fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)

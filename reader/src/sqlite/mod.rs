@@ -200,7 +200,7 @@ impl Source for SqliteSource {
 
     fn delete_behind(&mut self) -> Result<Option<Box<dyn StagingDeleter>>, ReaderError> {
         Ok(Some(Box::new(SqliteDeleter {
-            conn: open(&self.path())?,
+            conn: connection::open_for_reader(&self.path())?,
             location: self.info.location.clone(),
         })))
     }

@@ -56,6 +56,9 @@ struct SourceSection {
     connection: Option<String>,
     #[serde(default)]
     trust_server_certificate: bool,
+    /// SQLite: capture tables created after the install as the reader finds them.
+    #[serde(default)]
+    capture_new_tables: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +103,9 @@ pub struct Config {
     pub connection: Option<String>,
     /// SQL Server: accept any server certificate (logged as a warning when rowtrail starts).
     pub trust_server_certificate: bool,
+    /// SQLite: capture tables created after the install as the reader finds them
+    /// (`source.capture_new_tables`); otherwise they are reported.
+    pub capture_new_tables: bool,
     /// The archive file.
     pub archive_path: Option<PathBuf>,
     /// The archive size limit.
@@ -273,6 +279,7 @@ impl Config {
             engine,
             connection,
             trust_server_certificate,
+            capture_new_tables: source.as_ref().is_some_and(|s| s.capture_new_tables),
             source_path: o
                 .source
                 .clone()
@@ -362,6 +369,7 @@ impl Config {
         Ok(match self.engine {
             Engine::Sqlite => SourceSpec::Sqlite {
                 path: self.source()?.to_path_buf(),
+                capture_new_tables: self.capture_new_tables,
             },
             Engine::Mssql => SourceSpec::Mssql(self.mssql()?),
         })

@@ -51,6 +51,16 @@ pub enum ApplyError {
         /// How many rows more than before.
         count: i64,
     },
+    /// Steps were recorded for a table definition other than the table's now (columns added,
+    /// renamed or dropped, the table renamed or dropped): written back, they would leave row
+    /// states that never existed.
+    #[error("{what} refused: the table it would write is not the table the changes were captured in (nothing was changed; undo them by hand if you must):{}", .rows.iter().map(|g| format!("\n  {g}")).collect::<String>())]
+    TableChanged {
+        /// `undo`, `redo`, …
+        what: String,
+        /// Each table and the changes it refuses, described without row values.
+        rows: Vec<String>,
+    },
     /// The target's commit may or may not have happened (its answer was lost).
     #[error("{what}: whether it committed is unknown, so the run stays pending; the next `rowtrail undo --apply` or `rowtrail redo --apply` settles it from the captured writes")]
     CommitUnknown {

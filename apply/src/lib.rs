@@ -60,7 +60,7 @@ pub trait Target {
 /// be reached fails here.
 pub fn open(spec: &SourceSpec) -> Result<Box<dyn Target>, ApplyError> {
     Ok(match spec {
-        SourceSpec::Sqlite { path } => Box::new(sqlite::SqliteTarget::open(path)?),
+        SourceSpec::Sqlite { path, .. } => Box::new(sqlite::SqliteTarget::open(path)?),
         SourceSpec::Mssql(settings) => Box::new(mssql::MssqlTarget::connect(settings)?),
     })
 }

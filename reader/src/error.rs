@@ -16,6 +16,20 @@ pub enum ReaderError {
         #[source]
         cause: rusqlite::Error,
     },
+    /// Another process held a lock on the SQLite source for longer than rowtrail waits
+    /// ([`crate::sqlite::connection::BUSY_TIMEOUT`]); nothing was changed, and it is tried again.
+    #[error("source {location}: database is locked: {}; {context} (rowtrail waits a few seconds per attempt, then tries again later)", .holders.as_deref().unwrap_or("another connection holds a lock rowtrail needs (which process is not known)"))]
+    SourceLocked {
+        /// Where the source is.
+        location: String,
+        /// What rowtrail was doing.
+        context: String,
+        /// Who holds what, where it can be known (`process 4711 (sqlite3) holds the write lock`).
+        holders: Option<String>,
+        /// The engine's error (boxed: this variant is rare and large).
+        #[source]
+        cause: Box<rusqlite::Error>,
+    },
     /// The source has no rowtrail capture installed.
     #[error(
         "source {location} has no rowtrail capture installed; run `rowtrail sql install` first"
@@ -43,6 +57,16 @@ pub enum ReaderError {
     /// The model refused a table or a name.
     #[error(transparent)]
     Sql(#[from] rowtrail_sql::SqlError),
+    /// Some tables cannot be captured as they are; nothing was installed.
+    #[error("{} table(s) of {location} cannot be captured as they are, so nothing was done:{}\nFix them, or leave them out: --skip-uncapturable goes on with the {capturable} other table(s)", .refused.len(), .refused.iter().map(|r| format!("\n  {r}")).collect::<String>())]
+    Uncapturable {
+        /// Where the source is.
+        location: String,
+        /// Each table refused, and why.
+        refused: Vec<crate::sqlite::catalog::Refusal>,
+        /// How many tables could be captured.
+        capturable: usize,
+    },
     /// Staged rows would be lost by what was asked.
     #[error("{staged} staged change image(s) in {location} are not archived yet; run `rowtrail read` first, or pass --discard-staged to drop them")]
     StagedRowsPending {

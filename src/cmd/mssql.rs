@@ -84,16 +84,16 @@ pub fn upgrade(cfg: &Config, table: &str, ddl: &str, options: &Options) -> Resul
             .collect()
     };
     let (was, is) = (names(&old), names(&new));
-    println!(
+    outln!(
         "{} changed and its capture upgraded on {}:",
         new.name,
         c.location()
     );
     for col in is.iter().filter(|c| !was.contains(c)) {
-        println!("  now   {col}");
+        outln!("  now   {col}");
     }
     for col in was.iter().filter(|c| !is.contains(c)) {
-        println!("  was   {col}");
+        outln!("  was   {col}");
     }
     Ok(ExitCode::SUCCESS)
 }

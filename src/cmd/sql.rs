@@ -20,13 +20,22 @@ pub enum SqlCommand {
     )]
     Generate(GenerateArgs),
     /// Install capture on the configured source (idempotent).
-    Install(TablesArgs),
+    #[command(
+        after_help = "Every table that cannot be captured as it is is reported at once, and nothing is\n\
+installed; --skip-uncapturable installs the others and lists those left out.\n\n\
+Examples:\n  rowtrail sql install\n  rowtrail sql install --tables orders,customers\n  rowtrail sql install --skip-uncapturable"
+    )]
+    Install(InstallArgs),
     /// Remove capture from the configured source.
     Uninstall(UninstallArgs),
-    /// SQL Server: find drift (trigger missing, disabled or altered; staging not matching;
-    /// a captured table dropped or changed) and say what fixes it; exits 1 on drift.
+    /// Find drift between the schema and its capture and say what fixes it; exits 1 on drift.
+    /// SQL Server: trigger missing, disabled or altered; staging not matching; a captured table
+    /// dropped or changed. SQLite: columns added or renamed, a table renamed, dropped or
+    /// rebuilt, tables not captured.
     #[command(
-        after_help = "Examples:\n  rowtrail sql check\n  rowtrail sql check --write-upgrade upgrades/   # upgrade scripts for tables whose columns changed"
+        after_help = "On SQLite, the reader (`rowtrail read`, or a running watcher) follows the changes it can on\n\
+its own; `sql check` also lists what the archive's schema log recorded of them.\n\n\
+Examples:\n  rowtrail sql check\n  rowtrail sql check --write-upgrade upgrades/   # SQL Server: upgrade scripts for tables whose columns changed"
     )]
     Check(CheckArgs),
     /// SQL Server: change a captured table and upgrade its capture in one transaction (the
@@ -36,6 +45,15 @@ pub enum SqlCommand {
         after_help = "Examples:\n  rowtrail sql upgrade --table Sales.Orders --ddl widen-comment.sql\n\nwiden-comment.sql holds your ALTER TABLE (GO-separated batches; no COMMIT or ROLLBACK)."
     )]
     Upgrade(UpgradeArgs),
+    /// SQLite: change a captured table's schema and upgrade its capture in one transaction.
+    #[command(
+        after_help = "The statements run with the table's capture triggers removed (so DROP COLUMN works) and\n\
+capture is made again for the table as they leave it, all in one transaction: no change is\n\
+captured by the old capture after the schema changed. The table's staged changes must be\n\
+archived first; with a watcher running that takes moments, otherwise run `rowtrail read`.\n\n\
+Examples:\n  rowtrail sql alter --table staff \"ALTER TABLE staff ADD COLUMN phone TEXT\"\n  rowtrail sql alter --table staff \"ALTER TABLE staff DROP COLUMN fax\"\n  rowtrail sql alter --table staff \"ALTER TABLE staff RENAME TO employees\""
+    )]
+    Alter(AlterArgs),
 }
 
 /// Arguments of `sql upgrade`.
@@ -55,6 +73,31 @@ pub struct CheckArgs {
     /// Write an upgrade script into this folder for each table whose columns changed.
     #[arg(long, value_name = "DIR")]
     pub write_upgrade: Option<PathBuf>,
+}
+
+/// Arguments of `sql alter`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlterArgs {
+    /// The captured table the statements change.
+    #[arg(long, value_name = "NAME")]
+    pub table: String,
+    /// The statements (no BEGIN or COMMIT: they run inside rowtrail's transaction).
+    #[arg(value_name = "SQL")]
+    pub sql: String,
+    /// How long to wait for the table's staged changes to be archived, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub wait: u64,
+}
+
+/// Arguments of `sql install`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub tables: TablesArgs,
+    /// SQLite: install the tables that can be captured and list the others, instead of
+    /// installing nothing when any table cannot be captured.
+    #[arg(long)]
+    pub skip_uncapturable: bool,
 }
 
 /// Which tables.
@@ -86,6 +129,10 @@ pub struct GenerateArgs {
     pub from_ddl: Option<PathBuf>,
     #[command(flatten)]
     pub tables: TablesArgs,
+    /// SQLite: write the scripts for the tables that can be captured, listing the others on
+    /// stderr, instead of refusing when any table cannot be captured.
+    #[arg(long)]
+    pub skip_uncapturable: bool,
     /// Write install.sql and uninstall.sql into this folder instead of printing install.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -127,7 +174,7 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
         SqlCommand::Generate(a) => generate(a, cfg),
         SqlCommand::Install(a) if cfg.engine == Engine::Mssql => super::mssql::install(
             cfg,
-            a.selected().as_deref(),
+            a.tables.selected().as_deref(),
             &mssql_options(MssqlTarget::Sql2016),
         ),
         SqlCommand::Uninstall(a) if cfg.engine == Engine::Mssql => super::mssql::uninstall(
@@ -138,41 +185,34 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
         ),
         SqlCommand::Upgrade(a) => {
             if cfg.engine != Engine::Mssql {
-                bail!("`sql upgrade` changes a captured SQL Server table; on SQLite, alter the table and run `sql install` again");
+                bail!("`sql upgrade` changes a captured SQL Server table; on SQLite, use `rowtrail sql alter --table NAME \"ALTER TABLE …\"`");
             }
             let ddl = std::fs::read_to_string(&a.ddl)
                 .with_context(|| format!("cannot read {}", a.ddl.display()))?;
             super::mssql::upgrade(cfg, &a.table, &ddl, &mssql_options(MssqlTarget::Sql2016))
         }
-        SqlCommand::Check(a) => {
-            if cfg.engine != Engine::Mssql {
-                bail!("`sql check` inspects SQL Server sources; SQLite capture is checked by `rowtrail verify` and reinstalled by `sql install`");
-            }
-            super::mssql::check(
-                cfg,
-                a.write_upgrade.as_deref(),
-                &mssql_options(MssqlTarget::Sql2016),
-            )
-        }
-        SqlCommand::Install(a) => {
+        SqlCommand::Check(_) if cfg.engine == Engine::Sqlite => check_sqlite(cfg),
+        SqlCommand::Alter(a) => {
             let path = cfg.source()?;
-            let tables = SqliteSource::candidate_tables(path, a.selected().as_deref())?;
-            SqliteSource::install(path, &tables, VERSION)?;
+            let done = SqliteSource::alter(
+                path,
+                &a.table,
+                &a.sql,
+                std::time::Duration::from_secs(a.wait),
+            )?;
             outln!(
-                "capture installed on {} for {} table(s):",
-                path.display(),
-                tables.len()
+                "{}: {}",
+                rowtrail_sql::printable::printable(&done.table),
+                done.detail
             );
-            for t in &tables {
-                let key = if t.primary_key.is_empty() {
-                    "  (no primary key: rows are matched whole)"
-                } else {
-                    ""
-                };
-                outln!("  {}{key}", t.name);
-            }
             Ok(ExitCode::SUCCESS)
         }
+        SqlCommand::Check(a) => super::mssql::check(
+            cfg,
+            a.write_upgrade.as_deref(),
+            &mssql_options(MssqlTarget::Sql2016),
+        ),
+        SqlCommand::Install(a) => install_sqlite(a, cfg),
         SqlCommand::Uninstall(a) => {
             let path = cfg.source()?;
             let removed = SqliteSource::uninstall(
@@ -191,6 +231,97 @@ pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
     }
 }
 
+/// `sql check` on a SQLite source: the drift now, and what the archive's schema log recorded.
+fn check_sqlite(cfg: &Config) -> Result<ExitCode> {
+    let path = cfg.source()?;
+    let drift = SqliteSource::drift(path)?;
+    for d in &drift {
+        outln!("DRIFT  {}\n       fix: {}", d.problem(), d.fix());
+    }
+    let archive = cfg.archive()?;
+    if archive.exists() {
+        if let Ok(archive) = rowtrail_reader::archive::Archive::open_read_only(archive) {
+            let incarnation = SqliteSource::open(path).ok().map(|s| {
+                rowtrail_reader::source::Source::info(&s)
+                    .incarnation
+                    .clone()
+            });
+            for e in archive.schema_events(incarnation.as_deref(), 0)? {
+                outln!("FOLLOWED  {} ({})", e.summary(), e.kind.word());
+            }
+        }
+    }
+    if drift.is_empty() {
+        outln!(
+            "no drift: every captured table of {} matches its capture",
+            path.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        outln!("{} problem(s) on {}", drift.len(), path.display());
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `sql install` on a SQLite source: every refusal reported at once, the rest installed only
+/// with `--skip-uncapturable`.
+fn install_sqlite(a: &InstallArgs, cfg: &Config) -> Result<ExitCode> {
+    let path = cfg.source()?;
+    let only = a.tables.selected();
+    let survey = SqliteSource::survey(path, only.as_deref())?;
+    for name in &survey.reserved {
+        eprintln!(
+            "note: table {name:?} is not captured: names starting with rowtrail_ are rowtrail's own; rename the table to capture it"
+        );
+    }
+    if !survey.refused.is_empty() && !a.skip_uncapturable {
+        return Err(rowtrail_reader::ReaderError::Uncapturable {
+            location: path.display().to_string(),
+            capturable: survey.tables.len(),
+            refused: survey.refused,
+        }
+        .into());
+    }
+    if survey.tables.is_empty() {
+        if survey.refused.is_empty() {
+            return Err(rowtrail_reader::ReaderError::NoTables {
+                location: path.display().to_string(),
+            }
+            .into());
+        }
+        bail!(
+            "none of the tables of {} can be captured as they are:{}",
+            path.display(),
+            survey
+                .refused
+                .iter()
+                .map(|r| format!("\n  {r}"))
+                .collect::<String>()
+        );
+    }
+    SqliteSource::install(path, &survey.tables, VERSION)?;
+    outln!(
+        "capture installed on {} for {} table(s):",
+        path.display(),
+        survey.tables.len()
+    );
+    for t in &survey.tables {
+        let key = if t.primary_key.is_empty() {
+            "  (no primary key: rows are matched whole)"
+        } else {
+            ""
+        };
+        outln!("  {}{key}", t.name);
+    }
+    if !survey.refused.is_empty() {
+        outln!("not captured ({} table(s)):", survey.refused.len());
+        for r in &survey.refused {
+            outln!("  {r}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
     let engine = a.engine.unwrap_or(cfg.engine);
     let only = a.tables.selected();
@@ -206,6 +337,16 @@ fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {
                 bail!("{} defines no tables", file.display());
             }
             tables
+        }
+        None if a.skip_uncapturable => {
+            let survey = SqliteSource::survey(cfg.source()?, only.as_deref())?;
+            for r in &survey.refused {
+                eprintln!("not captured: {r}");
+            }
+            if survey.tables.is_empty() {
+                bail!("no table of {} can be captured", cfg.source()?.display());
+            }
+            survey.tables
         }
         None => SqliteSource::candidate_tables(cfg.source()?, only.as_deref())?,
     };

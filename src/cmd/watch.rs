@@ -188,7 +188,9 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
         s.version,
         ago(Some(s.started_us))
     );
-    let source_state = if s.source_up {
+    let source_state = if let (true, Some(why)) = (s.source_up, &s.source_blocked) {
+        format!("BLOCKED since {}: {why}", ago(s.source_blocked_since_us))
+    } else if s.source_up {
         "up".to_string()
     } else {
         format!("DOWN since {}", ago(s.source_down_since_us))

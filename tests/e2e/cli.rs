@@ -391,3 +391,60 @@ fn a_refused_sql_server_table_blocks_only_itself() {
         "{out}"
     );
 }
+
+/// Issue 20, item 14: one table that cannot be captured no longer hides the others' problems
+/// or blocks their install, and a table named `rowtrail_…` is not skipped without a word.
+#[test]
+fn issue_20_install_reports_every_uncapturable_table_and_installs_the_rest_on_request() {
+    let sb = Sandbox::new(BIN);
+    let long = "l".repeat(140);
+    sb.connect()
+        .execute_batch(&format!(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY, v);
+             CREATE TABLE \"{long}\" (id INTEGER PRIMARY KEY);
+             CREATE TABLE clash (id INTEGER PRIMARY KEY, rowtrail_seq INTEGER);
+             CREATE TABLE rowtrail_mine (x);
+             CREATE TABLE z (id INTEGER PRIMARY KEY);"
+        ))
+        .unwrap();
+    let e = sb.fails(&["sql", "install"], 1);
+    assert!(
+        e.contains("2 table(s)")
+            && e.contains("140 characters")
+            && e.contains("\"clash\"")
+            && e.contains("reserves")
+            && e.contains("--skip-uncapturable"),
+        "{e}"
+    );
+    assert!(
+        e.contains("rowtrail_mine") && e.contains("not captured"),
+        "the reserved name is reported: {e}"
+    );
+    let registry: i64 = sb
+        .connect()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'rowtrail_registry'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(registry, 0, "nothing is installed while problems stand");
+
+    let out = sb.run(&["sql", "install", "--skip-uncapturable"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("for 2 table(s)")
+            && text.contains("  a\n")
+            && text.contains("  z\n")
+            && text.contains("not captured (2 table(s))")
+            && text.contains("\"clash\""),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rowtrail_mine"));
+    let c = sb.connect();
+    c.execute("INSERT INTO a VALUES (1, 'x')", []).unwrap();
+    c.execute("INSERT INTO z VALUES (1)", []).unwrap();
+    sb.ok(&["read"]);
+    assert_eq!(sb.archived(), 2);
+}

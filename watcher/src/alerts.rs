@@ -41,7 +41,7 @@ impl Default for AlertRules {
 /// What `alert_command` reads on stdin.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
-    /// `source_down`, `backlog_age` or `disk_free`.
+    /// `source_down`, `source_blocked`, `backlog_age` or `disk_free`.
     pub alert: String,
     /// `firing` or `cleared`.
     pub state: &'static str,
@@ -123,6 +123,28 @@ impl Alerts {
                     status.source,
                     down_for.unwrap_or(0.0),
                     status.last_error.as_deref().unwrap_or("no answer")
+                ),
+            });
+        }
+        if let Some(limit) = self.rules.source_down {
+            // A source another process keeps locked answers, but rowtrail cannot work with it.
+            let blocked_for = status
+                .source_blocked_since_us
+                .map(|s| (now_us - s) as f64 / 1e6);
+            verdicts.push(Verdict {
+                alert: "source_blocked",
+                severity: "warning",
+                holds: Some(blocked_for.is_some_and(|d| d >= limit.as_secs_f64())),
+                value: blocked_for,
+                threshold: limit.as_secs_f64(),
+                message: format!(
+                    "source {} has been locked by another process for {:.0} s: {}",
+                    status.source,
+                    blocked_for.unwrap_or(0.0),
+                    status
+                        .source_blocked
+                        .as_deref()
+                        .unwrap_or("database is locked")
                 ),
             });
         }

@@ -67,6 +67,13 @@ pub struct Status {
     pub source_failures: u32,
     /// Since when the source has not answered (µs since the epoch), while it does not.
     pub source_down_since_us: Option<i64>,
+    /// SQLite: another process keeps the source locked past the heartbeat's wait (what the
+    /// heartbeat saw, naming who holds what where that is known), while it does.
+    #[serde(default)]
+    pub source_blocked: Option<String>,
+    /// Since when the source has been blocked (µs since the epoch), while it is.
+    #[serde(default)]
+    pub source_blocked_since_us: Option<i64>,
     /// Images waiting in staging, at the last heartbeat.
     pub backlog: u64,
     /// Age in seconds of the oldest staged image: what is at risk if the source is lost now.
@@ -103,7 +110,11 @@ impl Status {
     pub fn judge(&mut self) {
         self.health = if !self.source_up {
             Health::Down
-        } else if !self.alerts.is_empty() || self.last_error.is_some() || self.context_committed {
+        } else if !self.alerts.is_empty()
+            || self.last_error.is_some()
+            || self.context_committed
+            || self.source_blocked.is_some()
+        {
             Health::Degraded
         } else {
             Health::Healthy

@@ -1,9 +1,12 @@
 //! A SQLite database as an apply target: a captured source (undo, redo, handback) or a copy.
 //!
 //! On a captured source the job's writes carry its tag ([`Link::Tag`]): the apply labels its
-//! transaction with a `rowtrail_context` row, which the capture triggers read.
+//! transaction with a `rowtrail_context` row, which the capture triggers read. A job whose
+//! steps were recorded for a table definition other than the table's now is refused, for its
+//! script as for its apply (`versions.rs`).
 
 mod transaction;
+mod versions;
 
 use std::path::Path;
 
@@ -75,6 +78,7 @@ impl Target for SqliteTarget {
     }
 
     fn script(&self, job: &Job<'_>, header: &str) -> Result<String, ApplyError> {
+        versions::check(&self.conn, &self.location, job)?;
         Ok(undo::script(header, &job.script_steps(), job.on_conflict)?)
     }
 
@@ -83,6 +87,7 @@ impl Target for SqliteTarget {
         job: &Job<'_>,
         hooks: &mut dyn Hooks,
     ) -> Result<Vec<StepResult>, ApplyError> {
+        versions::check(&self.conn, &self.location, job)?;
         transaction::apply(&mut self.conn, job, hooks)
     }
 }

@@ -277,7 +277,11 @@ impl Archive {
     }
 }
 
-fn source_id(tx: &Transaction<'_>, ids: &mut IdCache, s: &SourceInfo) -> rusqlite::Result<i64> {
+pub(super) fn source_id(
+    tx: &Transaction<'_>,
+    ids: &mut IdCache,
+    s: &SourceInfo,
+) -> rusqlite::Result<i64> {
     if let Some(id) = ids.sources.get(&s.incarnation) {
         return Ok(*id);
     }

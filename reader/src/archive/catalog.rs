@@ -60,6 +60,27 @@ impl Archive {
                     .optional()
             })
             .map_err(self.err("cannot read the table versions"))?;
+        // A table renamed before any change was archived under its new name: its old name's.
+        let def = match def {
+            Some(d) => Some(d),
+            None => {
+                let mut found = None;
+                for (table_id, _) in self.former_names(table)? {
+                    found = self
+                        .conn
+                        .prepare_cached(
+                            "SELECT definition FROM table_versions WHERE table_id = ?1 \
+                             ORDER BY id DESC LIMIT 1",
+                        )
+                        .and_then(|mut s| s.query_row([table_id], |r| r.get(0)).optional())
+                        .map_err(self.err("cannot read the table versions"))?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                found
+            }
+        };
         def.map(|d| {
             Table::from_json(&d).map_err(|_| ReaderError::NotAnArchive {
                 path: self.path.clone(),
@@ -86,6 +107,18 @@ impl Archive {
             .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
             .map_err(self.err("cannot read the tables"))?;
         Ok(names)
+    }
+
+    /// The highest seq archived for the source incarnation `incarnation`, if any.
+    pub fn last_seq(&self, incarnation: &str) -> Result<Option<i64>, ReaderError> {
+        self.conn
+            .query_row(
+                "SELECT max(c.seq) FROM changes c JOIN sources s ON s.id = c.source_id \
+                 WHERE s.incarnation = ?1",
+                [incarnation],
+                |r| r.get(0),
+            )
+            .map_err(self.err("cannot read the last seq"))
     }
 
     /// The id of the newest change (0 when the archive holds none).

@@ -9,7 +9,8 @@
 //! ([`Archive::append`]) writes changes; `query.rs` ([`Archive::stream`], [`ChangeQuery`])
 //! reads them back as [`ArchivedChange`]s; `catalog.rs` ([`Archive::sources`]) answers what the
 //! archive holds (sources, tables, definitions); `journal.rs` ([`Archive::begin_run`]) owns the
-//! undo journal; `verify.rs` ([`Archive::verify`]) checks all of it.
+//! undo journal; `schema_log.rs` ([`Archive::record_schema_event`]) the schema changes of
+//! source tables; `verify.rs` ([`Archive::verify`]) checks all of it.
 
 mod append;
 mod catalog;
@@ -21,6 +22,7 @@ mod ledger;
 mod query;
 mod rekey;
 pub mod schema;
+mod schema_log;
 mod verify;
 
 pub use append::{AppendStats, NewChange};
@@ -28,6 +30,7 @@ pub use catalog::SourceRecord;
 pub use change::{label_text, ArchivedChange};
 pub use journal::{RunKind, RunState, UndoItem, UndoRun};
 pub use query::{ChangeQuery, ChangeStream, DEFAULT_PAGE};
+pub use schema_log::{NewSchemaEvent, SchemaEvent, SchemaEventKind};
 pub use verify::{Digest, VerifyReport};
 
 use std::io::Read;

@@ -334,7 +334,7 @@ fn label_clause(c: &mut Condition, column: &str, label: &str) -> String {
 }
 
 impl Archive {
-    fn damaged(&self, reason: &str) -> ReaderError {
+    pub(super) fn damaged(&self, reason: &str) -> ReaderError {
         ReaderError::NotAnArchive {
             path: self.path.clone(),
             reason: reason.to_string(),
@@ -389,10 +389,21 @@ impl Archive {
                     .into(),
             );
             let n = c.arg(t.name.as_str().to_string().into());
-            table_ids = format!(
-                "table_id IN (SELECT id FROM tables WHERE schema_name = {s} AND table_name = {n})"
-            );
-            clauses.push(format!("c.{table_ids}"));
+            let mut alternatives = vec![format!(
+                "{{c}}table_id IN (SELECT id FROM tables WHERE schema_name = {s} AND table_name = {n})"
+            )];
+            // A renamed table's history goes on under its old names, each up to the rename.
+            for (id, last_seq) in self.former_names(t)? {
+                let (i, b) = (c.arg(id.into()), c.arg(last_seq.into()));
+                alternatives.push(format!("({{c}}table_id = {i} AND {{c}}seq <= {b})"));
+            }
+            table_ids = if alternatives.len() == 1 {
+                alternatives.remove(0)
+            } else {
+                format!("({})", alternatives.join(" OR "))
+            };
+            clauses.push(table_ids.replace("{c}", "c."));
+            table_ids = table_ids.replace("{c}", "");
         }
         if let Some(key) = &q.row_key {
             let k = c.arg(key.clone().into());

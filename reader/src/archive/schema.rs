@@ -158,6 +158,29 @@ pub const MIGRATIONS: &[&str] = &[
         changes_tip INTEGER NOT NULL,
         at_us INTEGER NOT NULL,
         hash BLOB NOT NULL);",
+    // 8: the schema log: what the reader learnt of a source table's schema changing (capture
+    // upgraded after columns changed, the table renamed or dropped, a new table captured), at
+    // which point of the change stream, and which archived changes were captured after the
+    // change but before capture followed it. Outside the hash chain: `verify` does not cover
+    // it (docs/archive.md). `IF NOT EXISTS`: an archive whose version was set back (as tests
+    // make older archives) migrates again.
+    "CREATE TABLE IF NOT EXISTS schema_events (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        schema_name TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind = 'upgraded' OR kind = 'renamed' OR kind = 'dropped'
+            OR kind = 'captured'),
+        renamed_to TEXT,
+        detail TEXT NOT NULL,
+        after_seq INTEGER NOT NULL,
+        unsure_first_id INTEGER,
+        unsure_last_id INTEGER,
+        unsure_count INTEGER NOT NULL,
+        recorded_us INTEGER NOT NULL,
+        UNIQUE (source_id, schema_name, table_name, kind, after_seq));
+    CREATE INDEX IF NOT EXISTS schema_events_by_new_name ON schema_events (schema_name, renamed_to)
+        WHERE renamed_to IS NOT NULL;",
 ];
 
 /// The migration after whose SQL every row key is recomputed.

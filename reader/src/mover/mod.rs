@@ -33,6 +33,8 @@ pub struct PassStats {
     pub duplicates: u64,
     /// Staged images deleted from staging after their batch was archived.
     pub removed: u64,
+    /// Schema changes followed (capture upgraded, a rename or drop recorded).
+    pub schema_changes: u64,
 }
 
 impl PassStats {
@@ -124,8 +126,26 @@ pub fn drain_while(
     }
 }
 
-/// [`drain_while`]'s pass, counting into `stats` as it goes.
+/// [`drain_while`]'s pass, counting into `stats` as it goes. Once staging is drained, a schema
+/// change since the last pass is followed (what was staged meanwhile is archived under the old
+/// capture first).
 fn drain_counting(
+    source: &mut dyn Source,
+    archive: &mut Archive,
+    batch: usize,
+    stats: &mut PassStats,
+    go_on: &mut dyn FnMut(&PassStats) -> bool,
+) -> Result<bool, ReaderError> {
+    let drained = drain_batches(source, archive, batch, stats, go_on)?;
+    if drained {
+        let followed = source.follow_schema(archive)?;
+        stats.schema_changes += followed.len() as u64;
+    }
+    Ok(drained)
+}
+
+/// Moves batches until one comes back short or `go_on` says no.
+fn drain_batches(
     source: &mut dyn Source,
     archive: &mut Archive,
     batch: usize,
@@ -175,13 +195,13 @@ fn drain_counting(
 }
 
 /// The staging key of every image, in the batch's order.
-fn keys_of(images: &[StagedImage]) -> Vec<StagedKey> {
+pub(crate) fn keys_of(images: &[StagedImage]) -> Vec<StagedKey> {
     images.iter().map(|i| (i.table, i.seq)).collect()
 }
 
 /// Turns images (in seq order) into row-level changes: an update's before-image (seq `s`) and
 /// after-image (seq `s+1`) become one change. `tables` is the registry they were read with.
-fn pair(
+pub(crate) fn pair(
     tables: &[crate::source::CapturedTable],
     images: Vec<StagedImage>,
 ) -> Result<Vec<NewChange>, ReaderError> {

@@ -132,6 +132,18 @@ pub trait Source: Send {
     /// A cheap value that changes when other connections commit (SQLite `data_version`,
     /// SQL Server the sequence's current value).
     fn probe(&mut self) -> Result<i64, crate::ReaderError>;
+    /// Brings capture in line with the source's schema where it changed since the last look
+    /// (SQLite: columns added or renamed, the table renamed, dropped or rebuilt, tables created
+    /// after the install where configured), archiving first what was staged under the old
+    /// capture, and records each change in the archive's schema log; returns what it recorded.
+    /// The mover calls it after every pass that drained staging. By default nothing: SQL
+    /// Server drift is reported by `rowtrail sql check`.
+    fn follow_schema(
+        &mut self,
+        _archive: &mut crate::archive::Archive,
+    ) -> Result<Vec<crate::archive::SchemaEvent>, crate::ReaderError> {
+        Ok(Vec::new())
+    }
     /// How many images are staged now (for status and uninstall checks).
     fn staged_count(&mut self) -> Result<u64, crate::ReaderError>;
     /// The id of the archive this incarnation's changes are being archived into, as the source

@@ -16,6 +16,8 @@ pub enum SourceSpec {
     Sqlite {
         /// The database file.
         path: PathBuf,
+        /// Whether the reader captures tables created after the install as it finds them.
+        capture_new_tables: bool,
     },
     /// A SQL Server database (the password, if any, travels apart from the connection string).
     Mssql(Settings),
@@ -40,7 +42,7 @@ impl SourceSpec {
     /// credentials).
     pub fn location(&self) -> String {
         match self {
-            SourceSpec::Sqlite { path } => path.display().to_string(),
+            SourceSpec::Sqlite { path, .. } => path.display().to_string(),
             SourceSpec::Mssql(settings) => settings.location(),
         }
     }
@@ -48,7 +50,10 @@ impl SourceSpec {
     /// Opens the source for the reader: it must have capture installed.
     pub fn open(&self) -> Result<Box<dyn Source>, ReaderError> {
         Ok(match self {
-            SourceSpec::Sqlite { path } => Box::new(SqliteSource::open(path)?),
+            SourceSpec::Sqlite {
+                path,
+                capture_new_tables,
+            } => Box::new(SqliteSource::open(path)?.capture_new_tables(*capture_new_tables)),
             SourceSpec::Mssql(settings) => Box::new(MssqlSource::open(settings)?),
         })
     }
@@ -57,7 +62,7 @@ impl SourceSpec {
     /// is noticed, which an open connection would not notice), the installation, the backlog.
     pub fn health(&self) -> Result<Health, ReaderError> {
         match self {
-            SourceSpec::Sqlite { path } => SqliteSource::health(path),
+            SourceSpec::Sqlite { path, .. } => SqliteSource::health(path),
             SourceSpec::Mssql(settings) => MssqlSource::health(settings),
         }
     }

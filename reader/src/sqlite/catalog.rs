@@ -11,7 +11,7 @@ use rowtrail_sql::sqlite::objects;
 use rowtrail_sql::{Column, ForeignKey, Ident, Table, TableName};
 use rusqlite::{Connection, OptionalExtension};
 
-use super::connection::{err, open};
+use super::connection::err;
 use crate::source::CapturedTable;
 use crate::ReaderError;
 
@@ -120,7 +120,14 @@ pub fn registry(conn: &Connection, location: &str) -> Result<Vec<CapturedTable>,
 
 /// A connection to a source with capture installed, its location and its incarnation.
 pub(crate) fn open_installed(path: &Path) -> Result<(Connection, String, String), ReaderError> {
-    let conn = open(path)?;
+    installed_on(super::connection::open_for_reader(path)?, path)
+}
+
+/// The installed source behind `conn` (opened on `path`), its location and incarnation.
+pub(crate) fn installed_on(
+    conn: Connection,
+    path: &Path,
+) -> Result<(Connection, String, String), ReaderError> {
     let location = path.display().to_string();
     if !installed(&conn, &location)? {
         return Err(ReaderError::NotInstalled { location });
@@ -140,22 +147,71 @@ pub(crate) fn schema_version(conn: &Connection, location: &str) -> Result<i64, R
 fn src_err(location: &str, context: &str) -> impl FnOnce(rusqlite::Error) -> ReaderError {
     let location = location.to_string();
     let context = context.to_string();
-    move |cause| ReaderError::Source {
-        location,
-        context,
-        cause,
+    move |cause| super::connection::source_error(&location, context, cause)
+}
+
+/// A table capture cannot cover as it stands, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The table's name as the database has it.
+    pub table: String,
+    /// What is wrong and what to do about it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.table, self.reason)
     }
 }
 
-/// The capturable tables of `conn`'s main schema, rowtrail's own objects excluded.
+/// What a look at a database's tables found: every table capture can cover, every one it cannot
+/// (each with its reason), and the user tables it leaves alone because of their name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Survey {
+    /// The tables capture can cover, in name order (or in the order asked for).
+    pub tables: Vec<Table>,
+    /// The tables capture cannot cover as they are.
+    pub refused: Vec<Refusal>,
+    /// Tables whose names start with `rowtrail_` but that are not rowtrail's own objects: never
+    /// captured, since rowtrail takes every such name for itself.
+    pub reserved: Vec<String>,
+}
+
+/// Whether `name` is one of the objects a rowtrail install creates: a shared table, or a staging
+/// or pending table (`rowtrail_s_…_<10 hex>`, `rowtrail_p_…_<10 hex>`).
+fn is_rowtrail_object(name: &str) -> bool {
+    if [
+        objects::META,
+        objects::SEQUENCE,
+        objects::CONTEXT,
+        objects::REGISTRY,
+    ]
+    .contains(&name)
+    {
+        return true;
+    }
+    let Some(rest) = name
+        .strip_prefix("rowtrail_s_")
+        .or_else(|| name.strip_prefix("rowtrail_p_"))
+    else {
+        return false;
+    };
+    let hash = rest.rsplit('_').next().unwrap_or(rest);
+    hash.len() == 10 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Every table of `conn`'s main schema, sorted into what capture can cover and what it cannot.
 ///
 /// With `only`, just those tables (in that order); an unknown name is an error that lists what
-/// exists. Virtual tables and views are not capturable.
-pub fn sqlite_tables(
+/// exists. Virtual tables and views are not capturable; rowtrail's own objects are left out, and
+/// other tables named `rowtrail_…` are listed in [`Survey::reserved`] (or refused, when asked
+/// for by name).
+pub fn survey(
     conn: &Connection,
     location: &str,
     only: Option<&[String]>,
-) -> Result<Vec<Table>, ReaderError> {
+) -> Result<Survey, ReaderError> {
     let mut stmt = conn
         .prepare(
             "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' \
@@ -167,29 +223,41 @@ pub fn sqlite_tables(
         .and_then(|rows| rows.collect())
         .map_err(src_err(location, "cannot list tables"))?;
     let is_ours = |n: &str| n.starts_with(rowtrail_sql::staging::PREFIX);
-    let names: Vec<(String, String, bool)> = match only {
-        None => listed
-            .into_iter()
-            .filter(|(n, kind, _)| kind == "table" && !is_ours(n))
-            .collect(),
+    let mut survey = Survey::default();
+    let mut names: Vec<(String, bool)> = Vec::new();
+    match only {
+        None => {
+            for (n, kind, wr) in listed {
+                if kind != "table" {
+                    continue;
+                }
+                if is_ours(&n) {
+                    if !is_rowtrail_object(&n) {
+                        survey.reserved.push(n);
+                    }
+                    continue;
+                }
+                names.push((n, wr));
+            }
+        }
         Some(wanted) => {
-            let mut out = Vec::new();
             for w in wanted {
-                let found = listed.iter().find(|(n, _, _)| n == w);
-                match found {
+                match listed.iter().find(|(n, _, _)| n == w) {
                     Some((n, kind, wr)) if kind == "table" && !is_ours(n) => {
-                        out.push((n.clone(), kind.clone(), *wr))
+                        names.push((n.clone(), *wr))
                     }
-                    Some((n, kind, _)) => {
-                        return Err(ReaderError::Sql(rowtrail_sql::SqlError::Uncapturable {
-                            table: n.clone(),
-                            reason: if is_ours(n) {
-                                "it is one of rowtrail's own objects".into()
-                            } else {
-                                format!("it is a {kind}, and only ordinary tables can be captured")
-                            },
-                        }))
-                    }
+                    Some((n, kind, _)) => survey.refused.push(Refusal {
+                        table: n.clone(),
+                        reason: if is_rowtrail_object(n) {
+                            "it is one of rowtrail's own objects".into()
+                        } else if is_ours(n) {
+                            "its name starts with rowtrail_, which rowtrail keeps for its own \
+                             objects; rename the table to capture it"
+                                .into()
+                        } else {
+                            format!("it is a {kind}, and only ordinary tables can be captured")
+                        },
+                    }),
                     None => {
                         let tables: Vec<&str> = listed
                             .iter()
@@ -209,17 +277,77 @@ pub fn sqlite_tables(
                     }
                 }
             }
-            out
         }
-    };
-    let mut tables = Vec::with_capacity(names.len());
-    for (name, _, without_rowid) in names {
-        tables.push(read_table(conn, location, &name, without_rowid)?);
     }
-    Ok(tables)
+    for (name, without_rowid) in names {
+        match read_table(conn, location, &name, without_rowid) {
+            Ok(t) => match rowtrail_sql::sqlite::capturable(&t) {
+                Ok(()) => survey.tables.push(t),
+                Err(e) => survey.refused.push(Refusal {
+                    table: name,
+                    reason: refusal_reason(e),
+                }),
+            },
+            Err(ReaderError::Sql(e)) => survey.refused.push(Refusal {
+                table: name,
+                reason: refusal_reason(e),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(survey)
 }
 
-fn read_table(
+/// Why the model refused a table, in words that fit after its name.
+fn refusal_reason(e: rowtrail_sql::SqlError) -> String {
+    match e {
+        rowtrail_sql::SqlError::Uncapturable { reason, .. } => reason,
+        rowtrail_sql::SqlError::InvalidIdentifier { name, reason } => {
+            let what = if name.chars().count() > rowtrail_sql::ident::MAX_IDENT_CHARS {
+                format!(
+                    "the name {:?} is {} characters long; rowtrail keeps every name to {} \
+                     (SQL Server's limit, so that archives of both engines read alike): rename it",
+                    abbreviated(&name),
+                    name.chars().count(),
+                    rowtrail_sql::ident::MAX_IDENT_CHARS
+                )
+            } else {
+                format!("the name {name:?} cannot be used: {reason}")
+            };
+            what
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The first 40 characters of a long name, for messages.
+fn abbreviated(name: &str) -> String {
+    let mut s: String = name.chars().take(40).collect();
+    if name.chars().count() > 40 {
+        s.push('…');
+    }
+    s
+}
+
+/// The capturable tables of `conn`'s main schema, rowtrail's own objects excluded; an error
+/// naming every table that cannot be captured if there is any (see [`survey`]).
+pub fn sqlite_tables(
+    conn: &Connection,
+    location: &str,
+    only: Option<&[String]>,
+) -> Result<Vec<Table>, ReaderError> {
+    let survey = survey(conn, location, only)?;
+    if !survey.refused.is_empty() {
+        return Err(ReaderError::Uncapturable {
+            location: location.to_string(),
+            refused: survey.refused,
+            capturable: survey.tables.len(),
+        });
+    }
+    Ok(survey.tables)
+}
+
+pub(crate) fn read_table(
     conn: &Connection,
     location: &str,
     name: &str,
@@ -297,6 +425,29 @@ fn read_table(
     };
     table.validate()?;
     Ok(table)
+}
+
+/// The definition table `name` of the database behind `conn` has now; `None` when there is no
+/// such table (or it is a view or virtual table).
+pub fn live_table(
+    conn: &Connection,
+    location: &str,
+    name: &str,
+) -> Result<Option<Table>, ReaderError> {
+    let found: Option<(String, bool)> = conn
+        .query_row(
+            "SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+        )
+        .optional()
+        .map_err(src_err(location, "cannot read the schema"))?;
+    match found {
+        Some((kind, without_rowid)) if kind == "table" => {
+            read_table(conn, location, name, without_rowid).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Reads the tables a SQLite CREATE TABLE script defines, by running it in a private in-memory

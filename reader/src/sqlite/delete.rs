@@ -46,7 +46,7 @@ impl Step {
 
 /// Deletes `keys` (copied in one pass) inside `tx`. The failpoint `during-staging-delete` is
 /// hit once about half of them are deleted, before the transaction commits.
-fn delete_copied(
+pub(super) fn delete_copied(
     tx: &Transaction<'_>,
     tables: &[CapturedTable],
     keys: &[StagedKey],

@@ -5,18 +5,22 @@ use std::path::Path;
 use rowtrail_sql::sqlite::objects;
 use rowtrail_sql::{staging, Ident};
 
-use super::catalog::{open_installed, registry};
-use super::connection::err;
+use super::catalog::{installed_on, registry};
+use super::connection::{err, open_for_heartbeat};
 use super::SqliteSource;
 use crate::source::Health;
 use crate::ReaderError;
 
 impl SqliteSource {
     /// A heartbeat: opens a fresh connection (so a moved, replaced or deleted file is noticed,
-    /// which an open connection would not notice), checks the installation, and measures the
-    /// backlog.
+    /// which an open connection would not notice), checks the installation, measures the
+    /// backlog, and makes sure the write lock the staging delete needs can be had.
+    ///
+    /// Each statement waits at most [`super::connection::HEARTBEAT_BUSY_TIMEOUT`] for a lock:
+    /// a source another process keeps locked is reported as
+    /// [`ReaderError::SourceLocked`], naming who holds what where that is known.
     pub fn health(path: &Path) -> Result<Health, ReaderError> {
-        let (conn, location, incarnation) = open_installed(path)?;
+        let (conn, location, incarnation) = installed_on(open_for_heartbeat(path)?, path)?;
         let mut staged = 0u64;
         let mut oldest: Option<f64> = None;
         let time = Ident::new(staging::COL_TIME)?;
@@ -52,6 +56,13 @@ impl SqliteSource {
                 |r| r.get(0),
             )
             .map_err(err(&location, "cannot read the context table"))?;
+        // Taken and given back at once (nothing is written): a writer that keeps the lock for
+        // longer than the wait blocks every staging delete too.
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(err(
+                &location,
+                "the staging delete cannot take the write lock, so archived changes stay staged",
+            ))?;
         Ok(Health {
             incarnation,
             staged,

@@ -6,7 +6,7 @@ use rowtrail_sql::sqlite::{self as gen, CaptureNames};
 use rowtrail_sql::Table;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::catalog::{installed, registry};
+use super::catalog::{installed, registry, Refusal};
 use super::connection::{err, open};
 use super::staging::count;
 use super::SqliteSource;
@@ -44,11 +44,11 @@ impl SqliteSource {
         let script = gen::install_script(tables, version)?;
         conn.execute_batch(&script).map_err(|cause| {
             let _ = conn.execute_batch("ROLLBACK");
-            ReaderError::Source {
-                location: location.clone(),
-                context: "the install script failed; nothing was changed".into(),
+            super::connection::source_error(
+                &location,
+                "the install script failed; nothing was changed".into(),
                 cause,
-            }
+            )
         })
     }
 
@@ -95,11 +95,11 @@ impl SqliteSource {
         let script = gen::uninstall_script(&tables, shared, version);
         conn.execute_batch(&script).map_err(|cause| {
             let _ = conn.execute_batch("ROLLBACK");
-            ReaderError::Source {
-                location,
-                context: "the uninstall script failed; nothing was changed".into(),
+            super::connection::source_error(
+                &location,
+                "the uninstall script failed; nothing was changed".into(),
                 cause,
-            }
+            )
         })?;
         Ok(tables)
     }
@@ -111,9 +111,28 @@ fn check_free_names(
     location: &str,
     tables: &[Table],
 ) -> Result<(), ReaderError> {
+    let refused = taken_names(conn, location, tables)?;
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(ReaderError::Uncapturable {
+        location: location.to_string(),
+        capturable: tables.len() - refused.len(),
+        refused,
+    })
+}
+
+/// The tables of `tables` one of whose derived names (staging, pending, triggers) is taken by
+/// an object that is not rowtrail's, each with what holds the name.
+pub(super) fn taken_names(
+    conn: &Connection,
+    location: &str,
+    tables: &[Table],
+) -> Result<Vec<Refusal>, ReaderError> {
     let mut stmt = conn
         .prepare("SELECT type FROM sqlite_schema WHERE name = ?1")
         .map_err(err(location, "cannot read the schema"))?;
+    let mut refused = Vec::new();
     for t in tables {
         let names = CaptureNames::for_table(t);
         for (name, expected) in [(&names.staging, "table"), (&names.pending, "table")]
@@ -126,16 +145,17 @@ fn check_free_names(
                 .map_err(err(location, "cannot read the schema"))?;
             if let Some(kind) = kind {
                 if kind != expected {
-                    return Err(ReaderError::Sql(rowtrail_sql::SqlError::Uncapturable {
+                    refused.push(Refusal {
                         table: t.name.to_string(),
                         reason: format!(
                             "a {kind} named {:?} already exists and is not rowtrail's",
                             name.as_str()
                         ),
-                    }));
+                    });
+                    break;
                 }
             }
         }
     }
-    Ok(())
+    Ok(refused)
 }

@@ -4,6 +4,9 @@
 //! * [`connection`]: opening a source, waiting for the application's locks; [`catalog`]: what
 //!   its own catalog says (installation, incarnation, registry, table definitions);
 //! * `install`: installing and removing capture; `health`: the heartbeat's look;
+//! * [`drift`]: where the schema no longer matches capture; `follow`: the reader upgrading
+//!   capture after a schema change; `alter`: a schema change and its upgrade in one
+//!   transaction (`rowtrail sql alter`); `holders`: who holds the source's locks;
 //! * [`staging`]: reading staged images in seq order; `delete`: deleting exactly the images a
 //!   pass copied, on the reader's connection or on a second one behind it;
 //! * `time`: statement times as the archive keeps them; [`value`]: values to and from SQLite,
@@ -11,10 +14,14 @@
 //!
 //! The same shape as [`crate::mssql`], the SQL Server engine.
 
+mod alter;
 pub mod catalog;
 pub mod connection;
 mod delete;
+pub mod drift;
+mod follow;
 mod health;
+mod holders;
 mod install;
 pub mod staging;
 mod time;
@@ -25,6 +32,7 @@ use std::path::{Path, PathBuf};
 use rowtrail_sql::Table;
 use rusqlite::Connection;
 
+pub use alter::{Altered, ALTER_WAIT};
 pub use connection::BUSY_TIMEOUT;
 pub use value::{value_of, Param};
 
@@ -46,6 +54,19 @@ pub struct SqliteSource {
     /// `PRAGMA schema_version` when the registry was last read: a table captured (or dropped)
     /// since changes it, and the next batch reads the registry again in its own snapshot.
     schema_version: i64,
+    /// `PRAGMA schema_version` when schema drift was last looked for (`follow.rs`).
+    followed_version: Option<i64>,
+    /// The highest seq known to be captured as the registry records: staged before the schema
+    /// was last seen to match capture, or read in a snapshot of that same schema.
+    clean_below: Option<i64>,
+    /// `PRAGMA schema_version` when the schema was last seen to match capture.
+    clean_version: Option<i64>,
+    /// The lowest seq this reader has read.
+    first_read: Option<i64>,
+    /// Whether tables created after the install are captured when they are found.
+    capture_new_tables: bool,
+    /// Drifts already logged, so each is logged once.
+    reported_drift: std::collections::HashSet<String>,
 }
 
 impl SqliteSource {
@@ -62,9 +83,22 @@ impl SqliteSource {
             tables: Vec::new(),
             selects: Vec::new(),
             schema_version: 0,
+            followed_version: None,
+            clean_below: None,
+            clean_version: None,
+            first_read: None,
+            capture_new_tables: false,
+            reported_drift: Default::default(),
         };
         source.refresh()?;
         Ok(source)
+    }
+
+    /// Captures tables created after the install as they are found (`source.capture_new_tables`);
+    /// otherwise they are only reported.
+    pub fn capture_new_tables(mut self, on: bool) -> Self {
+        self.capture_new_tables = on;
+        self
     }
 
     /// The tables of the database at `path` that capture could cover (`only` to pick some).
@@ -80,6 +114,21 @@ impl SqliteSource {
             });
         }
         Ok(tables)
+    }
+
+    /// Every table of the database at `path` sorted into what capture can cover and what it
+    /// cannot, each refusal with its reason (`only` to look at some): see [`catalog::survey`].
+    /// A table one of whose derived names another object holds is refused too.
+    pub fn survey(path: &Path, only: Option<&[String]>) -> Result<catalog::Survey, ReaderError> {
+        let conn = open(path)?;
+        let location = path.display().to_string();
+        let mut survey = catalog::survey(&conn, &location, only)?;
+        let taken = install::taken_names(&conn, &location, &survey.tables)?;
+        survey
+            .tables
+            .retain(|t| !taken.iter().any(|r| r.table == t.name.to_string()));
+        survey.refused.extend(taken);
+        Ok(survey)
     }
 
     /// The file this source reads.
@@ -151,7 +200,7 @@ impl Source for SqliteSource {
 
     fn delete_behind(&mut self) -> Result<Option<Box<dyn StagingDeleter>>, ReaderError> {
         Ok(Some(Box::new(SqliteDeleter {
-            conn: open(&self.path())?,
+            conn: connection::open_for_reader(&self.path())?,
             location: self.info.location.clone(),
         })))
     }
@@ -169,6 +218,13 @@ impl Source for SqliteSource {
         self.conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .map_err(err(&location, "probe failed"))
+    }
+
+    fn follow_schema(
+        &mut self,
+        archive: &mut crate::archive::Archive,
+    ) -> Result<Vec<crate::archive::SchemaEvent>, ReaderError> {
+        self.follow(archive)
     }
 
     fn staged_count(&mut self) -> Result<u64, ReaderError> {

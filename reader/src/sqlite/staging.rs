@@ -41,38 +41,55 @@ impl SqliteSource {
             self.selects = staging_selects(&self.tables);
             self.schema_version = version;
         }
-        let mut stmts = Vec::with_capacity(self.selects.len());
-        for sql in &self.selects {
-            stmts.push(
-                tx.prepare_cached(sql)
-                    .map_err(err(&location, "cannot read staging"))?,
-            );
+        let out = read_staged(&tx, &location, &self.tables, &self.selects, limit, above)?;
+        if let (Some(first), Some(last)) = (out.first(), out.last()) {
+            self.first_read.get_or_insert(first.seq);
+            // Read in the schema last seen to match capture: captured as recorded.
+            if self.clean_version == Some(version) {
+                self.clean_below = Some(self.clean_below.unwrap_or(i64::MIN).max(last.seq));
+            }
         }
-        let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let above = above.unwrap_or(i64::MIN);
-        let mut cursors = Vec::with_capacity(stmts.len());
-        for s in stmts.iter_mut() {
-            cursors.push(
-                s.query([per_table, above])
-                    .map_err(err(&location, "cannot read staging"))?,
-            );
-        }
-        let tables = &self.tables;
-        let streams = cursors
-            .iter_mut()
-            .enumerate()
-            .map(|(i, rows)| {
-                let loc = location.as_str();
-                std::iter::from_fn(move || next_image(rows, i, &tables[i], loc).transpose())
-            })
-            .collect();
-        let out = crate::source::merge_by_seq(streams, limit)?;
-        drop(cursors);
-        drop(stmts);
         tx.commit()
             .map_err(err(&location, "cannot end the read transaction"))?;
         Ok(Ok(out))
     }
+}
+
+/// Up to `limit` staged images above `above` in seq order across every staging table (never
+/// splitting an update's pair), read on `conn` (in the caller's transaction: one snapshot).
+/// `selects` are [`staging_selects`] of `tables`.
+pub(super) fn read_staged(
+    conn: &Connection,
+    location: &str,
+    tables: &[CapturedTable],
+    selects: &[String],
+    limit: usize,
+    above: Option<i64>,
+) -> Result<Vec<StagedImage>, ReaderError> {
+    let mut stmts = Vec::with_capacity(selects.len());
+    for sql in selects {
+        stmts.push(
+            conn.prepare_cached(sql)
+                .map_err(err(location, "cannot read staging"))?,
+        );
+    }
+    let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let above = above.unwrap_or(i64::MIN);
+    let mut cursors = Vec::with_capacity(stmts.len());
+    for s in stmts.iter_mut() {
+        cursors.push(
+            s.query([per_table, above])
+                .map_err(err(location, "cannot read staging"))?,
+        );
+    }
+    let streams = cursors
+        .iter_mut()
+        .enumerate()
+        .map(|(i, rows)| {
+            std::iter::from_fn(move || next_image(rows, i, &tables[i], location).transpose())
+        })
+        .collect();
+    crate::source::merge_by_seq(streams, limit)
 }
 
 /// Per captured table, the SELECT of its staged images in seq order, at most `?1`, with a seq

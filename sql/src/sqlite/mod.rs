@@ -28,6 +28,7 @@
 
 mod triggers;
 pub mod undo;
+pub mod upgrade;
 
 use crate::literal::Literal;
 use crate::staging::{self, derived_name};
@@ -202,7 +203,10 @@ fn staging_columns(t: &Table) -> Vec<String> {
     cols
 }
 
-fn table_objects(t: &Table) -> Result<String, SqlError> {
+/// Whether SQLite capture can cover `t` as it is: the model's rules ([`Table::validate`]) and
+/// SQLite's own (a rowid the triggers can name, a key for a table without rowid).
+pub fn capturable(t: &Table) -> Result<(), SqlError> {
+    t.validate()?;
     if t.rowid && triggers::rowid_alias(t).is_none() {
         return Err(SqlError::Uncapturable {
             table: t.name.to_string(),
@@ -216,6 +220,18 @@ fn table_objects(t: &Table) -> Result<String, SqlError> {
             reason: "a table without rowid must have a primary key".into(),
         });
     }
+    Ok(())
+}
+
+/// The statements that capture one more table `t` (staging, pending, registry row, triggers),
+/// without `BEGIN`/`COMMIT`: for a transaction the caller holds, on a source whose shared
+/// objects exist.
+pub fn table_install(t: &Table) -> Result<String, SqlError> {
+    table_objects(t)
+}
+
+fn table_objects(t: &Table) -> Result<String, SqlError> {
+    capturable(t)?;
     let names = CaptureNames::for_table(t);
     let mut s = format!("-- {}\n", comment_name(&t.name.to_string()));
     let mut defs = vec![

@@ -65,6 +65,8 @@ impl Job for Heartbeat {
                 let mut recovered = false;
                 match result {
                     Ok(h) => {
+                        s.source_blocked = None;
+                        s.source_blocked_since_us = None;
                         let was_down = !s.source_up;
                         let reinstalled =
                             s.incarnation.as_ref().is_some_and(|i| *i != h.incarnation);
@@ -88,6 +90,14 @@ impl Job for Heartbeat {
                         }
                         s.incarnation = Some(h.incarnation);
                         recovered = was_down || reinstalled;
+                    }
+                    // A locked source answers: it is blocked, not down.
+                    Err(e @ ReaderError::SourceLocked { .. }) => {
+                        if s.source_blocked.is_none() {
+                            tracing::warn!(source = %s.source, error = %e, "source is blocked");
+                        }
+                        s.source_blocked = Some(e.to_string());
+                        s.source_blocked_since_us.get_or_insert(now);
                     }
                     Err(e) => {
                         s.source_failures += 1;

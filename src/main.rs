@@ -45,7 +45,7 @@ pub const EXIT_DEGRADED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: an undo found conflicts and refused.
 pub const EXIT_CONFLICT: u8 = 3;
-/// Exit code: a comparison found differences (reserved for `rowtrail compare`).
+/// Exit code: `rowtrail compare` found differences.
 pub const EXIT_DIFFERENCES: u8 = 4;
 /// Exit code of `status`: the source is down, or no watcher answers.
 pub const EXIT_DOWN: u8 = 5;
@@ -60,9 +60,11 @@ Examples:
   rowtrail status                                # is the watcher healthy?
   rowtrail history --table staff --key 3         # one row's life
   rowtrail verify --digest                       # check the archive's hash chain
+  rowtrail replica create --to standby.db        # a readable copy, kept current by `replica apply`
+  rowtrail restore --as-of 2026-12-03T09:00:00Z --to then.db   # the tables as they were
 
 Config: ./rowtrail.toml, or --config FILE, or $ROWTRAIL_CONFIG. Exit codes: 0 ok, 1 error
-(`status`: degraded), 2 usage, 3 undo conflict, 4 differences found (reserved), 5 down
+(`status`: degraded), 2 usage, 3 undo conflict, 4 differences found (`compare`), 5 down
 (`status`).";
 
 /// Trigger-based change capture for SQL Server and SQLite, with a tamper-evident archive.
@@ -110,6 +112,15 @@ enum Command {
     Redo(cmd::undo::RedoArgs),
     /// Verify the archive: hash chain, sequence order, images; print or check a digest.
     Verify(cmd::verify::Args),
+    /// Take a baseline of the captured tables into the archive, online.
+    Baseline(cmd::baseline::Args),
+    /// Build, apply to, inspect, pause, resume or rewind a replica of the source.
+    #[command(subcommand)]
+    Replica(cmd::replica::ReplicaCommand),
+    /// Rebuild the captured tables as of an earlier time into a new file.
+    Restore(cmd::replica::RestoreArgs),
+    /// Compare a replica with its source; exit 4 when they differ; repair on request.
+    Compare(cmd::compare::Args),
     /// Run a self-contained demonstration on SQLite (no server, no arguments needed).
     Demo(cmd::demo::Args),
 }
@@ -153,6 +164,10 @@ fn main() -> ExitCode {
                     Command::Undo(a) => cmd::undo::run(a, &cfg),
                     Command::Redo(a) => cmd::undo::redo(a, &cfg),
                     Command::Verify(a) => cmd::verify::run(a, &cfg),
+                    Command::Baseline(a) => cmd::baseline::run(a, &cfg),
+                    Command::Replica(c) => cmd::replica::run(c, &cfg),
+                    Command::Restore(a) => cmd::replica::restore(a, &cfg),
+                    Command::Compare(a) => cmd::compare::run(a, &cfg),
                     Command::Init(_) | Command::Demo(_) => unreachable!("handled above"),
                 }
             }

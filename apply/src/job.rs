@@ -29,6 +29,10 @@ pub struct Job<'a> {
     pub foreign_keys: &'a [ForeignKey],
     /// How the target's capture labels the job's writes (SQLite sources), if it has capture.
     pub label: Option<&'a Label>,
+    /// Whether a step on a table without a key may touch any one of several equal rows. Off
+    /// for undo (which of them a user meant matters to the audit); on for a copy, whose equal
+    /// rows nobody can tell apart.
+    pub any_equal_row: bool,
 }
 
 impl Job<'_> {

@@ -139,6 +139,7 @@ impl Plan {
             on_conflict: self.mode.on_conflict(),
             foreign_keys,
             label,
+            any_equal_row: false,
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct InstallArgs {
     /// installing nothing when any table cannot be captured.
     #[arg(long)]
     pub skip_uncapturable: bool,
+    /// SQLite: do not take a baseline of the captured tables into the archive after the
+    /// install (`rowtrail baseline` takes one later; replicas start from one).
+    #[arg(long)]
+    pub no_baseline: bool,
 }
 
 /// Which tables.
@@ -317,6 +321,21 @@ fn install_sqlite(a: &InstallArgs, cfg: &Config) -> Result<ExitCode> {
         outln!("not captured ({} table(s)):", survey.refused.len());
         for r in &survey.refused {
             outln!("  {r}");
+        }
+    }
+    if !a.no_baseline {
+        // Capture is installed whatever happens here: a baseline that fails is reported with
+        // how to take it again, and the install still succeeds.
+        let taken = (|| -> Result<()> {
+            let mut source = cfg.source_spec()?.open()?;
+            let mut archive = super::read::open_archive(cfg)?;
+            super::baseline::take(source.as_mut(), &mut archive, None, false)
+        })();
+        if let Err(e) = taken {
+            eprintln!(
+                "warning: capture is installed, but its baseline was not taken: {e:#}\n\
+                 take it with `rowtrail baseline` (replicas and `restore --as-of` start from one)"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

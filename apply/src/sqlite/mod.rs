@@ -6,6 +6,8 @@
 //! script as for its apply (`versions.rs`).
 
 mod transaction;
+
+pub use transaction::apply_within;
 mod versions;
 
 use std::path::Path;

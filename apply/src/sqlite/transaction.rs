@@ -143,11 +143,7 @@ fn apply_in_transaction(
     hooks: &mut dyn Hooks,
 ) -> Result<Vec<StepResult>, ApplyError> {
     let e = |context: &str| target_err(conn, context);
-    let (e_begin, e_step, e_commit) = (
-        e("cannot start"),
-        e(&format!("{} step failed", article(job.what))),
-        e("cannot commit"),
-    );
+    let (e_begin, e_commit) = (e("cannot start"), e("cannot commit"));
     let e_ctx = e(&format!("cannot label the {}'s writes", job.what));
     let e_fk = e("cannot check foreign keys");
     let tx = conn
@@ -174,97 +170,7 @@ fn apply_in_transaction(
         )
         .map_err(e_ctx)?;
     }
-    let on_conflict = job.on_conflict;
-    let mut results = Vec::with_capacity(job.steps.len());
-    let mut guards = Vec::new();
-    let half = job.steps.len() / 2;
-    let mut rendered = Rendered::new(on_conflict == OnConflict::Force);
-    let mut step_error: Option<rusqlite::Error> = None;
-    for (n, s) in job.steps.iter().enumerate() {
-        if n == half {
-            failpoint::hit("undo-mid-apply");
-        }
-        if n % 4096 == 0 && n > 0 {
-            hooks.progress(n);
-        }
-        let step = s.step;
-        let r = rendered.get(&step)?;
-        let mut held = true;
-        if let Some(m) = &r.matching {
-            let count: i64 = match tx.prepare_cached(&m.sql).and_then(|mut st| {
-                st.query_row(rusqlite::params_from_iter(bound(m, &step)?), |r| r.get(0))
-            }) {
-                Ok(c) => c,
-                Err(err) => {
-                    step_error = Some(err);
-                    break;
-                }
-            };
-            if count > 1 && on_conflict != OnConflict::Force {
-                return Err(ApplyError::Ambiguous {
-                    what: job.what.to_string(),
-                    change: s.id,
-                    table: step.table.name.to_string(),
-                    count,
-                });
-            }
-            held = count == 1;
-        }
-        let changed = if held {
-            match run(&tx, &r.guarded, &step) {
-                Ok(n) => n == Some(1),
-                Err(err) => {
-                    step_error = Some(err);
-                    break;
-                }
-            }
-        } else {
-            false
-        };
-        let outcome = if changed {
-            Outcome::Applied
-        } else {
-            match on_conflict {
-                OnConflict::Stop => {
-                    guards.push(s.comment.to_string());
-                    Outcome::Skipped
-                }
-                OnConflict::Skip => Outcome::Skipped,
-                OnConflict::Force => {
-                    let mut failed = None;
-                    for f in &r.forced {
-                        match run(&tx, f, &step) {
-                            Ok(Some(_)) => {}
-                            Ok(None) => failed = Some(s.comment),
-                            Err(err) => {
-                                step_error = Some(err);
-                                break;
-                            }
-                        }
-                    }
-                    if let Some(c) = failed {
-                        guards.push(format!("{c} (even forced: a constraint refused it)"));
-                    }
-                    Outcome::Forced
-                }
-            }
-        };
-        results.push(StepResult {
-            index: n,
-            id: s.id,
-            action: step.action(),
-            outcome,
-        });
-    }
-    if let Some(err) = step_error {
-        return Err(e_step(err));
-    }
-    if !guards.is_empty() {
-        return Err(ApplyError::Guards {
-            what: job.what.to_string(),
-            rows: guards,
-        });
-    }
+    let results = run_steps(&tx, job, hooks)?;
     if job.label.is_some() {
         tx.execute(
             &format!(
@@ -293,8 +199,152 @@ fn apply_in_transaction(
     Ok(results)
 }
 
+/// Runs `job`'s steps inside `tx`, checking each guard; `Ok` only when every step applied (or
+/// was skipped or forced as `job.on_conflict` says). Nothing is committed here.
+fn run_steps(
+    tx: &rusqlite::Transaction<'_>,
+    job: &Job<'_>,
+    hooks: &mut dyn Hooks,
+) -> Result<Vec<StepResult>, ApplyError> {
+    let on_conflict = job.on_conflict;
+    let mut results = Vec::with_capacity(job.steps.len());
+    let mut guards = Vec::new();
+    let half = job.steps.len() / 2;
+    let mut rendered = Rendered::new(on_conflict == OnConflict::Force || job.any_equal_row);
+    let mut step_error: Option<rusqlite::Error> = None;
+    for (n, s) in job.steps.iter().enumerate() {
+        if n == half {
+            failpoint::hit("undo-mid-apply");
+        }
+        if n % 4096 == 0 && n > 0 {
+            hooks.progress(n);
+        }
+        let step = s.step;
+        let r = rendered.get(&step)?;
+        let mut held = true;
+        // Several equal rows of a table without a key, and the job may touch any of them: the
+        // guard held (one of them is the expected row), and the unguarded statements act on
+        // exactly one.
+        let mut any_of_equal = false;
+        if let Some(m) = &r.matching {
+            let count: i64 = match tx.prepare_cached(&m.sql).and_then(|mut st| {
+                st.query_row(rusqlite::params_from_iter(bound(m, &step)?), |r| r.get(0))
+            }) {
+                Ok(c) => c,
+                Err(err) => {
+                    step_error = Some(err);
+                    break;
+                }
+            };
+            if count > 1 && on_conflict != OnConflict::Force && !job.any_equal_row {
+                return Err(ApplyError::Ambiguous {
+                    what: job.what.to_string(),
+                    change: s.id,
+                    table: step.table.name.to_string(),
+                    count,
+                });
+            }
+            held = count == 1 || (job.any_equal_row && count > 1);
+            any_of_equal = job.any_equal_row && count > 1;
+        }
+        let changed = if held && any_of_equal {
+            let mut all = true;
+            for f in &r.forced {
+                match run(tx, f, &step) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => all = false,
+                    Err(err) => {
+                        step_error = Some(err);
+                        break;
+                    }
+                }
+            }
+            if step_error.is_some() {
+                break;
+            }
+            all
+        } else if held {
+            match run(tx, &r.guarded, &step) {
+                Ok(n) => n == Some(1),
+                Err(err) => {
+                    step_error = Some(err);
+                    break;
+                }
+            }
+        } else {
+            false
+        };
+        let outcome = if changed {
+            Outcome::Applied
+        } else {
+            match on_conflict {
+                OnConflict::Stop => {
+                    guards.push(s.comment.to_string());
+                    Outcome::Skipped
+                }
+                OnConflict::Skip => Outcome::Skipped,
+                OnConflict::Force => {
+                    let mut failed = None;
+                    for f in &r.forced {
+                        match run(tx, f, &step) {
+                            Ok(Some(_)) => {}
+                            Ok(None) => failed = Some(s.comment),
+                            Err(err) => {
+                                step_error = Some(err);
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(c) = failed {
+                        guards.push(format!("{c} (even forced: a constraint refused it)"));
+                    }
+                    Outcome::Forced
+                }
+            }
+        };
+        results.push(StepResult {
+            index: n,
+            id: s.id,
+            action: step.action(),
+            outcome,
+        });
+    }
+    if let Some(err) = step_error {
+        return Err(target_err(
+            tx,
+            &format!("{} step failed", article(job.what)),
+        )(err));
+    }
+    if !guards.is_empty() {
+        return Err(ApplyError::Guards {
+            what: job.what.to_string(),
+            rows: guards,
+        });
+    }
+    Ok(results)
+}
+
 /// `an undo`, `a redo`: the job's word with its article.
 fn article(what: &str) -> String {
     let vowel = what.starts_with(['a', 'e', 'i', 'o', 'u']);
     format!("{} {what}", if vowel { "an" } else { "a" })
+}
+
+/// Applies `job` inside `tx`, a transaction the caller owns and commits: for a copy that
+/// records its own position in the same transaction (a replica). No label, no foreign-key
+/// check: the caller's database holds no capture and no foreign keys of its own.
+pub fn apply_within(
+    tx: &rusqlite::Transaction<'_>,
+    job: &Job<'_>,
+) -> Result<Vec<StepResult>, ApplyError> {
+    struct Quiet;
+    impl Hooks for Quiet {
+        fn link(&mut self, _tx: i64) -> Result<(), ApplyError> {
+            Ok(())
+        }
+        fn before_commit(&mut self, _results: &[StepResult]) -> Result<(), ApplyError> {
+            Ok(())
+        }
+    }
+    run_steps(tx, job, &mut Quiet)
 }

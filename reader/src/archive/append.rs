@@ -308,7 +308,7 @@ pub(super) fn source_id(
     Ok(id)
 }
 
-fn version_id(
+pub(super) fn version_id(
     tx: &Transaction<'_>,
     ids: &mut IdCache,
     source_id: i64,

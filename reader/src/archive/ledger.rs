@@ -221,6 +221,8 @@ pub(super) fn check(conn: &Connection) -> rusqlite::Result<Checked> {
     let mut count = 0u64;
     let mut sources: HashMap<i64, Json> = HashMap::new();
     let mut runs: BTreeMap<i64, Run> = BTreeMap::new();
+    let mut baselines: BTreeMap<i64, Json> = BTreeMap::new();
+    let mut baseline_tables: BTreeMap<i64, Json> = BTreeMap::new();
     let mut stmt = conn.prepare(
         "SELECT id, kind, subject, body, changes_tip, at_us, hash FROM ledger ORDER BY id",
     )?;
@@ -269,6 +271,12 @@ pub(super) fn check(conn: &Connection) -> rusqlite::Result<Checked> {
                         items: parsed["items"].clone(),
                     },
                 );
+            }
+            "baseline" => {
+                baselines.insert(subject, parsed);
+            }
+            "baseline-table" => {
+                baseline_tables.insert(subject, parsed);
             }
             other => problems.push(format!(
                 "ledger: entry {id} is of an unknown kind {other:?}"
@@ -346,6 +354,7 @@ pub(super) fn check(conn: &Connection) -> rusqlite::Result<Checked> {
     for id in runs.keys() {
         problems.push(format!("undo journal: run {id} was removed"));
     }
+    super::baseline::check(conn, baselines, baseline_tables, &mut problems)?;
     Ok(Checked {
         problems,
         count,

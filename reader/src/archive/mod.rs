@@ -13,10 +13,12 @@
 //! source tables; `verify.rs` ([`Archive::verify`]) checks all of it.
 
 mod append;
+mod baseline;
 mod catalog;
 pub mod chain;
 mod change;
 mod checkpoint;
+mod cut;
 mod journal;
 mod ledger;
 mod query;
@@ -26,8 +28,10 @@ mod schema_log;
 mod verify;
 
 pub use append::{AppendStats, NewChange};
+pub use baseline::{BaselineRow, BaselineTable, BaselineWriter, UnfinishedBaseline};
 pub use catalog::SourceRecord;
 pub use change::{label_text, ArchivedChange};
+pub use cut::Cut;
 pub use journal::{RunKind, RunState, UndoItem, UndoRun};
 pub use query::{ChangeQuery, ChangeStream, DEFAULT_PAGE};
 pub use schema_log::{NewSchemaEvent, SchemaEvent, SchemaEventKind};

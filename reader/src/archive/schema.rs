@@ -181,6 +181,43 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (source_id, schema_name, table_name, kind, after_seq));
     CREATE INDEX IF NOT EXISTS schema_events_by_new_name ON schema_events (schema_name, renamed_to)
         WHERE renamed_to IS NOT NULL;",
+    // 9: the standby's records. `cuts`: points of a source's change stream below which every
+    // transaction is complete, each placed at an archive change id (consumers apply up to a cut,
+    // never "the highest seq seen"). `baselines`, `baseline_tables`, `baseline_rows`: snapshots
+    // of captured tables, each table with its exact position in the stream (the seq the snapshot
+    // reflects). A baseline table's rows count only once its `baseline_tables` row exists; the
+    // ledger records each finished table's digest.
+    "CREATE TABLE IF NOT EXISTS cuts (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        seq INTEGER NOT NULL,
+        change_id INTEGER NOT NULL,
+        source_at TEXT,
+        archived_us INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS cuts_by_change ON cuts (change_id);
+    CREATE TABLE IF NOT EXISTS baselines (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        tables TEXT NOT NULL,
+        started_us INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS baseline_tables (
+        id INTEGER PRIMARY KEY,
+        baseline_id INTEGER NOT NULL REFERENCES baselines (id),
+        table_id INTEGER NOT NULL REFERENCES tables (id),
+        version_id INTEGER NOT NULL REFERENCES table_versions (id),
+        seq INTEGER NOT NULL,
+        taken_at TEXT NOT NULL,
+        row_count INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        finished_us INTEGER NOT NULL,
+        UNIQUE (baseline_id, table_id));
+    CREATE TABLE IF NOT EXISTS baseline_rows (
+        baseline_id INTEGER NOT NULL,
+        table_id INTEGER NOT NULL,
+        ordinal INTEGER NOT NULL,
+        src_rowid INTEGER,
+        image BLOB NOT NULL,
+        PRIMARY KEY (baseline_id, table_id, ordinal)) WITHOUT ROWID;",
 ];
 
 /// The migration after whose SQL every row key is recomputed.

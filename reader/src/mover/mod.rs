@@ -138,6 +138,11 @@ fn drain_counting(
 ) -> Result<bool, ReaderError> {
     let drained = drain_batches(source, archive, batch, stats, go_on)?;
     if drained {
+        // The last read took everything staged in its snapshot: every transaction up to the
+        // source's cut is archived now.
+        if let Some(seq) = source.cut() {
+            archive.record_cut(source.info(), seq)?;
+        }
         let followed = source.follow_schema(archive)?;
         stats.schema_changes += followed.len() as u64;
     }

@@ -44,6 +44,17 @@ pub struct CapturedTable {
     pub staging: Ident,
 }
 
+/// The point of the change stream a table snapshot reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPosition {
+    /// Every change of the table with a seq at or below it is in the snapshot; none above.
+    pub seq: i64,
+    /// The source's UTC time when the snapshot was taken (the archive's text form).
+    pub taken_at: String,
+    /// How many rows it read.
+    pub rows: u64,
+}
+
 /// Who, when, where and in which transaction: the metadata of one image.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Meta {
@@ -146,6 +157,28 @@ pub trait Source: Send {
     }
     /// How many images are staged now (for status and uninstall checks).
     fn staged_count(&mut self) -> Result<u64, crate::ReaderError>;
+    /// The cut the last [`Source::read_batch`] reached, if it reached one: a seq at or below
+    /// which every transaction's images are in that batch or earlier ones, and above which none
+    /// committed before it. `None` when the read stopped at its limit, or where the engine cannot
+    /// tell (it commits out of seq order and has no cut of its own yet).
+    fn cut(&self) -> Option<i64> {
+        None
+    }
+    /// Reads `table` for a baseline in one consistent snapshot, handing `each` its rows in key
+    /// order, `page` at a time, and says which point of the change stream the snapshot
+    /// reflects. Engines without an exact snapshot method refuse.
+    fn snapshot_table(
+        &mut self,
+        table: &CapturedTable,
+        _page: usize,
+        _each: &mut dyn FnMut(&[crate::archive::BaselineRow]) -> Result<(), crate::ReaderError>,
+    ) -> Result<SnapshotPosition, crate::ReaderError> {
+        Err(crate::ReaderError::BadRequest(format!(
+            "baselines are taken on SQLite sources only for now: {} cannot be snapshot at an \
+             exact point of its change stream yet",
+            table.table.name
+        )))
+    }
     /// The id of the archive this incarnation's changes are being archived into, as the source
     /// recorded it (`None` before a reader took any, or where the engine keeps no such record).
     fn archive_home(&mut self) -> Result<Option<String>, crate::ReaderError> {

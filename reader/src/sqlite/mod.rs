@@ -15,6 +15,7 @@
 //! The same shape as [`crate::mssql`], the SQL Server engine.
 
 mod alter;
+mod baseline;
 pub mod catalog;
 pub mod connection;
 mod delete;
@@ -67,6 +68,9 @@ pub struct SqliteSource {
     capture_new_tables: bool,
     /// Drifts already logged, so each is logged once.
     reported_drift: std::collections::HashSet<String>,
+    /// The cut the last read reached: the sequence's value in its snapshot, when it took every
+    /// image staged there.
+    snapshot_cut: Option<i64>,
 }
 
 impl SqliteSource {
@@ -89,6 +93,7 @@ impl SqliteSource {
             first_read: None,
             capture_new_tables: false,
             reported_drift: Default::default(),
+            snapshot_cut: None,
         };
         source.refresh()?;
         Ok(source)
@@ -203,6 +208,19 @@ impl Source for SqliteSource {
             conn: connection::open_for_reader(&self.path())?,
             location: self.info.location.clone(),
         })))
+    }
+
+    fn cut(&self) -> Option<i64> {
+        self.snapshot_cut
+    }
+
+    fn snapshot_table(
+        &mut self,
+        table: &CapturedTable,
+        page: usize,
+        each: &mut dyn FnMut(&[crate::archive::BaselineRow]) -> Result<(), ReaderError>,
+    ) -> Result<crate::source::SnapshotPosition, ReaderError> {
+        self.snapshot(table, page, each)
     }
 
     fn archive_home(&mut self) -> Result<Option<String>, ReaderError> {

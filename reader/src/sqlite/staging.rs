@@ -49,6 +49,13 @@ impl SqliteSource {
                 self.clean_below = Some(self.clean_below.unwrap_or(i64::MIN).max(last.seq));
             }
         }
+        // In the same snapshot: the sequence's value. A read that took every image staged in
+        // it ends on a transaction boundary there (seqs are taken under the write lock).
+        self.snapshot_cut = if out.len() < limit {
+            Some(sequence_value(&tx, &location)?)
+        } else {
+            None
+        };
         tx.commit()
             .map_err(err(&location, "cannot end the read transaction"))?;
         Ok(Ok(out))
@@ -149,6 +156,19 @@ pub fn staged_with_tx(conn: &Connection, location: &str, tx: &str) -> Result<boo
         }
     }
     Ok(false)
+}
+
+/// The global sequence's value: the seq the newest committed image took.
+pub fn sequence_value(conn: &Connection, location: &str) -> Result<i64, ReaderError> {
+    conn.query_row(
+        &format!(
+            "SELECT \"value\" FROM {} WHERE \"id\" = 1",
+            Ident::new(rowtrail_sql::sqlite::objects::SEQUENCE)?.sqlite()
+        ),
+        [],
+        |r| r.get(0),
+    )
+    .map_err(err(location, "cannot read the sequence"))
 }
 
 /// How many images `staging` holds (0 when the table does not exist).

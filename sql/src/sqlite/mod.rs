@@ -27,6 +27,7 @@
 //! indexes are not detected (documented limit).
 
 mod triggers;
+pub use triggers::rowid_alias;
 pub mod undo;
 pub mod upgrade;
 

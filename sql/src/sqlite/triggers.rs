@@ -6,7 +6,7 @@ use crate::Table;
 
 /// The expression a trigger row reference (`NEW`, `OLD`, `o`) uses for the rowid: the first of
 /// SQLite's rowid aliases that no column shadows.
-pub(super) fn rowid_alias(t: &Table) -> Option<&'static str> {
+pub fn rowid_alias(t: &Table) -> Option<&'static str> {
     ["rowid", "_rowid_", "oid"].into_iter().find(|alias| {
         !t.columns
             .iter()

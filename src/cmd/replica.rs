@@ -1,0 +1,309 @@
+//! `rowtrail replica …` and `rowtrail restore --as-of`: copies of the source on the backup host,
+//! built from a baseline and kept current from the archive.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use rowtrail_reader::archive::Archive;
+use rowtrail_standby::replica::{self, parse_time, CreateOptions, Replica, Until};
+
+use crate::config::Config;
+use crate::progress::Progress;
+
+/// `rowtrail replica …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReplicaCommand {
+    /// Build a new replica from the archive's newest baselines, brought to the newest cut.
+    #[command(
+        after_help = "Example:\n  rowtrail replica create --to /srv/standby/app.db\n\n\
+The file appears only when complete. Take a baseline first (`rowtrail baseline`; `sql install`\n\
+takes one)."
+    )]
+    Create(TargetArgs),
+    /// Apply the archived changes the replica lacks, up to the newest cut (or a delay behind).
+    #[command(after_help = "Examples:\n  \
+rowtrail replica apply --to standby.db                 # once\n  \
+rowtrail replica apply --to standby.db --delay 1h      # stay an hour behind the source\n  \
+rowtrail replica apply --to standby.db --follow        # keep applying until Ctrl-C\n\n\
+Each step forward is one transaction of the replica that writes the rows and its position:\n\
+a kill leaves it where it was. The watcher does this for the replicas its config names.")]
+    Apply(ApplyArgs),
+    /// Show where a replica stands: position, changes behind, lag, tables.
+    Status(TargetArgs),
+    /// Stop applying to a replica (it keeps its state until resumed).
+    Pause(TargetArgs),
+    /// Resume applying to a paused replica.
+    Resume(TargetArgs),
+    /// Take a replica back to the state as of an earlier time (dry run unless --apply).
+    #[command(after_help = "Example:\n  \
+rowtrail replica rewind --to standby.db --as-of 2026-12-03T09:15:00Z --apply\n\n\
+The changes applied since then are applied backwards, newest first, in one transaction; the\n\
+replica is paused afterwards so it stays there (`replica resume` lets it catch up again).")]
+    Rewind(RewindArgs),
+}
+
+/// Which replica.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// The replica file.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+/// Arguments of `replica apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The replica file.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Stay this far behind the source (`90s`, `15m`, `1h`, `2d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// Keep applying, once a second, until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// Print nothing when all is well.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `replica rewind`.
+#[derive(Debug, clap::Args)]
+pub struct RewindArgs {
+    /// The replica file.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// The time to go back to (UTC: 2026-12-03T09:15:00Z, or with an offset).
+    #[arg(long, value_name = "TIME")]
+    pub as_of: String,
+    /// Do it (without it: say what would be done).
+    #[arg(long)]
+    pub apply: bool,
+}
+
+/// Arguments of `rowtrail restore`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  \
+rowtrail restore --as-of 2026-12-03T09:15:00Z --to /tmp/app-at-0915.db\n\n\
+Builds the source's captured tables as they were at that time: the newest baseline taken by\n\
+then, and every archived change up to the last complete state before it. The result is a\n\
+replica (`replica status` reads it; `replica apply` would bring it forward).")]
+pub struct RestoreArgs {
+    /// The time (UTC: 2026-12-03T09:15:00Z, or with an offset).
+    #[arg(long, value_name = "TIME")]
+    pub as_of: String,
+    /// The new file to build (it must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+/// Reads `90s`, `15m`, `1h`, `2d`, or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write 90s, 15m, 1h or 2d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration: write 90s, 15m, 1h or 2d"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn archive(cfg: &Config) -> Result<Archive> {
+    Ok(Archive::open_read_only(cfg.archive()?)?)
+}
+
+/// Runs a `replica` subcommand.
+pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
+    match cmd {
+        ReplicaCommand::Create(a) => {
+            let archive = archive(cfg)?;
+            build(&archive, &a.to, CreateOptions::default())
+        }
+        ReplicaCommand::Apply(a) => apply(a, cfg),
+        ReplicaCommand::Status(a) => {
+            let archive = archive(cfg)?;
+            let replica = Replica::open(&a.to)?;
+            let s = replica.status(&archive)?;
+            outln!("replica {}", s.path.display());
+            outln!("  source incarnation {}", s.incarnation);
+            outln!(
+                "  position: change {} (seq {}), source time {}{}",
+                s.position.change_id,
+                s.position.seq,
+                s.position.source_at.as_deref().unwrap_or("(none yet)"),
+                if s.position.consistent {
+                    ""
+                } else {
+                    " — not yet a consistent state"
+                }
+            );
+            match &s.archive_cut {
+                Some(c) => outln!(
+                    "  archive: newest cut at change {} (seq {}); {} change(s) not applied, the oldest {:.1} s old",
+                    c.change_id,
+                    c.seq,
+                    s.behind,
+                    s.lag_seconds
+                ),
+                None => outln!("  archive: no cut recorded yet"),
+            }
+            outln!("  applying: {}", if s.paused { "paused" } else { "on" });
+            for (t, n) in &s.tables {
+                outln!("  {t}: {n} row(s)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ReplicaCommand::Pause(a) | ReplicaCommand::Resume(a) => {
+            let mut replica = Replica::open(&a.to)?;
+            let pause = matches!(cmd, ReplicaCommand::Pause(_));
+            replica.set_paused(pause)?;
+            outln!(
+                "replica {} {}",
+                a.to.display(),
+                if pause { "paused" } else { "resumed" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ReplicaCommand::Rewind(a) => {
+            let archive = archive(cfg)?;
+            let time = parse_time(&a.as_of)?;
+            let mut replica = Replica::open(&a.to)?;
+            let Some(cut) = archive.cut_as_of(replica.incarnation(), &time)? else {
+                anyhow::bail!("the archive knows no complete state of the source as of {time}");
+            };
+            let from = replica.position().change_id;
+            if cut.change_id >= from {
+                outln!(
+                    "replica {} stands at change {from}, not after {time}: nothing to rewind",
+                    a.to.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !a.apply {
+                outln!(
+                    "would rewind {} from change {from} to change {} (seq {}, the state as of {time}), undoing the changes in between newest first; run again with --apply",
+                    a.to.display(),
+                    cut.change_id,
+                    cut.seq
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            replica.set_paused(true)?;
+            let r = replica.rewind(&archive, &time)?;
+            outln!(
+                "rewound {}: {} change(s) undone; now at change {} (seq {}); paused (`rowtrail replica resume --to {0}` lets it catch up)",
+                a.to.display(),
+                r.applied,
+                r.position.change_id,
+                r.position.seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `rowtrail restore --as-of T --to FILE`.
+pub fn restore(a: &RestoreArgs, cfg: &Config) -> Result<ExitCode> {
+    let archive = archive(cfg)?;
+    let time = parse_time(&a.as_of)?;
+    build(
+        &archive,
+        &a.to,
+        CreateOptions {
+            incarnation: None,
+            as_of: Some(time),
+        },
+    )
+}
+
+fn build(archive: &Archive, to: &std::path::Path, options: CreateOptions) -> Result<ExitCode> {
+    let shown = Progress::wanted(false);
+    let mut bar: Option<(String, Progress)> = None;
+    let (replica, report) = replica::create(to, archive, &options, &mut |table, rows| {
+        if bar.as_ref().map(|(t, _)| t.as_str()) != Some(table) {
+            let p = Progress::new(shown, "loading", "rows", None);
+            p.message(table.to_string());
+            bar = Some((table.to_string(), p));
+        }
+        if let Some((_, p)) = &bar {
+            p.set(rows);
+        }
+    })?;
+    if let Some((_, p)) = bar.take() {
+        p.finish();
+    }
+    let rows: u64 = replica.status(archive)?.tables.iter().map(|t| t.1).sum();
+    outln!(
+        "built {} ({} table(s), {} row(s)){}: {} change(s) applied after the baseline, at change {} (seq {}){}",
+        to.display(),
+        replica.tables().len(),
+        rows,
+        options
+            .as_of
+            .as_ref()
+            .map(|t| format!(" as of {t}"))
+            .unwrap_or_default(),
+        report.applied,
+        report.position.change_id,
+        report.position.seq,
+        if report.position.consistent {
+            ""
+        } else {
+            " — not yet a consistent state (a table's baseline is newer than the newest cut)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply(a: &ApplyArgs, cfg: &Config) -> Result<ExitCode> {
+    let until = match a.delay {
+        Some(d) => Until::Delay(d),
+        None => Until::Latest,
+    };
+    let mut replica = Replica::open(&a.to)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if a.follow {
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    }
+    loop {
+        let archive = archive(cfg)?;
+        let r = replica.apply(&archive, &until)?;
+        if !a.quiet && (r.applied > 0 || !a.follow) {
+            outln!(
+                "{}: {} change(s) applied; at change {} (seq {}){}{}",
+                a.to.display(),
+                r.applied,
+                r.position.change_id,
+                r.position.seq,
+                if replica.paused() { "; paused" } else { "" },
+                if r.position.consistent {
+                    ""
+                } else {
+                    " — not yet a consistent state"
+                }
+            );
+        }
+        if !a.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for _ in 0..10 {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The replica's tables: the source's columns in their order, the primary key, and nothing the
+//! replica does not need (no unique indexes, no foreign keys, no generated columns: every
+//! column holds the value the source's row held, as captured).
+
+use rowtrail_sql::{Column, Table};
+
+/// The table as the replica holds it: every column plain and writable, so applying a change
+/// writes every value the source captured (generated and server-assigned values included).
+pub(crate) fn replica_form(t: &Table) -> Table {
+    Table {
+        name: rowtrail_sql::TableName::bare(t.name.name.clone()),
+        columns: t
+            .columns
+            .iter()
+            .map(|c| Column {
+                computed: false,
+                identity: false,
+                rowversion: false,
+                generated: false,
+                sparse: false,
+                ..c.clone()
+            })
+            .collect(),
+        primary_key: t.primary_key.clone(),
+        unique_keys: Vec::new(),
+        rowid: t.rowid,
+    }
+}
+
+/// `CREATE TABLE` for `t`'s replica form. Declared types are kept on SQLite sources (so values
+/// take the same affinity); a SQL Server type means nothing to SQLite and is left out, which
+/// keeps every value's storage class as the archive holds it.
+pub(crate) fn create_sql(t: &Table, sqlite_source: bool) -> String {
+    let mut parts: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = if sqlite_source { c.sql_type.trim() } else { "" };
+            let mut s = c.name.sqlite().to_string();
+            if !ty.is_empty() {
+                s.push(' ');
+                s.push_str(ty);
+            }
+            s
+        })
+        .collect();
+    if !t.primary_key.is_empty() {
+        let key: Vec<String> = t
+            .primary_key
+            .iter()
+            .map(|&i| t.columns[i].name.sqlite().to_string())
+            .collect();
+        parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    format!(
+        "CREATE TABLE {} ({}){}",
+        t.name.name.sqlite(),
+        parts.join(", "),
+        if t.rowid { "" } else { " WITHOUT ROWID" }
+    )
+}

@@ -1,0 +1,319 @@
+//! The standby (issue 16): baselines taken online, a replica built from one and kept current
+//! from the archive, a rebuild as of an earlier time, a rewind, compare and repair, and what
+//! is refused.
+
+use std::process::Command;
+
+use rowtrail_tests::{show, Sandbox};
+use rusqlite::Connection;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
+
+const DDL: &str = "
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE staff (id INTEGER PRIMARY KEY, name TEXT NOT NULL, salary REAL, note BLOB);
+    CREATE TABLE tags (a TEXT, b INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID;
+    CREATE TABLE log (line TEXT, n INTEGER);
+";
+
+/// Every row of every table of `DDL`, in a fixed order, as text (types included).
+fn state(c: &Connection) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, order) in [("staff", "id"), ("tags", "a, b"), ("log", "line, n")] {
+        let mut s = c
+            .prepare(&format!("SELECT * FROM {t} ORDER BY {order}"))
+            .unwrap();
+        let n = s.column_count();
+        let rows = s
+            .query_map([], |r| {
+                let mut line = format!("{t}:");
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    line.push_str(&format!(" {v:?}"));
+                }
+                Ok(line)
+            })
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+/// A random workload: inserts, updates (key changes included), deletes, over all tables.
+fn workload(c: &Connection, rng: &mut fastrand::Rng, statements: usize) {
+    for _ in 0..statements {
+        let id = rng.i64(1..60);
+        let sql = match rng.u8(0..9) {
+            0 | 1 => format!(
+                "INSERT OR REPLACE INTO staff (id, name, salary, note) VALUES ({id}, 'n{}', {}.5, x'0{}')",
+                rng.u32(..),
+                rng.u16(..),
+                rng.u8(0..10)
+            ),
+            2 => format!("UPDATE staff SET salary = salary * 1.1, name = name || 'x' WHERE id % 7 = {}", id % 7),
+            3 => format!("UPDATE OR IGNORE staff SET id = id + 100 WHERE id = {id}"),
+            4 => format!("DELETE FROM staff WHERE id = {id}"),
+            5 => format!("INSERT OR IGNORE INTO tags VALUES ('t{}', {})", id % 5, id % 3),
+            6 => format!("DELETE FROM tags WHERE b = {}", id % 3),
+            7 => format!("INSERT INTO log VALUES ('l{}', {})", id % 4, id),
+            _ => format!("DELETE FROM log WHERE rowid IN (SELECT rowid FROM log WHERE n = {id} LIMIT 1)"),
+        };
+        c.execute_batch(&sql).unwrap();
+    }
+}
+
+fn open(path: &std::path::Path) -> Connection {
+    Connection::open(path).unwrap()
+}
+
+fn seeded(sb: &Sandbox) -> Connection {
+    let c = sb.connect();
+    c.execute_batch(DDL).unwrap();
+    c.execute_batch(
+        "INSERT INTO staff VALUES (1, 'ann', 10.0, x'00'), (2, 'bob', NULL, NULL), (3, 'cy', 3.25, x'ff');
+         INSERT INTO tags VALUES ('t0', 0), ('t1', 1);
+         INSERT INTO log VALUES ('a', 1), ('a', 1), ('b', NULL);",
+    )
+    .unwrap();
+    c
+}
+
+#[test]
+fn a_replica_built_from_the_install_baseline_follows_a_random_workload_exactly() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    let out = sb.ok(&["sql", "install"]);
+    assert!(
+        out.contains("baseline 1 of"),
+        "install takes a baseline:\n{out}"
+    );
+    let mut rng = fastrand::Rng::with_seed(16);
+    workload(&c, &mut rng, 300);
+    sb.ok(&["read", "--quiet"]);
+    let replica = sb.path().join("standby.db");
+    let r = replica.to_str().unwrap();
+    let out = sb.ok(&["replica", "create", "--to", r]);
+    assert!(out.contains("built"), "{out}");
+    assert_eq!(state(&open(&replica)), state(&c), "after create");
+    for round in 0..3 {
+        workload(&c, &mut rng, 200);
+        sb.ok(&["read", "--quiet"]);
+        sb.ok(&["replica", "apply", "--to", r]);
+        assert_eq!(state(&open(&replica)), state(&c), "after round {round}");
+    }
+    let out = sb.ok(&["compare", "--replica", r]);
+    assert!(out.contains("the replica equals the source"), "{out}");
+    let status = sb.ok(&["replica", "status", "--to", r]);
+    assert!(status.contains("0 change(s) not applied"), "{status}");
+}
+
+#[test]
+fn a_baseline_taken_while_images_wait_in_staging_skips_what_it_already_holds() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install", "--no-baseline"]);
+    let mut rng = fastrand::Rng::with_seed(7);
+    // Staged before the baseline: in the snapshot already, and archived after it.
+    workload(&c, &mut rng, 150);
+    let out = sb.ok(&["baseline"]);
+    assert!(out.contains("staff"), "{out}");
+    workload(&c, &mut rng, 150);
+    sb.ok(&["read", "--quiet"]);
+    let replica = sb.path().join("standby.db");
+    sb.ok(&["replica", "create", "--to", replica.to_str().unwrap()]);
+    assert_eq!(state(&open(&replica)), state(&c));
+}
+
+#[test]
+fn restore_as_of_and_rewind_give_the_tables_as_they_were() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let mut rng = fastrand::Rng::with_seed(3);
+    workload(&c, &mut rng, 200);
+    sb.ok(&["read", "--quiet"]);
+    let replica = sb.path().join("standby.db");
+    let r = replica.to_str().unwrap();
+    sb.ok(&["replica", "create", "--to", r]);
+    let then_state = state(&c);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let then: String = c
+        .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    workload(&c, &mut rng, 200);
+    sb.ok(&["read", "--quiet"]);
+    sb.ok(&["replica", "apply", "--to", r]);
+    let now_state = state(&c);
+    assert_ne!(then_state, now_state, "the workload changed something");
+    assert_eq!(state(&open(&replica)), now_state);
+
+    let rebuilt = sb.path().join("then.db");
+    sb.ok(&[
+        "restore",
+        "--as-of",
+        &then,
+        "--to",
+        rebuilt.to_str().unwrap(),
+    ]);
+    assert_eq!(state(&open(&rebuilt)), then_state, "restore --as-of");
+    // An existing file is never overwritten.
+    let out = sb.fails(
+        &[
+            "restore",
+            "--as-of",
+            &then,
+            "--to",
+            rebuilt.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(out.contains("exists already"), "{out}");
+
+    let dry = sb.ok(&["replica", "rewind", "--to", r, "--as-of", &then]);
+    assert!(dry.contains("would rewind"), "{dry}");
+    assert_eq!(
+        state(&open(&replica)),
+        now_state,
+        "a dry run writes nothing"
+    );
+    sb.ok(&["replica", "rewind", "--to", r, "--as-of", &then, "--apply"]);
+    assert_eq!(state(&open(&replica)), then_state, "rewind");
+    // Paused after a rewind: apply leaves it there until resumed.
+    sb.ok(&["replica", "apply", "--to", r]);
+    assert_eq!(state(&open(&replica)), then_state, "stays paused");
+    sb.ok(&["replica", "resume", "--to", r]);
+    sb.ok(&["replica", "apply", "--to", r]);
+    assert_eq!(state(&open(&replica)), now_state, "caught up again");
+}
+
+#[test]
+fn compare_finds_a_tampered_replica_and_repair_makes_it_equal() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let mut rng = fastrand::Rng::with_seed(11);
+    workload(&c, &mut rng, 100);
+    sb.ok(&["read", "--quiet"]);
+    let replica = sb.path().join("standby.db");
+    let r = replica.to_str().unwrap();
+    sb.ok(&["replica", "create", "--to", r]);
+    c.execute_batch("INSERT OR REPLACE INTO staff VALUES (500, 'kept', 1.0, NULL)")
+        .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    sb.ok(&["replica", "apply", "--to", r]);
+    let rep = open(&replica);
+    rep.execute_batch(
+        "UPDATE staff SET name = 'forged' WHERE id = 500;
+         INSERT INTO tags VALUES ('zz', 9);
+         DELETE FROM log WHERE line = 'b';",
+    )
+    .unwrap();
+    drop(rep);
+    let out = sb.fails(&["compare", "--replica", r], 4);
+    assert!(out.contains("staff: DIFFERS"), "{out}");
+    assert!(out.contains("different: id=500"), "{out}");
+    assert!(out.contains("tags: DIFFERS"), "{out}");
+    assert!(out.contains("log: DIFFERS"), "{out}");
+    assert!(
+        !out.contains("forged"),
+        "values are not printed, only keys:\n{out}"
+    );
+    let out = sb.fails(&["compare", "--replica", r, "--repair"], 4);
+    assert!(out.contains("--repair --apply"), "{out}");
+    sb.ok(&["compare", "--replica", r, "--repair", "--apply"]);
+    assert_eq!(state(&open(&replica)), state(&c));
+    sb.ok(&["compare", "--replica", r]);
+    // A change the tampered replica cannot take stops apply with what to do.
+    open(&replica)
+        .execute_batch("UPDATE staff SET name = 'forged' WHERE id = 500")
+        .unwrap();
+    c.execute_batch("UPDATE staff SET salary = 2.0 WHERE id = 500")
+        .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    let out = sb.fails(&["replica", "apply", "--to", r], 1);
+    assert!(out.contains("rowtrail compare --replica"), "{out}");
+}
+
+#[test]
+fn a_kill_during_apply_leaves_the_replica_where_it_was() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let replica = sb.path().join("standby.db");
+    let r = replica.to_str().unwrap();
+    sb.ok(&["replica", "create", "--to", r]);
+    let before = state(&open(&replica));
+    let mut rng = fastrand::Rng::with_seed(5);
+    workload(&c, &mut rng, 300);
+    sb.ok(&["read", "--quiet"]);
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(sb.config())
+        .args(["replica", "apply", "--to", r])
+        .current_dir(sb.path())
+        .env("ROWTRAIL_TEST_FAILPOINT", "undo-mid-apply")
+        .env("ROWTRAIL_TEST_FAILPOINT_ACTION", "abort")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the failpoint stopped it:\n{}",
+        show(&out)
+    );
+    assert_eq!(
+        state(&open(&replica)),
+        before,
+        "nothing of the killed apply is kept"
+    );
+    sb.ok(&["replica", "apply", "--to", r]);
+    assert_eq!(state(&open(&replica)), state(&c));
+}
+
+#[test]
+fn bad_input_is_refused_with_what_to_do() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install", "--no-baseline"]);
+    let replica = sb.path().join("standby.db");
+    let r = replica.to_str().unwrap();
+    // No baseline yet.
+    sb.ok(&["read", "--quiet"]);
+    let out = sb.fails(&["replica", "create", "--to", r], 1);
+    assert!(out.contains("rowtrail baseline"), "{out}");
+    assert!(!replica.exists(), "nothing left behind");
+    // Unknown table.
+    let out = sb.fails(&["baseline", "--tables", "nope"], 1);
+    assert!(
+        out.contains("not captured") && out.contains("staff"),
+        "{out}"
+    );
+    // A file that is not a replica.
+    let out = sb.fails(
+        &["replica", "status", "--to", sb.source().to_str().unwrap()],
+        1,
+    );
+    assert!(out.contains("is not a rowtrail replica"), "{out}");
+    // A time that is not one.
+    sb.ok(&["baseline"]);
+    let out = sb.fails(&["restore", "--as-of", "yesterday-ish", "--to", "x.db"], 1);
+    assert!(out.contains("is not a time"), "{out}");
+    // A replica pointed at another archive.
+    sb.ok(&["replica", "create", "--to", r]);
+    let other = Sandbox::new(BIN);
+    let c2 = seeded(&other);
+    other.ok(&["sql", "install"]);
+    drop(c2);
+    let out = other.fails(&["replica", "apply", "--to", r], 1);
+    assert!(out.contains("another archive"), "{out}");
+    // A damaged baseline is caught by verify.
+    drop(c);
+    let a = open(&sb.archive());
+    a.execute_batch("UPDATE baseline_rows SET image = x'00' WHERE ordinal = 1 AND table_id = (SELECT min(table_id) FROM baseline_rows)")
+        .unwrap();
+    drop(a);
+    let out = sb.fails(&["verify"], 1);
+    assert!(out.contains("do not match their digest"), "{out}");
+}

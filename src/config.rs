@@ -46,6 +46,17 @@ struct File {
     watcher: WatcherSection,
     #[serde(default)]
     alerts: AlertsSection,
+    /// `[[replica]]` sections: replicas the watcher keeps current.
+    #[serde(default)]
+    replica: Vec<ReplicaSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicaSection {
+    path: PathBuf,
+    /// How far behind the source it stays (`90s`, `15m`, `1h`, `2d`).
+    delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +139,8 @@ pub struct Config {
     pub alerts: AlertRules,
     /// Where the watcher publishes the archive's digest after each pass that archived something.
     pub digest: rowtrail_watcher::digest::DigestSink,
+    /// The replicas the watcher keeps current (`[[replica]]`).
+    pub replicas: Vec<rowtrail_watcher::ReplicaSettings>,
 }
 
 /// Command-line overrides that apply on top of the file.
@@ -319,6 +332,23 @@ impl Config {
                 file: w.digest_file.clone().map(rel),
                 command: w.digest_command.clone().filter(|c| !c.trim().is_empty()),
             },
+            replicas: parsed
+                .replica
+                .iter()
+                .map(|r| {
+                    Ok(rowtrail_watcher::ReplicaSettings {
+                        path: rel(r.path.clone()),
+                        delay: r
+                            .delay
+                            .as_deref()
+                            .map(parse_duration)
+                            .transpose()
+                            .map_err(|e| {
+                                anyhow::anyhow!("[[replica]] {}: delay: {e}", r.path.display())
+                            })?,
+                    })
+                })
+                .collect::<Result<_>>()?,
             alerts: AlertRules {
                 backlog_age: threshold(a.backlog_age_seconds, 60).map(Duration::from_secs),
                 source_down: threshold(a.source_down_seconds, 30).map(Duration::from_secs),
@@ -400,6 +430,22 @@ impl Config {
     }
 }
 
+/// Reads `90s`, `15m`, `1h`, `2d`, or a number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let bad = || format!("{text:?} is not a duration: write 90s, 15m, 1h or 2d");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +459,18 @@ mod tests {
         assert!(!has_password(
             "Server=db;Database=app;User Id=r;Encrypt=true"
         ));
+    }
+
+    #[test]
+    fn durations_read_with_their_units_and_bad_ones_say_how() {
+        assert_eq!(super::parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(super::parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(
+            super::parse_duration("2d"),
+            Ok(Duration::from_secs(172_800))
+        );
+        assert_eq!(super::parse_duration("30"), Ok(Duration::from_secs(30)));
+        let e = super::parse_duration("1 hour").unwrap_err();
+        assert!(e.contains("write 90s, 15m, 1h or 2d"), "{e}");
     }
 }

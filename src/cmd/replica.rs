@@ -9,7 +9,7 @@ use anyhow::Result;
 use rowtrail_reader::archive::Archive;
 use rowtrail_standby::replica::{self, parse_time, CreateOptions, Replica, Until};
 
-use crate::config::Config;
+use crate::config::{parse_duration, Config};
 use crate::progress::Progress;
 
 /// `rowtrail replica …`.
@@ -97,27 +97,6 @@ pub struct RestoreArgs {
     /// The new file to build (it must not exist).
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
-}
-
-/// Reads `90s`, `15m`, `1h`, `2d`, or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration: write 90s, 15m, 1h or 2d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration: write 90s, 15m, 1h or 2d"
-            ))
-        }
-    };
-    Ok(Duration::from_secs(secs))
 }
 
 fn archive(cfg: &Config) -> Result<Archive> {

@@ -86,6 +86,7 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             alerts: cfg.alerts.clone(),
             metrics: cfg.metrics_listen,
             digest: cfg.digest.clone(),
+            replicas: cfg.replicas.clone(),
         },
     )?;
     Ok(ExitCode::SUCCESS)
@@ -220,6 +221,22 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     );
     if let Some(e) = &s.last_error {
         outln!("last error {e} ({})", ago(s.last_error_us));
+    }
+    for r in &s.replicas {
+        outln!(
+            "replica    {}: change {} (seq {}), {} behind, lag {:.1} s{}{}{}",
+            r.path,
+            r.position,
+            r.position_seq,
+            r.behind,
+            r.lag_secs,
+            r.delay_secs
+                .map_or(String::new(), |d| format!(", delay {d:.0} s")),
+            if r.paused { ", paused" } else { "" },
+            r.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" — FAILING: {e}"))
+        );
     }
     if s.context_committed {
         outln!(

@@ -317,3 +317,54 @@ fn bad_input_is_refused_with_what_to_do() {
     let out = sb.fails(&["verify"], 1);
     assert!(out.contains("do not match their digest"), "{out}");
 }
+
+#[test]
+fn the_watcher_keeps_a_replica_current_and_reports_it() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let replica = sb.path().join("standby.db");
+    sb.ok(&["replica", "create", "--to", replica.to_str().unwrap()]);
+    sb.write_config("poll_interval_ms = 100\n\n[[replica]]\npath = \"standby.db\"\n");
+    let _w = sb.start_watcher();
+    let mut rng = fastrand::Rng::with_seed(21);
+    for _ in 0..5 {
+        workload(&c, &mut rng, 60);
+        let want = state(&c);
+        rowtrail_tests::wait_until(
+            std::time::Duration::from_secs(30),
+            "the replica equals the source",
+            || state(&open(&replica)) == want,
+        );
+    }
+    let out = sb.ok(&["status", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = &s["replicas"][0];
+    assert!(r["path"].as_str().unwrap().ends_with("standby.db"), "{out}");
+    assert!(r["applied"].as_u64().unwrap() > 0, "{out}");
+    assert!(r["last_error"].is_null(), "{out}");
+    // A replica written outside rowtrail is reported, and capture goes on.
+    open(&replica).execute_batch("DELETE FROM staff").unwrap();
+    c.execute_batch("UPDATE staff SET name = 'after' WHERE id IN (SELECT min(id) FROM staff)")
+        .unwrap();
+    rowtrail_tests::wait_until(
+        std::time::Duration::from_secs(30),
+        "the replica's failure is reported",
+        || {
+            let out = sb.run(&["status", "--json"]);
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            s["replicas"][0]["last_error"].is_string()
+        },
+    );
+    let out = sb.run(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FAILING"),
+        "{}",
+        show(&out)
+    );
+    rowtrail_tests::wait_until(
+        std::time::Duration::from_secs(30),
+        "capture goes on",
+        || sb.staged() == 0,
+    );
+}

@@ -28,6 +28,7 @@ use crate::alerts::AlertRules;
 use crate::control::{Bus, Shutdown};
 use crate::jobs::heartbeat::{HealthCheck, Heartbeat};
 use crate::jobs::mover::{Mover, Pace};
+use crate::jobs::replicas::Replicas;
 use crate::jobs::{Job, JobContext};
 use crate::status::{Board, Status};
 use crate::{endpoint, http, WatcherError};
@@ -59,6 +60,8 @@ pub struct WatcherOptions {
     pub metrics: Option<SocketAddr>,
     /// Where the archive's digest goes after every pass that archived something.
     pub digest: crate::digest::DigestSink,
+    /// The replicas kept current from the archive (none: no replicas job).
+    pub replicas: Vec<crate::jobs::replicas::ReplicaSettings>,
 }
 
 /// Runs the watcher until SIGINT, SIGTERM or a `shutdown` request. `lock` proves this is the only
@@ -80,7 +83,7 @@ pub fn run(
     });
     let shutdown = Shutdown::new();
     let archive_path = archive.path().to_path_buf();
-    let jobs: Vec<Box<dyn Job>> = vec![
+    let mut jobs: Vec<Box<dyn Job>> = vec![
         Box::new(Mover::new(
             open_source,
             archive,
@@ -98,6 +101,13 @@ pub fn run(
             archive_path.clone(),
         )),
     ];
+    if !opts.replicas.is_empty() {
+        jobs.push(Box::new(Replicas::new(
+            archive_path.clone(),
+            opts.replicas.clone(),
+            opts.poll_interval,
+        )));
+    }
     let takes: Vec<_> = jobs.iter().map(|j| j.takes()).collect();
     let (bus, inboxes) = Bus::new(&takes);
 

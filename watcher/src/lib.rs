@@ -34,6 +34,7 @@ pub use alerts::AlertRules;
 pub use daemon::{run, SourceFactory, WatcherOptions};
 pub use error::WatcherError;
 pub use jobs::heartbeat::{HealthCheck, DOWN_AFTER};
+pub use jobs::replicas::ReplicaSettings;
 
 use std::path::{Path, PathBuf};
 

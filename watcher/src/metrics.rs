@@ -85,5 +85,51 @@ pub fn render(s: &Status) -> String {
             u8::from(firing)
         ));
     }
+    if !s.replicas.is_empty() {
+        type Field = fn(&crate::status::ReplicaState) -> String;
+        let families: [(&str, &str, &str, Field); 4] = [
+            (
+                "rowtrail_replica_behind_changes",
+                "gauge",
+                "Archived changes the replica has not applied.",
+                |r| r.behind.to_string(),
+            ),
+            (
+                "rowtrail_replica_lag_seconds",
+                "gauge",
+                "Age of the oldest archived change the replica has not applied (0 when level).",
+                |r| r.lag_secs.to_string(),
+            ),
+            (
+                "rowtrail_replica_applied_total",
+                "counter",
+                "Changes applied to the replica since the watcher started.",
+                |r| r.applied.to_string(),
+            ),
+            (
+                "rowtrail_replica_failing",
+                "gauge",
+                "1 while applying to the replica fails.",
+                |r| u8::from(r.last_error.is_some()).to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for r in &s.replicas {
+                out.push_str(&format!(
+                    "{name}{{replica=\"{}\"}} {}\n",
+                    label_value(&r.path),
+                    value(r)
+                ));
+            }
+        }
+    }
     out
+}
+
+/// A label value as the exposition format writes it: backslash, quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

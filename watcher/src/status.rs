@@ -103,6 +103,36 @@ pub struct Status {
     /// SQLite: a `rowtrail_context` row is committed, so every change is being labelled with
     /// its login, host and transaction whoever makes it (degraded until it is deleted).
     pub context_committed: bool,
+    /// The replicas the watcher keeps current.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaState>,
+}
+
+/// One replica, as the replicas job last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// The replica file.
+    pub path: String,
+    /// The delay it keeps, in seconds.
+    pub delay_secs: Option<f64>,
+    /// The archive change id it stands at.
+    pub position: i64,
+    /// The source seq it stands at.
+    pub position_seq: i64,
+    /// Whether that is a consistent state of the source.
+    pub consistent: bool,
+    /// Archived changes not yet applied.
+    pub behind: u64,
+    /// Age of the oldest change not applied, in seconds (0 when level).
+    pub lag_secs: f64,
+    /// Whether applying is paused.
+    pub paused: bool,
+    /// Changes applied since the watcher started.
+    pub applied: u64,
+    /// How long the last round took, in seconds.
+    pub last_apply_secs: f64,
+    /// Why the last round failed, while it fails.
+    pub last_error: Option<String>,
 }
 
 impl Status {
@@ -114,6 +144,7 @@ impl Status {
             || self.last_error.is_some()
             || self.context_committed
             || self.source_blocked.is_some()
+            || self.replicas.iter().any(|r| r.last_error.is_some())
         {
             Health::Degraded
         } else {

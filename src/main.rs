@@ -61,7 +61,7 @@ Examples:
   rowtrail history --table staff --key 3         # one row's life
   rowtrail verify --digest                       # check the archive's hash chain
   rowtrail replica create --to standby.db        # a readable copy, kept current by `replica apply`
-  rowtrail restore --as-of 2026-12-03T09:00:00Z --to then.db   # the tables as they were
+  rowtrail restore --as-of 2026-12-03T09:00:00Z --out then.db   # the tables as they were
 
 Config: ./rowtrail.toml, or --config FILE, or $ROWTRAIL_CONFIG. Exit codes: 0 ok, 1 error
 (`status`: degraded), 2 usage, 3 undo conflict, 4 differences found (`compare`), 5 down

@@ -24,7 +24,7 @@ takes one)."
     Create(TargetArgs),
     /// Apply the archived changes the replica lacks, up to the newest cut (or a delay behind).
     #[command(after_help = "Examples:\n  \
-rowtrail replica apply --to standby.db                 # once\n  \
+rowtrail replica apply --to standby.db                 # once (builds it first if missing)\n  \
 rowtrail replica apply --to standby.db --delay 1h      # stay an hour behind the source\n  \
 rowtrail replica apply --to standby.db --follow        # keep applying until Ctrl-C\n\n\
 Each step forward is one transaction of the replica that writes the rows and its position:\n\
@@ -86,7 +86,7 @@ pub struct RewindArgs {
 /// Arguments of `rowtrail restore`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  \
-rowtrail restore --as-of 2026-12-03T09:15:00Z --to /tmp/app-at-0915.db\n\n\
+rowtrail restore --as-of 2026-12-03T09:15:00Z --out /tmp/app-at-0915.db\n\n\
 Builds the source's captured tables as they were at that time: the newest baseline taken by\n\
 then, and every archived change up to the last complete state before it. The result is a\n\
 replica (`replica status` reads it; `replica apply` would bring it forward).")]
@@ -95,8 +95,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TIME")]
     pub as_of: String,
     /// The new file to build (it must not exist).
-    #[arg(long, value_name = "FILE")]
-    pub to: PathBuf,
+    #[arg(long, visible_alias = "to", value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 fn archive(cfg: &Config) -> Result<Archive> {
@@ -193,13 +193,13 @@ pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
     }
 }
 
-/// `rowtrail restore --as-of T --to FILE`.
+/// `rowtrail restore --as-of T --out FILE`.
 pub fn restore(a: &RestoreArgs, cfg: &Config) -> Result<ExitCode> {
     let archive = archive(cfg)?;
     let time = parse_time(&a.as_of)?;
     build(
         &archive,
-        &a.to,
+        &a.out,
         CreateOptions {
             incarnation: None,
             as_of: Some(time),
@@ -251,6 +251,10 @@ fn apply(a: &ApplyArgs, cfg: &Config) -> Result<ExitCode> {
         Some(d) => Until::Delay(d),
         None => Until::Latest,
     };
+    if !a.to.exists() {
+        // The first apply builds the replica from the newest baselines.
+        build(&archive(cfg)?, &a.to, CreateOptions::default())?;
+    }
     let mut replica = Replica::open(&a.to)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if a.follow {

@@ -710,7 +710,7 @@ impl Replica {
         if let Some(t) = self.tables.iter().find(|t| t.baseline_seq > cut.seq) {
             return Err(StandbyError::Refused(format!(
                 "table {} was loaded from a baseline taken after {time}: the replica cannot go \
-                 back that far; build one as of then with `rowtrail restore --as-of {time} --to FILE`",
+                 back that far; build one as of then with `rowtrail restore --as-of {time} --out FILE`",
                 t.definition.name
             )));
         }

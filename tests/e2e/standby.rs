@@ -155,7 +155,7 @@ fn restore_as_of_and_rewind_give_the_tables_as_they_were() {
         "restore",
         "--as-of",
         &then,
-        "--to",
+        "--out",
         rebuilt.to_str().unwrap(),
     ]);
     assert_eq!(state(&open(&rebuilt)), then_state, "restore --as-of");
@@ -324,7 +324,9 @@ fn the_watcher_keeps_a_replica_current_and_reports_it() {
     let c = seeded(&sb);
     sb.ok(&["sql", "install"]);
     let replica = sb.path().join("standby.db");
-    sb.ok(&["replica", "create", "--to", replica.to_str().unwrap()]);
+    // The first apply builds the replica when the file is missing.
+    let out = sb.ok(&["replica", "apply", "--to", replica.to_str().unwrap()]);
+    assert!(out.contains("built"), "{out}");
     sb.write_config("poll_interval_ms = 100\n\n[[replica]]\npath = \"standby.db\"\n");
     let _w = sb.start_watcher();
     let mut rng = fastrand::Rng::with_seed(21);

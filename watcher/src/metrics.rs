@@ -87,7 +87,7 @@ pub fn render(s: &Status) -> String {
     }
     if !s.replicas.is_empty() {
         type Field = fn(&crate::status::ReplicaState) -> String;
-        let families: [(&str, &str, &str, Field); 4] = [
+        let families: [(&str, &str, &str, Field); 5] = [
             (
                 "rowtrail_replica_behind_changes",
                 "gauge",
@@ -105,6 +105,12 @@ pub fn render(s: &Status) -> String {
                 "counter",
                 "Changes applied to the replica since the watcher started.",
                 |r| r.applied.to_string(),
+            ),
+            (
+                "rowtrail_replica_rto_estimate_seconds",
+                "gauge",
+                "Time the changes not yet applied would take at the last apply rate.",
+                |r| r.rto_estimate_secs.to_string(),
             ),
             (
                 "rowtrail_replica_failing",

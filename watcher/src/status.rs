@@ -131,6 +131,11 @@ pub struct ReplicaState {
     pub applied: u64,
     /// How long the last round took, in seconds.
     pub last_apply_secs: f64,
+    /// Changes per second of the last round that applied some.
+    pub apply_rate: f64,
+    /// Seconds the changes not yet applied would take at that rate (the replica's recovery
+    /// time if it had to take over now; 0 when level).
+    pub rto_estimate_secs: f64,
     /// Why the last round failed, while it fails.
     pub last_error: Option<String>,
 }

@@ -132,6 +132,14 @@ impl Replicas {
                         r.lag_secs = status.lag_seconds;
                         r.paused = status.paused;
                         r.last_apply_secs = secs;
+                        if report.applied > 0 && secs > 0.0 {
+                            r.apply_rate = report.applied as f64 / secs;
+                        }
+                        r.rto_estimate_secs = if r.apply_rate > 0.0 {
+                            r.behind as f64 / r.apply_rate
+                        } else {
+                            0.0
+                        };
                         r.last_error = None;
                     });
                 }

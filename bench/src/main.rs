@@ -23,6 +23,7 @@ mod mssql;
 mod reader;
 mod report;
 mod size;
+mod standby;
 mod tsql;
 mod undo;
 
@@ -73,6 +74,8 @@ enum Scenario {
     History,
     /// Archive bytes per change.
     Size,
+    /// Baseline, replica apply, restore as of a time, compare.
+    Standby,
     /// The watcher's peak memory while draining a backlog.
     Memory,
     /// T-SQL generation for 300 tables.
@@ -99,6 +102,7 @@ fn scenarios() -> Vec<(Scenario, Run)> {
         (Scenario::Undo, |s, d, _| undo::run(s, d)),
         (Scenario::History, |s, d, _| history::run(s, d)),
         (Scenario::Size, |s, d, _| size::run(s, d)),
+        (Scenario::Standby, |s, d, _| standby::run(s, d)),
         (Scenario::Memory, memory::run),
         (Scenario::Tsql, |s, _, _| tsql::run(s)),
         (Scenario::Mssql, |s, _, _| mssql::run(s)),

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rowtrail_reader::archive::{Archive, ChangeQuery};
+use rowtrail_reader::archive::{Archive, ArchiveOptions, ChangeQuery};
 use rowtrail_reader::sqlite::SqliteSource;
 use rowtrail_restore::history;
 use rowtrail_sql::{Ident, TableName};
@@ -88,13 +88,38 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let source = dir.join("source.db");
     let archive = dir.join("trail.db");
     let config = dir.join("rowtrail.toml");
-    std::fs::write(&config, super::init::sqlite_config("source.db", "trail.db"))?;
+    let standby = dir.join("standby.db");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n# The watcher keeps this replica current.\n[[replica]]\npath = \"standby.db\"\n",
+            super::init::sqlite_config("source.db", "trail.db")
+        ),
+    )?;
     Connection::open(&source)?.execute_batch(SCHEMA)?;
     let tables = SqliteSource::candidate_tables(&source, None)?;
     SqliteSource::install(&source, &tables, super::sql::VERSION)?;
+    {
+        // What `sql install` does next: a baseline, then a replica built from it.
+        let mut src = SqliteSource::open(&source)?;
+        let mut trail = Archive::open(&archive, &ArchiveOptions::default())?;
+        rowtrail_standby::baseline::take(
+            &mut src,
+            &mut trail,
+            None,
+            &mut rowtrail_standby::baseline::Silent,
+        )?;
+        rowtrail_standby::replica::create(
+            &standby,
+            &trail,
+            &rowtrail_standby::replica::CreateOptions::default(),
+            &mut |_, _| {},
+        )?;
+    }
     outln!("rowtrail demo in {}/", dir.display());
     outln!("  source.db    departments + staff (foreign key), capture installed on both tables");
-    outln!("  trail.db     the trace archive, written by the watcher");
+    outln!("  trail.db     the trace archive, written by the watcher (a baseline of both tables in it)");
+    outln!("  standby.db   a replica built from the baseline, kept current by the watcher");
 
     let socket = rowtrail_watcher::default_socket(&archive);
     let mut watcher = WatcherProcess::start(
@@ -138,6 +163,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     }
 
+    // The state now, to rebuild it later from the archive.
+    std::thread::sleep(Duration::from_millis(5));
+    let noted_at = rowtrail_standby::replica::archive_time(jiff::Timestamp::now());
+    let noted_total: f64 = conn.query_row("SELECT total(salary) FROM staff", [], |r| r.get(0))?;
+    std::thread::sleep(Duration::from_millis(5));
+
     // Many quick commits: the latency figures.
     for i in 0..args.latency_commits {
         let sql = format!(
@@ -172,7 +203,58 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         );
     }
 
+    // The replica catches up: the watcher applies each pass's changes to it.
+    let want: f64 = conn.query_row("SELECT total(salary) FROM staff", [], |r| r.get(0))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: f64 = Connection::open(&standby)?
+            .query_row("SELECT total(salary) FROM staff", [], |r| r.get(0))
+            .unwrap_or(f64::NAN);
+        if got == want {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the replica did not catch up within 20 s; see watcher.log in the demo folder");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     watcher.stop(Duration::from_secs(10))?;
+    let replica = rowtrail_standby::replica::Replica::open(&standby)?;
+    let status = replica.status(&reader)?;
+    outln!(
+        "\nreplica standby.db: at change {}, {} change(s) behind; staff salaries total {want}, as on the source",
+        status.position.change_id,
+        status.behind
+    );
+    let cmp =
+        rowtrail_standby::compare::compare(&replica, &mut SqliteSource::open(&source)?, &reader)?;
+    outln!(
+        "compare standby.db with source.db: {}",
+        if cmp.differs() {
+            "they DIFFER"
+        } else {
+            "equal, row for row"
+        }
+    );
+    let then_path = dir.join("as-of.db");
+    rowtrail_standby::replica::create(
+        &then_path,
+        &reader,
+        &rowtrail_standby::replica::CreateOptions {
+            incarnation: None,
+            as_of: Some(noted_at.clone()),
+        },
+        &mut |_, _| {},
+    )?;
+    let then_total: f64 =
+        Connection::open(&then_path)?
+            .query_row("SELECT total(salary) FROM staff", [], |r| r.get(0))?;
+    outln!(
+        "restore --as-of {noted_at} → as-of.db: staff salaries total {then_total} (it was {noted_total} then)",
+    );
+    if then_total != noted_total || cmp.differs() {
+        bail!("the standby does not match the source; see the demo folder");
+    }
     let report = reader.verify(None)?;
     if !report.ok() {
         bail!("archive verification failed: {:?}", report.problems);

@@ -33,6 +33,9 @@ fn demo_runs_with_no_arguments_and_verifies() {
         "history of staff",
         "archive verified",
         "staging empty (0 left)",
+        "0 change(s) behind",
+        "equal, row for row",
+        "restore --as-of",
     ] {
         assert!(
             text.contains(needle),

@@ -97,6 +97,55 @@ pub struct Conflict {
     pub later: ChangeRef,
     /// Why.
     pub dependency: Dependency,
+    /// What `--force` would do to the later change's row: each column it left holding a value
+    /// other than the one the undo writes back (`overwrites name: later → written`), or the
+    /// row deleted or inserted again; printable.
+    pub overwritten: Vec<String>,
+}
+
+impl Conflict {
+    /// The conflict between `change` (to undo) and `later`, which depends on it.
+    pub fn between(change: &Change, later: &Change, dependency: Dependency) -> Self {
+        Self {
+            change: ChangeRef::of(change),
+            later: ChangeRef::of(later),
+            dependency,
+            overwritten: overwritten(change, later),
+        }
+    }
+}
+
+/// The columns `--force` would overwrite: where `later`'s after-image (what the row holds now,
+/// as far as the archive knows) differs from what undoing `change` writes (its before-image).
+fn overwritten(change: &Change, later: &Change) -> Vec<String> {
+    let show = |v: &Value| printable(&rowtrail_reader::archive::label_text(v)).to_string();
+    match (&later.after, &change.before) {
+        (Some(now), Some(back))
+            if std::ptr::eq(&*later.table, &*change.table) || later.table == change.table =>
+        {
+            change
+                .table
+                .columns
+                .iter()
+                .zip(now.iter().zip(back))
+                .filter(|(_, (n, b))| {
+                    image::encode(std::slice::from_ref(*n))
+                        != image::encode(std::slice::from_ref(*b))
+                })
+                .map(|(c, (n, b))| {
+                    format!(
+                        "overwrites {}: {} → {}",
+                        printable(c.name.as_str()),
+                        show(n),
+                        show(b)
+                    )
+                })
+                .collect()
+        }
+        (Some(_), None) => vec![format!("deletes the row as change {} left it", later.id)],
+        (None, Some(_)) => vec![format!("inserts again the row change {} deleted", later.id)],
+        _ => Vec::new(),
+    }
 }
 
 /// The text of a refusal: every conflict with who and when.
@@ -108,6 +157,7 @@ pub fn describe(conflicts: &[Conflict]) -> String {
             conflicts.len()
         ),
         conflicts,
+        false,
     )
 }
 
@@ -125,10 +175,11 @@ pub fn describe_found(conflicts: &[Conflict], mode: crate::plan::Mode) -> String
             conflicts.len()
         ),
         conflicts,
+        mode == crate::plan::Mode::Force,
     )
 }
 
-fn describe_with(header: &str, conflicts: &[Conflict]) -> String {
+fn describe_with(header: &str, conflicts: &[Conflict], values: bool) -> String {
     let mut s = header.to_string();
     for c in conflicts {
         let l = &c.later;
@@ -153,6 +204,11 @@ fn describe_with(header: &str, conflicts: &[Conflict]) -> String {
                 .unwrap_or_default(),
             c.dependency.phrase()
         );
+        if values {
+            for o in &c.overwritten {
+                let _ = write!(s, "\n    --force {o}");
+            }
+        }
     }
     s
 }

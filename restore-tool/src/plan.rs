@@ -197,11 +197,7 @@ pub fn undo(history: Vec<Change>, targets: &[i64], fks: &[ForeignKey], mode: Mod
     for (i, dependents) in &scoped {
         for &(j, why) in dependents {
             if !in_scope[j] {
-                conflicts.push(Conflict {
-                    change: ChangeRef::of(&history[*i]),
-                    later: ChangeRef::of(&history[j]),
-                    dependency: why,
-                });
+                conflicts.push(Conflict::between(&history[*i], &history[j], why));
             }
         }
     }

@@ -167,6 +167,18 @@ fn refusal_exits_3_and_names_each_conflicting_change_with_who_and_when() {
         .iter()
         .all(|c| c["dependency"] == "later-write" && c["later"]["at"].is_string()));
     assert!(conflicts.iter().any(|c| c["later"]["login"] == "carol"));
+    // The --force dry run shows, per conflict, the later values it would overwrite.
+    let out = sb.ok(&["undo", "--tx", "T1", "--force"]);
+    assert!(
+        out.contains("--force deletes the row as change 6 left it"),
+        "the plan names what --force overwrites:\n{out}"
+    );
+    let out = sb.ok(&["undo", "--tx", "T2", "--force"]);
+    assert!(
+        out.contains("--force overwrites name: Ada L. → Ada"),
+        "the plan names the later values --force overwrites:\n{out}"
+    );
+    assert_eq!(staff(&c), before, "a dry run changes nothing");
     // Cascade undoes the dependent changes too, newest first.
     let out = sb.ok(&["undo", "--tx", "T1", "--cascade", "--apply"]);
     assert!(

@@ -5,8 +5,8 @@
 //!
 //! The reader records a cut after a pass that drained staging, from the source's own word
 //! ([`crate::source::Source::cut`]): on SQLite the sequence's value in the snapshot of the last
-//! read. Outside the hash chain (derived, like row keys): `verify` checks that every cut lies
-//! on archived changes of its source.
+//! read. Outside the hash chain: a cut is the reader's word about the source, not a change;
+//! `verify` does not cover it (docs/archive.md).
 
 use rusqlite::{params, OptionalExtension};
 

@@ -506,6 +506,25 @@ impl Replica {
                 archive.path().display()
             )));
         }
+        let newest = archive
+            .change_ids(&ChangeQuery {
+                newest_first: true,
+                limit: Some(1),
+                ..ChangeQuery::default()
+            })?
+            .first()
+            .copied()
+            .unwrap_or(0);
+        if self.position.change_id > newest {
+            return Err(StandbyError::Refused(format!(
+                "{} stands at change {}, beyond the newest change of {} ({newest}): the archive \
+                 lost changes the replica holds (was it restored from an older backup?); keep \
+                 the replica, and restore the archive from a newer backup or build a new replica",
+                self.path.display(),
+                self.position.change_id,
+                archive.path().display()
+            )));
+        }
         Ok(())
     }
 
@@ -808,13 +827,18 @@ fn seconds_since(at: &str) -> Option<f64> {
 /// taken as UTC) into the archive's text form.
 pub fn parse_time(text: &str) -> Result<String, StandbyError> {
     let t = text.trim();
-    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
-        return Ok(archive_time(ts));
-    }
-    if let Ok(dt) = t.parse::<jiff::civil::DateTime>() {
-        if let Ok(ts) = jiff::tz::TimeZone::UTC.to_timestamp(dt) {
-            return Ok(archive_time(ts));
+    let parsed = t.parse::<jiff::Timestamp>().ok().or_else(|| {
+        t.parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt).ok())
+    });
+    if let Some(ts) = parsed {
+        if ts > jiff::Timestamp::now() {
+            return Err(StandbyError::Refused(format!(
+                "{text} is in the future: the archive knows the tables only up to now"
+            )));
         }
+        return Ok(archive_time(ts));
     }
     Err(StandbyError::Refused(format!(
         "{text:?} is not a time rowtrail reads: give UTC as 2026-12-03T10:00:00Z (or with an \

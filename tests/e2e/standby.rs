@@ -300,6 +300,17 @@ fn bad_input_is_refused_with_what_to_do() {
     sb.ok(&["baseline"]);
     let out = sb.fails(&["restore", "--as-of", "yesterday-ish", "--to", "x.db"], 1);
     assert!(out.contains("is not a time"), "{out}");
+    let out = sb.fails(
+        &[
+            "restore",
+            "--as-of",
+            "2999-01-01T00:00:00Z",
+            "--out",
+            "x.db",
+        ],
+        1,
+    );
+    assert!(out.contains("is in the future"), "{out}");
     // A replica pointed at another archive.
     sb.ok(&["replica", "create", "--to", r]);
     let other = Sandbox::new(BIN);
@@ -308,6 +319,20 @@ fn bad_input_is_refused_with_what_to_do() {
     drop(c2);
     let out = other.fails(&["replica", "apply", "--to", r], 1);
     assert!(out.contains("another archive"), "{out}");
+    // A replica ahead of its archive (the archive restored from an older backup).
+    let ahead = sb.path().join("ahead.db");
+    std::fs::copy(&replica, &ahead).unwrap();
+    open(&ahead)
+        .execute_batch("UPDATE rowtrail_replica SET value = '999999' WHERE key = 'position'")
+        .unwrap();
+    let out = sb.fails(&["replica", "apply", "--to", ahead.to_str().unwrap()], 1);
+    assert!(out.contains("beyond the newest change"), "{out}");
+    // A damaged replica record.
+    open(&ahead)
+        .execute_batch("UPDATE rowtrail_replica_tables SET definition = '{' WHERE name = 'staff'")
+        .unwrap();
+    let out = sb.fails(&["replica", "status", "--to", ahead.to_str().unwrap()], 1);
+    assert!(out.contains("is damaged"), "{out}");
     // A damaged baseline is caught by verify.
     drop(c);
     let a = open(&sb.archive());

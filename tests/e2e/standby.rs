@@ -96,8 +96,13 @@ fn a_replica_built_from_the_install_baseline_follows_a_random_workload_exactly()
     assert!(out.contains("built"), "{out}");
     assert_eq!(state(&open(&replica)), state(&c), "after create");
     for round in 0..3 {
+        let held = state(&open(&replica));
         workload(&c, &mut rng, 200);
         sb.ok(&["read", "--quiet"]);
+        // Kept an hour behind, the replica takes none of what was just made.
+        let out = sb.ok(&["replica", "apply", "--to", r, "--delay", "1h"]);
+        assert!(out.contains(": 0 change(s) applied"), "{out}");
+        assert_eq!(state(&open(&replica)), held, "a delayed replica stays behind");
         sb.ok(&["replica", "apply", "--to", r]);
         assert_eq!(state(&open(&replica)), state(&c), "after round {round}");
     }

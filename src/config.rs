@@ -99,6 +99,8 @@ struct AlertsSection {
     backlog_age_seconds: Option<u64>,
     source_down_seconds: Option<u64>,
     min_free_disk_bytes: Option<u64>,
+    /// Alert when a replica is this far behind (beyond its delay); 0 turns it off.
+    rpo_max_seconds: Option<u64>,
     command: Option<String>,
 }
 
@@ -353,6 +355,7 @@ impl Config {
                 backlog_age: threshold(a.backlog_age_seconds, 60).map(Duration::from_secs),
                 source_down: threshold(a.source_down_seconds, 30).map(Duration::from_secs),
                 min_free_disk: threshold(a.min_free_disk_bytes, 1 << 30),
+                rpo_max: threshold(a.rpo_max_seconds, 300).map(Duration::from_secs),
                 command: alert_command,
             },
         })

@@ -55,8 +55,14 @@ fn common(archive: &str) -> String {
          source_down_seconds = 30\n\
          # the archive's disk has less free space than this\n\
          min_free_disk_bytes = 1_073_741_824\n\
+         # a replica's oldest unapplied change is older than this, beyond its delay\n\
+         rpo_max_seconds = 300\n\
          # Each alert start and clear is also piped, as one JSON object, to this command's stdin.\n\
-         # command = \"/usr/local/bin/page-oncall\"\n"
+         # command = \"/usr/local/bin/page-oncall\"\n\n\
+         # Replicas the watcher keeps current (build one first: rowtrail replica create --to FILE).\n\
+         # [[replica]]\n\
+         # path = \"/srv/standby/app.db\"\n\
+         # delay = \"1h\"     # stay this far behind on purpose (optional)\n"
     )
 }
 

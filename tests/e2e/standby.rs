@@ -102,7 +102,11 @@ fn a_replica_built_from_the_install_baseline_follows_a_random_workload_exactly()
         // Kept an hour behind, the replica takes none of what was just made.
         let out = sb.ok(&["replica", "apply", "--to", r, "--delay", "1h"]);
         assert!(out.contains(": 0 change(s) applied"), "{out}");
-        assert_eq!(state(&open(&replica)), held, "a delayed replica stays behind");
+        assert_eq!(
+            state(&open(&replica)),
+            held,
+            "a delayed replica stays behind"
+        );
         sb.ok(&["replica", "apply", "--to", r]);
         assert_eq!(state(&open(&replica)), state(&c), "after round {round}");
     }
@@ -357,7 +361,9 @@ fn the_watcher_keeps_a_replica_current_and_reports_it() {
     // The first apply builds the replica when the file is missing.
     let out = sb.ok(&["replica", "apply", "--to", replica.to_str().unwrap()]);
     assert!(out.contains("built"), "{out}");
-    sb.write_config("poll_interval_ms = 100\n\n[[replica]]\npath = \"standby.db\"\n");
+    sb.write_config(
+        "poll_interval_ms = 100\n\n[alerts]\nmin_free_disk_bytes = 0\nrpo_max_seconds = 1\n\n[[replica]]\npath = \"standby.db\"\n",
+    );
     let _w = sb.start_watcher();
     let mut rng = fastrand::Rng::with_seed(21);
     for _ in 0..5 {
@@ -393,6 +399,18 @@ fn the_watcher_keeps_a_replica_current_and_reports_it() {
         String::from_utf8_lossy(&out.stdout).contains("FAILING"),
         "{}",
         show(&out)
+    );
+    // Behind for longer than rpo_max_seconds: the replica_lag alert fires.
+    rowtrail_tests::wait_until(
+        std::time::Duration::from_secs(30),
+        "the replica_lag alert",
+        || {
+            let out = sb.run(&["status", "--json"]);
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            s["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["alert"] == "replica_lag"))
+        },
     );
     rowtrail_tests::wait_until(
         std::time::Duration::from_secs(30),

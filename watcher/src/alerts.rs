@@ -23,6 +23,9 @@ pub struct AlertRules {
     pub source_down: Option<Duration>,
     /// Alert when the archive's file system has fewer free bytes than this.
     pub min_free_disk: Option<u64>,
+    /// Alert when a replica's oldest unapplied change is older than this, beyond the delay it
+    /// keeps on purpose (the recovery point objective).
+    pub rpo_max: Option<Duration>,
     /// Command that receives each alert start and clear as JSON on stdin.
     pub command: Option<String>,
 }
@@ -33,6 +36,7 @@ impl Default for AlertRules {
             backlog_age: Some(Duration::from_secs(60)),
             source_down: Some(Duration::from_secs(30)),
             min_free_disk: Some(1 << 30),
+            rpo_max: Some(Duration::from_secs(300)),
             command: None,
         }
     }
@@ -41,7 +45,7 @@ impl Default for AlertRules {
 /// What `alert_command` reads on stdin.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
-    /// `source_down`, `source_blocked`, `backlog_age` or `disk_free`.
+    /// `source_down`, `source_blocked`, `backlog_age`, `disk_free` or `replica_lag`.
     pub alert: String,
     /// `firing` or `cleared`.
     pub state: &'static str,
@@ -178,6 +182,33 @@ impl Alerts {
                     min >> 20
                 ),
             });
+        }
+        if let (Some(limit), false) = (self.rules.rpo_max, status.replicas.is_empty()) {
+            // The worst replica, its deliberate delay set aside; a failing one counts as far
+            // behind as its oldest unapplied change.
+            let worst = status
+                .replicas
+                .iter()
+                .map(|r| (r, (r.lag_secs - r.delay_secs.unwrap_or(0.0)).max(0.0)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((r, lag)) = worst {
+                verdicts.push(Verdict {
+                    alert: "replica_lag",
+                    severity: "warning",
+                    holds: Some(lag >= limit.as_secs_f64()),
+                    value: Some(lag),
+                    threshold: limit.as_secs_f64(),
+                    message: format!(
+                        "replica {} is {lag:.0} s behind the archive ({} change(s)){}: a takeover now would lose them unless applied first",
+                        r.path,
+                        r.behind,
+                        r.last_error
+                            .as_deref()
+                            .map(|e| format!(", failing: {e}"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
         }
         for v in verdicts {
             self.apply(v, status, now_us);

@@ -78,7 +78,7 @@ pub fn render(s: &Status) -> String {
         s.pass_seconds_total, s.passes
     ));
     out.push_str("# HELP rowtrail_alert_firing 1 while the alert fires.\n# TYPE rowtrail_alert_firing gauge\n");
-    for alert in ["source_down", "backlog_age", "disk_free"] {
+    for alert in ["source_down", "backlog_age", "disk_free", "replica_lag"] {
         let firing = s.alerts.iter().any(|a| a.alert == alert);
         out.push_str(&format!(
             "rowtrail_alert_firing{{alert=\"{alert}\"}} {}\n",

@@ -146,6 +146,16 @@ impl Replicas {
                 Err(msg) => {
                     // Opened afresh next round: the file may have been replaced or repaired.
                     open[i] = None;
+                    // Still behind, and more so as time passes: the lag keeps counting.
+                    if let Ok(status) =
+                        Replica::open(&settings.path).and_then(|r| r.status(&archive))
+                    {
+                        ctx.board.update(|s| {
+                            let r = &mut s.replicas[i];
+                            r.behind = status.behind;
+                            r.lag_secs = status.lag_seconds;
+                        });
+                    }
                     tracing::warn!(replica = %settings.path.display(), "replica not applied: {msg}");
                     ctx.board.update(|s| s.replicas[i].last_error = Some(msg));
                 }

@@ -147,8 +147,9 @@ impl Replicas {
                     // Opened afresh next round: the file may have been replaced or repaired.
                     open[i] = None;
                     // Still behind, and more so as time passes: the lag keeps counting.
-                    if let Ok(status) =
-                        Replica::open(&settings.path).and_then(|r| r.status(&archive))
+                    if let Some(status) = Replica::open(&settings.path)
+                        .ok()
+                        .and_then(|r| r.status(&archive).ok())
                     {
                         ctx.board.update(|s| {
                             let r = &mut s.replicas[i];

@@ -68,6 +68,10 @@ pub struct OutputArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    /// SQL Server: how long each batch of the undo may run before it is cancelled and the whole
+    /// undo rolled back (seconds; 0: no limit). Default: `[source] command_timeout_seconds`, 30.
+    #[arg(long, value_name = "SECS")]
+    pub command_timeout: Option<u64>,
 }
 
 /// Arguments of `rowtrail undo`.
@@ -187,7 +191,16 @@ fn execute(
     output: &OutputArgs,
     prepare: impl Fn(&Session) -> Result<Prepared, RestoreError>,
 ) -> Result<ExitCode> {
-    let spec = cfg.source_spec()?;
+    let mut spec = cfg.source_spec()?;
+    match (output.command_timeout, &mut spec) {
+        (Some(secs), rowtrail_reader::source::SourceSpec::Mssql(settings)) => {
+            settings.command_timeout = crate::config::command_timeout(Some(secs));
+        }
+        (Some(_), _) => anyhow::bail!(
+            "--command-timeout is for SQL Server sources (a SQLite undo waits for locks up to its busy timeout)"
+        ),
+        (None, _) => {}
+    }
     let mut session = if output.apply {
         let session = Session::to_apply(cfg.archive()?, &cfg.archive_options(), &spec)?;
         for (id, committed) in session.settled() {

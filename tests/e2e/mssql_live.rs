@@ -35,6 +35,7 @@ fn server() -> Settings {
         connection: url,
         password: None,
         trust_server_certificate: true,
+        command_timeout: Some(rowtrail_reader::mssql::settings::DEFAULT_COMMAND_TIMEOUT),
     }
 }
 
@@ -634,3 +635,8 @@ fn a_guard_that_fails_at_apply_time_rolls_back_and_exits_3() {
 /// Regression tests of issue 15 (SQL Server fidelity): each would have caught its defect.
 #[path = "mssql_live/fidelity.rs"]
 mod fidelity;
+
+/// Regression tests of issue 15's undo items (large undos and the command timeout, sql_variant
+/// base types, transaction ids reused over time).
+#[path = "mssql_live/undo_fidelity.rs"]
+mod undo_fidelity;

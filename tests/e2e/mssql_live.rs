@@ -277,7 +277,14 @@ fn capture_read_undo_uninstall_round_trip() {
         "00112233-4455-6677-8899-aabbccddeeff"
     );
     assert_eq!(expect("X"), Value::text("<a b=\"1\">é</a>"));
-    assert_eq!(expect("V"), Value::Decimal("12.5000".into()));
+    // A sql_variant keeps its base type (issue 15, item 12).
+    match expect("V") {
+        Value::Variant(v) => assert_eq!(
+            (v.base_type.as_str(), v.value.clone()),
+            ("money", Value::Decimal("12.5000".into()))
+        ),
+        other => panic!("V archived without its base type: {other:?}"),
+    }
     assert!(matches!(expect("Geo"), Value::Blob(b) if !b.is_empty()));
     let last_before = archived.last().map_or(0, |ch| ch.id);
 

@@ -168,6 +168,12 @@ pub fn staging_select(t: &CapturedTable) -> Result<String, crate::ReaderError> {
             .zip(&captured.staging_types)
             .map(|(c, ty)| super::convert::select_expr(c, ty)),
     );
+    // Each sql_variant's base type, after the table's columns.
+    cols.extend(
+        super::convert::variant_columns(&captured.table)
+            .into_iter()
+            .map(|i| super::convert::variant_type_expr(&captured.table.columns[i])),
+    );
     Ok(format!(
         "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
         cols.join(", "),
@@ -188,6 +194,12 @@ pub fn staging_select_raw(t: &CapturedTable) -> Result<String, crate::ReaderErro
             .iter()
             .zip(&captured.staging_types)
             .map(|(c, ty)| super::convert::raw_select_expr(c, ty)),
+    );
+    // Each sql_variant's base type, after the table's columns.
+    cols.extend(
+        super::convert::variant_columns(&captured.table)
+            .into_iter()
+            .map(|i| super::convert::variant_type_expr(&captured.table.columns[i])),
     );
     Ok(format!(
         "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",

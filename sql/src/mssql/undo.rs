@@ -416,8 +416,12 @@ fn decimal_type(d: &str) -> String {
 
 /// `v` as a literal of column `i`'s type.
 fn literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
-    let base = shape.base(i);
-    let ty = shape.ty(i);
+    literal_as(shape.base(i), &shape.ty(i), v)
+}
+
+/// `v` as a literal of type `ty` (base name `base`).
+fn literal_as(base: &str, ty: &str, v: &Value) -> String {
+    let ty = ty.to_string();
     match v {
         Value::Null => "NULL".into(),
         Value::Integer(n) if base == "bit" => format!("CAST({n} AS bit)"),
@@ -456,7 +460,27 @@ fn literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
             format!("CAST({} AS {base})", hex(b))
         }
         Value::Blob(b) => hex(b),
+        Value::Variant(x) => variant_literal(x),
     }
+}
+
+/// A `sql_variant` value as a literal of its own base type, made a `sql_variant` explicitly
+/// (`CONVERT(sql_variant, CAST(12.5000 AS money))`), so it goes back with that base type and
+/// a `UNION ALL` of rows of other base types cannot convert it to theirs. Character values
+/// carry their collation, whose code page the conversion to `char`/`varchar` uses.
+fn variant_literal(x: &crate::value::Variant) -> String {
+    if x.check().is_err() {
+        // Never from the archive (its decoder refuses such a variant): its base type and
+        // collation do not reach the script, the value goes back as a bare value.
+        return literal_as("", "", &x.value);
+    }
+    let ty = x.declared_type();
+    let inner = literal_as(&x.base_type, &ty, &x.value);
+    let inner = match (&x.value, &x.collation) {
+        (Value::Text(_), Some(c)) => format!("({inner}) COLLATE {c}"),
+        _ => inner,
+    };
+    format!("CONVERT(sql_variant, CAST({inner} AS {ty}))")
 }
 
 /// Column `i` equals `v` exactly.
@@ -466,6 +490,13 @@ fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String 
     let lit = literal(shape, i, v);
     match v {
         Value::Null => format!("{c} IS NULL"),
+        // The same base type and the same bytes: a value of another base type that compares
+        // equal (an int 5 and a bigint 5, money and decimal, varchar and nvarchar) is another
+        // value.
+        Value::Variant(x) => format!(
+            "(SQL_VARIANT_PROPERTY({c}, 'BaseType') = {} AND CONVERT(varbinary(8000), {c}) = CONVERT(varbinary(8000), {lit}))",
+            Literal::mssql(&x.base_type)
+        ),
         Value::Text(_) if base == "xml" => format!(
             "(CONVERT(nvarchar(max), {c}) = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit}))"
         ),

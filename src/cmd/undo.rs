@@ -85,6 +85,10 @@ pub struct Args {
     /// Every change of this transaction.
     #[arg(long, value_name = "ID")]
     pub tx: Option<String>,
+    /// With --tx, on SQL Server: the transaction of that id under way around this UTC time
+    /// (the server numbers transactions anew after a restart, so one id can name several).
+    #[arg(long, value_name = "TIME", requires = "tx")]
+    pub tx_at: Option<String>,
     /// Every change of this statement.
     #[arg(long, value_name = "ID")]
     pub statement: Option<String>,
@@ -157,6 +161,7 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let scope = Scope {
         last: args.last,
         tx: args.tx.clone(),
+        tx_at: args.tx_at.clone(),
         statement: args.statement.clone(),
         since: args.since.clone(),
         after_change: args.after_change,

@@ -76,11 +76,12 @@ impl Target for MssqlTarget {
         recorded_tx.map(Link::Transaction)
     }
 
-    fn staged_with(&self, link: &Link) -> Result<bool, ApplyError> {
+    fn staged_with(&self, link: &Link, since_us: i64) -> Result<bool, ApplyError> {
         match link {
             Link::Transaction(tx) => Ok(undo::staged_in_transaction(
                 &mut self.client.borrow_mut(),
                 *tx,
+                since_us,
             )?),
             // SQL Server's capture records transaction ids, never a job's tag.
             Link::Tag(_) => Ok(false),

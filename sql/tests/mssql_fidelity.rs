@@ -429,3 +429,58 @@ fn issue15_the_image_codec_keeps_a_sql_variant_base_type() {
     )];
     assert!(decode(&encode(&injected)).is_err());
 }
+
+/// Issue 15 (medium): a `char`/`varchar` key is compared through a literal of its own type and
+/// collation, never `N'…'` (which converts the column: an index scan, and under `UPDLOCK,
+/// HOLDLOCK` locks on rows the undo never touches); the script parses in ScriptDom.
+#[test]
+fn issue15_varchar_keys_are_compared_through_typed_literals() {
+    let t = rowtrail_sql::ddl::parse_mssql(
+        "CREATE TABLE dbo.Codes (Code varchar(20) COLLATE SQL_Latin1_General_CP1_CI_AS NOT NULL PRIMARY KEY, V int NULL);",
+    )
+    .unwrap()
+    .remove(0);
+    let t = Captured::new(&t).unwrap().table;
+    let (a, b) = (
+        vec![Value::text("it's"), Value::Integer(1)],
+        vec![Value::text("it's"), Value::Integer(2)],
+    );
+    let steps = [
+        ScriptStep {
+            comment: "undo an update",
+            step: Step {
+                table: &t,
+                expect: Some(&b),
+                target: Some(&a),
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "undo a delete",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(&a),
+                rowid: None,
+            },
+        },
+    ];
+    let mut s = script("undo (varchar key)", &steps, OnConflict::Force).unwrap();
+    s.name = "undo-varchar-key".into();
+    let text = s.render();
+    let typed = "CAST((N'it''s') COLLATE SQL_Latin1_General_CP1_CI_AS AS varchar(20))";
+    assert!(
+        text.contains(&format!("WHERE ([Code] = {typed} AND ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("WITH (UPDLOCK, HOLDLOCK) WHERE [Code] = {typed})")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("WHERE [Code] = N'") && !text.contains("([Code] = N'"),
+        "{text}"
+    );
+    let summary = common::scriptdom("varchar-key", &[s]);
+    assert!(summary.contains(" 0 errors"), "{summary}");
+}

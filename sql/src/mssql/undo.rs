@@ -483,6 +483,24 @@ fn variant_literal(x: &crate::value::Variant) -> String {
     format!("CONVERT(sql_variant, CAST({inner} AS {ty}))")
 }
 
+/// `v` as a literal of key column `i`'s own type, so the comparison converts the literal and
+/// not the column: an `N'…'` against a `char`/`varchar` key would convert every row's key
+/// (`CONVERT_IMPLICIT`), scan the index and, under `UPDLOCK, HOLDLOCK`, lock far more than the
+/// row. The text converts under the column's collation, whose code page holds it (it came from
+/// that column).
+fn key_literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
+    match (v, shape.base(i)) {
+        (Value::Text(_), "char" | "varchar") => {
+            let lit = literal(shape, i, v);
+            match &shape.t.columns[i].collation {
+                Some(coll) => format!("CAST(({lit}) COLLATE {coll} AS {})", shape.ty(i)),
+                None => format!("CAST({lit} AS {})", shape.ty(i)),
+            }
+        }
+        _ => literal(shape, i, v),
+    }
+}
+
 /// Column `i` equals `v` exactly.
 fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String {
     let c = shape.col(i);
@@ -497,15 +515,16 @@ fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String 
             "(SQL_VARIANT_PROPERTY({c}, 'BaseType') = {} AND CONVERT(varbinary(8000), {c}) = CONVERT(varbinary(8000), {lit}))",
             Literal::mssql(&x.base_type)
         ),
+        // Compared as code units, not under the database's collation (which may ignore case).
         Value::Text(_) if base == "xml" => format!(
-            "(CONVERT(nvarchar(max), {c}) = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit}))"
+            "(CONVERT(nvarchar(max), {c}) = {lit} COLLATE Latin1_General_100_BIN2 AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit}))"
         ),
         Value::Text(_) => {
             let exact = format!(
                 "CONVERT(nvarchar(max), {c}) COLLATE Latin1_General_100_BIN2 = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit})"
             );
             if plain_first && base != "sql_variant" {
-                format!("({c} = {lit} AND {exact})")
+                format!("({c} = {} AND {exact})", key_literal(shape, i, v))
             } else {
                 format!("({exact})")
             }
@@ -539,7 +558,7 @@ fn key_equals(shape: &Shape<'_>, row: &[Value]) -> Option<String> {
         key.iter()
             .map(|&i| match &row[i] {
                 Value::Null => format!("{} IS NULL", shape.col(i)),
-                v => format!("{} = {}", shape.col(i), literal(shape, i, v)),
+                v => format!("{} = {}", shape.col(i), key_literal(shape, i, v)),
             })
             .collect::<Vec<_>>()
             .join(" AND "),

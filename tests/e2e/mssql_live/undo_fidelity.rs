@@ -348,7 +348,7 @@ fn issue15_an_undo_on_a_varchar_key_seeks_and_waits_for_no_unrelated_row() {
     other
         .batch(
             "hold",
-            "BEGIN TRANSACTION; UPDATE dbo.Codes SET V = 5 WHERE Code = 'c1999';",
+            "BEGIN TRANSACTION; UPDATE dbo.Codes SET V = 5 WHERE Code = 'c500';",
         )
         .unwrap();
     let out = cli.run(&["undo", "--last", "2", "--apply", "--command-timeout", "5"]);

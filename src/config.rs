@@ -70,6 +70,8 @@ struct SourceSection {
     /// SQLite: capture tables created after the install as the reader finds them.
     #[serde(default)]
     capture_new_tables: bool,
+    /// SQL Server: how long one request may run before it is cancelled (0: no limit).
+    command_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +118,10 @@ pub struct Config {
     pub connection: Option<String>,
     /// SQL Server: accept any server certificate (logged as a warning when rowtrail starts).
     pub trust_server_certificate: bool,
+    /// SQL Server: how long one request (a query, one batch of a script or of an undo) may run
+    /// before rowtrail cancels it (`source.command_timeout_seconds`, 30 by default; `None`: no
+    /// limit, from 0).
+    pub command_timeout: Option<Duration>,
     /// SQLite: capture tables created after the install as the reader finds them
     /// (`source.capture_new_tables`); otherwise they are reported.
     pub capture_new_tables: bool,
@@ -174,6 +180,15 @@ fn positive(
         Some(0) => bail!("{key} must be at least 1 (it is 0)"),
         Some(v) => Ok(unit(v)),
         None => Ok(unit(default)),
+    }
+}
+
+/// A command timeout in seconds: the default when not given, no limit for 0.
+pub fn command_timeout(seconds: Option<u64>) -> Option<Duration> {
+    match seconds {
+        None => Some(rowtrail_reader::mssql::settings::DEFAULT_COMMAND_TIMEOUT),
+        Some(0) => None,
+        Some(n) => Some(Duration::from_secs(n)),
     }
 }
 
@@ -279,21 +294,26 @@ impl Config {
             }
         }
         if engine == Engine::Sqlite
-            && source
-                .as_ref()
-                .is_some_and(|s| s.connection.is_some() || s.trust_server_certificate)
+            && source.as_ref().is_some_and(|s| {
+                s.connection.is_some()
+                    || s.trust_server_certificate
+                    || s.command_timeout_seconds.is_some()
+            })
         {
             bail!(
-                "{} and trust_server_certificate are for SQL Server sources; a SQLite source takes source.path",
+                "{}, trust_server_certificate and command_timeout_seconds are for SQL Server sources; a SQLite source takes source.path",
                 at("source.connection")
             );
         }
+        let command_timeout =
+            command_timeout(source.as_ref().and_then(|s| s.command_timeout_seconds));
         let alert_command = a.command.filter(|c| !c.trim().is_empty());
         let trust_server_certificate = source.as_ref().is_some_and(|s| s.trust_server_certificate);
         Ok(Config {
             engine,
             connection,
             trust_server_certificate,
+            command_timeout,
             capture_new_tables: source.as_ref().is_some_and(|s| s.capture_new_tables),
             source_path: o
                 .source
@@ -393,6 +413,7 @@ impl Config {
             connection,
             password: env("ROWTRAIL_SOURCE_PASSWORD"),
             trust_server_certificate: self.trust_server_certificate,
+            command_timeout: self.command_timeout,
         })
     }
 

@@ -77,6 +77,28 @@ pub enum ApplyError {
         /// Server and database.
         location: String,
     },
+    /// A batch of the job ran past the command timeout: it was cancelled on the server and the
+    /// job's transaction rolled back (or, when the cancel went unanswered, its connection
+    /// closed, which rolls it back too). Nothing was changed.
+    #[error("{what} stopped: batch {batch} of {batches} (steps {first} to {last}) did not finish within {seconds} s (the command timeout) on {location}; it was {}, and the whole {what} rolled back: nothing was changed. Another session may hold locks on those rows (see blocking_session_id in sys.dm_exec_requests); or the batch needs longer: run it again with --command-timeout SECS (or set [source] command_timeout_seconds; 0 waits for ever)", if *.cancelled { "cancelled on the server" } else { "abandoned (the server did not acknowledge the cancel) and its connection closed" })]
+    Timeout {
+        /// `undo`, `redo`, …
+        what: String,
+        /// Server and database.
+        location: String,
+        /// The batch that ran out of time (1-based).
+        batch: usize,
+        /// How many batches the job has.
+        batches: usize,
+        /// Its first step (1-based, in the script's order).
+        first: usize,
+        /// Its last step.
+        last: usize,
+        /// The timeout, in seconds.
+        seconds: u64,
+        /// Whether the server acknowledged the cancel.
+        cancelled: bool,
+    },
     /// The caller's hook refused the job before the commit (its own error, as text).
     #[error("{0}")]
     Hook(String),

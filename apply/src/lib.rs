@@ -43,8 +43,10 @@ pub trait Target {
     /// transaction recorded for it; `None` when it cannot have written anything (it never
     /// reached the point where its writes could be linked).
     fn link(&self, tag: &str, recorded_tx: Option<i64>) -> Option<Link>;
-    /// Whether the target's staging still holds a write carrying `link` (not yet archived).
-    fn staged_with(&self, link: &Link) -> Result<bool, ApplyError>;
+    /// Whether the target's staging still holds a write carrying `link` (not yet archived),
+    /// stamped at or after `since_us` (µs since the epoch; a transaction id the server reused
+    /// later is another transaction, and an earlier one not the job's).
+    fn staged_with(&self, link: &Link, since_us: i64) -> Result<bool, ApplyError>;
     /// The job as a script a DBA can read and run by hand, `header` first.
     fn script(&self, job: &Job<'_>, header: &str) -> Result<String, ApplyError>;
     /// Applies `job` in one transaction, telling `hooks` the link and the results before the

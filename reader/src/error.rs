@@ -156,6 +156,20 @@ pub enum ReaderError {
         #[source]
         cause: Box<tiberius::error::Error>,
     },
+    /// A SQL Server request ran past the command timeout. It was cancelled on the server (an
+    /// attention), or, when the cancel went unanswered, its connection was closed, which ends
+    /// it too; either way the session's open transaction is rolled back.
+    #[error("SQL Server {location}: {context}: no answer within {} s (the command timeout); the request was {} (transient: trying again later may succeed)", .after.as_secs_f64(), if *.cancelled { "cancelled on the server" } else { "abandoned and its connection closed, which ends it on the server" })]
+    MssqlTimeout {
+        /// Server and database (never credentials).
+        location: String,
+        /// What rowtrail was doing.
+        context: String,
+        /// The timeout that ran out.
+        after: std::time::Duration,
+        /// Whether the server acknowledged the cancel (the connection stays usable).
+        cancelled: bool,
+    },
     /// The SQL Server connection settings are unusable.
     #[error("SQL Server connection settings: {reason}")]
     Connection {
@@ -250,7 +264,7 @@ impl ReaderError {
             ReaderError::Mssql {
                 transient: true,
                 ..
-            }
+            } | ReaderError::MssqlTimeout { .. }
         )
     }
 

@@ -5,7 +5,8 @@
 //! `docs/audit-and-undo.md` for its shape. Values keep their type: integers are JSON integers,
 //! reals always carry a `.` or an exponent, text is a string, and kinds JSON lacks are tagged
 //! objects (`{"blob": "<hex>"}`, `{"text_hex": …}` for text that is not UTF-8, `{"real": "inf"}`,
-//! `{"decimal": …}`, `{"datetime": …}`, `{"uuid": …}`).
+//! `{"decimal": …}`, `{"datetime": …}`, `{"uuid": …}`; a SQL Server `sql_variant` archived with
+//! its base type: `{"sql_variant": "money", "value": {"decimal": "12.5000"}}`).
 
 use rowtrail_reader::archive::{Archive, ArchivedChange as Change, ChangeQuery};
 use rowtrail_sql::staging::Op;
@@ -116,6 +117,9 @@ pub fn value_json(v: &Value) -> serde_json::Value {
         Value::Decimal(d) => json!({ "decimal": d }),
         Value::DateTime(d) => json!({ "datetime": d }),
         Value::Uuid(_) => json!({ "uuid": v.to_string() }),
+        Value::Variant(x) => {
+            json!({ "sql_variant": x.declared_type(), "value": value_json(&x.value) })
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! archive ([`crate::session`] holds `<archive>.undo.lock`).
 
 use rowtrail_apply::{ApplyError, Hooks, Label, Link, StepResult, Target};
-use rowtrail_reader::archive::{Archive, RunKind, RunState, UndoItem, UndoRun};
+use rowtrail_reader::archive::{window_start, Archive, RunKind, RunState, UndoItem, UndoRun};
 use rowtrail_sql::{ForeignKey, Value};
 
 use crate::plan::{self, Mode, Plan};
@@ -82,9 +82,12 @@ pub fn settle_pending(
             None => false,
             // Staging first: the reader deletes a write from staging only after archiving it,
             // so a write missing from staging now is archived already, or was never made.
+            // Within the run's window: a transaction id the server reuses after a restart is
+            // another transaction.
             Some(l) => {
-                source.staged_with(&l)?
-                    || archive.has_changes_in_tx(&incarnation, &link_value(&l))?
+                let since = window_start(run.created_us);
+                source.staged_with(&l, since)?
+                    || archive.has_changes_in_tx(&incarnation, &link_value(&l), since)?
             }
         };
         archive.settle_run(run.id, committed)?;

@@ -17,6 +17,10 @@ pub struct Scope {
     /// Every change of this transaction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tx: Option<String>,
+    /// With `tx`: the transaction of that id that was under way around this UTC time (SQL
+    /// Server numbers transactions anew after a restart, so one id can name several).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_at: Option<String>,
     /// Every change of this statement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statement: Option<String>,
@@ -105,6 +109,113 @@ pub fn normalise_time(text: &str) -> Result<String, RestoreError> {
     Ok(format!("{date}T{}:{}:{sec}.{frac}Z", h[0], h[1]))
 }
 
+/// How far apart in time two changes carrying one transaction id must be to belong to two
+/// transactions: no transaction stays open this long between two writes, while a server that
+/// numbers transactions anew after a restart reaches an old number again only much later.
+pub const TX_GAP_SECONDS: i64 = 3600;
+
+/// A change's time (`c.at`: ISO-8601 UTC, with or without `Z`) in seconds since the epoch.
+fn seconds(at: &str) -> Option<i64> {
+    let civil: jiff::civil::DateTime = at.trim_end_matches(['Z', 'z']).parse().ok()?;
+    jiff::tz::TimeZone::UTC
+        .to_timestamp(civil)
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// The changes of one transaction id, `(id, time)` in time order, split into the transactions
+/// that carried it: runs of changes no more than [`TX_GAP_SECONDS`] apart. A change without a
+/// readable time joins the first.
+fn transactions(mut changes: Vec<(i64, Option<i64>)>) -> Vec<Vec<(i64, Option<i64>)>> {
+    changes.sort_by_key(|&(id, t)| (t, id));
+    let mut groups: Vec<Vec<(i64, Option<i64>)>> = Vec::new();
+    for c in changes {
+        let joins = match (groups.last().and_then(|g| g.last()), c.1) {
+            (None, _) => false,
+            (Some(&(_, Some(prev))), Some(t)) => t - prev <= TX_GAP_SECONDS,
+            _ => true,
+        };
+        if joins {
+            groups.last_mut().expect("a group").push(c);
+        } else {
+            groups.push(vec![c]);
+        }
+    }
+    groups
+}
+
+/// The one transaction among those that carried id `tx` that `--tx-at` names (or the only
+/// one), as change ids; an error listing them when the choice is not clear.
+fn one_transaction(
+    archive: &Archive,
+    tx: &str,
+    tx_at: Option<&str>,
+    ids: Vec<i64>,
+) -> Result<Vec<i64>, RestoreError> {
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let changes = archive.changes(&ChangeQuery {
+        ids: Some(ids),
+        ..ChangeQuery::default()
+    })?;
+    let timed: Vec<(i64, Option<i64>)> = changes
+        .iter()
+        .map(|c| (c.id, c.at.as_deref().and_then(seconds)))
+        .collect();
+    let text: std::collections::HashMap<i64, String> = changes
+        .iter()
+        .map(|c| (c.id, c.at.clone().unwrap_or_default()))
+        .collect();
+    let groups = transactions(timed);
+    let chosen = match (groups.len(), tx_at) {
+        (1, None) => Some(0),
+        (_, None) => None,
+        (_, Some(at)) => {
+            let t = seconds(&normalise_time(at)?)
+                .ok_or_else(|| RestoreError::BadRequest(format!("--tx-at {at:?} is not a time")))?;
+            groups.iter().position(|g| {
+                let times: Vec<i64> = g.iter().filter_map(|c| c.1).collect();
+                match (times.first(), times.last()) {
+                    (Some(&a), Some(&b)) => a - TX_GAP_SECONDS <= t && t <= b + TX_GAP_SECONDS,
+                    _ => false,
+                }
+            })
+        }
+    };
+    match chosen {
+        Some(k) => {
+            let mut ids: Vec<i64> = groups[k].iter().map(|c| c.0).collect();
+            ids.sort_unstable();
+            Ok(ids)
+        }
+        None => {
+            let list: String = groups
+                .iter()
+                .map(|g| {
+                    format!(
+                        "\n  {} change(s) from {} to {}",
+                        g.len(),
+                        text[&g[0].0],
+                        text[&g[g.len() - 1].0]
+                    )
+                })
+                .collect();
+            Err(RestoreError::BadRequest(format!(
+                "transaction id {tx} was carried by {} transactions of this source (the server \
+                 numbers transactions anew after a restart or failover){}{list}\nname one with \
+                 --tx-at TIME (a time while it was under way)",
+                groups.len(),
+                if tx_at.is_some() {
+                    ", and none was under way at --tx-at"
+                } else {
+                    ""
+                },
+            )))
+        }
+    }
+}
+
 /// The eligible changes of the source incarnation `incarnation` that `scope` selects, oldest
 /// first (ids).
 pub fn select(
@@ -120,6 +231,9 @@ pub fn select(
     }
     if !scope.key.is_empty() && scope.table.is_none() {
         return Err(RestoreError::BadRequest("--key needs --table".into()));
+    }
+    if scope.tx_at.is_some() && scope.tx.is_none() {
+        return Err(RestoreError::BadRequest("--tx-at needs --tx".into()));
     }
     let mut q = ChangeQuery {
         incarnation: Some(incarnation.to_string()),
@@ -154,12 +268,42 @@ pub fn select(
     q.ids = ids;
     let mut ids = archive.change_ids(&q)?;
     ids.reverse();
-    Ok(ids)
+    match &scope.tx {
+        Some(tx) => one_transaction(archive, tx, scope.tx_at.as_deref(), ids),
+        None => Ok(ids),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue15_one_transaction_id_carried_twice_is_two_transactions() {
+        assert_eq!(seconds("1970-01-01T00:01:00.5Z"), Some(60));
+        assert_eq!(seconds("1970-01-01T01:00:00.1234567"), Some(3600));
+        assert_eq!(seconds("yesterday"), None);
+        let day = 86_400;
+        let groups = transactions(vec![
+            (5, Some(day + 10)),
+            (1, Some(0)),
+            (2, Some(30)),
+            (6, Some(day + 3000)),
+            (3, None),
+        ]);
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| g.iter().map(|c| c.0).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            [vec![3, 1, 2], vec![5, 6]]
+        );
+        // Changes of one long transaction, minutes apart, stay one.
+        assert_eq!(
+            transactions(vec![(1, Some(0)), (2, Some(3000)), (3, Some(6000))]).len(),
+            1
+        );
+    }
 
     #[test]
     fn times_normalise_to_the_archive_form() {

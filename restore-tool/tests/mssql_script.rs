@@ -135,8 +135,17 @@ impl Planned {
     }
 }
 
+/// The first batch the script sends.
+fn first_batch(r: &Rendered) -> &str {
+    r.batches().next().expect("a batch")
+}
+
 fn rendered(mode: Mode) -> (Planned, Rendered) {
     let (plan, fks) = plan(mode);
+    render_plan(plan, fks)
+}
+
+fn render_plan(plan: Plan, fks: Vec<ForeignKey>) -> (Planned, Rendered) {
     let header = script_header(&plan, "f15a6b6c-0000", Dialect::Mssql);
     let comments = plan.comments();
     let p = Planned {
@@ -166,7 +175,7 @@ fn the_script_of_a_sql_server_plan_parses_in_scriptdom_in_every_mode() {
                 && !text.contains("sqlite3"),
             "{mode:?}: the header says how to run it by hand:\n{text}"
         );
-        assert!(r.batch().starts_with("SET XACT_ABORT ON;"));
+        assert!(first_batch(&r).starts_with("SET XACT_ABORT ON;"));
         scripts.push((format!("undo-{}.sql", mode.word()), text));
     }
     let summary = scriptdom(&scripts);
@@ -185,7 +194,7 @@ fn re_inserts_put_parents_first_and_deletes_take_children_first() {
         .map(|&i| plan.plan.steps[i].change.id)
         .collect();
     assert_eq!(ids, [10, 11, 14, 13, 12]);
-    let batch = r.batch();
+    let batch = first_batch(&r);
     let at = |needle: &str| batch.find(needle).unwrap_or_else(|| panic!("{needle}"));
     assert!(at("-- step 1: undo change 10") < at("-- step 2: undo change 11"));
     assert!(
@@ -229,7 +238,7 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         line: 0,
         message: "rowtrail undo: step 2 conflicts: the row no longer equals its archived image, or its key is taken".into(),
     };
-    let Some(ApplyError::Guards { rows: g, .. }) = refusal(&guard, &r, &plan.job()) else {
+    let Some(ApplyError::Guards { rows: g, .. }) = refusal(&guard, &r, 0, &plan.job()) else {
         panic!("50003 is a guard failure")
     };
     assert_eq!(g.len(), 1);
@@ -240,20 +249,19 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         g[0]
     );
     // A constraint error names the step holding the line it was raised on.
-    let line = r
-        .batch()
+    let line = first_batch(&r)
         .lines()
         .position(|l| l.starts_with("-- step 5: "))
         .unwrap() as u32
         + 2;
-    assert_eq!(r.step_at_line(line), Some(5));
-    assert_eq!(r.step_at_line(1), None, "before the first step");
+    assert_eq!(r.step_at_line(0, line), Some(5));
+    assert_eq!(r.step_at_line(0, 1), None, "before the first step");
     let fk = ServerError {
         code: 547,
         line,
         message: "The DELETE statement conflicted with the REFERENCE constraint \"FK_x\"".into(),
     };
-    let Some(ApplyError::Guards { rows: g, .. }) = refusal(&fk, &r, &plan.job()) else {
+    let Some(ApplyError::Guards { rows: g, .. }) = refusal(&fk, &r, 0, &plan.job()) else {
         panic!("547 is a conflict")
     };
     assert!(
@@ -267,7 +275,7 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         message: "Violation of PRIMARY KEY constraint 'PK'. The duplicate key value is (42)."
             .into(),
     };
-    let Some(e @ ApplyError::Guards { .. }) = refusal(&dup, &r, &plan.job()) else {
+    let Some(e @ ApplyError::Guards { .. }) = refusal(&dup, &r, 0, &plan.job()) else {
         panic!("2627 is a conflict")
     };
     let text = e.to_string();
@@ -281,7 +289,134 @@ fn guard_and_constraint_errors_are_conflicts_naming_the_change_and_no_values() {
         message: "Invalid object name 'Sales.SalesOrderHeader'.".into(),
     };
     assert!(
-        refusal(&other, &r, &plan.job()).is_none(),
+        refusal(&other, &r, 0, &plan.job()).is_none(),
         "any other error is reported as it is"
     );
+}
+
+/// Issue 15, item 11: a large undo is one transaction over several batches of at most
+/// `STEPS_PER_BATCH` steps (one batch would answer nothing until its end, so a command timeout
+/// could not tell slow from stuck); a re-insert run is never split; step numbers run on, and
+/// an error in a later batch names the step it came from.
+#[test]
+fn issue15_a_large_undo_is_one_transaction_in_several_batches() {
+    use rowtrail_sql::mssql::undo::STEPS_PER_BATCH;
+    let (header, product) = (table("SalesOrderHeader"), table("Product"));
+    // Newest first: 250 products updated, then 150 headers deleted (undone by re-inserts,
+    // consecutive, so one statement).
+    let mut changes = Vec::new();
+    for n in 0..250 {
+        changes.push(change(1000 + n, &product, "update", Some(n), Some(n + 1)));
+    }
+    for n in 0..150 {
+        changes.push(change(500 + n, &header, "delete", Some(n), None));
+    }
+    let steps: Vec<PlannedStep> = changes
+        .into_iter()
+        .map(|change| PlannedStep {
+            change,
+            forward: false,
+        })
+        .collect();
+    for mode in [Mode::Refuse, Mode::Skip] {
+        let plan = Plan {
+            kind: RunKind::Undo,
+            mode,
+            steps: steps.clone(),
+            conflicts: vec![],
+            cascaded: vec![],
+            skipped: vec![],
+        };
+        let (p, r) = render_plan(plan, vec![]);
+        let batches: Vec<&str> = r.batches().collect();
+        let text = r.script.render();
+        assert_eq!(split_batches(&text).len(), batches.len(), "{mode:?}");
+        assert!(batches[0].starts_with("SET XACT_ABORT ON;\nSET NOCOUNT ON;\nBEGIN TRANSACTION;"));
+        assert_eq!(
+            text.matches("BEGIN TRANSACTION;").count(),
+            1,
+            "one transaction"
+        );
+        assert_eq!(text.matches("COMMIT TRANSACTION;").count(), 1);
+        assert!(batches.last().unwrap().contains("COMMIT TRANSACTION;"));
+        for b in &batches[1..] {
+            assert!(
+                b.starts_with("IF @@TRANCOUNT = 0 SET NOEXEC ON;\nDECLARE @n int;"),
+                "after a failure nothing runs outside the transaction:\n{}",
+                &b[..80]
+            );
+        }
+        let mut total = 0;
+        for (k, b) in batches.iter().enumerate() {
+            let held = b.matches("\n-- step ").count();
+            total += held;
+            assert_eq!(r.steps_through(k), total, "{mode:?} batch {k}");
+            if mode == Mode::Refuse && b.contains("INSERT INTO [Sales].[SalesOrderHeader]") {
+                assert_eq!(
+                    held, 150,
+                    "the re-insert run stays in one batch and one statement"
+                );
+            } else {
+                assert!(held <= STEPS_PER_BATCH, "{mode:?} batch {k} holds {held}");
+            }
+            if mode == Mode::Skip {
+                assert!(
+                    b.contains("SELECT [step], [outcome] FROM @outcome"),
+                    "each batch reports its outcomes"
+                );
+            }
+        }
+        assert_eq!(total, 400);
+        match mode {
+            Mode::Refuse => assert_eq!(
+                batches.len(),
+                4,
+                "100 + 100 + 50 updates, then the 150-row re-insert"
+            ),
+            _ => assert_eq!(batches.len(), 4, "400 steps, 100 a batch"),
+        }
+        // An error raised on a line of the second batch names that batch's step.
+        let line = batches[1]
+            .lines()
+            .position(|l| l.starts_with("-- step 150: "))
+            .unwrap() as u32
+            + 2;
+        assert_eq!(r.step_at_line(1, line), Some(150));
+        let fk = ServerError {
+            code: 547,
+            line,
+            message: "conflict".into(),
+        };
+        let Some(ApplyError::Guards { rows, .. }) = refusal(&fk, &r, 1, &p.job()) else {
+            panic!("547 is a conflict")
+        };
+        assert!(
+            rows[0].starts_with("step 150: undo change 1149 "),
+            "{}",
+            rows[0]
+        );
+        // Outcome rows of any batch land on their step.
+        if mode == Mode::Skip {
+            let got = results(
+                &p.job(),
+                &r,
+                &[(2, "skipped".into()), (399, "skipped".into())],
+            )
+            .unwrap();
+            assert_eq!(got[1].outcome, Outcome::Skipped);
+            assert_eq!(got[398].outcome, Outcome::Skipped);
+            assert_eq!(
+                got.iter().filter(|s| s.outcome == Outcome::Applied).count(),
+                398
+            );
+        }
+        let summary = scriptdom(&[(format!("large-undo-{}.sql", mode.word()), text)]);
+        assert!(
+            summary.starts_with(&format!(
+                "validated 1 scripts, {} batches, 0 errors",
+                batches.len()
+            )),
+            "{summary}"
+        );
+    }
 }

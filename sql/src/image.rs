@@ -19,6 +19,10 @@ const T_BLOB: u8 = 4;
 const T_DECIMAL: u8 = 5;
 const T_DATETIME: u8 = 6;
 const T_UUID: u8 = 7;
+/// A `sql_variant` value: base type, precision, scale, maximum length (2 bytes LE), collation
+/// (empty: none), then the value itself (tag and payload). Archives from before it never hold
+/// it, so they decode as they always did.
+const T_VARIANT: u8 = 8;
 
 /// Appends the canonical form of `values` to `out`.
 pub fn encode_into(values: &[Value], out: &mut Vec<u8>) {
@@ -56,6 +60,16 @@ pub fn encode_value(v: &Value, out: &mut Vec<u8>) {
             out.push(T_UUID);
             out.extend_from_slice(u);
         }
+        Value::Variant(v) => {
+            put_bytes(out, T_VARIANT, v.base_type.as_bytes());
+            out.push(v.precision);
+            out.push(v.scale);
+            out.extend_from_slice(&v.max_length.to_le_bytes());
+            let collation = v.collation.as_deref().unwrap_or("");
+            put_len(out, collation.len());
+            out.extend_from_slice(collation.as_bytes());
+            encode_value(&v.value, out);
+        }
     }
 }
 
@@ -71,7 +85,19 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, SqlError> {
     }
     let mut values = Vec::with_capacity(n);
     for _ in 0..n {
-        let value = match r.byte()? {
+        values.push(r.value(true)?);
+    }
+    if r.pos != bytes.len() {
+        return Err(SqlError::BadImage("trailing bytes after the last value"));
+    }
+    Ok(values)
+}
+
+impl Reader<'_> {
+    /// One value (tag and payload); a variant only where `variant` allows it (not inside one).
+    fn value(&mut self, variant: bool) -> Result<Value, SqlError> {
+        let r = self;
+        Ok(match r.byte()? {
             T_NULL => Value::Null,
             T_INTEGER => Value::Integer(i64::from_le_bytes(r.array()?)),
             T_REAL => Value::Real(f64::from_bits(u64::from_le_bytes(r.array()?))),
@@ -80,14 +106,26 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, SqlError> {
             T_DECIMAL => Value::Decimal(r.utf8()?),
             T_DATETIME => Value::DateTime(r.utf8()?),
             T_UUID => Value::Uuid(r.array()?),
+            T_VARIANT if variant => {
+                let base_type = r.utf8()?;
+                let precision = r.byte()?;
+                let scale = r.byte()?;
+                let max_length = u16::from_le_bytes(r.array()?);
+                let collation = Some(r.utf8()?).filter(|c| !c.is_empty());
+                let v = crate::value::Variant {
+                    base_type,
+                    precision,
+                    scale,
+                    max_length,
+                    collation,
+                    value: r.value(false)?,
+                };
+                v.check().map_err(SqlError::BadImage)?;
+                Value::Variant(Box::new(v))
+            }
             _ => return Err(SqlError::BadImage("unknown value tag")),
-        };
-        values.push(value);
+        })
     }
-    if r.pos != bytes.len() {
-        return Err(SqlError::BadImage("trailing bytes after the last value"));
-    }
-    Ok(values)
 }
 
 fn put_bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
@@ -181,6 +219,22 @@ mod tests {
             Value::Decimal("-12.3400".into()),
             Value::DateTime("2026-11-21T04:05:06.1234567+01:00".into()),
             Value::Uuid([7; 16]),
+            Value::Variant(Box::new(crate::value::Variant {
+                base_type: "money".into(),
+                precision: 19,
+                scale: 4,
+                max_length: 8,
+                collation: None,
+                value: Value::Decimal("12.5000".into()),
+            })),
+            Value::Variant(Box::new(crate::value::Variant {
+                base_type: "varchar".into(),
+                precision: 0,
+                scale: 0,
+                max_length: 30,
+                collation: Some("Latin1_General_100_CI_AS_SC_UTF8".into()),
+                value: Value::text("café"),
+            })),
         ];
         let back = decode(&encode(&values)).unwrap();
         assert_eq!(back.len(), values.len());

@@ -24,6 +24,91 @@ pub enum Value {
     DateTime(String),
     /// A uniqueidentifier, in RFC 4122 byte order.
     Uuid([u8; 16]),
+    /// A SQL Server `sql_variant` value with its base type, so it goes back as what it was
+    /// (`money`, not `decimal`; `datetime`, not `datetime2`). Archives written before base types
+    /// were recorded hold the bare value instead.
+    Variant(Box<Variant>),
+}
+
+/// A `sql_variant` value and its base type, as `SQL_VARIANT_PROPERTY` describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// The base type's name, lowercase (`int`, `money`, `varchar`, `datetime2`, …).
+    pub base_type: String,
+    /// The base type's precision (`decimal`, `numeric`; the server reports one for every type).
+    pub precision: u8,
+    /// The base type's scale (`decimal`, `numeric`, `time`, `datetime2`, `datetimeoffset`).
+    pub scale: u8,
+    /// The base type's maximum length in bytes (`char`, `varchar`, `nchar`, `nvarchar`,
+    /// `binary`, `varbinary`).
+    pub max_length: u16,
+    /// The collation of a character base type.
+    pub collation: Option<String>,
+    /// The value, as a column of the base type holds it (never itself a variant).
+    pub value: Value,
+}
+
+/// The base types a `sql_variant` can hold.
+pub const VARIANT_BASE_TYPES: &[&str] = &[
+    "bigint",
+    "binary",
+    "bit",
+    "char",
+    "date",
+    "datetime",
+    "datetime2",
+    "datetimeoffset",
+    "decimal",
+    "float",
+    "int",
+    "money",
+    "nchar",
+    "numeric",
+    "nvarchar",
+    "real",
+    "smalldatetime",
+    "smallint",
+    "smallmoney",
+    "time",
+    "tinyint",
+    "uniqueidentifier",
+    "varbinary",
+    "varchar",
+];
+
+impl Variant {
+    /// Checks what a variant may hold: a known base type, a collation name of letters, digits
+    /// and underscores, a value that is not itself a variant. (The base type and the collation
+    /// reach T-SQL text, so nothing else may.)
+    pub fn check(&self) -> Result<(), &'static str> {
+        if !VARIANT_BASE_TYPES.contains(&self.base_type.as_str()) {
+            return Err("unknown sql_variant base type");
+        }
+        if let Some(c) = &self.collation {
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err("a sql_variant collation is not a collation name");
+            }
+        }
+        if matches!(self.value, Value::Variant(_)) {
+            return Err("a sql_variant holds another sql_variant");
+        }
+        Ok(())
+    }
+
+    /// The base type as T-SQL declares it: `decimal(19,4)`, `varchar(30)`, `nvarchar(20)`
+    /// (its length in characters), `datetime2(3)`, `money`, …
+    pub fn declared_type(&self) -> String {
+        let b = self.base_type.as_str();
+        match b {
+            "decimal" | "numeric" => format!("{b}({},{})", self.precision.max(1), self.scale),
+            "char" | "varchar" | "binary" | "varbinary" => {
+                format!("{b}({})", self.max_length.clamp(1, 8000))
+            }
+            "nchar" | "nvarchar" => format!("{b}({})", (self.max_length / 2).clamp(1, 4000)),
+            "time" | "datetime2" | "datetimeoffset" => format!("{b}({})", self.scale.min(7)),
+            _ => b.to_string(),
+        }
+    }
 }
 
 impl Value {
@@ -37,6 +122,14 @@ impl Value {
     pub fn same(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Real(a), Value::Real(b)) => a.to_bits() == b.to_bits(),
+            (Value::Variant(a), Value::Variant(b)) => {
+                a.base_type == b.base_type
+                    && a.precision == b.precision
+                    && a.scale == b.scale
+                    && a.max_length == b.max_length
+                    && a.collation == b.collation
+                    && a.value.same(&b.value)
+            }
             _ => self == other,
         }
     }
@@ -52,6 +145,7 @@ impl Value {
             Value::Decimal(_) => "decimal",
             Value::DateTime(_) => "datetime",
             Value::Uuid(_) => "uuid",
+            Value::Variant(_) => "sql_variant",
         }
     }
 }
@@ -82,6 +176,8 @@ impl fmt::Display for Value {
                 }
                 Ok(())
             }
+            // The value as its base type shows it; the type is metadata.
+            Value::Variant(v) => v.value.fmt(f),
         }
     }
 }

@@ -256,3 +256,231 @@ fn issue15_undo_never_writes_period_columns_and_reinserts_a_subtree_in_one_state
     assert!(text.contains("IF @n <> 3 THROW 50003"));
     insta::assert_snapshot!("mssql-undo-fidelity", text);
 }
+
+/// A `sql_variant` archived with its base type.
+fn variant(
+    base: &str,
+    precision: u8,
+    scale: u8,
+    max_length: u16,
+    collation: Option<&str>,
+    value: Value,
+) -> Value {
+    Value::Variant(Box::new(rowtrail_sql::value::Variant {
+        base_type: base.into(),
+        precision,
+        scale,
+        max_length,
+        collation: collation.map(str::to_string),
+        value,
+    }))
+}
+
+/// Issue 15, item 12: a sql_variant goes back with the base type it was archived with (money
+/// stays money, datetime stays datetime, bigint stays bigint, varchar keeps its collation), made
+/// a sql_variant explicitly so a UNION ALL of rows of other base types cannot convert it; its
+/// guard compares base type and bytes. A value archived before base types were recorded goes
+/// back as it always did.
+#[test]
+fn issue15_sql_variant_values_go_back_with_their_base_type() {
+    let t = rowtrail_sql::ddl::parse_mssql(
+        "CREATE TABLE dbo.Vars (Id int NOT NULL PRIMARY KEY, V sql_variant NULL);",
+    )
+    .unwrap()
+    .remove(0);
+    let t = Captured::new(&t).unwrap().table;
+    let values = [
+        variant("money", 19, 4, 8, None, Value::Decimal("12.5000".into())),
+        variant("bigint", 19, 0, 8, None, Value::Integer(5)),
+        variant(
+            "datetime",
+            23,
+            3,
+            8,
+            None,
+            Value::DateTime("2026-01-02T03:04:05.007".into()),
+        ),
+        variant(
+            "varchar",
+            0,
+            0,
+            30,
+            Some("Latin1_General_100_CI_AS_SC_UTF8"),
+            Value::text("café\n"),
+        ),
+        variant("decimal", 19, 4, 9, None, Value::Decimal("1.5000".into())),
+        variant(
+            "nvarchar",
+            0,
+            0,
+            40,
+            Some("Latin1_General_CI_AS"),
+            Value::text("ok"),
+        ),
+        variant("real", 24, 0, 4, None, Value::Real(0.5)),
+        // Archived before base types were recorded: the bare value.
+        Value::Decimal("7.25".into()),
+    ];
+    let rows: Vec<Vec<Value>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| vec![Value::Integer(i as i64 + 1), v.clone()])
+        .collect();
+    let moved = vec![
+        Value::Integer(1),
+        variant("int", 10, 0, 4, None, Value::Integer(5)),
+    ];
+    let mut steps: Vec<ScriptStep<'_>> = rows
+        .iter()
+        .map(|r| ScriptStep {
+            comment: "undo a delete",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(r),
+                rowid: None,
+            },
+        })
+        .collect();
+    steps.push(ScriptStep {
+        comment: "undo an update",
+        step: Step {
+            table: &t,
+            expect: Some(&moved),
+            target: Some(&rows[0]),
+            rowid: None,
+        },
+    });
+    steps.push(ScriptStep {
+        comment: "undo an insert",
+        step: Step {
+            table: &t,
+            expect: Some(&rows[2]),
+            target: None,
+            rowid: None,
+        },
+    });
+    let mut refuse = script("undo (sql_variant)", &steps, OnConflict::Stop).unwrap();
+    refuse.name = "undo-variant-refuse".into();
+    let mut skip = script("undo (sql_variant)", &steps, OnConflict::Skip).unwrap();
+    skip.name = "undo-variant-skip".into();
+    let text = refuse.render();
+    for lit in [
+        "CONVERT(sql_variant, CAST(CAST(12.5000 AS money) AS money))",
+        "CONVERT(sql_variant, CAST(5 AS bigint))",
+        "CONVERT(sql_variant, CAST(CAST(N'2026-01-02T03:04:05.007' AS datetime) AS datetime))",
+        "CONVERT(sql_variant, CAST((CONVERT(nvarchar(max), N'café') + NCHAR(10)) COLLATE Latin1_General_100_CI_AS_SC_UTF8 AS varchar(30)))",
+        "CONVERT(sql_variant, CAST(CAST(1.5000 AS decimal(19,4)) AS decimal(19,4)))",
+        "CONVERT(sql_variant, CAST((N'ok') COLLATE Latin1_General_CI_AS AS nvarchar(20)))",
+        "CONVERT(sql_variant, CAST(CAST(5E-1 AS real) AS real))",
+        // The bare value of an old archive, as before.
+        "CAST(7.25 AS decimal(3,2))",
+    ] {
+        assert!(text.contains(lit), "{lit} not in:\n{text}");
+    }
+    // The guards: the same base type and the same bytes.
+    assert!(text.contains(
+        "(SQL_VARIANT_PROPERTY([V], 'BaseType') = N'int' AND CONVERT(varbinary(8000), [V]) = CONVERT(varbinary(8000), CONVERT(sql_variant, CAST(5 AS int))))"
+    ), "{text}");
+    assert!(text.contains("SQL_VARIANT_PROPERTY([V], 'BaseType') = N'datetime'"));
+    // The re-inserts are one UNION ALL whose every branch is a sql_variant.
+    assert_eq!(text.matches("UNION ALL").count(), values.len() - 1);
+    let summary = common::scriptdom("variant", &[refuse, skip]);
+    assert!(summary.contains(" 0 errors"), "{summary}");
+}
+
+/// Issue 15, item 12: images holding sql_variant values with their base types round-trip the
+/// archive's codec; a variant inside a variant, or an unknown base type, is refused as damage.
+#[test]
+fn issue15_the_image_codec_keeps_a_sql_variant_base_type() {
+    use rowtrail_sql::image::{decode, encode};
+    let row = vec![
+        Value::Integer(1),
+        variant("money", 19, 4, 8, None, Value::Decimal("12.5000".into())),
+        variant(
+            "varchar",
+            0,
+            0,
+            30,
+            Some("Latin1_General_CI_AS"),
+            Value::text("x"),
+        ),
+    ];
+    let back = decode(&encode(&row)).unwrap();
+    assert!(row.iter().zip(&back).all(|(a, b)| a.same(b)), "{back:?}");
+    let nested = vec![variant(
+        "int",
+        10,
+        0,
+        4,
+        None,
+        variant("int", 10, 0, 4, None, Value::Integer(1)),
+    )];
+    assert!(decode(&encode(&nested)).is_err());
+    let unknown = vec![variant("text", 0, 0, 16, None, Value::text("x"))];
+    assert!(decode(&encode(&unknown)).is_err());
+    let injected = vec![variant(
+        "varchar",
+        0,
+        0,
+        30,
+        Some("x; DROP TABLE t"),
+        Value::text("x"),
+    )];
+    assert!(decode(&encode(&injected)).is_err());
+}
+
+/// Issue 15 (medium): a `char`/`varchar` key is compared through a literal of its own type and
+/// collation, never `N'…'` (which converts the column: an index scan, and under `UPDLOCK,
+/// HOLDLOCK` locks on rows the undo never touches); the script parses in ScriptDom.
+#[test]
+fn issue15_varchar_keys_are_compared_through_typed_literals() {
+    let t = rowtrail_sql::ddl::parse_mssql(
+        "CREATE TABLE dbo.Codes (Code varchar(20) COLLATE SQL_Latin1_General_CP1_CI_AS NOT NULL PRIMARY KEY, V int NULL);",
+    )
+    .unwrap()
+    .remove(0);
+    let t = Captured::new(&t).unwrap().table;
+    let (a, b) = (
+        vec![Value::text("it's"), Value::Integer(1)],
+        vec![Value::text("it's"), Value::Integer(2)],
+    );
+    let steps = [
+        ScriptStep {
+            comment: "undo an update",
+            step: Step {
+                table: &t,
+                expect: Some(&b),
+                target: Some(&a),
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "undo a delete",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(&a),
+                rowid: None,
+            },
+        },
+    ];
+    let mut s = script("undo (varchar key)", &steps, OnConflict::Force).unwrap();
+    s.name = "undo-varchar-key".into();
+    let text = s.render();
+    let typed = "CAST((N'it''s') COLLATE SQL_Latin1_General_CP1_CI_AS AS varchar(20))";
+    assert!(
+        text.contains(&format!("WHERE ([Code] = {typed} AND ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("WITH (UPDLOCK, HOLDLOCK) WHERE [Code] = {typed})")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("WHERE [Code] = N'") && !text.contains("([Code] = N'"),
+        "{text}"
+    );
+    let summary = common::scriptdom("varchar-key", &[s]);
+    assert!(summary.contains(" 0 errors"), "{summary}");
+}

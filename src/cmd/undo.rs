@@ -68,6 +68,10 @@ pub struct OutputArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    /// SQL Server: how long each batch of the undo may run before it is cancelled and the whole
+    /// undo rolled back (seconds; 0: no limit). Default: `[source] command_timeout_seconds`, 30.
+    #[arg(long, value_name = "SECS")]
+    pub command_timeout: Option<u64>,
 }
 
 /// Arguments of `rowtrail undo`.
@@ -81,6 +85,10 @@ pub struct Args {
     /// Every change of this transaction.
     #[arg(long, value_name = "ID")]
     pub tx: Option<String>,
+    /// With --tx, on SQL Server: the transaction of that id under way around this UTC time
+    /// (the server numbers transactions anew after a restart, so one id can name several).
+    #[arg(long, value_name = "TIME", requires = "tx")]
+    pub tx_at: Option<String>,
     /// Every change of this statement.
     #[arg(long, value_name = "ID")]
     pub statement: Option<String>,
@@ -153,6 +161,7 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let scope = Scope {
         last: args.last,
         tx: args.tx.clone(),
+        tx_at: args.tx_at.clone(),
         statement: args.statement.clone(),
         since: args.since.clone(),
         after_change: args.after_change,
@@ -187,7 +196,16 @@ fn execute(
     output: &OutputArgs,
     prepare: impl Fn(&Session) -> Result<Prepared, RestoreError>,
 ) -> Result<ExitCode> {
-    let spec = cfg.source_spec()?;
+    let mut spec = cfg.source_spec()?;
+    match (output.command_timeout, &mut spec) {
+        (Some(secs), rowtrail_reader::source::SourceSpec::Mssql(settings)) => {
+            settings.command_timeout = crate::config::command_timeout(Some(secs));
+        }
+        (Some(_), _) => anyhow::bail!(
+            "--command-timeout is for SQL Server sources (a SQLite undo waits for locks up to its busy timeout)"
+        ),
+        (None, _) => {}
+    }
     let mut session = if output.apply {
         let session = Session::to_apply(cfg.archive()?, &cfg.archive_options(), &spec)?;
         for (id, committed) in session.settled() {

@@ -35,6 +35,7 @@ fn server() -> Settings {
         connection: url,
         password: None,
         trust_server_certificate: true,
+        command_timeout: Some(rowtrail_reader::mssql::settings::DEFAULT_COMMAND_TIMEOUT),
     }
 }
 
@@ -276,7 +277,14 @@ fn capture_read_undo_uninstall_round_trip() {
         "00112233-4455-6677-8899-aabbccddeeff"
     );
     assert_eq!(expect("X"), Value::text("<a b=\"1\">é</a>"));
-    assert_eq!(expect("V"), Value::Decimal("12.5000".into()));
+    // A sql_variant keeps its base type (issue 15, item 12).
+    match expect("V") {
+        Value::Variant(v) => assert_eq!(
+            (v.base_type.as_str(), v.value.clone()),
+            ("money", Value::Decimal("12.5000".into()))
+        ),
+        other => panic!("V archived without its base type: {other:?}"),
+    }
     assert!(matches!(expect("Geo"), Value::Blob(b) if !b.is_empty()));
     let last_before = archived.last().map_or(0, |ch| ch.id);
 
@@ -634,3 +642,8 @@ fn a_guard_that_fails_at_apply_time_rolls_back_and_exits_3() {
 /// Regression tests of issue 15 (SQL Server fidelity): each would have caught its defect.
 #[path = "mssql_live/fidelity.rs"]
 mod fidelity;
+
+/// Regression tests of issue 15's undo items (large undos and the command timeout, sql_variant
+/// base types, transaction ids reused over time).
+#[path = "mssql_live/undo_fidelity.rs"]
+mod undo_fidelity;

@@ -31,8 +31,14 @@ fn step_in_message(message: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// The conflict `e` stands for, or `None` when it is not one (report it as it is).
-pub fn refusal(e: &ServerError, rendered: &Rendered, job: &Job<'_>) -> Option<ApplyError> {
+/// The conflict `e`, raised by batch `batch` (0-based) of the script, stands for, or `None`
+/// when it is not one (report it as it is).
+pub fn refusal(
+    e: &ServerError,
+    rendered: &Rendered,
+    batch: usize,
+    job: &Job<'_>,
+) -> Option<ApplyError> {
     let why = match e.code {
         GUARD => "",
         CONSTRAINT => " (a foreign-key or check constraint of the source refused it)",
@@ -42,8 +48,8 @@ pub fn refusal(e: &ServerError, rendered: &Rendered, job: &Job<'_>) -> Option<Ap
         _ => return None,
     };
     let step = match e.code {
-        GUARD => step_in_message(&e.message).or_else(|| rendered.step_at_line(e.line)),
-        _ => rendered.step_at_line(e.line),
+        GUARD => step_in_message(&e.message).or_else(|| rendered.step_at_line(batch, e.line)),
+        _ => rendered.step_at_line(batch, e.line),
     };
     let what = match step.and_then(|n| rendered.plan_step(n).map(|i| (n, i))) {
         Some((n, i)) => format!("step {n}: {}{why}", job.steps[i].comment),

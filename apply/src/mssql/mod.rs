@@ -8,8 +8,11 @@
 //! 3. `SET XACT_ABORT ON; BEGIN TRANSACTION`, read the transaction's id, and record it in the
 //!    caller's hooks as the job's link ([`crate::Link`]) — before any write, so every write the
 //!    capture records with that id is known to be the job's;
-//! 4. run the script inside that transaction (its own `BEGIN`/`COMMIT` only nest); a guard that
-//!    does not hold raises error 50003 and, under `XACT_ABORT`, rolls everything back;
+//! 4. run the script's batches inside that transaction, one request each (its own
+//!    `BEGIN`/`COMMIT` only nest), telling the hooks the progress after each; a guard that does
+//!    not hold raises error 50003 and, under `XACT_ABORT`, rolls everything back. Each batch is
+//!    bounded by the connection's command timeout: one that runs out is cancelled on the server
+//!    and the transaction rolled back ([`ApplyError::Timeout`]);
 //! 5. check that exactly the run's transaction is still open, turn the script's outcome rows
 //!    into step results and journal them;
 //! 6. commit. A commit whose answer is lost leaves the run `applying`: the next undo or redo
@@ -27,6 +30,7 @@ use std::cell::RefCell;
 use rowtrail_reader::failpoint;
 use rowtrail_reader::mssql::error::server_error;
 use rowtrail_reader::mssql::{catalog, undo, MssqlClient, Settings};
+use rowtrail_reader::ReaderError;
 use rowtrail_sql::{Dialect, ForeignKey};
 
 use crate::{ApplyError, Hooks, Job, Link, StepResult, Target};
@@ -72,11 +76,12 @@ impl Target for MssqlTarget {
         recorded_tx.map(Link::Transaction)
     }
 
-    fn staged_with(&self, link: &Link) -> Result<bool, ApplyError> {
+    fn staged_with(&self, link: &Link, since_us: i64) -> Result<bool, ApplyError> {
         match link {
             Link::Transaction(tx) => Ok(undo::staged_in_transaction(
                 &mut self.client.borrow_mut(),
                 *tx,
+                since_us,
             )?),
             // SQL Server's capture records transaction ids, never a job's tag.
             Link::Tag(_) => Ok(false),
@@ -102,14 +107,37 @@ impl Target for MssqlTarget {
             location: location.clone(),
         })?;
         hooks.link(id)?;
-        let outcomes = match undo::run_script(tx.client(), rendered.batch()) {
-            Ok(o) => o,
-            Err(e) => {
-                return Err(server_error(&e)
-                    .and_then(|s| errors::refusal(&s, &rendered, job))
-                    .unwrap_or(ApplyError::Reader(e)))
+        let batches: Vec<&str> = rendered.batches().collect();
+        let mut outcomes = Vec::new();
+        for (k, batch) in batches.iter().enumerate() {
+            match undo::run_script(tx.client(), batch) {
+                Ok(o) => outcomes.extend(o),
+                Err(ReaderError::MssqlTimeout {
+                    after, cancelled, ..
+                }) => {
+                    return Err(ApplyError::Timeout {
+                        what: job.what.to_string(),
+                        location,
+                        batch: k + 1,
+                        batches: batches.len(),
+                        first: if k == 0 {
+                            1
+                        } else {
+                            rendered.steps_through(k - 1) + 1
+                        },
+                        last: rendered.steps_through(k),
+                        seconds: after.as_secs(),
+                        cancelled,
+                    })
+                }
+                Err(e) => {
+                    return Err(server_error(&e)
+                        .and_then(|s| errors::refusal(&s, &rendered, k, job))
+                        .unwrap_or(ApplyError::Reader(e)))
+                }
             }
-        };
+            hooks.progress(rendered.steps_through(k));
+        }
         let depth = undo::trancount(tx.client())?;
         if depth != 1 {
             // Not the state the script leaves: whether its writes committed is for the

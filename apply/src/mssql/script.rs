@@ -2,8 +2,9 @@
 //! immediate foreign-key checks accept, and what the script reports back turned into step
 //! results.
 //!
-//! The dry run prints exactly the script `--apply` sends (one batch), so the order is decided
-//! here, once, from the job and the target's foreign keys.
+//! The dry run prints exactly the script `--apply` sends (its batches, in order, in one
+//! transaction), so the order is decided here, once, from the job and the target's foreign
+//! keys.
 
 use rowtrail_sql::mssql::undo::{self, OUTCOME_FORCED, OUTCOME_SKIPPED};
 use rowtrail_sql::mssql::Script;
@@ -21,9 +22,9 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// The one batch sent to the server.
-    pub fn batch(&self) -> &str {
-        self.script.batches().first().map_or("", |b| b.sql.as_str())
+    /// The batches sent to the server, in order.
+    pub fn batches(&self) -> impl Iterator<Item = &str> {
+        self.script.batches().iter().map(|b| b.sql.as_str())
     }
 
     /// The job step of the script's step `n` (1-based).
@@ -31,17 +32,24 @@ impl Rendered {
         n.checked_sub(1).and_then(|k| self.order.get(k).copied())
     }
 
-    /// The script step whose statements hold line `line` of the batch (1-based): the last
-    /// `-- step N:` comment at or above it.
-    pub fn step_at_line(&self, line: u32) -> Option<usize> {
+    /// How many script steps batches `0..=batch` hold together.
+    pub fn steps_through(&self, batch: usize) -> usize {
+        self.step_at_line(batch, u32::MAX).unwrap_or(0)
+    }
+
+    /// The script step whose statements hold line `line` (1-based) of batch `batch` (0-based):
+    /// the last `-- step N:` comment at or above it, the steps numbered on from batch to batch.
+    pub fn step_at_line(&self, batch: usize, line: u32) -> Option<usize> {
         let mut step = None;
-        for (i, text) in self.batch().lines().enumerate() {
-            if i as u32 + 1 > line {
-                break;
-            }
-            let next = step.map_or(1, |s| s + 1);
-            if text.starts_with(&format!("-- step {next}: ")) {
-                step = Some(next);
+        for (b, text) in self.batches().enumerate().take(batch + 1) {
+            for (i, text) in text.lines().enumerate() {
+                if b == batch && i as u32 + 1 > line {
+                    break;
+                }
+                let next = step.map_or(1, |s| s + 1);
+                if text.starts_with(&format!("-- step {next}: ")) {
+                    step = Some(next);
+                }
             }
         }
         step

@@ -71,7 +71,8 @@ impl Target for SqliteTarget {
         Some(Link::Tag(tag.to_string()))
     }
 
-    fn staged_with(&self, link: &Link) -> Result<bool, ApplyError> {
+    fn staged_with(&self, link: &Link, _since_us: i64) -> Result<bool, ApplyError> {
+        // A run's tag is never reused: no time window is needed.
         match link {
             Link::Tag(tag) => Ok(staging::staged_with_tx(&self.conn, &self.location, tag)?),
             // SQLite's capture records the writer's declared label, never a transaction id.

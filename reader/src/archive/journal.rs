@@ -22,13 +22,39 @@ use super::Archive;
 use crate::sqlite::Param;
 use crate::{now_micros, ReaderError};
 
+/// How far the source's clock (which stamps each change) and the clock of the host that ran an
+/// undo (which stamps the run) may disagree: a run's writes are the changes carrying its link
+/// stamped between its start and its end, widened by this on both sides.
+///
+/// The link alone is not enough on SQL Server: `CURRENT_TRANSACTION_ID()` numbers transactions
+/// anew when the instance restarts (and differently after a failover), so a later transaction
+/// of the same incarnation can carry a run's number.
+pub const CLOCK_MARGIN_US: i64 = 15 * 60 * 1_000_000;
+
+/// The earliest source time (µs since the epoch) a write of a run begun at `created_us` can
+/// carry.
+pub fn window_start(created_us: i64) -> i64 {
+    created_us - CLOCK_MARGIN_US
+}
+
+/// `c.at` (ISO-8601 text, the source's UTC clock) as a Julian day, for comparisons with a run's
+/// microsecond stamps: `(µs / 86400e6) + 2440587.5`.
+const JULIAN_EPOCH: &str = "2440587.5";
+
 /// The SQL condition (over `changes c`) that leaves out what undo must never select: changes
 /// written by an undo or redo run (labelled with its tag, or on SQL Server written in the source
-/// transaction the journal links to a run that did not end abandoned), and changes an applied
-/// undo run undid. `?S` stands for the source id's parameter.
+/// transaction the journal links to a run that did not end abandoned, at a time within the run's
+/// window: [`CLOCK_MARGIN_US`]), and changes an applied undo run undid. `?S` stands for the
+/// source id's parameter. (The uncorrelated `NOT IN` answers most changes, whose transaction no
+/// run ever carried, without looking at the window.)
 pub(super) const NOT_UNDO_WRITES: &str = "(c.tx IS NULL OR (c.tx NOT IN (SELECT tx_tag FROM \
      undo_runs WHERE source_id = ?S) AND c.tx NOT IN (SELECT source_tx FROM undo_runs \
-     WHERE source_id = ?S AND source_tx IS NOT NULL AND state <> 'abandoned'))) \
+     WHERE source_id = ?S AND source_tx IS NOT NULL AND state <> 'abandoned')) \
+     OR NOT EXISTS (SELECT 1 FROM undo_runs r WHERE r.source_id = ?S \
+     AND (r.tx_tag = c.tx OR (r.source_tx = c.tx AND r.state <> 'abandoned')) \
+     AND (julianday(c.at) IS NULL OR julianday(c.at) BETWEEN \
+     (r.created_us - 900000000) / 86400000000.0 + 2440587.5 AND \
+     coalesce((r.finished_us + 900000000) / 86400000000.0 + 2440587.5, 1e9)))) \
      AND c.id NOT IN (SELECT i.change_id FROM undo_items i JOIN undo_runs r ON r.id = i.run_id \
      WHERE r.kind = 'undo' AND r.state = 'applied' AND i.outcome <> 'skipped')";
 
@@ -359,13 +385,22 @@ impl Archive {
     }
 
     /// Whether the archive holds a change of `incarnation` whose transaction is `tx` (a run's
-    /// tag, or a source transaction id).
-    pub fn has_changes_in_tx(&self, incarnation: &str, tx: &Value) -> Result<bool, ReaderError> {
+    /// tag, or a source transaction id) stamped at or after `since_us` (µs since the epoch, the
+    /// source's clock; [`window_start`] of the run), or stamped with no readable time.
+    pub fn has_changes_in_tx(
+        &self,
+        incarnation: &str,
+        tx: &Value,
+        since_us: i64,
+    ) -> Result<bool, ReaderError> {
         self.conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM changes c JOIN sources s ON s.id = c.source_id \
-                 WHERE s.incarnation = ?1 AND c.tx = ?2)",
-                params![incarnation, Param(tx)],
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM changes c JOIN sources s ON s.id = c.source_id \
+                     WHERE s.incarnation = ?1 AND c.tx = ?2 AND (julianday(c.at) IS NULL \
+                     OR julianday(c.at) >= ?3 / 86400000000.0 + {JULIAN_EPOCH}))"
+                ),
+                params![incarnation, Param(tx), since_us],
                 |r| r.get(0),
             )
             .map_err(self.err("cannot read changes"))
@@ -455,4 +490,22 @@ pub(super) fn check(archive: &Archive) -> Result<Vec<String>, rusqlite::Error> {
         },
     )?;
     Ok(problems)
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn the_exclusion_widens_a_run_by_the_clock_margin() {
+        assert_eq!(
+            NOT_UNDO_WRITES
+                .matches(&CLOCK_MARGIN_US.to_string())
+                .count(),
+            2,
+            "{NOT_UNDO_WRITES}"
+        );
+        assert!(NOT_UNDO_WRITES.contains(JULIAN_EPOCH));
+        assert_eq!(window_start(CLOCK_MARGIN_US), 0);
+    }
 }

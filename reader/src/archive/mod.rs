@@ -32,7 +32,7 @@ pub use baseline::{BaselineRow, BaselineTable, BaselineWriter, UnfinishedBaselin
 pub use catalog::SourceRecord;
 pub use change::{label_text, ArchivedChange};
 pub use cut::Cut;
-pub use journal::{RunKind, RunState, UndoItem, UndoRun};
+pub use journal::{window_start, RunKind, RunState, UndoItem, UndoRun, CLOCK_MARGIN_US};
 pub use query::{ChangeQuery, ChangeStream, DEFAULT_PAGE};
 pub use schema_log::{NewSchemaEvent, SchemaEvent, SchemaEventKind};
 pub use verify::{Digest, VerifyReport};

@@ -2,6 +2,12 @@
 //! tokio runtime, behind blocking calls.
 //!
 //! * A lost connection is dropped and opened again on the next request.
+//! * Every request is bounded by the command timeout ([`Settings::command_timeout`]): when it
+//!   runs out, the request is cancelled on the server with a TDS attention (tiberius's
+//!   `cancel_query`, once the request's own future is dropped), so the server stops working and
+//!   releases what it holds; when the cancel itself goes unanswered (within
+//!   [`CANCEL_TIMEOUT`]), the connection is closed, which ends the request too. Either way the
+//!   caller gets [`ReaderError::MssqlTimeout`], and an open [`Transaction`] rolls back.
 //! * [`Transaction`] rolls back when dropped without [`Transaction::commit`].
 //! * Every error is classified transient or fatal ([`super::error`]); [`Backoff`] spaces the
 //!   retries of transient ones, doubling up to a cap, and resets on success.
@@ -20,6 +26,10 @@ use crate::ReaderError;
 /// 15 s limit in the driver, and every request a 30 s one).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a cancelled request's server may take to acknowledge the cancel before its
+/// connection is closed instead.
+pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+
 type Conn = Client<Compat<TcpStream>>;
 
 /// A blocking SQL Server connection.
@@ -28,6 +38,41 @@ pub struct MssqlClient {
     conn: Option<Conn>,
     settings: Settings,
     location: String,
+    command_timeout: Option<Duration>,
+}
+
+/// What became of a request run under the command timeout.
+enum Timed<T> {
+    /// It ended (well or not) in time.
+    Done(Result<T, tiberius::error::Error>),
+    /// It ran out of time; `cancelled` when the server acknowledged the cancel.
+    TimedOut { cancelled: bool },
+}
+
+/// Runs `$work` (a future borrowing `$conn`) under `$limit`; when the limit runs out, the future
+/// is dropped (which releases its borrow of the connection) and the request is cancelled on the
+/// server with an attention, itself bounded by [`CANCEL_TIMEOUT`].
+macro_rules! timed {
+    ($limit:expr, $conn:ident, $work:expr) => {
+        async {
+            match $limit {
+                None => Timed::Done($work.await),
+                Some(limit) => {
+                    let outcome = tokio::time::timeout(limit, $work).await;
+                    match outcome {
+                        Ok(r) => Timed::Done(r),
+                        Err(_) => {
+                            let cancel =
+                                tokio::time::timeout(CANCEL_TIMEOUT, $conn.cancel_query()).await;
+                            Timed::TimedOut {
+                                cancelled: matches!(cancel, Ok(Ok(()))),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
 }
 
 impl MssqlClient {
@@ -44,6 +89,7 @@ impl MssqlClient {
             rt,
             conn: None,
             location: settings.location(),
+            command_timeout: settings.command_timeout,
             settings: settings.clone(),
         };
         c.conn()?;
@@ -53,6 +99,11 @@ impl MssqlClient {
     /// Server and database, for messages.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// How long one request may run before it is cancelled (`None`: for ever).
+    pub fn command_timeout(&self) -> Option<Duration> {
+        self.command_timeout
     }
 
     fn open(&self) -> Result<Conn, ReaderError> {
@@ -90,6 +141,27 @@ impl MssqlClient {
         wrap(&self.location, context, e)
     }
 
+    /// The outcome of a request run under the command timeout, as the caller sees it.
+    fn settle<T>(&mut self, context: &str, r: Timed<T>) -> Result<T, ReaderError> {
+        match r {
+            Timed::Done(r) => r.map_err(|e| self.fail(context, e)),
+            Timed::TimedOut { cancelled } => {
+                if !cancelled {
+                    // The server ends the request, and rolls back its transaction, when the
+                    // connection goes.
+                    self.conn = None;
+                }
+                tracing::warn!(source = %self.location, context, cancelled, "SQL Server request timed out");
+                Err(ReaderError::MssqlTimeout {
+                    location: self.location.clone(),
+                    context: context.to_string(),
+                    after: self.command_timeout.unwrap_or_default(),
+                    cancelled,
+                })
+            }
+        }
+    }
+
     /// Runs a parameterised query (`@P1`, `@P2`, …) and returns the rows of its first result.
     pub fn query(
         &mut self,
@@ -98,10 +170,12 @@ impl MssqlClient {
         params: &[&dyn ToSql],
     ) -> Result<Vec<Row>, ReaderError> {
         self.conn()?;
-        let rt = &self.rt;
+        let (rt, limit) = (&self.rt, self.command_timeout);
         let conn = self.conn.as_mut().expect("connected above");
-        let r = rt.block_on(async { conn.query(sql, params).await?.into_first_result().await });
-        r.map_err(|e| self.fail(context, e))
+        let r = rt.block_on(timed!(limit, conn, async {
+            conn.query(sql, params).await?.into_first_result().await
+        }));
+        self.settle(context, r)
     }
 
     /// Runs a parameterised statement and returns the rows it affected.
@@ -112,24 +186,29 @@ impl MssqlClient {
         params: &[&dyn ToSql],
     ) -> Result<u64, ReaderError> {
         self.conn()?;
-        let rt = &self.rt;
+        let (rt, limit) = (&self.rt, self.command_timeout);
         let conn = self.conn.as_mut().expect("connected above");
-        let r = rt.block_on(async { conn.execute(sql, params).await.map(|r| r.total()) });
-        r.map_err(|e| self.fail(context, e))
+        let r = rt.block_on(timed!(limit, conn, async {
+            conn.execute(sql, params).await.map(|r| r.total())
+        }));
+        self.settle(context, r)
     }
 
     /// Sends one batch as it is (no parameters: for generated scripts, which may hold
     /// `CREATE TRIGGER`, which must start its batch). Returns every result set.
     pub fn batch(&mut self, context: &str, sql: &str) -> Result<Vec<Vec<Row>>, ReaderError> {
         self.conn()?;
-        let rt = &self.rt;
+        let (rt, limit) = (&self.rt, self.command_timeout);
         let conn = self.conn.as_mut().expect("connected above");
-        let r = rt.block_on(async { conn.simple_query(sql).await?.into_results().await });
-        r.map_err(|e| self.fail(context, e))
+        let r = rt.block_on(timed!(limit, conn, async {
+            conn.simple_query(sql).await?.into_results().await
+        }));
+        self.settle(context, r)
     }
 
     /// Like [`MssqlClient::batch`], but hands the driver's error back unwrapped (the install
-    /// reports the failing batch itself).
+    /// reports the failing batch itself); a timeout comes back as an I/O error of kind
+    /// `TimedOut`, after the cancel.
     pub fn batch_raw(&mut self, sql: &str) -> Result<(), tiberius::error::Error> {
         if self.conn.is_none() {
             self.conn = Some(self.open().map_err(|e| match e {
@@ -137,9 +216,32 @@ impl MssqlClient {
                 other => tiberius::error::Error::Conversion(other.to_string().into()),
             })?);
         }
-        let rt = &self.rt;
+        let (rt, limit) = (&self.rt, self.command_timeout);
         let conn = self.conn.as_mut().expect("connected above");
-        let r = rt.block_on(async { conn.simple_query(sql).await?.into_results().await });
+        let r = rt.block_on(timed!(limit, conn, async {
+            conn.simple_query(sql).await?.into_results().await
+        }));
+        let r = match r {
+            Timed::Done(r) => r,
+            Timed::TimedOut { cancelled } => {
+                if !cancelled {
+                    self.conn = None;
+                }
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within {} s (the command timeout); the batch was {}",
+                        limit.unwrap_or_default().as_secs_f64(),
+                        if cancelled {
+                            "cancelled on the server"
+                        } else {
+                            "abandoned and its connection closed"
+                        }
+                    ),
+                )
+                .into());
+            }
+        };
         if let Err(e) = &r {
             if breaks_connection(e) {
                 self.conn = None;
@@ -272,6 +374,7 @@ mod tests {
             connection: "Server=tcp:127.0.0.1,1;Database=d;User ID=u".into(),
             password: Some("p".into()),
             trust_server_certificate: false,
+            command_timeout: Some(crate::mssql::settings::DEFAULT_COMMAND_TIMEOUT),
         };
         let Err(e) = MssqlClient::connect(&s) else {
             panic!("connected to port 1")

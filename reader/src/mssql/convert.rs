@@ -17,7 +17,7 @@
 //! | `binary`, `varbinary` (n or max), `rowversion` (staged as `binary(8)`) | `Binary` | `Blob` |
 //! | `hierarchyid`, `geometry`, `geography` | read as `varbinary(max)` | `Blob` (native serialisation; converts back exactly) |
 //! | `uniqueidentifier` | `Guid` (RFC 4122 order) | `Uuid`: bytes in the order of the textual GUID, not SQL Server's mixed-endian storage order |
-//! | `sql_variant` | the base type's variant (money read as decimal) | as for the base type |
+//! | `sql_variant` | the base type's variant (money read as decimal), and beside it the base type, precision, scale, maximum length and collation (`SQL_VARIANT_PROPERTY`, [`variant_type_expr`]) | `Variant`: the value as for the base type, with its base type |
 //! | NULL of any type | `…(None)` | `Null` |
 
 use rowtrail_sql::mssql::types::MssqlType;
@@ -51,6 +51,64 @@ pub fn select_expr(c: &Column, staging_type: &str) -> String {
         ),
         _ => name.to_string(),
     }
+}
+
+/// The columns of `table` that are `sql_variant`s, in order: the staging select reads each
+/// one's base type in an extra column after the table's ([`variant_type_expr`]).
+pub fn variant_columns(table: &rowtrail_sql::Table) -> Vec<usize> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| MssqlType::parse(&c.sql_type).is_ok_and(|t| t.base == "sql_variant"))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The expression that reads the base type of `sql_variant` staging column `c`, server-side:
+/// `base|precision|scale|max length|collation` (`money|19|4|8|`), NULL for a NULL value.
+pub fn variant_type_expr(c: &Column) -> String {
+    let name = c.name.mssql();
+    let prop = |p: &str, ty: &str| format!("CONVERT({ty}, SQL_VARIANT_PROPERTY({name}, '{p}'))");
+    format!(
+        "CASE WHEN {name} IS NULL THEN NULL ELSE CONCAT({}, N'|', {}, N'|', {}, N'|', {}, N'|', {}) END",
+        prop("BaseType", "sysname"),
+        prop("Precision", "int"),
+        prop("Scale", "int"),
+        prop("MaxLength", "int"),
+        prop("Collation", "sysname"),
+    )
+}
+
+/// A `sql_variant` cell with the base type [`variant_type_expr`] read for it: the value as a
+/// [`Value::Variant`]; NULL stays NULL.
+pub fn with_base_type(value: Value, base_type: Value) -> Result<Value, String> {
+    let Value::Text(t) = base_type else {
+        return match (value, base_type) {
+            (Value::Null, _) => Ok(Value::Null),
+            (_, Value::Null) => Err("a sql_variant value came without its base type".into()),
+            _ => Err("a sql_variant's base type is not text".into()),
+        };
+    };
+    if value == Value::Null {
+        return Ok(Value::Null);
+    }
+    let text = String::from_utf8_lossy(&t);
+    let parts: Vec<&str> = text.split('|').collect();
+    let bad = || format!("a sql_variant's base type {text:?} cannot be read");
+    let [base, precision, scale, max_length, collation] = parts[..] else {
+        return Err(bad());
+    };
+    let v = rowtrail_sql::value::Variant {
+        base_type: base.to_ascii_lowercase(),
+        precision: precision.parse().map_err(|_| bad())?,
+        scale: scale.parse().map_err(|_| bad())?,
+        max_length: max_length.parse().map_err(|_| bad())?,
+        collation: Some(collation.to_string()).filter(|c| !c.is_empty()),
+        value,
+    };
+    v.check().map_err(|why| format!("{}: {why}", bad()))?;
+    Ok(Value::Variant(Box::new(v)))
 }
 
 /// The Unicode type that holds every value of the character type `ty` (`char(n)`/`varchar(n)`)

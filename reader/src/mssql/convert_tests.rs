@@ -380,3 +380,66 @@ fn undecodable_text_is_read_as_its_utf16_bytes_and_kept_exactly() {
     assert_eq!(text_from_utf16(lone.clone()), (lone, true));
     assert_eq!(text_from_utf16(Value::Null), (Value::Null, false));
 }
+
+/// Issue 15, item 12: a sql_variant's base type is read server-side beside its value and kept
+/// with it; NULL stays NULL, and anything but a base type the server can report is refused.
+#[test]
+fn issue15_sql_variant_values_are_read_with_their_base_type() {
+    let c = Column::new(Ident::new("V]x").unwrap(), "sql_variant", true);
+    assert_eq!(
+        variant_type_expr(&c),
+        "CASE WHEN [V]]x] IS NULL THEN NULL ELSE CONCAT(CONVERT(sysname, SQL_VARIANT_PROPERTY([V]]x], 'BaseType')), N'|', \
+         CONVERT(int, SQL_VARIANT_PROPERTY([V]]x], 'Precision')), N'|', CONVERT(int, SQL_VARIANT_PROPERTY([V]]x], 'Scale')), N'|', \
+         CONVERT(int, SQL_VARIANT_PROPERTY([V]]x], 'MaxLength')), N'|', CONVERT(sysname, SQL_VARIANT_PROPERTY([V]]x], 'Collation'))) END"
+    );
+    let money = with_base_type(
+        Value::Decimal("12.5000".into()),
+        Value::text("money|19|4|8|"),
+    )
+    .unwrap();
+    let Value::Variant(v) = &money else {
+        panic!("{money:?}")
+    };
+    assert_eq!(
+        (
+            v.base_type.as_str(),
+            v.precision,
+            v.scale,
+            v.max_length,
+            v.collation.as_deref()
+        ),
+        ("money", 19, 4, 8, None)
+    );
+    assert_eq!(v.value, Value::Decimal("12.5000".into()));
+    assert_eq!(v.declared_type(), "money");
+    let text = with_base_type(
+        Value::text("é"),
+        Value::text("varchar|0|0|30|Latin1_General_100_CI_AS_SC_UTF8"),
+    )
+    .unwrap();
+    let Value::Variant(v) = &text else {
+        panic!("{text:?}")
+    };
+    assert_eq!(v.declared_type(), "varchar(30)");
+    assert_eq!(
+        v.collation.as_deref(),
+        Some("Latin1_General_100_CI_AS_SC_UTF8")
+    );
+    assert_eq!(
+        with_base_type(Value::Null, Value::Null).unwrap(),
+        Value::Null
+    );
+    assert!(with_base_type(Value::Integer(1), Value::Null).is_err());
+    assert!(with_base_type(Value::Integer(1), Value::text("int|10|0")).is_err());
+    assert!(with_base_type(Value::Integer(1), Value::text("geometry|0|0|0|")).is_err());
+    assert!(with_base_type(Value::text("x"), Value::text("varchar|0|0|30|a b")).is_err());
+    assert_eq!(
+        variant_columns(
+            &rowtrail_sql::ddl::parse_mssql(
+                "CREATE TABLE t (a int, b sql_variant, c nvarchar(3), d sql_variant);"
+            )
+            .unwrap()[0]
+        ),
+        [1, 3]
+    );
+}

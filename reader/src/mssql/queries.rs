@@ -168,6 +168,12 @@ pub fn staging_select(t: &CapturedTable) -> Result<String, crate::ReaderError> {
             .zip(&captured.staging_types)
             .map(|(c, ty)| super::convert::select_expr(c, ty)),
     );
+    // Each sql_variant's base type, after the table's columns.
+    cols.extend(
+        super::convert::variant_columns(&captured.table)
+            .into_iter()
+            .map(|i| super::convert::variant_type_expr(&captured.table.columns[i])),
+    );
     Ok(format!(
         "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
         cols.join(", "),
@@ -188,6 +194,12 @@ pub fn staging_select_raw(t: &CapturedTable) -> Result<String, crate::ReaderErro
             .iter()
             .zip(&captured.staging_types)
             .map(|(c, ty)| super::convert::raw_select_expr(c, ty)),
+    );
+    // Each sql_variant's base type, after the table's columns.
+    cols.extend(
+        super::convert::variant_columns(&captured.table)
+            .into_iter()
+            .map(|i| super::convert::variant_type_expr(&captured.table.columns[i])),
     );
     Ok(format!(
         "SELECT TOP (@P1) {} FROM {} WITH (READPAST) ORDER BY {}",
@@ -236,13 +248,16 @@ pub const CURRENT_TRANSACTION_ID_2012: &str =
 /// How deep the session's transactions are nested.
 pub const TRANCOUNT: &str = "SELECT CONVERT(int, @@TRANCOUNT);";
 
-/// 1 when a staging table holds an image written in transaction `@P1` (a plain read: it waits
-/// for a writer still deciding, rather than skipping its rows).
+/// 1 when a staging table holds an image written in transaction `@P1` at or after the UTC time
+/// `@P2` (ISO-8601 text; the server numbers transactions anew after a restart, so an earlier
+/// image with that number is another transaction's). A plain read: it waits for a writer still
+/// deciding, rather than skipping its rows.
 pub fn staged_in_transaction(staging: &Ident) -> String {
     format!(
-        "SELECT TOP (1) 1 FROM {} WHERE {} = @P1",
+        "SELECT TOP (1) 1 FROM {} WHERE {} = @P1 AND {} >= CONVERT(datetime2(7), @P2, 126)",
         staging_name(staging),
-        col(staging::COL_TX)
+        col(staging::COL_TX),
+        col(staging::COL_TIME)
     )
 }
 

@@ -13,7 +13,13 @@
 //! * What rowtrail shows of a connection ([`Settings::location`]) is the server and database
 //!   only, never the user or the password.
 
+use std::time::Duration;
+
 use crate::ReaderError;
+
+/// How long one request to SQL Server may run, by default, before rowtrail cancels it (ADO.NET's
+/// `Command Timeout` default).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to reach a SQL Server database.
 #[derive(Clone)]
@@ -25,6 +31,10 @@ pub struct Settings {
     pub password: Option<String>,
     /// Accept any server certificate (config key `trust_server_certificate`).
     pub trust_server_certificate: bool,
+    /// How long one request (a query, or one batch of a script) may run before rowtrail cancels
+    /// it on the server and reports a timeout (config key `command_timeout_seconds`, the undo's
+    /// `--command-timeout`); `None` waits for ever.
+    pub command_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -32,6 +42,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("location", &self.location())
             .field("trust_server_certificate", &self.trust_server_certificate)
+            .field("command_timeout", &self.command_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -235,6 +246,10 @@ impl Settings {
                 "the connection string turns encryption off (Encrypt=false): only the login is encrypted"
             ));
         }
+        // The driver's own timeout bounds each round trip and leaves a connection that timed out
+        // unusable, so the request could not be cancelled: the client bounds every request
+        // itself ([`Settings::command_timeout`]) and cancels it with an attention.
+        config.command_timeout(None);
         Ok(config)
     }
 }
@@ -248,6 +263,7 @@ mod tests {
             connection: s.into(),
             password: None,
             trust_server_certificate: false,
+            command_timeout: Some(DEFAULT_COMMAND_TIMEOUT),
         }
     }
 
@@ -271,6 +287,7 @@ mod tests {
             connection: "Server=tcp:sql1,1433;Database=Sales;User ID=reader;Password=secret".into(),
             password: Some("other".into()),
             trust_server_certificate: false,
+            command_timeout: Some(DEFAULT_COMMAND_TIMEOUT),
         };
         assert_eq!(s.location(), "Sales on sql1,1433");
         let shown = format!("{s:?}");

@@ -202,7 +202,8 @@ pub fn image_of(
     captured: &CapturedTable,
     location: &str,
 ) -> Result<StagedImage, ReaderError> {
-    let width = staging::METADATA_COLUMNS.len() + captured.table.columns.len();
+    let variants = super::convert::variant_columns(&captured.table);
+    let width = staging::METADATA_COLUMNS.len() + captured.table.columns.len() + variants.len();
     let names: Vec<String> = row.columns().iter().map(|c| c.name().to_string()).collect();
     if names.len() != width {
         return Err(ReaderError::BadStaging {
@@ -244,7 +245,18 @@ pub fn image_of(
         app: opt_text(next()),
         client_ip: opt_text(next()),
     };
-    let values: Vec<Value> = (0..captured.table.columns.len()).map(|_| next()).collect();
+    let mut values: Vec<Value> = (0..captured.table.columns.len()).map(|_| next()).collect();
+    for i in variants {
+        let value = std::mem::replace(&mut values[i], Value::Null);
+        values[i] = super::convert::with_base_type(value, next()).map_err(|reason| {
+            ReaderError::Conversion {
+                location: location.to_string(),
+                staging: captured.staging.to_string(),
+                column: captured.table.columns[i].name.to_string(),
+                reason,
+            }
+        })?;
+    }
     Ok(StagedImage {
         table,
         seq,

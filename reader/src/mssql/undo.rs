@@ -117,16 +117,34 @@ pub fn trancount(c: &mut MssqlClient) -> Result<i32, ReaderError> {
         .unwrap_or_default())
 }
 
-/// Whether any staging table still holds an image written in transaction `tx` (one
-/// parameterised query per staging table; a writer still deciding is waited for).
-pub fn staged_in_transaction(c: &mut MssqlClient, tx: i64) -> Result<bool, ReaderError> {
+/// Whether any staging table still holds an image written in transaction `tx` at or after
+/// `since_us` (µs since the epoch, UTC; one parameterised query per staging table; a writer
+/// still deciding is waited for).
+pub fn staged_in_transaction(
+    c: &mut MssqlClient,
+    tx: i64,
+    since_us: i64,
+) -> Result<bool, ReaderError> {
+    let since = utc_text(since_us);
     for t in catalog::registry(c)? {
         let sql = queries::staged_in_transaction(&t.staging);
-        if !c.query("cannot read staging", &sql, &[&tx])?.is_empty() {
+        if !c
+            .query("cannot read staging", &sql, &[&tx, &since.as_str()])?
+            .is_empty()
+        {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// A time in µs since the epoch as the ISO-8601 text `CONVERT(datetime2, …, 126)` reads
+/// (`2026-11-21T14:05:00.123456`), UTC.
+pub fn utc_text(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
 }
 
 /// Runs a rendered undo script (one batch) and returns its outcome rows: `(step, outcome)` for

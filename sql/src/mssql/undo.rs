@@ -4,8 +4,9 @@
 //! The steps come from the restore tool's planner ([`crate::undo::ScriptStep`]: what a row must
 //! be now, what it must become). This module writes them for SQL Server:
 //!
-//! * **One batch, one transaction**: `SET XACT_ABORT ON; BEGIN TRANSACTION; … COMMIT`. Any
-//!   error, or a guard that does not hold in refuse mode (`THROW`), rolls everything back.
+//! * **One transaction, in batches of at most [`STEPS_PER_BATCH`] steps**: `SET XACT_ABORT ON;
+//!   BEGIN TRANSACTION; …` `GO` … `COMMIT`. Any error, or a guard that does not hold in refuse
+//!   mode (`THROW`), rolls everything back; the batches after it do not run.
 //! * **Guards**: a statement changes the row only if it equals the archived image exactly:
 //!   text compared as UTF-16 code units with a binary collation and equal byte length (so case,
 //!   accents and trailing spaces count), `datetimeoffset` by instant *and* offset, `xml` by its
@@ -196,7 +197,27 @@ pub fn order_for_foreign_keys<'a>(
         .collect()
 }
 
-/// The whole undo (or redo) script for `steps`, in order, as one batch and one transaction.
+/// Steps per batch of an undo script: a batch that holds more ends at the next step.
+///
+/// SQL Server answers a batch under `NOCOUNT` only when it ends, so one batch holding a large
+/// undo sends nothing back for as long as it runs, and a command timeout cannot tell a slow
+/// undo from a stuck one. Batches of at most this many steps each end (and answer) quickly; the
+/// transaction spans them all.
+pub const STEPS_PER_BATCH: usize = 100;
+
+/// Bytes of T-SQL per batch past which a batch ends at the next step (rows with large values).
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// The whole undo (or redo) script for `steps`, in order, as one transaction over as many
+/// batches as it needs.
+///
+/// The first batch sets `XACT_ABORT ON` and begins the transaction; each batch holds at most
+/// [`STEPS_PER_BATCH`] steps (or [`BATCH_BYTES`] of text; consecutive re-inserts into one table
+/// written as one statement are never split); every later batch starts with
+/// `IF @@TRANCOUNT = 0 SET NOEXEC ON`, so after a failure (which rolled everything back) nothing
+/// runs outside the transaction, even under a `sqlcmd` without `-b`; the last batch commits. In
+/// skip and force modes each batch ends with its own outcome rows. Step numbers run on across
+/// batches (`-- step N:` comments, the guards' messages).
 pub fn script(
     header: &str,
     steps: &[ScriptStep<'_>],
@@ -205,14 +226,26 @@ pub fn script(
     let mut h: Vec<String> = header.lines().map(str::to_string).collect();
     h.push("Run with: sqlcmd -b -I -S <server> -d <database> -i <this file>".into());
     h.push("One transaction: any conflict or error rolls every step back.".into());
-    let mut s =
-        String::from("SET XACT_ABORT ON;\nSET NOCOUNT ON;\nBEGIN TRANSACTION;\nDECLARE @n int;\n");
     let outcomes = on_conflict != OnConflict::Stop;
-    if outcomes {
-        s.push_str(&format!(
-            "DECLARE {OUTCOMES} TABLE ([step] int NOT NULL PRIMARY KEY, [outcome] nvarchar(8) NOT NULL);\n"
-        ));
-    }
+    let declare = |s: &mut String| {
+        s.push_str("DECLARE @n int;\n");
+        if outcomes {
+            s.push_str(&format!(
+                "DECLARE {OUTCOMES} TABLE ([step] int NOT NULL PRIMARY KEY, [outcome] nvarchar(8) NOT NULL);\n"
+            ));
+        }
+    };
+    let end_batch = |s: &mut String| {
+        if outcomes {
+            s.push_str(&format!(
+                "\nSELECT [step], [outcome] FROM {OUTCOMES} ORDER BY [step];"
+            ));
+        }
+    };
+    let mut script = Script::new("undo", h);
+    let mut s = String::from("SET XACT_ABORT ON;\nSET NOCOUNT ON;\nBEGIN TRANSACTION;\n");
+    declare(&mut s);
+    let mut in_batch = 0;
     let mut i = 0;
     while i < steps.len() {
         // In refuse mode, consecutive re-inserts into one table are one INSERT: SQL Server
@@ -229,6 +262,13 @@ pub fn script(
         } else {
             1
         };
+        if in_batch > 0 && (in_batch + run.max(1) > STEPS_PER_BATCH || s.len() >= BATCH_BYTES) {
+            end_batch(&mut s);
+            script.push(std::mem::take(&mut s));
+            s.push_str("IF @@TRANCOUNT = 0 SET NOEXEC ON;\n");
+            declare(&mut s);
+            in_batch = 0;
+        }
         for (k, st) in steps[i..i + run.max(1)].iter().enumerate() {
             let _ = writeln!(
                 s,
@@ -240,18 +280,15 @@ pub fn script(
         if run > 1 {
             reinsert_together(&mut s, i + 1, &steps[i..i + run])?;
             i += run;
+            in_batch += run;
         } else {
             step(&mut s, i + 1, &steps[i].step, on_conflict)?;
             i += 1;
+            in_batch += 1;
         }
     }
-    if outcomes {
-        s.push_str(&format!(
-            "\nSELECT [step], [outcome] FROM {OUTCOMES} ORDER BY [step];"
-        ));
-    }
+    end_batch(&mut s);
     s.push_str("\nCOMMIT TRANSACTION;\nPRINT N'rowtrail undo: applied';");
-    let mut script = Script::new("undo", h);
     script.push(s);
     Ok(script)
 }
@@ -379,8 +416,12 @@ fn decimal_type(d: &str) -> String {
 
 /// `v` as a literal of column `i`'s type.
 fn literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
-    let base = shape.base(i);
-    let ty = shape.ty(i);
+    literal_as(shape.base(i), &shape.ty(i), v)
+}
+
+/// `v` as a literal of type `ty` (base name `base`).
+fn literal_as(base: &str, ty: &str, v: &Value) -> String {
+    let ty = ty.to_string();
     match v {
         Value::Null => "NULL".into(),
         Value::Integer(n) if base == "bit" => format!("CAST({n} AS bit)"),
@@ -419,6 +460,44 @@ fn literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
             format!("CAST({} AS {base})", hex(b))
         }
         Value::Blob(b) => hex(b),
+        Value::Variant(x) => variant_literal(x),
+    }
+}
+
+/// A `sql_variant` value as a literal of its own base type, made a `sql_variant` explicitly
+/// (`CONVERT(sql_variant, CAST(12.5000 AS money))`), so it goes back with that base type and
+/// a `UNION ALL` of rows of other base types cannot convert it to theirs. Character values
+/// carry their collation, whose code page the conversion to `char`/`varchar` uses.
+fn variant_literal(x: &crate::value::Variant) -> String {
+    if x.check().is_err() {
+        // Never from the archive (its decoder refuses such a variant): its base type and
+        // collation do not reach the script, the value goes back as a bare value.
+        return literal_as("", "", &x.value);
+    }
+    let ty = x.declared_type();
+    let inner = literal_as(&x.base_type, &ty, &x.value);
+    let inner = match (&x.value, &x.collation) {
+        (Value::Text(_), Some(c)) => format!("({inner}) COLLATE {c}"),
+        _ => inner,
+    };
+    format!("CONVERT(sql_variant, CAST({inner} AS {ty}))")
+}
+
+/// `v` as a literal of key column `i`'s own type, so the comparison converts the literal and
+/// not the column: an `N'…'` against a `char`/`varchar` key would convert every row's key
+/// (`CONVERT_IMPLICIT`), scan the index and, under `UPDLOCK, HOLDLOCK`, lock far more than the
+/// row. The text converts under the column's collation, whose code page holds it (it came from
+/// that column).
+fn key_literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
+    match (v, shape.base(i)) {
+        (Value::Text(_), "char" | "varchar") => {
+            let lit = literal(shape, i, v);
+            match &shape.t.columns[i].collation {
+                Some(coll) => format!("CAST(({lit}) COLLATE {coll} AS {})", shape.ty(i)),
+                None => format!("CAST({lit} AS {})", shape.ty(i)),
+            }
+        }
+        _ => literal(shape, i, v),
     }
 }
 
@@ -429,15 +508,23 @@ fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String 
     let lit = literal(shape, i, v);
     match v {
         Value::Null => format!("{c} IS NULL"),
+        // The same base type and the same bytes: a value of another base type that compares
+        // equal (an int 5 and a bigint 5, money and decimal, varchar and nvarchar) is another
+        // value.
+        Value::Variant(x) => format!(
+            "(SQL_VARIANT_PROPERTY({c}, 'BaseType') = {} AND CONVERT(varbinary(8000), {c}) = CONVERT(varbinary(8000), {lit}))",
+            Literal::mssql(&x.base_type)
+        ),
+        // Compared as code units, not under the database's collation (which may ignore case).
         Value::Text(_) if base == "xml" => format!(
-            "(CONVERT(nvarchar(max), {c}) = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit}))"
+            "(CONVERT(nvarchar(max), {c}) = {lit} COLLATE Latin1_General_100_BIN2 AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit}))"
         ),
         Value::Text(_) => {
             let exact = format!(
                 "CONVERT(nvarchar(max), {c}) COLLATE Latin1_General_100_BIN2 = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit})"
             );
             if plain_first && base != "sql_variant" {
-                format!("({c} = {lit} AND {exact})")
+                format!("({c} = {} AND {exact})", key_literal(shape, i, v))
             } else {
                 format!("({exact})")
             }
@@ -471,7 +558,7 @@ fn key_equals(shape: &Shape<'_>, row: &[Value]) -> Option<String> {
         key.iter()
             .map(|&i| match &row[i] {
                 Value::Null => format!("{} IS NULL", shape.col(i)),
-                v => format!("{} = {}", shape.col(i), literal(shape, i, v)),
+                v => format!("{} = {}", shape.col(i), key_literal(shape, i, v)),
             })
             .collect::<Vec<_>>()
             .join(" AND "),

@@ -546,3 +546,65 @@ fn consecutive_reinserts_into_one_table_are_one_statement_in_refuse_mode() {
     let skip = render(&steps, OnConflict::Skip);
     assert_eq!(skip.matches("INSERT INTO [Sales].[Order]").count(), 3);
 }
+
+#[test]
+fn varchar_keys_are_compared_through_typed_literals_and_xml_as_code_units() {
+    let mut code = col("Code", "varchar(20)");
+    code.collation = Some("Latin1_General_100_CI_AS_SC_UTF8".into());
+    code.nullable = false;
+    let t = Table {
+        name: name("dbo", "Item"),
+        columns: vec![code, col("Doc", "xml")],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        rowid: false,
+    };
+    let (a, b) = (
+        vec![Value::text("café"), Value::text("<x/>")],
+        vec![Value::text("café"), Value::text("<y/>")],
+    );
+    let steps = [
+        ScriptStep {
+            comment: "update",
+            step: Step {
+                table: &t,
+                expect: Some(&b),
+                target: Some(&a),
+                rowid: None,
+            },
+        },
+        ScriptStep {
+            comment: "re-insert",
+            step: Step {
+                table: &t,
+                expect: None,
+                target: Some(&a),
+                rowid: None,
+            },
+        },
+    ];
+    let sql = render(&steps, OnConflict::Stop);
+    let typed = "CAST((N'café') COLLATE Latin1_General_100_CI_AS_SC_UTF8 AS varchar(20))";
+    // The key's index is used: the literal converts, never the column.
+    assert!(
+        sql.contains(&format!("WHERE ([Code] = {typed} AND ")),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(&format!("WITH (UPDLOCK, HOLDLOCK) WHERE [Code] = {typed})")),
+        "{sql}"
+    );
+    // No comparison converts the column (the SET clause's assignment converts the literal).
+    assert!(
+        !sql.contains("([Code] = N'café'") && !sql.contains("WHERE [Code] = N'café'"),
+        "{sql}"
+    );
+    assert!(sql.contains("SET [Code] = N'café'"), "{sql}");
+    // xml text compared by code units, whatever the database's collation.
+    assert!(
+        sql.contains(
+            "(CONVERT(nvarchar(max), [Doc]) = N'<y/>' COLLATE Latin1_General_100_BIN2 AND "
+        ),
+        "{sql}"
+    );
+}

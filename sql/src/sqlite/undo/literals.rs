@@ -32,6 +32,8 @@ pub fn literal(v: &Value) -> String {
         Value::Decimal(d) => Literal::sqlite(d).to_string(),
         Value::DateTime(d) => Literal::new(d, Dialect::Sqlite).to_string(),
         Value::Uuid(_) => Literal::new(&v.to_string(), Dialect::Sqlite).to_string(),
+        // Only SQL Server sources hold sql_variant values; the value is what SQLite could take.
+        Value::Variant(x) => literal(&x.value),
     }
 }
 

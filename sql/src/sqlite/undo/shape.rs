@@ -40,6 +40,7 @@ fn kind(v: &Value) -> u8 {
         Value::Decimal(_) => 6,
         Value::DateTime(_) => 7,
         Value::Uuid(_) => 8,
+        Value::Variant(_) => 9,
     }
 }
 

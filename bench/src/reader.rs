@@ -22,12 +22,7 @@ use crate::Settings;
 /// number of images copied.
 fn plain_copy(source: &Path, ceiling: &Path, batch: usize) -> Result<i64> {
     let src = Connection::open(source)?;
-    let staging: String = src.query_row(
-        "SELECT staging_name FROM rowtrail_registry LIMIT 1",
-        [],
-        |r| r.get(0),
-    )?;
-    let staging = format!("\"{}\"", staging.replace('"', "\"\""));
+    let staging = "rowtrail_staging";
     let columns: Vec<String> = src
         .prepare(&format!("SELECT * FROM {staging} LIMIT 0"))?
         .column_names()

@@ -374,13 +374,13 @@ fn table_objects(t: &Table) -> Result<String, SqlError> {
     capturable(t)?;
     let names = CaptureNames::for_table(t);
     let mut s = format!("-- {}\n", comment_name(&t.name.to_string()));
-    let mut defs = vec![
-        format!("{} INTEGER PRIMARY KEY", ident(staging::COL_SEQ).sqlite()),
-        format!("{} TEXT NOT NULL", ident(staging::COL_OP).sqlite()),
-        format!("{} TEXT NOT NULL", ident(staging::COL_IMAGE).sqlite()),
-    ];
-    // The remaining columns are untyped on purpose: no affinity may alter a value.
-    defs.extend(pending_columns(t).into_iter().skip(3));
+    let mut defs = vec![format!(
+        "{} INTEGER PRIMARY KEY",
+        ident(staging::COL_SEQ).sqlite()
+    )];
+    // Untyped on purpose: no affinity may alter a value. Unconstrained like staging, so the
+    // triggers' statements can never abort (see the module documentation).
+    defs.extend(pending_columns(t).into_iter().skip(1));
     let body = defs.join(",\n    ");
     s.push_str(&format!(
         "CREATE TABLE IF NOT EXISTS {} (\n    {body});\n",

@@ -99,7 +99,7 @@ pub fn from_format_1(tables: &[Table]) -> Result<String, SqlError> {
             from.push(c.name.sqlite().to_string());
         }
         s.push_str(&format!(
-            "INSERT INTO {shared} ({}) SELECT {} FROM {old};\nDROP TABLE {old};\nDELETE FROM {pending};\n",
+            "INSERT INTO {shared} ({}) SELECT {} FROM {old};\nDROP TABLE {old};\nDROP TABLE IF EXISTS {pending};\n",
             to.join(", "),
             from.join(", "),
             shared = shared.sqlite(),

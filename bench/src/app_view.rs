@@ -50,7 +50,11 @@ const OPS: [(&str, &str, f64); 4] = [
         3.0,
     ),
     // A WHERE clause, so the side without triggers cannot use SQLite's truncate shortcut.
-    ("DELETE, one statement", "DELETE FROM app WHERE id >= 0", 2.0),
+    (
+        "DELETE, one statement",
+        "DELETE FROM app WHERE id >= 0",
+        2.0,
+    ),
 ];
 
 /// What the application's statements run under.

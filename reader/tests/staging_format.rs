@@ -13,8 +13,10 @@ use rusqlite::Connection;
 fn source(dir: &std::path::Path) -> (std::path::PathBuf, Connection) {
     let db = dir.join("src.db");
     let conn = Connection::open(&db).unwrap();
-    conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        .unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+    )
+    .unwrap();
     (db, conn)
 }
 
@@ -39,8 +41,10 @@ fn seqs_never_go_back_after_the_reader_deletes_everything() {
     let tables = SqliteSource::candidate_tables(&db, None).unwrap();
     SqliteSource::install(&db, &tables, "test").unwrap();
     assert_eq!(sequence_value(&conn, "src").unwrap(), 0);
-    conn.execute_batch("INSERT INTO t VALUES (1, 'a'), (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1")
-        .unwrap();
+    conn.execute_batch(
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1",
+    )
+    .unwrap();
     let mut src = SqliteSource::open(&db).unwrap();
     let read: Vec<i64> = seqs(&mut src).iter().map(|s| s.0).collect();
     assert_eq!(read, vec![1, 2, 3, 4]);

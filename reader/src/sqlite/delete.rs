@@ -303,8 +303,11 @@ mod tests {
         // Another process removes one copied image of each table between copy and delete.
         for i in 0..2 {
             let seq = copied.iter().find(|k| k.0 == i).unwrap().1;
-            conn.execute("DELETE FROM rowtrail_staging WHERE rowtrail_seq = ?1", [seq])
-                .unwrap();
+            conn.execute(
+                "DELETE FROM rowtrail_staging WHERE rowtrail_seq = ?1",
+                [seq],
+            )
+            .unwrap();
         }
         let left_before: Vec<i64> = staged(&conn).into_iter().map(|(_, s)| s).collect();
         source.delete_staged(&copied).unwrap();

@@ -5,6 +5,8 @@ use std::path::Path;
 use rowtrail_sql::sqlite::objects;
 use rowtrail_sql::{staging, Ident};
 
+use rusqlite::OptionalExtension;
+
 use super::catalog::installed_on;
 use super::connection::{err, open_for_heartbeat};
 use super::SqliteSource;
@@ -24,24 +26,24 @@ impl SqliteSource {
         let time = Ident::new(staging::COL_TIME)?;
         let seq = Ident::new(staging::COL_SEQ)?;
         let op = Ident::new(staging::COL_OP)?;
-        let t = Ident::new(objects::STAGING)?;
-        let (n, oldest): (i64, Option<f64>) = conn
+        let oldest: Option<f64> = conn
             .query_row(
                 &format!(
-                    "SELECT (SELECT count(*) FROM {t} WHERE {op} IS NOT '{mark}'), \
-                     (SELECT (julianday('now') - julianday({time})) * 86400.0 FROM {t} \
-                      WHERE {op} IS NOT '{mark}' ORDER BY {seq} LIMIT 1)",
-                    t = t.sqlite(),
+                    "SELECT (julianday('now') - julianday({time})) * 86400.0 FROM {t} \
+                     WHERE {op} IS NOT '{mark}' ORDER BY {seq} LIMIT 1",
+                    t = Ident::new(objects::STAGING)?.sqlite(),
                     op = op.sqlite(),
                     mark = rowtrail_sql::sqlite::OP_HIGH_WATER,
                     time = time.sqlite(),
                     seq = seq.sqlite(),
                 ),
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
-            .map_err(err(&location, "cannot measure the backlog"))?;
-        let staged = n as u64;
+            .optional()
+            .map_err(err(&location, "cannot measure the backlog"))?
+            .flatten();
+        let staged = super::staging::count(&conn, &location, None)?;
         // This connection sees only what is committed: a context row here outlived its writer's
         // transaction.
         let context: i64 = conn

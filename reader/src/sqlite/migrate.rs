@@ -34,17 +34,18 @@ pub(super) fn to_current(conn: &mut Connection, location: &str) -> Result<bool, 
         None => return Ok(false),
         Some(f) if f == gen::FORMAT => return Ok(false),
         Some("1") => {}
-        Some(other) => {
-            return Err(ReaderError::BadRequest(format!(
-                "source {location}: capture was installed with staging format {other:?}, which this \
+        Some(other) => return Err(ReaderError::BadRequest(format!(
+            "source {location}: capture was installed with staging format {other:?}, which this \
                  rowtrail does not know (it writes format {}); use the rowtrail that installed it",
-                gen::FORMAT
-            )))
-        }
+            gen::FORMAT
+        ))),
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err(location, "cannot take the write lock to migrate capture"))?;
+        .map_err(err(
+            location,
+            "cannot take the write lock to migrate capture",
+        ))?;
     // Looked at again under the write lock: another process may have migrated meanwhile.
     if format_of(&tx, location)?.as_deref() != Some("1") {
         return Ok(false);
@@ -54,8 +55,10 @@ pub(super) fn to_current(conn: &mut Connection, location: &str) -> Result<bool, 
         .map(|c| c.table)
         .collect();
     let script = gen::upgrade::from_format_1(&tables)?;
-    tx.execute_batch(&script)
-        .map_err(err(location, "cannot migrate capture to the shared staging table"))?;
+    tx.execute_batch(&script).map_err(err(
+        location,
+        "cannot migrate capture to the shared staging table",
+    ))?;
     tx.commit()
         .map_err(err(location, "cannot commit the capture migration"))?;
     tracing::warn!(source = %location, tables = tables.len(),

@@ -146,7 +146,9 @@ pub fn staged_with_tx(conn: &Connection, location: &str, tx: &str) -> Result<boo
 }
 
 /// How many images wait in staging: of the table `only` names, or of every table (0 when
-/// there is no staging table). The high-water mark is not an image.
+/// there is no staging table). The high-water mark is not an image. Of every table, it is
+/// counted without reading the rows, so a mark another process left between images (the
+/// reader's deletes only ever leave one below or above every image) would count as one.
 pub(crate) fn count(
     conn: &Connection,
     location: &str,
@@ -163,11 +165,16 @@ pub(crate) fn count(
             Ident::new(gen::COL_TABLE)?.sqlite(),
             gen::table_id(&c.table.name)
         ),
+        // SQLite counts a whole table from its b-tree pages without reading rows; the mark
+        // is the lowest row or the highest (see `delete.rs`), and is no image.
         None => format!(
-            "SELECT count(*) FROM {} WHERE {} IS NOT '{}'",
-            staging.sqlite(),
-            Ident::new(staging::COL_OP)?.sqlite(),
-            gen::OP_HIGH_WATER
+            "SELECT count(*) - coalesce((SELECT {op} = '{mark}' FROM {t} ORDER BY {seq} LIMIT 1), 0) \
+             - coalesce((SELECT {op} = '{mark}' AND {seq} > (SELECT min({seq}) FROM {t}) \
+                FROM {t} ORDER BY {seq} DESC LIMIT 1), 0) FROM {t}",
+            t = staging.sqlite(),
+            op = Ident::new(staging::COL_OP)?.sqlite(),
+            seq = Ident::new(staging::COL_SEQ)?.sqlite(),
+            mark = gen::OP_HIGH_WATER
         ),
     };
     conn.query_row(&sql, [], |r| r.get::<_, i64>(0))

@@ -120,7 +120,7 @@ pub fn run(s: &Settings, dir: &Path, backlogs: &mut Backlogs) -> Result<Vec<Figu
             "drain ÷ ceiling (plain batched INSERT, same images, same sync)",
             rate / ceiling,
             "x",
-            Target::AtLeast(0.6),
+            Target::AtLeast(0.65),
             format!("ceiling {ceiling:.0} images/s ({ceiling_secs:.2} s)"),
         ),
     ])

@@ -34,11 +34,13 @@ pub(super) fn to_current(conn: &mut Connection, location: &str) -> Result<bool, 
         None => return Ok(false),
         Some(f) if f == gen::FORMAT => return Ok(false),
         Some("1") => {}
-        Some(other) => return Err(ReaderError::BadRequest(format!(
+        Some(other) => {
+            return Err(ReaderError::BadRequest(format!(
             "source {location}: capture was installed with staging format {other:?}, which this \
                  rowtrail does not know (it writes format {}); use the rowtrail that installed it",
             gen::FORMAT
-        ))),
+        )))
+        }
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -147,8 +147,10 @@ pub fn staged_with_tx(conn: &Connection, location: &str, tx: &str) -> Result<boo
 
 /// How many images wait in staging: of the table `only` names, or of every table (0 when
 /// there is no staging table). The high-water mark is not an image. Of every table, it is
-/// counted without reading the rows, so a mark another process left between images (the
-/// reader's deletes only ever leave one below or above every image) would count as one.
+/// counted without reading the rows, so a mark between images counts as one: the reader's
+/// deletes only ever leave a mark below or above every image, but uninstalling one table with
+/// its staged images discarded, while other tables' images wait below them, leaves the mark
+/// where later images overtake it, until the reader's next delete removes it with the range.
 pub(crate) fn count(
     conn: &Connection,
     location: &str,

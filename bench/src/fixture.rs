@@ -126,19 +126,11 @@ impl Backlogs {
 
 /// Images waiting in the staging tables of the source at `path`.
 pub fn staged(conn: &Connection) -> Result<i64> {
-    let names: Vec<String> = conn
-        .prepare("SELECT staging_name FROM rowtrail_registry")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut n = 0;
-    for name in names {
-        n += conn.query_row(
-            &format!("SELECT count(*) FROM \"{}\"", name.replace('"', "\"\"")),
-            [],
-            |r| r.get::<_, i64>(0),
-        )?;
-    }
-    Ok(n)
+    Ok(conn.query_row(
+        "SELECT count(*) FROM rowtrail_staging WHERE rowtrail_op IS NOT 'H'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )?)
 }
 
 /// The `rowtrail` binary: `explicit`, or the one beside this benchmark in the target folder

@@ -14,6 +14,7 @@
 //! Exit status: 0 when every scenario ran (and, in a full run, met its target), 1 when a
 //! scenario failed, 3 when a full run missed a target. `--quick` never judges timings.
 
+mod app_view;
 mod capture;
 mod fixture;
 mod history;
@@ -55,6 +56,10 @@ struct Cli {
     /// the disk whose performance you want to measure; a tmpfs makes fsync free.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// The Python that has sqlite-history 0.1, for the app scenario's peer (default: the
+    /// virtual environment `scripts/bench/setup.sh` makes in the target folder).
+    #[arg(long, value_name = "PATH")]
+    peer_python: Option<PathBuf>,
 }
 
 /// The scenarios.
@@ -64,6 +69,8 @@ enum Scenario {
     All,
     /// Capture overhead (bulk and single-row autocommit).
     Capture,
+    /// Capture overhead as an application sees it, beside sqlite-history 0.1.
+    App,
     /// The reader draining a staged backlog, against a plain batched INSERT.
     Reader,
     /// Commit→archive latency with the watcher running.
@@ -90,6 +97,8 @@ pub struct Settings {
     pub quick: bool,
     /// The `rowtrail` binary, when a scenario needs it.
     pub rowtrail: Option<PathBuf>,
+    /// The Python of the peer's virtual environment (`scripts/bench/setup.sh`).
+    pub peer_python: Option<PathBuf>,
 }
 
 type Run = fn(&Settings, &std::path::Path, &mut fixture::Backlogs) -> anyhow::Result<Vec<Figure>>;
@@ -97,6 +106,7 @@ type Run = fn(&Settings, &std::path::Path, &mut fixture::Backlogs) -> anyhow::Re
 fn scenarios() -> Vec<(Scenario, Run)> {
     vec![
         (Scenario::Capture, |s, d, _| capture::run(s, d)),
+        (Scenario::App, |s, d, _| app_view::run(s, d)),
         (Scenario::Reader, reader::run),
         (Scenario::Latency, |s, d, _| latency::run(s, d)),
         (Scenario::Undo, |s, d, _| undo::run(s, d)),
@@ -143,6 +153,7 @@ fn main() -> ExitCode {
     let settings = Settings {
         quick: cli.quick,
         rowtrail,
+        peer_python: cli.peer_python.clone(),
     };
     let mut backlogs = fixture::Backlogs::new(dir.path());
     let mut figures = Vec::new();

@@ -52,23 +52,14 @@ fn write(conn: &Connection, from: i64, to: i64) -> u64 {
     made
 }
 
+/// Images waiting in the shared staging table (its high-water mark is no image).
 fn staged(conn: &Connection) -> i64 {
-    let names: Vec<String> = conn
-        .prepare("SELECT staging_name FROM rowtrail_registry")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    names
-        .iter()
-        .map(|n| {
-            conn.query_row(&format!("SELECT count(*) FROM \"{n}\""), [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .unwrap()
-        })
-        .sum()
+    conn.query_row(
+        "SELECT count(*) FROM rowtrail_staging WHERE rowtrail_op IS NOT 'H'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 /// The archive holds every change once, in seq order, and verifies.

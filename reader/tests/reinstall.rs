@@ -25,15 +25,13 @@ fn setup(dir: &Path) -> (Connection, Vec<rowtrail_sql::Table>) {
     (conn, tables)
 }
 
+/// Images waiting in the shared staging table (its high-water mark is no image).
 fn staged(conn: &Connection) -> i64 {
-    let name: String = conn
-        .query_row("SELECT staging_name FROM rowtrail_registry", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    conn.query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| {
-        r.get(0)
-    })
+    conn.query_row(
+        "SELECT count(*) FROM rowtrail_staging WHERE rowtrail_op IS NOT 'H'",
+        [],
+        |r| r.get(0),
+    )
     .unwrap()
 }
 

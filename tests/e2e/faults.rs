@@ -139,25 +139,17 @@ type StagedImage = (i64, String, String);
 /// Every staged image, in seq order, across all staging tables.
 fn staged_images(sb: &Sandbox) -> Vec<StagedImage> {
     let c = sb.connect();
-    let names: Vec<String> = c
-        .prepare("SELECT staging_name FROM rowtrail_registry")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .expect("read registry");
-    let mut out = Vec::new();
-    for n in names {
-        let sql = format!(
-            "SELECT rowtrail_seq, rowtrail_op, rowtrail_image FROM {}",
-            rowtrail_tests::tables::quote(&n)
-        );
-        let mut stmt = c.prepare(&sql).expect("read staging");
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .expect("read staging");
-        for r in rows {
-            out.push(r.expect("read staging"));
-        }
-    }
-    out.sort();
+    let mut stmt = c
+        .prepare(
+            "SELECT rowtrail_seq, rowtrail_op, rowtrail_image FROM rowtrail_staging \
+             WHERE rowtrail_op IS NOT 'H' ORDER BY rowtrail_seq",
+        )
+        .expect("read staging");
+    let out = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("read staging")
+        .collect::<Result<Vec<StagedImage>, _>>()
+        .expect("read staging");
     out
 }
 

@@ -164,21 +164,12 @@ impl Sandbox {
 
     /// Images waiting in the source's staging tables.
     pub fn staged(&self) -> i64 {
-        let c = self.connect();
-        let names: Vec<String> = c
-            .prepare("SELECT staging_name FROM rowtrail_registry")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .expect("read registry");
-        names
-            .iter()
-            .map(|n| {
-                c.query_row(
-                    &format!("SELECT count(*) FROM \"{}\"", n.replace('"', "\"\"")),
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .expect("count staging")
-            })
-            .sum()
+        self.connect()
+            .query_row(
+                "SELECT count(*) FROM rowtrail_staging WHERE rowtrail_op IS NOT 'H'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("count staging")
     }
 }

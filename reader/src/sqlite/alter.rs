@@ -12,8 +12,8 @@ use rusqlite::TransactionBehavior;
 
 use super::catalog::{installed, read_table, registry};
 use super::connection::{err, open};
-use super::follow::{sequence_now, Note};
-use super::staging::count;
+use super::follow::Note;
+use super::staging::{count, sequence_value, widen_for};
 use super::SqliteSource;
 use crate::ReaderError;
 
@@ -64,7 +64,7 @@ impl SqliteSource {
                     hint: " among the captured tables (alter it directly: no capture to upgrade)"
                         .into(),
                 })?;
-            let staged = count(&tx, &location, &captured.staging)?;
+            let staged = count(&tx, &location, Some(&captured))?;
             if staged > 0 {
                 drop(tx);
                 if Instant::now() >= deadline {
@@ -118,6 +118,7 @@ impl SqliteSource {
                 }
                 None => None,
             };
+            widen_for(&tx, &location, &live.iter().collect::<Vec<_>>())?;
             tx.execute_batch(&upgrade::table_upgrade(&captured.table, live.as_ref())?)
                 .map_err(err(&location, "cannot upgrade capture"))?;
             let detail = match (&now, &live) {
@@ -158,7 +159,7 @@ impl SqliteSource {
                 .into(),
                 renamed_to: now.clone().filter(|n| n != table),
                 detail: detail.clone(),
-                after_seq: sequence_now(&tx, &location)?,
+                after_seq: sequence_value(&tx, &location)?,
                 unsure_from_seq: None,
             };
             note.write(&tx, &location)?;

@@ -184,6 +184,7 @@ fn is_rowtrail_object(name: &str) -> bool {
     if [
         objects::META,
         objects::SEQUENCE,
+        objects::STAGING,
         objects::CONTEXT,
         objects::REGISTRY,
     ]

@@ -1,20 +1,25 @@
 //! Deleting exactly the staged images a pass copied from a SQLite source.
 //!
-//! Deleting key by key costs a B-tree descent per image. A pass copies, from each staging
-//! table, every image whose seq lies in a range (the k-way merge consumes each table in seq
-//! order), so each table's part of a batch is usually deleted with range statements instead.
-//! That is exact, not a `seq <= max` shortcut:
+//! Deleting key by key costs a B-tree descent per image. A pass copies every image whose seq
+//! lies in a range of the shared staging table (it reads in seq order), so a batch is usually
+//! deleted with range statements instead. That is exact, not a `seq <= max` shortcut:
 //!
 //! * no image can enter the range after the copy: SQLite has one writer at a time, and a
-//!   writer takes its seqs from the counter while holding the write lock, so every image
-//!   committed after the copy's snapshot has a seq above every seq the copy saw;
+//!   writer's images take rowids above the highest one while it holds the write lock, so every
+//!   image committed after the copy's snapshot has a seq above every seq the copy saw;
 //! * inside the delete's own write transaction, the range is counted first, and the range
 //!   statements are used only when it holds exactly as many images as were copied from it;
 //!   since it can only have lost images, not gained any, equal counts mean the same images.
 //!
 //! When the count differs (another process deleted some), the copied keys are deleted one by
 //! one, as before.
+//!
+//! The image with the highest seq is never simply deleted: it becomes the high-water mark, so
+//! the next image still takes a seq above it (see [`rowtrail_sql::sqlite`]); the mark it
+//! overtook goes first.
 
+use rowtrail_sql::sqlite::{self as gen, objects};
+use rowtrail_sql::{staging, Ident};
 use rusqlite::{Connection, Transaction};
 
 use super::catalog::incarnation;
@@ -24,15 +29,10 @@ use crate::{failpoint, ReaderError};
 
 /// One delete statement of a pass.
 enum Step {
-    /// Every image of a staging table with a seq in `lo..=hi`, `n` of them.
-    Range {
-        table: usize,
-        lo: i64,
-        hi: i64,
-        n: usize,
-    },
+    /// Every image with a seq in `lo..=hi`, `n` of them.
+    Range { lo: i64, hi: i64, n: usize },
     /// One image.
-    Key { table: usize, seq: i64 },
+    Key { seq: i64 },
 }
 
 impl Step {
@@ -48,86 +48,127 @@ impl Step {
 /// hit once about half of them are deleted, before the transaction commits.
 pub(super) fn delete_copied(
     tx: &Transaction<'_>,
-    tables: &[CapturedTable],
+    _tables: &[CapturedTable],
     keys: &[StagedKey],
     location: &str,
 ) -> Result<(), ReaderError> {
-    let mut per_table: Vec<Vec<i64>> = vec![Vec::new(); tables.len()];
-    for &(table, seq) in keys {
-        per_table[table].push(seq);
+    let mut seqs: Vec<i64> = keys.iter().map(|&(_, seq)| seq).collect();
+    if seqs.is_empty() {
+        return Ok(());
     }
-    let seq = rowtrail_sql::Ident::new(rowtrail_sql::staging::COL_SEQ)?;
+    seqs.sort_unstable();
+    seqs.dedup();
+    let shared = Ident::new(objects::STAGING)?;
+    let seq = Ident::new(staging::COL_SEQ)?;
+    let op = Ident::new(staging::COL_OP)?;
+    // A mark below every image and overtaken goes (a mark inside the range goes with it).
+    tx.prepare_cached(&format!(
+        "DELETE FROM {shared} WHERE {seq} = (SELECT min({seq}) FROM {shared}) \
+         AND {op} = '{mark}' AND {seq} < (SELECT max({seq}) FROM {shared})",
+        shared = shared.sqlite(),
+        seq = seq.sqlite(),
+        op = op.sqlite(),
+        mark = gen::OP_HIGH_WATER,
+    ))
+    .and_then(|mut s| s.execute([]))
+    .map_err(err(location, "cannot delete from staging"))?;
+    let highest: Option<i64> = tx
+        .prepare_cached(&format!(
+            "SELECT max({seq}) FROM {shared}",
+            seq = seq.sqlite(),
+            shared = shared.sqlite()
+        ))
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(err(location, "cannot read staging"))?;
+    // The last copied image is the highest of all: it becomes the mark after the others go.
+    let mark = match (highest, seqs.last()) {
+        (Some(h), Some(&last)) if h == last => seqs.pop(),
+        _ => None,
+    };
     let mut steps = Vec::new();
-    for (table, seqs) in per_table.iter_mut().enumerate() {
-        if seqs.is_empty() {
-            continue;
-        }
-        seqs.sort_unstable();
-        seqs.dedup();
-        let (lo, hi) = (seqs[0], seqs[seqs.len() - 1]);
-        let staged: i64 = tx
+    // Overtaken marks inside the range, which its range statements delete too.
+    let mut marks = 0usize;
+    if let (Some(&lo), Some(&hi)) = (seqs.first(), seqs.last()) {
+        let (staged, in_range): (i64, i64) = tx
             .prepare_cached(&format!(
-                "SELECT count(*) FROM {} WHERE {} BETWEEN ?1 AND ?2",
-                tables[table].staging.sqlite(),
-                seq.sqlite()
+                "SELECT count(*), coalesce(sum({op} IS '{mark}'), 0) FROM {} WHERE {} BETWEEN ?1 AND ?2",
+                shared.sqlite(),
+                seq.sqlite(),
+                op = op.sqlite(),
+                mark = gen::OP_HIGH_WATER,
             ))
-            .and_then(|mut s| s.query_row([lo, hi], |r| r.get(0)))
+            .and_then(|mut s| s.query_row([lo, hi], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(err(location, "cannot count staged images"))?;
-        if staged == seqs.len() as i64 {
+        if staged - in_range == seqs.len() as i64 {
+            marks = in_range as usize;
             // Two halves, so that a kill between them is a kill in the middle of the delete.
             let mid = seqs.len() / 2;
             if mid > 0 {
                 steps.push(Step::Range {
-                    table,
                     lo,
                     hi: seqs[mid - 1],
                     n: mid,
                 });
             }
             steps.push(Step::Range {
-                table,
                 lo: seqs[mid],
                 hi,
                 n: seqs.len() - mid,
             });
         } else {
-            steps.extend(seqs.iter().map(|&seq| Step::Key { table, seq }));
+            steps.extend(seqs.iter().map(|&seq| Step::Key { seq }));
         }
     }
+    if let Some(seq) = mark {
+        steps.push(Step::Key { seq });
+    }
     let half = keys.len() / 2;
-    let mut done = 0usize;
+    let (mut done, mut removed, mut expected) = (0usize, 0usize, marks);
     let mut hit = false;
     for step in &steps {
         if !hit && done >= half {
             failpoint::hit("during-staging-delete");
             hit = true;
         }
-        let (table, lo, hi) = match *step {
-            Step::Range { table, lo, hi, .. } => (table, lo, hi),
-            Step::Key { table, seq } => (table, seq, seq),
+        let (lo, hi) = match *step {
+            Step::Range { lo, hi, .. } => (lo, hi),
+            Step::Key { seq } => (seq, seq),
         };
         let deleted = tx
             .prepare_cached(&format!(
                 "DELETE FROM {} WHERE {} BETWEEN ?1 AND ?2",
-                tables[table].staging.sqlite(),
+                shared.sqlite(),
                 seq.sqlite()
             ))
             .and_then(|mut s| s.execute([lo, hi]))
             .map_err(err(location, "cannot delete from staging"))?;
         if let Step::Range { n, .. } = step {
-            if deleted != *n {
-                // Impossible by the count above; refuse to commit rather than guess.
-                return Err(ReaderError::Source {
-                    location: location.to_string(),
-                    context: format!(
-                        "a range delete in staging removed {deleted} images where {n} were copied; \
-                         nothing was deleted"
-                    ),
-                    cause: rusqlite::Error::StatementChangedRows(deleted),
-                });
-            }
+            removed += deleted;
+            expected += n;
         }
         done += step.images();
+    }
+    if removed != expected {
+        // Impossible by the count above; refuse to commit rather than guess.
+        return Err(ReaderError::Source {
+            location: location.to_string(),
+            context: format!(
+                "the range deletes in staging removed {removed} rows where {expected} were copied \
+                 or overtaken marks; nothing was deleted"
+            ),
+            cause: rusqlite::Error::StatementChangedRows(removed),
+        });
+    }
+    if let Some(m) = mark {
+        tx.prepare_cached(&format!(
+            "INSERT INTO {shared} ({seq}, {op}) VALUES (?1, '{}')",
+            gen::OP_HIGH_WATER,
+            shared = shared.sqlite(),
+            seq = seq.sqlite(),
+            op = op.sqlite(),
+        ))
+        .and_then(|mut s| s.execute([m]))
+        .map_err(err(location, "cannot keep the high-water mark"))?;
     }
     Ok(())
 }
@@ -198,30 +239,17 @@ mod tests {
         (dir, path, conn)
     }
 
+    /// Every staged image as (table, seq), in seq order (the high-water mark is no image).
     fn staged(conn: &Connection) -> Vec<(String, i64)> {
-        let mut out = Vec::new();
-        let names: Vec<(String, String)> = conn
-            .prepare("SELECT table_name, staging_name FROM rowtrail_registry ORDER BY table_name")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        for (table, staging) in names {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT rowtrail_seq FROM \"{staging}\" ORDER BY rowtrail_seq"
-                ))
-                .unwrap();
-            let seqs: Vec<i64> = stmt
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            out.extend(seqs.into_iter().map(|s| (table.clone(), s)));
-        }
-        out.sort_by_key(|(_, s)| *s);
-        out
+        conn.prepare(
+            "SELECT r.table_name, s.rowtrail_seq FROM rowtrail_staging AS s \
+             JOIN rowtrail_registry AS r ON r.table_id = s.rowtrail_table ORDER BY s.rowtrail_seq",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
     }
 
     fn write(conn: &Connection, from: i64, to: i64) {
@@ -273,17 +301,10 @@ mod tests {
         let batch = source.read_batch(20, None).unwrap();
         let copied: Vec<(usize, i64)> = batch.iter().map(|i| (i.table, i.seq)).collect();
         // Another process removes one copied image of each table between copy and delete.
-        let staging: Vec<String> = conn
-            .prepare("SELECT staging_name FROM rowtrail_registry")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        for (i, name) in staging.iter().enumerate() {
+        for i in 0..2 {
             let seq = copied.iter().find(|k| k.0 == i).unwrap().1;
             conn.execute(
-                &format!("DELETE FROM \"{name}\" WHERE rowtrail_seq = ?1"),
+                "DELETE FROM rowtrail_staging WHERE rowtrail_seq = ?1",
                 [seq],
             )
             .unwrap();

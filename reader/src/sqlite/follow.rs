@@ -18,7 +18,7 @@ use super::catalog::{incarnation, registry, schema_version};
 use super::connection::err;
 use super::delete::delete_copied;
 use super::drift::{observe, Drift};
-use super::staging::{read_staged, staging_selects};
+use super::staging::{read_staged, sequence_value, widen_for, StagingQuery};
 use super::SqliteSource;
 use crate::archive::{Archive, NewSchemaEvent, SchemaEvent, SchemaEventKind};
 use crate::source::Source;
@@ -107,19 +107,6 @@ impl Note {
     }
 }
 
-/// The value of the source's sequence now: every image staged so far has a seq at or below it.
-pub(crate) fn sequence_now(conn: &Connection, location: &str) -> Result<i64, ReaderError> {
-    conn.query_row(
-        &format!(
-            "SELECT \"value\" FROM {} WHERE \"id\" = 1",
-            Ident::new(objects::SEQUENCE)?.sqlite()
-        ),
-        [],
-        |r| r.get(0),
-    )
-    .map_err(err(location, "cannot read the sequence"))
-}
-
 impl SqliteSource {
     /// Follows schema changes made since the last look (see the module documentation); returns
     /// what the archive's schema log recorded. Cheap when the schema did not change.
@@ -144,7 +131,7 @@ impl SqliteSource {
             let found = observe(&tx, &location)?;
             if found.iter().all(|d| !act(d, self.capture_new_tables)) {
                 // Clean: whatever changes next, images up to here were captured as recorded.
-                self.clean_below = Some(sequence_now(&tx, &location)?);
+                self.clean_below = Some(sequence_value(&tx, &location)?);
                 self.clean_version = Some(version);
             }
             found
@@ -189,7 +176,7 @@ impl SqliteSource {
             return Ok(());
         }
         let tables = registry(&tx, &location)?;
-        let selects = staging_selects(&tables);
+        let selects = StagingQuery::new(&tables);
         let images = read_staged(&tx, &location, &tables, &selects, usize::MAX, None)?;
         if !images.is_empty() {
             let keys = crate::mover::keys_of(&images);
@@ -197,7 +184,7 @@ impl SqliteSource {
             archive.append(&self.info, &tables, &changes)?;
             delete_copied(&tx, &tables, &keys, &location)?;
         }
-        let after_seq = sequence_now(&tx, &location)?;
+        let after_seq = sequence_value(&tx, &location)?;
         for d in observe(&tx, &location)? {
             let script = match &d {
                 Drift::Columns { captured, live, .. }
@@ -211,6 +198,14 @@ impl SqliteSource {
                 }
                 _ => continue,
             };
+            let wider: Vec<&rowtrail_sql::Table> = match &d {
+                Drift::Columns { live, .. }
+                | Drift::TriggersMissing { live, .. }
+                | Drift::Renamed { live, .. } => vec![live],
+                Drift::NotCaptured { table: Some(t), .. } => vec![t],
+                _ => vec![],
+            };
+            widen_for(&tx, &location, &wider)?;
             tx.execute_batch(&script).map_err(err(
                 &location,
                 format!("cannot upgrade capture of {:?}", d.table()),

@@ -5,7 +5,9 @@ use std::path::Path;
 use rowtrail_sql::sqlite::objects;
 use rowtrail_sql::{staging, Ident};
 
-use super::catalog::{installed_on, registry};
+use rusqlite::OptionalExtension;
+
+use super::catalog::installed_on;
 use super::connection::{err, open_for_heartbeat};
 use super::SqliteSource;
 use crate::source::Health;
@@ -21,29 +23,27 @@ impl SqliteSource {
     /// [`ReaderError::SourceLocked`], naming who holds what where that is known.
     pub fn health(path: &Path) -> Result<Health, ReaderError> {
         let (conn, location, incarnation) = installed_on(open_for_heartbeat(path)?, path)?;
-        let mut staged = 0u64;
-        let mut oldest: Option<f64> = None;
         let time = Ident::new(staging::COL_TIME)?;
         let seq = Ident::new(staging::COL_SEQ)?;
-        for c in registry(&conn, &location)? {
-            let (n, age): (i64, Option<f64>) = conn
-                .query_row(
-                    &format!(
-                        "SELECT (SELECT count(*) FROM {t}), \
-                         (SELECT (julianday('now') - julianday({time})) * 86400.0 FROM {t} ORDER BY {seq} LIMIT 1)",
-                        t = c.staging.sqlite(),
-                        time = time.sqlite(),
-                        seq = seq.sqlite(),
-                    ),
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(err(&location, "cannot measure the backlog"))?;
-            staged += n as u64;
-            if let Some(age) = age {
-                oldest = Some(oldest.map_or(age, |o: f64| o.max(age)));
-            }
-        }
+        let op = Ident::new(staging::COL_OP)?;
+        let oldest: Option<f64> = conn
+            .query_row(
+                &format!(
+                    "SELECT (julianday('now') - julianday({time})) * 86400.0 FROM {t} \
+                     WHERE {op} IS NOT '{mark}' ORDER BY {seq} LIMIT 1",
+                    t = Ident::new(objects::STAGING)?.sqlite(),
+                    op = op.sqlite(),
+                    mark = rowtrail_sql::sqlite::OP_HIGH_WATER,
+                    time = time.sqlite(),
+                    seq = seq.sqlite(),
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err(&location, "cannot measure the backlog"))?
+            .flatten();
+        let staged = super::staging::count(&conn, &location, None)?;
         // This connection sees only what is committed: a context row here outlived its writer's
         // transaction.
         let context: i64 = conn

@@ -19,21 +19,20 @@ impl SqliteSource {
     /// A table whose definition changed since it was installed keeps its staging table only when
     /// that table is empty; otherwise the install stops and asks for a drain first.
     pub fn install(path: &Path, tables: &[Table], version: &str) -> Result<(), ReaderError> {
-        let conn = open(path)?;
+        let mut conn = open(path)?;
         let location = path.display().to_string();
         if installed(&conn, &location)? {
+            super::migrate::to_current(&mut conn, &location)?;
             let existing = registry(&conn, &location)?;
             for t in tables {
                 let Some(old) = existing.iter().find(|c| c.table.name == t.name) else {
                     continue;
                 };
                 if old.table.columns != t.columns || old.table.rowid != t.rowid {
-                    let staged = count(&conn, &location, &old.staging)?;
+                    let staged = count(&conn, &location, Some(old))?;
                     if staged > 0 {
                         return Err(ReaderError::StagedRowsPending { location, staged });
                     }
-                    conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", old.staging.sqlite()))
-                        .map_err(err(&location, "cannot replace an outdated staging table"))?;
                     let pending = CaptureNames::for_table(&old.table).pending;
                     conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", pending.sqlite()))
                         .map_err(err(&location, "cannot replace an outdated pending table"))?;
@@ -41,6 +40,7 @@ impl SqliteSource {
             }
         }
         check_free_names(&conn, &location, tables)?;
+        super::staging::widen_for(&conn, &location, &tables.iter().collect::<Vec<_>>())?;
         let script = gen::install_script(tables, version)?;
         conn.execute_batch(&script).map_err(|cause| {
             let _ = conn.execute_batch("ROLLBACK");
@@ -84,7 +84,7 @@ impl SqliteSource {
         if !discard_staged {
             let mut staged = 0;
             for c in &chosen {
-                staged += count(&conn, &location, &c.staging)?;
+                staged += count(&conn, &location, Some(c))?;
             }
             if staged > 0 {
                 return Err(ReaderError::StagedRowsPending { location, staged });

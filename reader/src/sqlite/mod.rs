@@ -3,7 +3,8 @@
 //!
 //! * [`connection`]: opening a source, waiting for the application's locks; [`catalog`]: what
 //!   its own catalog says (installation, incarnation, registry, table definitions);
-//! * `install`: installing and removing capture; `health`: the heartbeat's look;
+//! * `install`: installing and removing capture; `migrate`: an older staging format to this
+//!   build's; `health`: the heartbeat's look;
 //! * [`drift`]: where the schema no longer matches capture; `follow`: the reader upgrading
 //!   capture after a schema change; `alter`: a schema change and its upgrade in one
 //!   transaction (`rowtrail sql alter`); `holders`: who holds the source's locks;
@@ -24,6 +25,7 @@ mod follow;
 mod health;
 mod holders;
 mod install;
+mod migrate;
 pub mod staging;
 mod time;
 pub mod value;
@@ -40,7 +42,7 @@ pub use value::{value_of, Param};
 use catalog::{installed, open_installed, registry, schema_version};
 use connection::{err, open};
 use delete::{delete_under, SqliteDeleter};
-use staging::{count, staging_selects};
+use staging::{count, StagingQuery};
 
 use crate::source::{CapturedTable, Source, SourceInfo, StagedImage, StagedKey, StagingDeleter};
 use crate::ReaderError;
@@ -50,8 +52,8 @@ pub struct SqliteSource {
     conn: Connection,
     info: SourceInfo,
     tables: Vec<CapturedTable>,
-    /// Per table: the SELECT over its staging table.
-    selects: Vec<String>,
+    /// The read of the shared staging table for [`Self::tables`].
+    selects: StagingQuery,
     /// `PRAGMA schema_version` when the registry was last read: a table captured (or dropped)
     /// since changes it, and the next batch reads the registry again in its own snapshot.
     schema_version: i64,
@@ -76,7 +78,8 @@ pub struct SqliteSource {
 impl SqliteSource {
     /// Opens a source that already has capture installed.
     pub fn open(path: &Path) -> Result<Self, ReaderError> {
-        let (conn, location, incarnation) = open_installed(path)?;
+        let (mut conn, location, incarnation) = open_installed(path)?;
+        migrate::to_current(&mut conn, &location)?;
         let mut source = Self {
             conn,
             info: SourceInfo {
@@ -85,7 +88,7 @@ impl SqliteSource {
                 location,
             },
             tables: Vec::new(),
-            selects: Vec::new(),
+            selects: StagingQuery::default(),
             schema_version: 0,
             followed_version: None,
             clean_below: None,
@@ -162,7 +165,7 @@ impl Source for SqliteSource {
         }
         self.schema_version = schema_version(&self.conn, &location)?;
         self.tables = registry(&self.conn, &location)?;
-        self.selects = staging_selects(&self.tables);
+        self.selects = StagingQuery::new(&self.tables);
         Ok(())
     }
 
@@ -247,10 +250,6 @@ impl Source for SqliteSource {
 
     fn staged_count(&mut self) -> Result<u64, ReaderError> {
         let location = self.location().to_string();
-        let mut total = 0;
-        for c in &self.tables {
-            total += count(&self.conn, &location, &c.staging)?;
-        }
-        Ok(total)
+        count(&self.conn, &location, None)
     }
 }

@@ -1,6 +1,6 @@
 //! The trigger bodies of a SQLite capture install (see the parent module for the design).
 
-use super::{ident, objects, staging_columns, CaptureNames};
+use super::{ident, image_columns, objects, pending_columns, table_id, CaptureNames};
 use crate::staging;
 use crate::Table;
 
@@ -20,8 +20,11 @@ struct Parts<'a> {
     table: String,
     staging: String,
     pending: String,
+    /// The shared staging columns an image of the table fills.
     columns: String,
-    seq: String,
+    /// The pending table's columns but its seq.
+    pending_columns: String,
+    id: i64,
     ctx: String,
     rowid: Option<&'static str>,
 }
@@ -31,10 +34,11 @@ impl<'a> Parts<'a> {
         Self {
             t,
             table: t.name.quoted(crate::Dialect::Sqlite),
-            staging: names.staging.sqlite().to_string(),
+            staging: ident(objects::STAGING).sqlite().to_string(),
             pending: names.pending.sqlite().to_string(),
-            columns: staging_columns(t).join(", "),
-            seq: ident(objects::SEQUENCE).sqlite().to_string(),
+            columns: image_columns(t).join(", "),
+            pending_columns: pending_columns(t)[1..].join(", "),
+            id: table_id(&t.name),
             ctx: ident(objects::CONTEXT).sqlite().to_string(),
             rowid: if t.rowid { rowid_alias(t) } else { None },
         }
@@ -55,12 +59,17 @@ impl<'a> Parts<'a> {
         v.join(", ")
     }
 
-    /// The metadata select list for an image with sequence `s."value" + offset`.
-    fn meta(&self, seq_expr: &str, op: &str, image: &str) -> String {
+    /// The metadata select list of a pending row (no seq, no table id).
+    fn pending_meta(&self, op: &str, image: &str) -> String {
         format!(
-            "{seq_expr}, '{op}', '{image}', c.\"tx\", NULL, julianday('now'), \
+            "'{op}', '{image}', c.\"tx\", NULL, julianday('now'), \
              c.\"login\", c.\"host\", c.\"app\", c.\"client_ip\""
         )
+    }
+
+    /// The metadata select list of a staged image (no seq: SQLite gives the rowid).
+    fn meta(&self, op: &str, image: &str) -> String {
+        format!("{}, {}", self.pending_meta(op, image), self.id)
     }
 
     /// Empties the pending table. The WHERE clause is always true (the seq is the rowid), but
@@ -75,10 +84,10 @@ impl<'a> Parts<'a> {
         )
     }
 
-    fn seq_source(&self) -> String {
+    /// The one-row source of a trigger's own images: the context row, if a writer declared one.
+    fn context_source(&self) -> String {
         format!(
-            "FROM {seq} AS s LEFT JOIN {ctx} AS c ON c.\"id\" = 1 WHERE s.\"id\" = 1",
-            seq = self.seq,
+            "FROM (SELECT 1) AS one LEFT JOIN {ctx} AS c ON c.\"id\" = 1",
             ctx = self.ctx
         )
     }
@@ -160,27 +169,26 @@ impl<'a> Parts<'a> {
         format!(
             "    {clear}\n    \
              INSERT INTO {pending} ({cols})\n      SELECT {meta}, {vals}\n      \
-             FROM {table} AS o JOIN {seq} AS s ON s.\"id\" = 1 LEFT JOIN {ctx} AS c ON c.\"id\" = 1\n      \
-             WHERE ({collide}){extra_where};\n    \
-             UPDATE {seq} SET \"value\" = \"value\" + (SELECT count(*) FROM {pending}) WHERE \"id\" = 1;\n",
+             FROM {table} AS o LEFT JOIN {ctx} AS c ON c.\"id\" = 1\n      \
+             WHERE ({collide}){extra_where}\n      ORDER BY {order};\n",
             clear = self.clear_pending(),
             pending = self.pending,
-            cols = self.columns,
-            meta = self.meta(&format!("s.\"value\" + row_number() OVER (ORDER BY {order})"), "D", "B"),
+            cols = self.pending_columns,
+            meta = self.pending_meta("D", "B"),
             vals = self.values("o"),
             table = self.table,
-            seq = self.seq,
             ctx = self.ctx,
         )
     }
 
-    /// The AFTER trigger prologue: stashed rows that vanished become delete images.
-    fn settle_pending(&self, exclude_old: bool) -> String {
-        let pcols = staging_columns(self.t)
+    /// The SELECT of stashed rows that vanished, as delete images: the first arm of an AFTER
+    /// trigger's INSERT, so that their seqs come right before the trigger's own images.
+    fn settled(&self, exclude_old: bool) -> String {
+        let mut pcols: Vec<String> = pending_columns(self.t)[1..]
             .iter()
             .map(|c| format!("p.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+            .collect();
+        pcols.insert(9, self.id.to_string());
         let took_its_place = self.same_identity("p", "NEW", true);
         let gone = format!(
             "NOT EXISTS (SELECT 1 FROM {table} AS o WHERE {})",
@@ -193,43 +201,36 @@ impl<'a> Parts<'a> {
             String::new()
         };
         format!(
-            "    INSERT INTO {staging} ({cols})\n      SELECT {pcols} FROM {pending} AS p\n      \
-             WHERE (({took_its_place}) OR {gone}){not_self};\n    {clear}\n",
-            staging = self.staging,
-            cols = self.columns,
+            "SELECT * FROM (SELECT {pcols} FROM {pending} AS p\n        \
+             WHERE (({took_its_place}) OR {gone}){not_self} ORDER BY p.{seq})",
+            pcols = pcols.join(", "),
             pending = self.pending,
-            clear = self.clear_pending(),
+            seq = ident(staging::COL_SEQ).sqlite(),
         )
     }
 
-    fn capture(&self, op: &str, images: &[(&str, &str)]) -> String {
-        let width = images.len();
-        let selects: Vec<String> = images
-            .iter()
-            .enumerate()
-            .map(|(i, (image, row))| {
-                let offset = width - 1 - i;
-                let seq_expr = if offset == 0 {
-                    "s.\"value\"".to_string()
-                } else {
-                    format!("s.\"value\" - {offset}")
-                };
-                format!(
-                    "SELECT {}, {} {}",
-                    self.meta(&seq_expr, op, image),
-                    self.values(row),
-                    self.seq_source()
-                )
-            })
-            .collect();
-        format!(
-            "    UPDATE {seq} SET \"value\" = \"value\" + {width} WHERE \"id\" = 1;\n    \
-             INSERT INTO {staging} ({cols})\n      {};\n",
+    /// One INSERT of the trigger's images (after the settled pending rows, with `settle`), in
+    /// seq order; with `settle`, the pending table is emptied after it.
+    fn capture(&self, op: &str, images: &[(&str, &str)], settle: Option<bool>) -> String {
+        let mut selects: Vec<String> = settle.iter().map(|&ex| self.settled(ex)).collect();
+        selects.extend(images.iter().map(|(image, row)| {
+            format!(
+                "SELECT {}, {} {}",
+                self.meta(op, image),
+                self.values(row),
+                self.context_source()
+            )
+        }));
+        let mut s = format!(
+            "    INSERT INTO {staging} ({cols})\n      {};\n",
             selects.join("\n      UNION ALL "),
-            seq = self.seq,
             staging = self.staging,
             cols = self.columns,
-        )
+        );
+        if settle.is_some() {
+            s.push_str(&format!("    {}\n", self.clear_pending()));
+        }
+        s
     }
 }
 
@@ -294,22 +295,20 @@ pub(super) fn all(t: &Table, names: &CaptureNames) -> String {
     }
 
     s.push_str(&format!(
-        "CREATE TRIGGER {ai} AFTER INSERT ON {table} FOR EACH ROW\n  BEGIN\n{}{}  END;\n",
-        p.settle_pending(false),
-        p.capture("I", &[("A", "NEW")]),
+        "CREATE TRIGGER {ai} AFTER INSERT ON {table} FOR EACH ROW\n  BEGIN\n{}  END;\n",
+        p.capture("I", &[("A", "NEW")], Some(false)),
         ai = ai.sqlite(),
         table = p.table,
     ));
     s.push_str(&format!(
-        "CREATE TRIGGER {au} AFTER UPDATE ON {table} FOR EACH ROW\n  BEGIN\n{}{}  END;\n",
-        p.settle_pending(true),
-        p.capture("U", &[("B", "OLD"), ("A", "NEW")]),
+        "CREATE TRIGGER {au} AFTER UPDATE ON {table} FOR EACH ROW\n  BEGIN\n{}  END;\n",
+        p.capture("U", &[("B", "OLD"), ("A", "NEW")], Some(true)),
         au = au.sqlite(),
         table = p.table,
     ));
     s.push_str(&format!(
         "CREATE TRIGGER {ad} AFTER DELETE ON {table} FOR EACH ROW\n  BEGIN\n    {clear}\n{}  END;\n",
-        p.capture("D", &[("B", "OLD")]),
+        p.capture("D", &[("B", "OLD")], None),
         ad = ad.sqlite(),
         table = p.table,
         clear = p.clear_pending(),

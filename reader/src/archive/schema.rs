@@ -181,6 +181,15 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (source_id, schema_name, table_name, kind, after_seq));
     CREATE INDEX IF NOT EXISTS schema_events_by_new_name ON schema_events (schema_name, renamed_to)
         WHERE renamed_to IS NOT NULL;",
+    // 9: published positions: how far each change stream (a NATS JetStream stream, named by
+    // its server-independent key) has acknowledged the archive's changes, in archive order.
+    // A row moves only forward, and only after the stream's server acknowledged every change
+    // up to it. Outside the hash chain: it is derived state, like the replica positions.
+    "CREATE TABLE IF NOT EXISTS stream_positions (
+        stream TEXT PRIMARY KEY,
+        subjects TEXT NOT NULL,
+        published_id INTEGER NOT NULL,
+        published_us INTEGER NOT NULL);",
 ];
 
 /// The migration after whose SQL every row key is recomputed.

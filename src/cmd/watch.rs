@@ -86,6 +86,19 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             alerts: cfg.alerts.clone(),
             metrics: cfg.metrics_listen,
             digest: cfg.digest.clone(),
+            stream: cfg
+                .stream
+                .clone()
+                .map(|settings| rowtrail_watcher::StreamJob {
+                    batch: settings.window.saturating_mul(4).max(1),
+                    source: rowtrail_stream::envelope::SourceInfo {
+                        name: settings.subjects.source().to_string(),
+                        engine: spec.engine().to_string(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                    },
+                    settings,
+                    poll_interval: cfg.poll_interval,
+                }),
         },
     )?;
     Ok(ExitCode::SUCCESS)
@@ -220,6 +233,25 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
     );
     if let Some(e) = &s.last_error {
         outln!("last error {e} ({})", ago(s.last_error_us));
+    }
+    if let Some(st) = &s.stream {
+        let link = if st.connected {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        };
+        outln!(
+            "stream     {} on {} ({link}): published to change {}, {} behind ({:.1} s), {} published since start",
+            st.stream,
+            st.url,
+            st.published_id,
+            st.lag_changes,
+            st.lag_seconds,
+            st.published
+        );
+        if let Some(e) = &st.last_error {
+            outln!("stream err {e} ({})", ago(st.last_error_us));
+        }
     }
     if s.context_committed {
         outln!(

@@ -82,6 +82,8 @@ pub fn check_prefix(prefix: &str) -> Result<(), StreamError> {
 pub struct Subjects {
     /// `<prefix>.<source>`, both parts already tokens.
     base: String,
+    /// The source's name, as given.
+    source: String,
 }
 
 impl Subjects {
@@ -90,7 +92,13 @@ impl Subjects {
         check_prefix(prefix)?;
         Ok(Self {
             base: format!("{prefix}.{}", token(source)),
+            source: source.to_string(),
         })
+    }
+
+    /// The source's name, as given (not encoded).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The subject of a change to `table` in `schema` (`None` for SQLite: [`SQLITE_SCHEMA`]).

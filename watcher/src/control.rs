@@ -92,6 +92,8 @@ pub(crate) enum Event {
     /// The heartbeat found the source again (or a new incarnation): reconnect and look. Taken
     /// by the mover.
     SourceRecovered,
+    /// A pass archived changes (posted by the mover). Taken by the stream publisher.
+    Archived,
 }
 
 /// One job's inbox: the events the bus delivers to it.

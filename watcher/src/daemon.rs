@@ -28,6 +28,7 @@ use crate::alerts::AlertRules;
 use crate::control::{Bus, Shutdown};
 use crate::jobs::heartbeat::{HealthCheck, Heartbeat};
 use crate::jobs::mover::{Mover, Pace};
+use crate::jobs::publisher::Publisher;
 use crate::jobs::{Job, JobContext};
 use crate::status::{Board, Status};
 use crate::{endpoint, http, WatcherError};
@@ -59,6 +60,8 @@ pub struct WatcherOptions {
     pub metrics: Option<SocketAddr>,
     /// Where the archive's digest goes after every pass that archived something.
     pub digest: crate::digest::DigestSink,
+    /// The change stream to publish to, if any.
+    pub stream: Option<crate::jobs::publisher::StreamJob>,
 }
 
 /// Runs the watcher until SIGINT, SIGTERM or a `shutdown` request. `lock` proves this is the only
@@ -80,7 +83,7 @@ pub fn run(
     });
     let shutdown = Shutdown::new();
     let archive_path = archive.path().to_path_buf();
-    let jobs: Vec<Box<dyn Job>> = vec![
+    let mut jobs: Vec<Box<dyn Job>> = vec![
         Box::new(Mover::new(
             open_source,
             archive,
@@ -98,6 +101,9 @@ pub fn run(
             archive_path.clone(),
         )),
     ];
+    if let Some(stream) = opts.stream {
+        jobs.push(Box::new(Publisher::new(stream, archive_path.clone())));
+    }
     let takes: Vec<_> = jobs.iter().map(|j| j.takes()).collect();
     let (bus, inboxes) = Bus::new(&takes);
 

@@ -25,7 +25,8 @@ pub enum Health {
     /// Source up, no alert firing, the last pass succeeded.
     #[default]
     Healthy,
-    /// Working, but an alert is firing or the last pass failed.
+    /// Working, but an alert is firing, the last pass failed, or the stream cannot be published
+    /// to.
     Degraded,
     /// The source is down.
     Down,
@@ -103,6 +104,40 @@ pub struct Status {
     /// SQLite: a `rowtrail_context` row is committed, so every change is being labelled with
     /// its login, host and transaction whoever makes it (degraded until it is deleted).
     pub context_committed: bool,
+    /// The change stream, when `[stream]` is configured.
+    #[serde(default)]
+    pub stream: Option<StreamStatus>,
+}
+
+/// The change stream's publisher, as the status reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamStatus {
+    /// The server (never with credentials).
+    pub url: String,
+    /// The JetStream stream.
+    pub stream: String,
+    /// The subjects this source publishes to.
+    pub subjects: String,
+    /// Whether the publisher holds a connection now.
+    pub connected: bool,
+    /// The published position: the id of the last change the stream acknowledged.
+    pub published_id: i64,
+    /// The archive's last change id, when the lag was measured.
+    pub archive_tip: i64,
+    /// Changes archived but not yet acknowledged by the stream.
+    pub lag_changes: u64,
+    /// How long the oldest of them has been in the archive, in seconds (0 when none waits).
+    pub lag_seconds: f64,
+    /// Changes the stream took since the watcher started.
+    pub published: u64,
+    /// Changes sent again that the stream already held (dropped by it), since start.
+    pub duplicates: u64,
+    /// When the stream last acknowledged something (µs since the epoch).
+    pub last_publish_us: Option<i64>,
+    /// The last error, while the latest attempt fails.
+    pub last_error: Option<String>,
+    /// When the last error happened (µs since the epoch); kept after recovery.
+    pub last_error_us: Option<i64>,
 }
 
 impl Status {
@@ -114,6 +149,7 @@ impl Status {
             || self.last_error.is_some()
             || self.context_committed
             || self.source_blocked.is_some()
+            || self.stream.as_ref().is_some_and(|s| s.last_error.is_some())
         {
             Health::Degraded
         } else {

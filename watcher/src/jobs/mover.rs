@@ -137,6 +137,7 @@ impl Job for Mover {
             });
             if state.pass(&mut open_source, &mut archive, &pace, &ctx) > 0 {
                 digest.publish(&archive);
+                ctx.bus.post(Event::Archived);
             }
             next_poll = Instant::now() + pace.poll_interval;
             stopping = ctx.shutdown.is_triggered();
@@ -170,6 +171,8 @@ impl Loop {
                 self.reconnect();
                 Some(Wake::Probe)
             }
+            // Posted by the mover itself, for the publisher; never delivered here.
+            Event::Archived => None,
         }
     }
 

@@ -69,13 +69,19 @@ impl NatsServer {
 
     /// A server as `options` say.
     pub fn start_with(options: NatsOptions) -> Self {
+        Self::start_on(free_port(), options)
+    }
+
+    /// A server as `options` say, on `port` (one a test chose earlier, say for a watcher
+    /// started before its server).
+    pub fn start_on(port: u16, options: NatsOptions) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("nats")
             .tempdir()
             .expect("temp dir");
         let mut s = Self {
             child: None,
-            port: free_port(),
+            port,
             dir,
             options,
         };

@@ -75,7 +75,7 @@ fn check(root: &J, schema: &J, v: &J, at: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         let ok = match p {
-            "^([0-9a-f]{2})*$" => hex && s.len() % 2 == 0,
+            "^([0-9a-f]{2})*$" => hex && s.len().is_multiple_of(2),
             "^[0-9a-f]{64}$" => hex && s.len() == 64,
             _ => panic!("pattern {p}"),
         };
@@ -203,12 +203,15 @@ fn every_kind_of_envelope_validates_against_the_documented_schema() {
     assert_eq!(e["op"], "c");
 }
 
+/// A change that breaks an envelope.
+type Breaks = fn(&mut J);
+
 #[test]
 fn envelopes_that_break_the_schema_are_caught() {
     let s = schema();
     let good = envelope(&change(Op::Insert, None, Some(1), None), &source());
     check(&s, &s, &good, "$").unwrap();
-    let breakages: [(&str, fn(&mut J)); 6] = [
+    let breakages: [(&str, Breaks); 6] = [
         ("op", |e| e["op"] = J::from("x")),
         ("extra", |e| e["extra"] = J::from(1)),
         ("missing", |e| {

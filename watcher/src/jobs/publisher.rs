@@ -114,7 +114,7 @@ impl Job for Publisher {
             if ctx.shutdown.is_triggered() {
                 break;
             }
-            let due = state.retry_at.map_or(true, |r| Instant::now() >= r);
+            let due = state.retry_at.is_none_or(|r| Instant::now() >= r);
             if due {
                 match state.round(&ctx) {
                     Ok(()) => state.succeeded(&ctx.board),
@@ -190,6 +190,9 @@ impl Loop {
                 ctx.board.update(|s| {
                     let st = stream_of(s);
                     st.published_id = position;
+                    // Archive ids have no gaps: until the next measure, the lag is the distance
+                    // to the last tip seen.
+                    st.lag_changes = (st.archive_tip - position).max(0) as u64;
                     st.published += acked - dups;
                     st.duplicates += dups;
                     st.last_publish_us = Some(now_micros());

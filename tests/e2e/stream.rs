@@ -250,7 +250,20 @@ fn a_server_down_at_start_delays_the_stream_and_loses_nothing() {
     let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let sb = Sandbox::new(BIN);
-    sb.write_config(&stream_section(&url));
+    let metrics = free_port();
+    sb.write_config(&format!(
+        "metrics_listen = \"127.0.0.1:{metrics}\"\n{}",
+        stream_section(&url)
+    ));
+    let scrape = || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).unwrap();
+        body
+    };
     let c = sb.create_and_install(DDL);
     let _w = sb.start_watcher();
     c.execute("INSERT INTO t VALUES (1, 'a', 1.5, x'00')", [])
@@ -269,8 +282,23 @@ fn a_server_down_at_start_delays_the_stream_and_loses_nothing() {
     );
     let human = String::from_utf8_lossy(&sb.fails(&["status"], 1).into_bytes()).into_owned();
     assert!(human.contains("NOT CONNECTED"), "{human}");
+    wait_until(Duration::from_secs(30), "the metrics show the lag", || {
+        let m = scrape();
+        m.contains("rowtrail_stream_connected 0") && m.contains("rowtrail_stream_lag_changes 1\n")
+    });
     let _nats = NatsServer::start_on(port, NatsOptions::default());
     wait_published(&sb, 1);
+    wait_until(
+        Duration::from_secs(30),
+        "the metrics show the stream caught up",
+        || {
+            let m = scrape();
+            m.contains("rowtrail_stream_connected 1")
+                && m.contains("rowtrail_stream_published_position 1\n")
+                && m.contains("rowtrail_stream_lag_changes 0\n")
+                && m.contains("rowtrail_stream_published_total 1\n")
+        },
+    );
     assert_eq!(check_stream(&sb, &url), 1);
     wait_until(
         Duration::from_secs(30),

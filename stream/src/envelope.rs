@@ -18,7 +18,8 @@ use rowtrail_reader::archive::ArchivedChange;
 use rowtrail_restore::audit::value_json;
 use rowtrail_sql::staging::Op;
 use rowtrail_sql::Value;
-use serde_json::{json, Map};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 
 /// The envelope's format version (`source.version` carries rowtrail's own version).
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -57,65 +58,172 @@ fn millis(at: &str) -> Option<i64> {
         .map(|t| t.as_millisecond())
 }
 
-fn image(c: &ArchivedChange, values: Option<&Vec<Value>>) -> serde_json::Value {
-    match values {
-        None => serde_json::Value::Null,
-        Some(v) => {
-            let mut m = Map::with_capacity(v.len());
-            for (col, val) in c.table.columns.iter().zip(v) {
-                m.insert(col.name.to_string(), value_json(val));
-            }
-            serde_json::Value::Object(m)
+/// A value written in the typed JSON form straight to the output, exactly as
+/// [`value_json`] builds it (a test holds the two to the same bytes), without the tree.
+struct Typed<'a>(&'a Value);
+
+impl Serialize for Typed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let tagged = |s: S, tag: &str, text: &str| {
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry(tag, text)?;
+            m.end()
+        };
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Integer(i) => s.serialize_i64(*i),
+            Value::Real(r) if r.is_finite() => s.serialize_f64(*r),
+            Value::Real(r) => tagged(
+                s,
+                "real",
+                if r.is_nan() {
+                    "nan"
+                } else if *r > 0.0 {
+                    "inf"
+                } else {
+                    "-inf"
+                },
+            ),
+            Value::Text(t) => match std::str::from_utf8(t) {
+                Ok(text) => s.serialize_str(text),
+                Err(_) => tagged(s, "text_hex", &hex(t)),
+            },
+            Value::Blob(b) => tagged(s, "blob", &hex(b)),
+            Value::Decimal(d) => tagged(s, "decimal", d),
+            Value::DateTime(d) => tagged(s, "datetime", d),
+            Value::Uuid(_) => tagged(s, "uuid", &self.0.to_string()),
         }
+    }
+}
+
+/// Lower-case hex.
+fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(b.len() * 2);
+    for &x in b {
+        out.push(DIGITS[(x >> 4) as usize] as char);
+        out.push(DIGITS[(x & 15) as usize] as char);
+    }
+    out
+}
+
+/// A row image: `{column: value}` in column order, or null.
+struct Image<'a>(&'a ArchivedChange, Option<&'a Vec<Value>>);
+
+impl Serialize for Image<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.1 {
+            None => s.serialize_unit(),
+            Some(values) => {
+                let mut m = s.serialize_map(Some(values.len()))?;
+                for (col, v) in self.0.table.columns.iter().zip(values) {
+                    m.serialize_entry(col.name.as_str(), &Typed(v))?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+/// A transaction or statement label, or null.
+struct Label<'a>(&'a Option<Value>);
+
+impl Serialize for Label<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_unit(),
+            Some(v) => Typed(v).serialize(s),
+        }
+    }
+}
+
+/// The `source` block.
+#[derive(Serialize)]
+struct Source<'a> {
+    version: &'a str,
+    connector: &'static str,
+    name: &'a str,
+    engine: &'a str,
+    incarnation: &'a str,
+    schema: Option<&'a str>,
+    table: &'a str,
+    ts_ms: Option<i64>,
+}
+
+/// The envelope, borrowing from the change (field order is the documented one).
+#[derive(Serialize)]
+struct Envelope<'a> {
+    before: Image<'a>,
+    after: Image<'a>,
+    op: &'static str,
+    ts_ms: i64,
+    source: Source<'a>,
+    envelope: u32,
+    id: i64,
+    seq: i64,
+    change: &'static str,
+    at: Option<&'a str>,
+    tx: Label<'a>,
+    statement: Label<'a>,
+    login: Option<&'a str>,
+    host: Option<&'a str>,
+    application: Option<&'a str>,
+    client_address: Option<&'a str>,
+    key: Vec<&'a str>,
+    rowid: Option<i64>,
+    hash: String,
+}
+
+fn envelope_of<'a>(c: &'a ArchivedChange, source: &'a SourceInfo) -> Envelope<'a> {
+    Envelope {
+        before: Image(c, c.before.as_ref()),
+        after: Image(c, c.after.as_ref()),
+        op: op_letter(c),
+        ts_ms: c.archived_us / 1000,
+        source: Source {
+            version: &source.version,
+            connector: "rowtrail",
+            name: &source.name,
+            engine: &source.engine,
+            incarnation: &c.incarnation,
+            schema: c.table.name.schema.as_ref().map(|s| s.as_str()),
+            table: c.table.name.name.as_str(),
+            ts_ms: c.at.as_deref().and_then(millis),
+        },
+        envelope: ENVELOPE_VERSION,
+        id: c.id,
+        seq: c.seq,
+        change: c.op.word(),
+        at: c.at.as_deref(),
+        tx: Label(&c.tx),
+        statement: Label(&c.stmt),
+        login: c.login.as_deref(),
+        host: c.host.as_deref(),
+        application: c.app.as_deref(),
+        client_address: c.client_ip.as_deref(),
+        key: c
+            .table
+            .key()
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| c.table.columns[i].name.as_str())
+            .collect(),
+        rowid: c.rowid,
+        hash: hex(&c.hash),
     }
 }
 
 /// The envelope of `c` as JSON.
 pub fn envelope(c: &ArchivedChange, source: &SourceInfo) -> serde_json::Value {
-    let hex: String = c.hash.iter().map(|b| format!("{b:02x}")).collect();
-    let label = |v: &Option<Value>| v.as_ref().map_or(serde_json::Value::Null, value_json);
-    let key: Vec<&str> = c
-        .table
-        .key()
-        .unwrap_or_default()
-        .iter()
-        .map(|&i| c.table.columns[i].name.as_str())
-        .collect();
-    json!({
-        "before": image(c, c.before.as_ref()),
-        "after": image(c, c.after.as_ref()),
-        "op": op_letter(c),
-        "ts_ms": c.archived_us / 1000,
-        "source": {
-            "version": source.version,
-            "connector": "rowtrail",
-            "name": source.name,
-            "engine": source.engine,
-            "incarnation": &*c.incarnation,
-            "schema": c.table.name.schema.as_ref().map(|s| s.as_str()),
-            "table": c.table.name.name.as_str(),
-            "ts_ms": c.at.as_deref().and_then(millis),
-        },
-        "envelope": ENVELOPE_VERSION,
-        "id": c.id,
-        "seq": c.seq,
-        "change": c.op.word(),
-        "at": c.at,
-        "tx": label(&c.tx),
-        "statement": label(&c.stmt),
-        "login": c.login,
-        "host": c.host,
-        "application": c.app,
-        "client_address": c.client_ip,
-        "key": key,
-        "rowid": c.rowid,
-        "hash": hex,
-    })
+    serde_json::to_value(envelope_of(c, source)).expect("an envelope always serialises")
 }
 
 /// The envelope of `c` as the bytes published.
 pub fn envelope_bytes(c: &ArchivedChange, source: &SourceInfo) -> Vec<u8> {
-    serde_json::to_vec(&envelope(c, source)).expect("a JSON value always serialises")
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(&mut out, &envelope_of(c, source))
+        .expect("an envelope always serialises");
+    out
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -164,6 +272,7 @@ pub fn value_from_json(v: &serde_json::Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn every_kind_of_value_comes_back_exactly() {
@@ -187,6 +296,13 @@ mod tests {
             Value::DateTime("2026-11-21T14:05:00.1234567+01:00".into()),
             Value::Uuid([7; 16]),
         ];
+        for v in values.iter().chain([Value::Real(f64::NAN)].iter()) {
+            // One JSON form: the envelope's writer gives the bytes the audit's tree gives.
+            assert_eq!(
+                serde_json::to_string(&Typed(v)).unwrap(),
+                serde_json::to_string(&value_json(v)).unwrap()
+            );
+        }
         for v in values {
             let text = serde_json::to_string(&value_json(&v)).unwrap();
             let back: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -14,3 +14,4 @@ if ((${#need_apt[@]})); then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 bash scripts/scriptdom/setup.sh
+bash scripts/nats/setup.sh

@@ -2,8 +2,9 @@
 //!
 //! Relative paths are relative to the config file's folder. Unknown keys are errors. Environment
 //! variables override the file: `ROWTRAIL_SOURCE_PATH`, `ROWTRAIL_ARCHIVE_PATH`, `ROWTRAIL_SOCKET`,
-//! `ROWTRAIL_SOURCE_CONNECTION`, `ROWTRAIL_LOG_FORMAT`, `ROWTRAIL_METRICS_LISTEN`. Secrets come
-//! only from the environment (`ROWTRAIL_SOURCE_PASSWORD`): a password in the file is refused, and
+//! `ROWTRAIL_SOURCE_CONNECTION`, `ROWTRAIL_LOG_FORMAT`, `ROWTRAIL_METRICS_LISTEN`,
+//! `ROWTRAIL_STREAM_URL`. Secrets come only from the environment (`ROWTRAIL_SOURCE_PASSWORD`;
+//! the stream's `ROWTRAIL_STREAM_USER`/`_PASSWORD`, `_TOKEN`, `_NKEY`, `_CREDS`): a password in the file is refused, and
 //! nothing rowtrail prints contains one.
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ struct File {
     /// `[[replica]]` sections: replicas the watcher keeps current.
     #[serde(default)]
     replica: Vec<ReplicaSection>,
+    stream: Option<StreamSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +59,22 @@ struct ReplicaSection {
     path: PathBuf,
     /// How far behind the source it stays (`90s`, `15m`, `1h`, `2d`).
     delay: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamSection {
+    url: String,
+    subject: Option<String>,
+    source: Option<String>,
+    stream: Option<String>,
+    max_age_seconds: Option<u64>,
+    replicas: Option<usize>,
+    storage: Option<String>,
+    duplicate_window_seconds: Option<u64>,
+    window: Option<usize>,
+    timeout_ms: Option<u64>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +167,8 @@ pub struct Config {
     pub digest: rowtrail_watcher::digest::DigestSink,
     /// The replicas the watcher keeps current (`[[replica]]`).
     pub replicas: Vec<rowtrail_watcher::ReplicaSettings>,
+    /// The change stream (`[stream]`), with its credentials from the environment.
+    pub stream: Option<rowtrail_stream::Settings>,
 }
 
 /// Command-line overrides that apply on top of the file.
@@ -210,6 +230,91 @@ fn has_password(connection: &str) -> bool {
             .trim()
             .to_ascii_lowercase();
         key == "password" || key == "pwd"
+    })
+}
+
+/// The `[stream]` section resolved: defaults, checks, credentials from the environment.
+fn stream_settings(
+    st: StreamSection,
+    engine: Engine,
+    source_path: Option<&Path>,
+    connection: Option<&str>,
+    rel: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<rowtrail_stream::Settings> {
+    use rowtrail_stream::settings::{DEFAULT_DUPLICATE_WINDOW, DEFAULT_WINDOW};
+    use rowtrail_stream::{Credentials, Settings, Storage};
+    let url = env("ROWTRAIL_STREAM_URL").unwrap_or(st.url);
+    Settings::check_url(&url)?;
+    let prefix = st.subject.unwrap_or_else(|| "rowtrail".into());
+    // The source's name in subjects: the SQLite file's stem, or the SQL Server database.
+    let source = match st.source {
+        Some(s) if !s.is_empty() => s,
+        Some(_) => {
+            bail!("stream.source is empty; name the source (it is a token of every subject)")
+        }
+        None => match engine {
+            Engine::Sqlite => source_path
+                .and_then(|p| p.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "set stream.source: the source has no file name to take it from"
+                    )
+                })?,
+            Engine::Mssql => connection
+                .map(|c| rowtrail_reader::mssql::Settings {
+                    connection: c.to_string(),
+                    password: None,
+                    trust_server_certificate: false,
+                    command_timeout: None,
+                })
+                .map(|s| s.location())
+                .and_then(|l| l.split(" on ").next().map(str::to_string))
+                .filter(|d| !d.starts_with('('))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "set stream.source: the connection names no database to take it from"
+                    )
+                })?,
+        },
+    };
+    let subjects = rowtrail_stream::subject::Subjects::new(&prefix, &source)?;
+    let stream = st
+        .stream
+        .unwrap_or_else(|| Settings::default_stream_name(&prefix, &source));
+    Settings::check_stream_name(&stream)?;
+    let storage = match st.storage.as_deref() {
+        None => Storage::File,
+        Some(w) => Storage::from_word(w).ok_or_else(|| {
+            anyhow::anyhow!("stream.storage is {w:?}; it must be \"file\" or \"memory\"")
+        })?,
+    };
+    let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64> {
+        match v {
+            Some(0) => bail!("stream.{key} must be at least 1 (it is 0)"),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    Ok(Settings {
+        url,
+        subjects,
+        stream,
+        max_age: st
+            .max_age_seconds
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs),
+        replicas: positive("replicas", st.replicas.map(|r| r as u64), 1)? as usize,
+        storage,
+        duplicate_window: Duration::from_secs(positive(
+            "duplicate_window_seconds",
+            st.duplicate_window_seconds,
+            DEFAULT_DUPLICATE_WINDOW.as_secs(),
+        )?),
+        window: positive("window", st.window.map(|w| w as u64), DEFAULT_WINDOW as u64)? as usize,
+        timeout: Duration::from_millis(positive("timeout_ms", st.timeout_ms, 5000)?),
+        ca_file: st.ca_file.map(rel),
+        credentials: Credentials::from_env()?,
     })
 }
 
@@ -307,6 +412,24 @@ impl Config {
         }
         let command_timeout =
             command_timeout(source.as_ref().and_then(|s| s.command_timeout_seconds));
+        let source_path = o
+            .source
+            .clone()
+            .or_else(|| env("ROWTRAIL_SOURCE_PATH").map(PathBuf::from))
+            .or_else(|| source.as_ref().and_then(|s| s.path.clone()).map(rel));
+        let stream = match parsed.stream {
+            None => None,
+            Some(st) => Some(
+                stream_settings(
+                    st,
+                    engine,
+                    source_path.as_deref(),
+                    connection.as_deref(),
+                    &rel,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at("[stream]")))?,
+            ),
+        };
         let alert_command = a.command.filter(|c| !c.trim().is_empty());
         let trust_server_certificate = source.as_ref().is_some_and(|s| s.trust_server_certificate);
         Ok(Config {
@@ -315,11 +438,8 @@ impl Config {
             trust_server_certificate,
             command_timeout,
             capture_new_tables: source.as_ref().is_some_and(|s| s.capture_new_tables),
-            source_path: o
-                .source
-                .clone()
-                .or_else(|| env("ROWTRAIL_SOURCE_PATH").map(PathBuf::from))
-                .or_else(|| source.as_ref().and_then(|s| s.path.clone()).map(rel)),
+            source_path,
+            stream,
             archive_path: o
                 .archive
                 .clone()

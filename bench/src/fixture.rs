@@ -181,11 +181,22 @@ pub fn start_watcher(
     source: &Path,
     archive: &Path,
 ) -> Result<WatcherProcess> {
+    start_watcher_with(bin, dir, source, archive, "")
+}
+
+/// [`start_watcher`] with `extra` sections appended to the config (such as `[stream]`).
+pub fn start_watcher_with(
+    bin: &Path,
+    dir: &Path,
+    source: &Path,
+    archive: &Path,
+    extra: &str,
+) -> Result<WatcherProcess> {
     let config = dir.join("rowtrail.toml");
     std::fs::write(
         &config,
         format!(
-            "[source]\nengine = \"sqlite\"\npath = {:?}\n\n[archive]\npath = {:?}\n\n[alerts]\nmin_free_disk_bytes = 0\n",
+            "[source]\nengine = \"sqlite\"\npath = {:?}\n\n[archive]\npath = {:?}\n\n[alerts]\nmin_free_disk_bytes = 0\n{extra}",
             source.display().to_string(),
             archive.display().to_string()
         ),

@@ -25,6 +25,7 @@ mod reader;
 mod report;
 mod size;
 mod standby;
+mod stream;
 mod tsql;
 mod undo;
 
@@ -89,6 +90,8 @@ enum Scenario {
     Tsql,
     /// SQL Server figures that need no server: value conversion, deployment and undo scripts.
     Mssql,
+    /// The change stream: publishing to a real nats-server, and its cost to the archive path.
+    Stream,
 }
 
 /// What every scenario is told.
@@ -116,6 +119,7 @@ fn scenarios() -> Vec<(Scenario, Run)> {
         (Scenario::Memory, memory::run),
         (Scenario::Tsql, |s, _, _| tsql::run(s)),
         (Scenario::Mssql, |s, _, _| mssql::run(s)),
+        (Scenario::Stream, stream::run),
     ]
 }
 
@@ -137,7 +141,7 @@ fn main() -> ExitCode {
     };
     let needs_binary = matches!(
         cli.scenario,
-        Scenario::All | Scenario::Latency | Scenario::Memory
+        Scenario::All | Scenario::Latency | Scenario::Memory | Scenario::Stream
     );
     let rowtrail = if needs_binary {
         match fixture::rowtrail_binary(cli.rowtrail.as_deref()) {

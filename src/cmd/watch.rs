@@ -87,6 +87,19 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             metrics: cfg.metrics_listen,
             digest: cfg.digest.clone(),
             replicas: cfg.replicas.clone(),
+            stream: cfg
+                .stream
+                .clone()
+                .map(|settings| rowtrail_watcher::StreamJob {
+                    batch: settings.window.saturating_mul(4).max(1),
+                    source: rowtrail_stream::envelope::SourceInfo {
+                        name: settings.subjects.source().to_string(),
+                        engine: spec.engine().to_string(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                    },
+                    settings,
+                    poll_interval: cfg.poll_interval,
+                }),
         },
     )?;
     Ok(ExitCode::SUCCESS)
@@ -237,6 +250,25 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
                 .as_ref()
                 .map_or(String::new(), |e| format!(" — FAILING: {e}"))
         );
+    }
+    if let Some(st) = &s.stream {
+        let link = if st.connected {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        };
+        outln!(
+            "stream     {} on {} ({link}): published to change {}, {} behind ({:.1} s), {} published since start",
+            st.stream,
+            st.url,
+            st.published_id,
+            st.lag_changes,
+            st.lag_seconds,
+            st.published
+        );
+        if let Some(e) = &st.last_error {
+            outln!("stream err {e} ({})", ago(st.last_error_us));
+        }
     }
     if s.context_committed {
         outln!(

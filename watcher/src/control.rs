@@ -92,7 +92,8 @@ pub(crate) enum Event {
     /// The heartbeat found the source again (or a new incarnation): reconnect and look. Taken
     /// by the mover.
     SourceRecovered,
-    /// A pass archived changes. Taken by the replicas job.
+    /// A pass archived changes (posted by the mover). Taken by the replicas job and the
+    /// stream publisher.
     Archived,
 }
 

@@ -28,6 +28,7 @@ use crate::alerts::AlertRules;
 use crate::control::{Bus, Shutdown};
 use crate::jobs::heartbeat::{HealthCheck, Heartbeat};
 use crate::jobs::mover::{Mover, Pace};
+use crate::jobs::publisher::Publisher;
 use crate::jobs::replicas::Replicas;
 use crate::jobs::{Job, JobContext};
 use crate::status::{Board, Status};
@@ -62,6 +63,8 @@ pub struct WatcherOptions {
     pub digest: crate::digest::DigestSink,
     /// The replicas kept current from the archive (none: no replicas job).
     pub replicas: Vec<crate::jobs::replicas::ReplicaSettings>,
+    /// The change stream to publish to, if any.
+    pub stream: Option<crate::jobs::publisher::StreamJob>,
 }
 
 /// Runs the watcher until SIGINT, SIGTERM or a `shutdown` request. `lock` proves this is the only
@@ -107,6 +110,9 @@ pub fn run(
             opts.replicas.clone(),
             opts.poll_interval,
         )));
+    }
+    if let Some(stream) = opts.stream {
+        jobs.push(Box::new(Publisher::new(stream, archive_path.clone())));
     }
     let takes: Vec<_> = jobs.iter().map(|j| j.takes()).collect();
     let (bus, inboxes) = Bus::new(&takes);

@@ -9,7 +9,9 @@
 //!   message on the local socket (a Unix socket in a private folder; a named pipe on Windows),
 //!   the engine probe (SQLite `data_version`), and a poll timer;
 //! * the **heartbeat** (`jobs/heartbeat.rs`) judges the source, the backlog and the archive's
-//!   disk, raising [`alerts`].
+//!   disk, raising [`alerts`];
+//! * the **publisher** (`jobs/publisher.rs`), when `[stream]` is configured, publishes the
+//!   archived changes to NATS JetStream ([`rowtrail_stream`]) in archive order, exactly once.
 //!
 //! The socket endpoint (`endpoint.rs`) and the HTTP listener (`http.rs`, serving [`metrics`])
 //! run on one small tokio runtime and only read the status and post events. [`client`] is the
@@ -34,6 +36,7 @@ pub use alerts::AlertRules;
 pub use daemon::{run, SourceFactory, WatcherOptions};
 pub use error::WatcherError;
 pub use jobs::heartbeat::{HealthCheck, DOWN_AFTER};
+pub use jobs::publisher::StreamJob;
 pub use jobs::replicas::ReplicaSettings;
 
 use std::path::{Path, PathBuf};

@@ -12,6 +12,18 @@
 //! | `rowtrail_last_pass_timestamp_seconds` | gauge | when the last pass succeeded (0: never) |
 //! | `rowtrail_archive_free_bytes` | gauge | free bytes on the archive's file system |
 //! | `rowtrail_alert_firing{alert="…"}` | gauge | 1 while that alert fires |
+//!
+//! With `[stream]` configured, the publisher's:
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `rowtrail_stream_published_position` | gauge | id of the last change the stream acknowledged |
+//! | `rowtrail_stream_lag_changes` | gauge | archived changes the stream has not acknowledged |
+//! | `rowtrail_stream_lag_seconds` | gauge | age in the archive of the oldest of them (0 when none) |
+//! | `rowtrail_stream_published_total` | counter | changes the stream took since the watcher started |
+//! | `rowtrail_stream_duplicates_total` | counter | changes sent again that the stream already held |
+//! | `rowtrail_stream_connected` | gauge | 1 while the publisher holds a connection |
+//! | `rowtrail_stream_last_error_timestamp_seconds` | gauge | when publishing last failed (0: never) |
 
 use crate::status::Status;
 
@@ -72,6 +84,50 @@ pub fn render(s: &Status) -> String {
         "Free bytes on the archive's file system.",
         s.archive_free_bytes.unwrap_or(0).to_string(),
     );
+    if let Some(st) = &s.stream {
+        metric(
+            "rowtrail_stream_published_position",
+            "gauge",
+            "Id of the last change the stream acknowledged.",
+            st.published_id.to_string(),
+        );
+        metric(
+            "rowtrail_stream_lag_changes",
+            "gauge",
+            "Archived changes the stream has not acknowledged.",
+            st.lag_changes.to_string(),
+        );
+        metric(
+            "rowtrail_stream_lag_seconds",
+            "gauge",
+            "Age in the archive of the oldest change the stream has not acknowledged.",
+            st.lag_seconds.to_string(),
+        );
+        metric(
+            "rowtrail_stream_published_total",
+            "counter",
+            "Changes the stream took since the watcher started.",
+            st.published.to_string(),
+        );
+        metric(
+            "rowtrail_stream_duplicates_total",
+            "counter",
+            "Changes sent again that the stream already held.",
+            st.duplicates.to_string(),
+        );
+        metric(
+            "rowtrail_stream_connected",
+            "gauge",
+            "1 while the publisher holds a connection to the stream's server.",
+            u8::from(st.connected).to_string(),
+        );
+        metric(
+            "rowtrail_stream_last_error_timestamp_seconds",
+            "gauge",
+            "When publishing to the stream last failed.",
+            secs(st.last_error_us).to_string(),
+        );
+    }
     out.push_str(&format!(
         "# HELP rowtrail_pass_duration_seconds Time spent in reader passes.\n# TYPE rowtrail_pass_duration_seconds summary\n\
          rowtrail_pass_duration_seconds_sum {}\nrowtrail_pass_duration_seconds_count {}\n",

@@ -25,7 +25,8 @@ pub enum Health {
     /// Source up, no alert firing, the last pass succeeded.
     #[default]
     Healthy,
-    /// Working, but an alert is firing or the last pass failed.
+    /// Working, but an alert is firing, the last pass failed, or the stream cannot be published
+    /// to.
     Degraded,
     /// The source is down.
     Down,
@@ -106,6 +107,9 @@ pub struct Status {
     /// The replicas the watcher keeps current.
     #[serde(default)]
     pub replicas: Vec<ReplicaState>,
+    /// The change stream, when `[stream]` is configured.
+    #[serde(default)]
+    pub stream: Option<StreamStatus>,
 }
 
 /// One replica, as the replicas job last saw it.
@@ -140,6 +144,37 @@ pub struct ReplicaState {
     pub last_error: Option<String>,
 }
 
+/// The change stream's publisher, as the status reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamStatus {
+    /// The server (never with credentials).
+    pub url: String,
+    /// The JetStream stream.
+    pub stream: String,
+    /// The subjects this source publishes to.
+    pub subjects: String,
+    /// Whether the publisher holds a connection now.
+    pub connected: bool,
+    /// The published position: the id of the last change the stream acknowledged.
+    pub published_id: i64,
+    /// The archive's last change id, when the lag was measured.
+    pub archive_tip: i64,
+    /// Changes archived but not yet acknowledged by the stream.
+    pub lag_changes: u64,
+    /// How long the oldest of them has been in the archive, in seconds (0 when none waits).
+    pub lag_seconds: f64,
+    /// Changes the stream took since the watcher started.
+    pub published: u64,
+    /// Changes sent again that the stream already held (dropped by it), since start.
+    pub duplicates: u64,
+    /// When the stream last acknowledged something (µs since the epoch).
+    pub last_publish_us: Option<i64>,
+    /// The last error, while the latest attempt fails.
+    pub last_error: Option<String>,
+    /// When the last error happened (µs since the epoch); kept after recovery.
+    pub last_error_us: Option<i64>,
+}
+
 impl Status {
     /// Recomputes [`Status::health`] from the other fields.
     pub fn judge(&mut self) {
@@ -150,6 +185,7 @@ impl Status {
             || self.context_committed
             || self.source_blocked.is_some()
             || self.replicas.iter().any(|r| r.last_error.is_some())
+            || self.stream.as_ref().is_some_and(|s| s.last_error.is_some())
         {
             Health::Degraded
         } else {

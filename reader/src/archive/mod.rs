@@ -21,6 +21,7 @@ mod checkpoint;
 mod cut;
 mod journal;
 mod ledger;
+mod published;
 mod query;
 mod rekey;
 pub mod schema;
@@ -33,6 +34,7 @@ pub use catalog::SourceRecord;
 pub use change::{label_text, ArchivedChange};
 pub use cut::Cut;
 pub use journal::{window_start, RunKind, RunState, UndoItem, UndoRun, CLOCK_MARGIN_US};
+pub use published::StreamLag;
 pub use query::{ChangeQuery, ChangeStream, DEFAULT_PAGE};
 pub use schema_log::{NewSchemaEvent, SchemaEvent, SchemaEventKind};
 pub use verify::{Digest, VerifyReport};
@@ -155,6 +157,37 @@ impl Archive {
             adopt: false,
         };
         archive.check_identity(false)?;
+        Ok(archive)
+    }
+
+    /// A second handle on an archive another handle of this process opened (and migrated) with
+    /// [`Archive::open`]: it reads changes and writes only derived state beside them (published
+    /// positions), sharing the file through WAL and the busy timeout. It runs no migration and
+    /// no checkpoints, and refuses an archive whose schema is not this build's.
+    pub fn open_beside(path: &Path) -> Result<Self, ReaderError> {
+        check_magic(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| ReaderError::archive(path, "cannot open", e))?;
+        let archive = Self {
+            checkpointer: None,
+            conn,
+            path: path.to_path_buf(),
+            ids: append::IdCache::default(),
+            integrity: None,
+            adopt: false,
+        };
+        archive.check_identity(false)?;
+        archive
+            .conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(archive.err("cannot set the busy timeout"))?;
+        archive
+            .conn
+            .execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(archive.err("cannot set synchronous=FULL"))?;
         Ok(archive)
     }
 

@@ -218,6 +218,15 @@ pub const MIGRATIONS: &[&str] = &[
         src_rowid INTEGER,
         image BLOB NOT NULL,
         PRIMARY KEY (baseline_id, table_id, ordinal)) WITHOUT ROWID;",
+    // 10: published positions: how far each change stream (a NATS JetStream stream, named by
+    // its server-independent key) has acknowledged the archive's changes, in archive order.
+    // A row moves only forward, and only after the stream's server acknowledged every change
+    // up to it. Outside the hash chain: it is derived state, like the replica positions.
+    "CREATE TABLE IF NOT EXISTS stream_positions (
+        stream TEXT PRIMARY KEY,
+        subjects TEXT NOT NULL,
+        published_id INTEGER NOT NULL,
+        published_us INTEGER NOT NULL);",
 ];
 
 /// The migration after whose SQL every row key is recomputed.

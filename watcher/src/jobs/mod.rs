@@ -6,6 +6,9 @@
 //! | `mover` | [`mover`] | staging → archive passes, woken by signals, the engine probe and the poll timer (posts `Archived`) | `Wake`, `Flush`, `SourceRecovered` | passes, archived, images, wakeups, last pass, last error |
 //! | `heartbeat` | [`heartbeat`] | a fresh look at the source and the archive's disk; alerts | — (posts `SourceRecovered`) | source up/down, backlog, disk free, alerts |
 //! | `replicas` | [`replicas`] | the replicas the config names, kept current from the archive | `Archived` | each replica's position, changes behind, lag, last error |
+//! | `mover` | [`mover`] | staging → archive passes, woken by signals, the engine probe and the poll timer (posts `Archived` after a pass that archived something) | `Wake`, `Flush`, `SourceRecovered` | passes, archived, images, wakeups, last pass, last error |
+//! | `heartbeat` | [`heartbeat`] | a fresh look at the source and the archive's disk; alerts | — (posts `SourceRecovered`) | source up/down, backlog, disk free, alerts |
+//! | `publisher` | [`publisher`] | archived changes to the change stream (NATS JetStream), when `[stream]` is configured | `Archived` | `stream`: published position, lag, connected, last error |
 //!
 //! Every job shares the daemon's [`Shutdown`], its [`Bus`] and its status [`Board`]; none owns
 //! another's state. A job returns when the shutdown is triggered, after finishing what it has in
@@ -21,6 +24,7 @@
 
 pub(crate) mod heartbeat;
 pub(crate) mod mover;
+pub(crate) mod publisher;
 pub(crate) mod replicas;
 
 use crate::control::{Bus, Event, Inbox, Shutdown};

@@ -171,7 +171,7 @@ impl Loop {
                 self.reconnect();
                 Some(Wake::Probe)
             }
-            // Posted by the mover itself, for others.
+            // Posted by the mover itself, for the replicas job and the publisher.
             Event::Archived => None,
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! Row images are objects keyed by column name, in the table's column order, with every value
 //! in the archive's typed JSON form (the one `rowtrail audit --format json` writes,
-//! [`rowtrail_restore::audit::value_json`]): integers are JSON integers, reals always carry a
+//! `rowtrail_restore::audit::value_json`, which this module's writer matches byte for byte, as a
+//! test checks): integers are JSON integers, reals always carry a
 //! `.` or an exponent, text is a string, and the kinds JSON lacks are tagged objects
 //! (`{"blob": hex}`, `{"text_hex": hex}`, `{"real": "nan"|"inf"|"-inf"}`, `{"decimal": text}`,
 //! `{"datetime": text}`, `{"uuid": text}`). [`value_from_json`] reads them back, so a consumer
@@ -15,7 +16,6 @@
 //! `change` says `keychange`.
 
 use rowtrail_reader::archive::ArchivedChange;
-use rowtrail_restore::audit::value_json;
 use rowtrail_sql::staging::Op;
 use rowtrail_sql::Value;
 use serde::ser::{SerializeMap, Serializer};
@@ -59,7 +59,8 @@ fn millis(at: &str) -> Option<i64> {
 }
 
 /// A value written in the typed JSON form straight to the output, exactly as
-/// [`value_json`] builds it (a test holds the two to the same bytes), without the tree.
+/// the audit's `value_json` builds it (a test holds the two to the same bytes), without the
+/// tree.
 struct Typed<'a>(&'a Value);
 
 impl Serialize for Typed<'_> {
@@ -272,6 +273,7 @@ pub fn value_from_json(v: &serde_json::Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rowtrail_restore::audit::value_json;
     use serde_json::json;
 
     #[test]

@@ -3,8 +3,7 @@
 //!
 //! Row images are objects keyed by column name, in the table's column order, with every value
 //! in the archive's typed JSON form (the one `rowtrail audit --format json` writes,
-//! `rowtrail_restore::audit::value_json`, which this module's writer matches byte for byte, as a
-//! test checks): integers are JSON integers, reals always carry a
+//! [`rowtrail_restore::audit::value_json`]): integers are JSON integers, reals always carry a
 //! `.` or an exponent, text is a string, and the kinds JSON lacks are tagged objects
 //! (`{"blob": hex}`, `{"text_hex": hex}`, `{"real": "nan"|"inf"|"-inf"}`, `{"decimal": text}`,
 //! `{"datetime": text}`, `{"uuid": text}`). [`value_from_json`] reads them back, so a consumer
@@ -59,8 +58,7 @@ fn millis(at: &str) -> Option<i64> {
 }
 
 /// A value written in the typed JSON form straight to the output, exactly as
-/// the audit's `value_json` builds it (a test holds the two to the same bytes), without the
-/// tree.
+/// [`rowtrail_restore::audit::value_json`] builds it (a test holds the two to the same bytes), without the tree.
 struct Typed<'a>(&'a Value);
 
 impl Serialize for Typed<'_> {

@@ -91,7 +91,7 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
                 .stream
                 .clone()
                 .map(|settings| rowtrail_watcher::StreamJob {
-                    batch: settings.window.saturating_mul(4).max(1),
+                    batch: settings.window.saturating_mul(2).max(1),
                     source: rowtrail_stream::envelope::SourceInfo {
                         name: settings.subjects.source().to_string(),
                         engine: spec.engine().to_string(),

@@ -120,50 +120,20 @@ impl Connection {
     /// their acknowledgements are awaited oldest first. `after` is the id of the message the
     /// stream's last one must be for the first of them (`None`: not checked, for a stream that
     /// holds nothing of this source). Stops at the first message not acknowledged.
-    pub fn publish(&self, msgs: &[Outgoing], after: Option<&str>) -> WindowOutcome {
-        let url = self.settings.url.clone();
+    pub fn publish(&self, msgs: Vec<Outgoing>, after: Option<String>) -> WindowOutcome {
+        self.start_publish(msgs, after).wait(self)
+    }
+
+    /// [`Connection::publish`] on the connection's runtime, returning at once: the caller
+    /// prepares the next messages meanwhile and collects the outcome with
+    /// [`PendingWindow::wait`].
+    pub fn start_publish(&self, msgs: Vec<Outgoing>, after: Option<String>) -> PendingWindow {
+        let (js, url) = (self.js.clone(), self.settings.url.clone());
         let window = self.settings.window.max(1);
-        self.runtime.block_on(async {
-            let mut outcome = WindowOutcome {
-                acked: 0,
-                duplicates: 0,
-                error: None,
-            };
-            let mut in_flight = std::collections::VecDeque::with_capacity(window);
-            let mut previous = after;
-            let mut sent_error = None;
-            for m in msgs {
-                if in_flight.len() >= window {
-                    let ack: PublishAckFuture = in_flight.pop_front().expect("not empty");
-                    if let Err(e) = settle(ack, &mut outcome).await {
-                        outcome.error = Some(publish_error(&url, e));
-                        return outcome;
-                    }
-                }
-                let mut p = PublishMessage::build()
-                    .payload(m.payload.clone())
-                    .message_id(&m.id);
-                if let Some(prev) = previous {
-                    p = p.expected_last_message_id(prev);
-                }
-                previous = Some(&m.id);
-                match self.js.send_publish(m.subject.clone(), p).await {
-                    Ok(ack) => in_flight.push_back(ack),
-                    Err(e) => {
-                        sent_error = Some(publish_error(&url, e));
-                        break;
-                    }
-                }
-            }
-            for ack in in_flight {
-                if let Err(e) = settle(ack, &mut outcome).await {
-                    outcome.error = Some(publish_error(&url, e));
-                    return outcome;
-                }
-            }
-            outcome.error = sent_error;
-            outcome
-        })
+        PendingWindow(
+            self.runtime
+                .spawn(publish_window(js, url, window, msgs, after)),
+        )
     }
 
     /// Runs `f` on the connection's runtime.
@@ -182,6 +152,75 @@ impl Connection {
             tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await
         });
     }
+}
+
+/// A window being published (see [`Connection::start_publish`]).
+pub struct PendingWindow(tokio::task::JoinHandle<WindowOutcome>);
+
+impl PendingWindow {
+    /// Waits for the window's outcome.
+    pub fn wait(self, conn: &Connection) -> WindowOutcome {
+        let url = conn.settings.url.clone();
+        conn.runtime
+            .block_on(self.0)
+            .unwrap_or_else(|e| WindowOutcome {
+                acked: 0,
+                duplicates: 0,
+                error: Some(StreamError::Publish {
+                    url,
+                    detail: format!("the publishing task failed: {e}"),
+                    out_of_step: false,
+                }),
+            })
+    }
+}
+
+async fn publish_window(
+    js: Context,
+    url: String,
+    window: usize,
+    msgs: Vec<Outgoing>,
+    after: Option<String>,
+) -> WindowOutcome {
+    let mut outcome = WindowOutcome {
+        acked: 0,
+        duplicates: 0,
+        error: None,
+    };
+    let mut in_flight = std::collections::VecDeque::with_capacity(window);
+    let mut previous = after.as_deref();
+    let mut sent_error = None;
+    for m in &msgs {
+        if in_flight.len() >= window {
+            let ack: PublishAckFuture = in_flight.pop_front().expect("not empty");
+            if let Err(e) = settle(ack, &mut outcome).await {
+                outcome.error = Some(publish_error(&url, e));
+                return outcome;
+            }
+        }
+        let mut p = PublishMessage::build()
+            .payload(m.payload.clone())
+            .message_id(&m.id);
+        if let Some(prev) = previous {
+            p = p.expected_last_message_id(prev);
+        }
+        previous = Some(&m.id);
+        match js.send_publish(m.subject.clone(), p).await {
+            Ok(ack) => in_flight.push_back(ack),
+            Err(e) => {
+                sent_error = Some(publish_error(&url, e));
+                break;
+            }
+        }
+    }
+    for ack in in_flight {
+        if let Err(e) = settle(ack, &mut outcome).await {
+            outcome.error = Some(publish_error(&url, e));
+            return outcome;
+        }
+    }
+    outcome.error = sent_error;
+    outcome
 }
 
 /// Awaits one acknowledgement and counts it.

@@ -25,6 +25,6 @@ pub mod read;
 pub mod settings;
 pub mod subject;
 
-pub use connection::{Connection, Outgoing, WindowOutcome};
+pub use connection::{Connection, Outgoing, PendingWindow, WindowOutcome};
 pub use error::StreamError;
 pub use settings::{Credentials, Settings, Storage};

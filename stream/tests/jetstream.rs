@@ -58,19 +58,19 @@ fn windows_land_in_order_duplicates_are_dropped_and_a_message_out_of_step_is_ref
     let s = settings(&nats.url(), "app");
     let conn = Connection::open(&s).unwrap();
     assert_eq!(conn.last_message_id().unwrap(), None);
-    let out = conn.publish(&msgs(&s, 1..=1000), None);
+    let out = conn.publish(msgs(&s, 1..=1000), None);
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!((out.acked, out.duplicates), (1000, 0));
     assert_eq!(conn.last_message_id().unwrap().as_deref(), Some("inc:1000"));
 
     // Sent again, as a publisher killed before it recorded its position would: all dropped.
-    let again = conn.publish(&msgs(&s, 501..=1000), Some("inc:500"));
+    let again = conn.publish(msgs(&s, 501..=1000), Some("inc:500".into()));
     assert!(again.error.is_none(), "{:?}", again.error);
     assert_eq!((again.acked, again.duplicates), (500, 500));
 
     // A message whose predecessor is not the stream's last one is refused, and nothing after it
     // lands.
-    let gap = conn.publish(&msgs(&s, 1002..=1010), Some("inc:1001"));
+    let gap = conn.publish(msgs(&s, 1002..=1010), Some("inc:1001".into()));
     assert_eq!(gap.acked, 0);
     match gap.error {
         Some(StreamError::Publish { out_of_step, .. }) => assert!(out_of_step),
@@ -84,13 +84,13 @@ fn after_a_server_restart_the_stream_goes_on_where_it_was() {
     let mut nats = NatsServer::start();
     let s = settings(&nats.url(), "app");
     let conn = Connection::open(&s).unwrap();
-    assert!(conn.publish(&msgs(&s, 1..=10), None).error.is_none());
+    assert!(conn.publish(msgs(&s, 1..=10), None).error.is_none());
     drop(conn);
     nats.restart();
     let conn = Connection::open(&s).unwrap();
     let last = conn.last_message_id().unwrap();
     assert_eq!(last.as_deref(), Some("inc:10"));
-    let out = conn.publish(&msgs(&s, 8..=20), Some("inc:7"));
+    let out = conn.publish(msgs(&s, 8..=20), Some("inc:7".into()));
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!((out.acked, out.duplicates), (13, 3));
     assert_eq!(ids(&conn), expect_ids(1..=20));

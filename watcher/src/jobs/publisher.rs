@@ -22,7 +22,7 @@ use crossbeam_channel::select;
 use rowtrail_reader::archive::{Archive, ChangeQuery};
 use rowtrail_reader::now_micros;
 use rowtrail_stream::envelope::{envelope_bytes, message_id, SourceInfo};
-use rowtrail_stream::{Connection, Outgoing, Settings, StreamError};
+use rowtrail_stream::{Connection, Outgoing, PendingWindow, Settings, StreamError};
 
 use super::{Job, JobContext};
 use crate::control::Event;
@@ -141,7 +141,8 @@ impl Job for Publisher {
 
 impl Loop {
     /// Connects when needed, then publishes until the archive has nothing after the position
-    /// (or the watcher stops).
+    /// (or the watcher stops). The next batch is read and encoded while the one before it is
+    /// being published; a batch is sent only after the one before it was acknowledged whole.
     fn round(&mut self, ctx: &JobContext) -> Result<(), StreamError> {
         if self.conn.is_none() {
             let conn = Connection::open(&self.job.settings)?;
@@ -149,58 +150,89 @@ impl Loop {
             self.conn = Some(conn);
             self.find_place()?;
         }
+        let mut read_to = self.position;
+        let mut pending: Option<(PendingWindow, Vec<(i64, String)>)> = None;
         loop {
-            if ctx.shutdown.is_triggered() {
-                return Ok(());
-            }
-            let q = ChangeQuery {
-                after_id: Some(self.position),
-                limit: Some(self.job.batch as u64),
-                ..ChangeQuery::default()
+            let next = if ctx.shutdown.is_triggered() {
+                Ok(None)
+            } else {
+                self.prepare(read_to).map(Some)
             };
-            let changes = self
-                .archive
-                .stream_pages(&q, self.job.batch as u64)?
-                .collect::<Result<Vec<_>, _>>()?;
-            if changes.is_empty() {
+            if let Some((window, sent)) = pending.take() {
+                self.settle(window, &sent, ctx)?;
+            }
+            let Some((msgs, sent)) = next? else {
                 return Ok(());
-            }
-            let subjects = &self.job.settings.subjects;
-            let msgs: Vec<Outgoing> = changes
-                .iter()
-                .map(|c| Outgoing {
-                    subject: subjects.of_table(
-                        c.table.name.schema.as_ref().map(|s| s.as_str()),
-                        c.table.name.name.as_str(),
-                    ),
-                    id: message_id(c),
-                    payload: envelope_bytes(c, &self.job.source).into(),
-                })
-                .collect();
+            };
+            let Some((last, _)) = sent.last() else {
+                return Ok(());
+            };
+            read_to = *last;
             let conn = self.conn.as_ref().expect("connected above");
-            let out = conn.publish(&msgs, self.last_id.as_deref());
-            if out.acked > 0 {
-                let last = &changes[out.acked - 1];
-                self.position = last.id;
-                self.last_id = Some(msgs[out.acked - 1].id.clone());
-                self.archive
-                    .record_published(&self.key, &subjects.all(), self.position)?;
-                let (acked, dups) = (out.acked as u64, out.duplicates as u64);
-                let position = self.position;
-                ctx.board.update(|s| {
-                    let st = stream_of(s);
-                    st.published_id = position;
-                    // Archive ids have no gaps: until the next measure, the lag is the distance
-                    // to the last tip seen.
-                    st.lag_changes = (st.archive_tip - position).max(0) as u64;
-                    st.published += acked - dups;
-                    st.duplicates += dups;
-                    st.last_publish_us = Some(now_micros());
-                });
-            }
-            if let Some(e) = out.error {
-                return Err(e);
-            }
+            pending = Some((conn.start_publish(msgs, self.last_id.clone()), sent));
+        }
+    }
+
+    /// The messages of the changes after `after`, and each one's change id and message id.
+    #[allow(clippy::type_complexity)]
+    fn prepare(&self, after: i64) -> Result<(Vec<Outgoing>, Vec<(i64, String)>), StreamError> {
+        let q = ChangeQuery {
+            after_id: Some(after),
+            limit: Some(self.job.batch as u64),
+            ..ChangeQuery::default()
+        };
+        let subjects = &self.job.settings.subjects;
+        let mut msgs = Vec::with_capacity(self.job.batch);
+        let mut sent = Vec::with_capacity(self.job.batch);
+        for c in self.archive.stream_pages(&q, self.job.batch as u64)? {
+            let c = c?;
+            let id = message_id(&c);
+            sent.push((c.id, id.clone()));
+            msgs.push(Outgoing {
+                subject: subjects.of_table(
+                    c.table.name.schema.as_ref().map(|s| s.as_str()),
+                    c.table.name.name.as_str(),
+                ),
+                id,
+                payload: envelope_bytes(&c, &self.job.source).into(),
+            });
+        }
+        Ok((msgs, sent))
+    }
+
+    /// Waits for a window, records how far the stream acknowledged it, and returns its error.
+    fn settle(
+        &mut self,
+        window: PendingWindow,
+        sent: &[(i64, String)],
+        ctx: &JobContext,
+    ) -> Result<(), StreamError> {
+        let out = window.wait(self.conn.as_ref().expect("connected"));
+        if out.acked > 0 {
+            let (change, id) = &sent[out.acked - 1];
+            self.position = *change;
+            self.last_id = Some(id.clone());
+            self.archive.record_published(
+                &self.key,
+                &self.job.settings.subjects.all(),
+                self.position,
+            )?;
+            let (acked, dups) = (out.acked as u64, out.duplicates as u64);
+            let position = self.position;
+            ctx.board.update(|s| {
+                let st = stream_of(s);
+                st.published_id = position;
+                // Archive ids have no gaps: until the next measure, the lag is the distance
+                // to the last tip seen.
+                st.lag_changes = (st.archive_tip - position).max(0) as u64;
+                st.published += acked - dups;
+                st.duplicates += dups;
+                st.last_publish_us = Some(now_micros());
+            });
+        }
+        match out.error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 

@@ -280,17 +280,7 @@ impl Replica {
                 cond.join(" AND ")
             );
             let delete_keyed = format!("DELETE FROM {table} WHERE {}", cond.join(" AND "));
-            let mut cols: Vec<String> = Vec::new();
-            if def.rowid {
-                cols.push("rowid".into());
-            }
-            cols.extend(def.columns.iter().map(|c| c.name.sqlite().to_string()));
-            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-            let insert = format!(
-                "INSERT INTO {table} ({}) VALUES ({})",
-                cols.join(", "),
-                marks.join(", ")
-            );
+            let insert = crate::replica::insert_sql(def);
             let key_of =
                 |v: &[Value]| -> Vec<Value> { match_cols.iter().map(|&i| v[i].clone()).collect() };
             let remove =

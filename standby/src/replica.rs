@@ -213,15 +213,13 @@ pub fn create(
             let name = form.name.to_string();
             archive.baseline_rows(b, 5_000, &mut |rows| {
                 for (rowid, values) in rows {
-                    let mut bind: Vec<rowtrail_reader::sqlite::Param<'_>> = Vec::new();
-                    if form.rowid {
-                        bind.push(rowtrail_reader::sqlite::Param(&ROWID_PLACEHOLDER));
-                    }
-                    bind.extend(values.iter().map(rowtrail_reader::sqlite::Param));
                     let rowid_value = rowid.map(Value::Integer).unwrap_or(Value::Null);
-                    if form.rowid {
-                        bind[0] = rowtrail_reader::sqlite::Param(&rowid_value);
-                    }
+                    let bind = form
+                        .rowid
+                        .then_some(&rowid_value)
+                        .into_iter()
+                        .chain(values)
+                        .map(rowtrail_reader::sqlite::Param);
                     stmt.execute(rusqlite::params_from_iter(bind))
                         .map_err(|e| {
                             rowtrail_reader::ReaderError::BadRequest(format!(
@@ -317,16 +315,14 @@ pub fn create(
     Ok((replica, report))
 }
 
-/// Bound in place of the rowid until the row's own is known.
-static ROWID_PLACEHOLDER: Value = Value::Null;
-
 fn partial_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".partial");
     PathBuf::from(s)
 }
 
-fn insert_sql(t: &Table) -> String {
+/// `INSERT` of one row of `t` (its rowid first for a rowid table), every value bound.
+pub(crate) fn insert_sql(t: &Table) -> String {
     let mut cols: Vec<String> = Vec::new();
     if t.rowid {
         cols.push("rowid".into());
@@ -559,7 +555,7 @@ impl Replica {
         };
         if cut.change_id <= self.position.change_id {
             if cut.change_id == self.position.change_id && !self.position.consistent {
-                self.reach(&cut, 0)?;
+                self.reach(&cut)?;
                 report.position = self.position.clone();
             }
             return Ok(report);
@@ -617,7 +613,7 @@ impl Replica {
         }
         if self.position.change_id < cut.change_id {
             // Only changes of other sources lay between: stand on the cut.
-            self.reach(&cut, 0)?;
+            self.reach(&cut)?;
         }
         report.position = self.position.clone();
         Ok(report)
@@ -627,7 +623,7 @@ impl Replica {
         self.tables.iter().all(|t| t.baseline_seq <= seq)
     }
 
-    fn reach(&mut self, cut: &Cut, _n: u64) -> Result<(), StandbyError> {
+    fn reach(&mut self, cut: &Cut) -> Result<(), StandbyError> {
         let p = Position {
             change_id: cut.change_id,
             seq: cut.seq,

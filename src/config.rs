@@ -51,6 +51,24 @@ struct File {
     #[serde(default)]
     replica: Vec<ReplicaSection>,
     stream: Option<StreamSection>,
+    #[serde(default)]
+    takeover: TakeoverSection,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TakeoverSection {
+    /// Failed heartbeats in a row that mark the primary down.
+    failures: Option<u32>,
+    /// The heartbeat's interval while nothing flows (`watcher.heartbeat_interval_ms` is the
+    /// interval while changes flow or after a failure).
+    idle_interval_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    login_timeout_ms: Option<u64>,
+    query_timeout_ms: Option<u64>,
+    /// Fail over on its own once the primary is down.
+    #[serde(default)]
+    auto_failover: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +77,8 @@ struct ReplicaSection {
     path: PathBuf,
     /// How far behind the source it stays (`90s`, `15m`, `1h`, `2d`).
     delay: Option<String>,
+    /// Where this replica's node answers load balancers' health checks.
+    health_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +110,11 @@ struct SourceSection {
     capture_new_tables: bool,
     /// SQL Server: how long one request may run before it is cancelled (0: no limit).
     command_timeout_seconds: Option<u64>,
+    /// Where the primary's service answers the heartbeat (`host:port`, or an HTTP health URL
+    /// for a SQLite file's application).
+    address: Option<String>,
+    /// Where the source's node answers load balancers' health checks.
+    health_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +194,30 @@ pub struct Config {
     pub replicas: Vec<rowtrail_watcher::ReplicaSettings>,
     /// The change stream (`[stream]`), with its credentials from the environment.
     pub stream: Option<rowtrail_stream::Settings>,
+    /// The heartbeat of the primary and failover (`[takeover]`, `[source] address`).
+    pub takeover: TakeoverSettings,
+    /// The configured source's node health listener (`[source] health_listen`).
+    pub source_health_listen: Option<SocketAddr>,
+    /// The source file `rowtrail.toml` names, when a takeover made another copy the primary
+    /// (`source_path` is then that copy's).
+    pub configured_source: Option<PathBuf>,
+    /// The takeover that made the current primary, if one did.
+    pub primary_takeover: Option<i64>,
+}
+
+/// The heartbeat of the primary and failover settings.
+#[derive(Debug, Clone)]
+pub struct TakeoverSettings {
+    /// Failed heartbeats in a row that mark the primary down (`takeover.failures`, 3).
+    pub failures: u32,
+    /// The heartbeat interval while idle (`takeover.idle_interval_ms`, 5 × the busy one).
+    pub idle_interval: Duration,
+    /// The probe's timeouts.
+    pub timeouts: rowtrail_takeover::probe::Timeouts,
+    /// Where the primary's service is reached (`[source] address`).
+    pub address: rowtrail_takeover::probe::Address,
+    /// Fail over on its own once the primary is down (`takeover.auto_failover`).
+    pub auto_failover: bool,
 }
 
 /// Command-line overrides that apply on top of the file.
@@ -431,74 +480,151 @@ impl Config {
             ),
         };
         let alert_command = a.command.filter(|c| !c.trim().is_empty());
-        let trust_server_certificate = source.as_ref().is_some_and(|s| s.trust_server_certificate);
-        Ok(Config {
-            engine,
-            connection,
-            trust_server_certificate,
-            command_timeout,
-            capture_new_tables: source.as_ref().is_some_and(|s| s.capture_new_tables),
-            source_path,
-            stream,
-            archive_path: o
-                .archive
-                .clone()
-                .or_else(|| env("ROWTRAIL_ARCHIVE_PATH").map(PathBuf::from))
-                .or_else(|| parsed.archive.as_ref().map(|a| rel(a.path.clone()))),
-            archive_max_bytes: parsed.archive.as_ref().and_then(|a| a.max_bytes),
-            socket: env("ROWTRAIL_SOCKET")
-                .map(PathBuf::from)
-                .or_else(|| w.socket.map(rel)),
-            poll_interval: positive(
-                &at("watcher.poll_interval_ms"),
-                w.poll_interval_ms,
-                1000,
-                Duration::from_millis,
-            )?,
-            probe_interval: positive(
-                &at("watcher.probe_interval_ms"),
-                w.probe_interval_ms,
-                2,
-                Duration::from_millis,
-            )?,
-            heartbeat_interval: positive(
-                &at("watcher.heartbeat_interval_ms"),
-                w.heartbeat_interval_ms,
-                1000,
-                Duration::from_millis,
-            )?,
-            batch_size,
-            log_format,
-            metrics_listen,
-            digest: rowtrail_watcher::digest::DigestSink {
-                file: w.digest_file.clone().map(rel),
-                command: w.digest_command.clone().filter(|c| !c.trim().is_empty()),
+        let tk = parsed.takeover;
+        let ms = |key: &str, v: Option<u64>, default: u64| {
+            positive(&at(key), v, default, Duration::from_millis)
+        };
+        let heartbeat_interval = positive(
+            &at("watcher.heartbeat_interval_ms"),
+            w.heartbeat_interval_ms,
+            1000,
+            Duration::from_millis,
+        )?;
+        let takeover = TakeoverSettings {
+            failures: match tk.failures {
+                Some(0) => bail!("{} must be at least 1 (it is 0)", at("takeover.failures")),
+                Some(n) => n,
+                None => 3,
             },
-            replicas: parsed
-                .replica
-                .iter()
-                .map(|r| {
-                    Ok(rowtrail_watcher::ReplicaSettings {
-                        path: rel(r.path.clone()),
-                        delay: r
-                            .delay
-                            .as_deref()
-                            .map(parse_duration)
-                            .transpose()
-                            .map_err(|e| {
-                                anyhow::anyhow!("[[replica]] {}: delay: {e}", r.path.display())
-                            })?,
-                    })
+            idle_interval: match tk.idle_interval_ms {
+                Some(n) => ms("takeover.idle_interval_ms", Some(n), 1)?.max(heartbeat_interval),
+                None => heartbeat_interval * 5,
+            },
+            timeouts: rowtrail_takeover::probe::Timeouts {
+                connect: ms("takeover.connect_timeout_ms", tk.connect_timeout_ms, 2000)?,
+                login: ms("takeover.login_timeout_ms", tk.login_timeout_ms, 5000)?,
+                query: ms("takeover.query_timeout_ms", tk.query_timeout_ms, 5000)?,
+            },
+            address: rowtrail_takeover::probe::Address::parse(
+                source
+                    .as_ref()
+                    .and_then(|s| s.address.as_deref())
+                    .unwrap_or(""),
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", at("source.address")))?,
+            auto_failover: tk.auto_failover,
+        };
+        let listen = |key: &str, text: Option<&str>| -> Result<Option<SocketAddr>> {
+            text.map(|t| {
+                t.parse::<SocketAddr>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{} is {t:?}; it must be an address and port such as \"127.0.0.1:9201\"",
+                        at(key)
+                    )
                 })
-                .collect::<Result<_>>()?,
-            alerts: AlertRules {
-                backlog_age: threshold(a.backlog_age_seconds, 60).map(Duration::from_secs),
-                source_down: threshold(a.source_down_seconds, 30).map(Duration::from_secs),
-                min_free_disk: threshold(a.min_free_disk_bytes, 1 << 30),
-                rpo_max: threshold(a.rpo_max_seconds, 300).map(Duration::from_secs),
-                command: alert_command,
-            },
-        })
+            })
+            .transpose()
+        };
+        let source_health_listen = listen(
+            "source.health_listen",
+            source.as_ref().and_then(|s| s.health_listen.as_deref()),
+        )?;
+        let trust_server_certificate = source.as_ref().is_some_and(|s| s.trust_server_certificate);
+        let explicit_source = o.source.is_some() || env("ROWTRAIL_SOURCE_PATH").is_some();
+        let mut cfg =
+            Config {
+                engine,
+                connection,
+                trust_server_certificate,
+                command_timeout,
+                capture_new_tables: source.as_ref().is_some_and(|s| s.capture_new_tables),
+                source_path,
+                stream,
+                archive_path: o
+                    .archive
+                    .clone()
+                    .or_else(|| env("ROWTRAIL_ARCHIVE_PATH").map(PathBuf::from))
+                    .or_else(|| parsed.archive.as_ref().map(|a| rel(a.path.clone()))),
+                archive_max_bytes: parsed.archive.as_ref().and_then(|a| a.max_bytes),
+                socket: env("ROWTRAIL_SOCKET")
+                    .map(PathBuf::from)
+                    .or_else(|| w.socket.map(rel)),
+                poll_interval: positive(
+                    &at("watcher.poll_interval_ms"),
+                    w.poll_interval_ms,
+                    1000,
+                    Duration::from_millis,
+                )?,
+                probe_interval: positive(
+                    &at("watcher.probe_interval_ms"),
+                    w.probe_interval_ms,
+                    2,
+                    Duration::from_millis,
+                )?,
+                heartbeat_interval,
+                takeover,
+                source_health_listen,
+                configured_source: None,
+                primary_takeover: None,
+                batch_size,
+                log_format,
+                metrics_listen,
+                digest: rowtrail_watcher::digest::DigestSink {
+                    file: w.digest_file.clone().map(rel),
+                    command: w.digest_command.clone().filter(|c| !c.trim().is_empty()),
+                },
+                replicas: parsed
+                    .replica
+                    .iter()
+                    .map(|r| {
+                        Ok(rowtrail_watcher::ReplicaSettings {
+                            path: rel(r.path.clone()),
+                            delay: r.delay.as_deref().map(parse_duration).transpose().map_err(
+                                |e| anyhow::anyhow!("[[replica]] {}: delay: {e}", r.path.display()),
+                            )?,
+                            health_listen: listen(
+                                &format!("[[replica]] {} health_listen", r.path.display()),
+                                r.health_listen.as_deref(),
+                            )?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                alerts: AlertRules {
+                    backlog_age: threshold(a.backlog_age_seconds, 60).map(Duration::from_secs),
+                    source_down: threshold(a.source_down_seconds, 30).map(Duration::from_secs),
+                    min_free_disk: threshold(a.min_free_disk_bytes, 1 << 30),
+                    rpo_max: threshold(a.rpo_max_seconds, 300).map(Duration::from_secs),
+                    command: alert_command,
+                },
+            };
+        if !explicit_source {
+            cfg.follow_recorded_primary();
+        }
+        Ok(cfg)
+    }
+
+    /// After a takeover the archive names the primary: every command follows it without
+    /// `rowtrail.toml` being edited (`--source` still names a file explicitly). An archive
+    /// that cannot be read leaves the configured source; the command then reports the
+    /// archive's own error when it opens it.
+    pub fn follow_recorded_primary(&mut self) {
+        let Some(archive) = self.archive_path.as_deref().filter(|p| p.exists()) else {
+            return;
+        };
+        let Ok(a) = rowtrail_reader::archive::Archive::open_read_only(archive) else {
+            return;
+        };
+        let Ok(Some(p)) = a.recorded_primary() else {
+            return;
+        };
+        if self.engine == Engine::Sqlite && p.engine == "sqlite" {
+            let path = PathBuf::from(&p.location);
+            if self.source_path.as_deref() != Some(path.as_path()) {
+                self.configured_source = self.source_path.take();
+                self.source_path = Some(path);
+            }
+            self.primary_takeover = Some(p.takeover);
+        }
     }
 
     /// The SQLite source file, or an error that says how to name one.

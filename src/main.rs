@@ -121,6 +121,10 @@ enum Command {
     Restore(cmd::replica::RestoreArgs),
     /// Compare a replica with its source; exit 4 when they differ; repair on request.
     Compare(cmd::compare::Args),
+    /// Promote a replica when the primary failed: fence, drain, apply, promote (dry run unless --apply).
+    Failover(cmd::failover::Args),
+    /// Print the current primary's connection target (it moves with failovers).
+    Primary(cmd::failover::PrimaryArgs),
     /// Run a self-contained demonstration on SQLite (no server, no arguments needed).
     Demo(cmd::demo::Args),
 }
@@ -168,6 +172,8 @@ fn main() -> ExitCode {
                     Command::Replica(c) => cmd::replica::run(c, &cfg),
                     Command::Restore(a) => cmd::replica::restore(a, &cfg),
                     Command::Compare(a) => cmd::compare::run(a, &cfg),
+                    Command::Failover(a) => cmd::failover::run(a, &cfg),
+                    Command::Primary(a) => cmd::failover::primary(a, &cfg),
                     Command::Init(_) | Command::Demo(_) => unreachable!("handled above"),
                 }
             }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod baseline;
 pub mod compare;
 pub mod demo;
+pub mod failover;
 pub mod history;
 pub mod init;
 pub mod logging;

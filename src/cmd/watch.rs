@@ -60,16 +60,77 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
     let archive = super::read::open_archive(cfg)?;
     // Fail fast on a source that was never set up; later failures are retried.
     let mut first: Option<Box<dyn Source>> = Some(spec.open()?);
-    let mut open = spec.opener();
-    // A fresh connection each time: a heartbeat that reused the reader's connection could not
-    // tell a dead server from a dead socket.
-    let health_check = spec.health_probe();
+    // After a failover the archive names another primary: each reconnect and each heartbeat
+    // resolves it again, so the watcher follows it without a restart.
+    let follow = {
+        let cfg = cfg.clone();
+        move || -> Result<rowtrail_reader::source::SourceSpec> {
+            let mut now = cfg.clone();
+            now.follow_recorded_primary();
+            now.source_spec()
+        }
+    };
+    let open_follow = follow.clone();
     let factory = Box::new(move || -> Result<Box<dyn Source>, ReaderError> {
         match first.take() {
             Some(s) => Ok(s),
-            None => open(),
+            None => open_follow()
+                .map_err(|e| ReaderError::BadRequest(e.to_string()))?
+                .open(),
         }
     });
+    // A fresh connection each time: a heartbeat that reused the reader's connection could not
+    // tell a dead server from a dead socket.
+    let probe_cfg = cfg.clone();
+    let health_check: rowtrail_watcher::HealthCheck = Box::new(move || {
+        let spec = follow().unwrap_or_else(|_| spec_fallback(&probe_cfg));
+        // The configured address is the configured source's; a promoted copy is probed at
+        // its file (or its server).
+        let configured = probe_cfg
+            .configured_source
+            .as_deref()
+            .or(probe_cfg.source_path.as_deref());
+        let address = if configured == spec_path(&spec) {
+            probe_cfg.takeover.address.clone()
+        } else {
+            rowtrail_takeover::probe::Address::of_spec(&spec)
+        };
+        if let Ok(archive) = probe_cfg.archive() {
+            rowtrail_takeover::fence::retry_pending(archive);
+        }
+        rowtrail_takeover::probe::probe(&spec, &address, &probe_cfg.takeover.timeouts)
+    });
+    let failover_cfg = cfg.clone();
+    let failover: rowtrail_watcher::FailoverHandler = Box::new(move |archive, order| {
+        let mut now = failover_cfg.clone();
+        now.follow_recorded_primary();
+        let mut req =
+            super::failover::request(&now, order.to.clone(), order.force, order.automatic)
+                .map_err(|e| e.to_string())?;
+        req.last_seen_us = order.last_seen_us;
+        let outcome = rowtrail_takeover::failover::apply(archive, &req, &mut |step| {
+            tracing::info!("failover: {step}");
+        })
+        .map_err(|e| e.to_string())?;
+        Ok((
+            outcome.takeover.to_location.clone(),
+            serde_json::to_string(&outcome).unwrap_or_default(),
+        ))
+    });
+    let mut nodes = vec![rowtrail_watcher::NodeSettings {
+        target: cfg
+            .configured_source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| location.clone()),
+        kind: "source",
+        health_listen: cfg.source_health_listen,
+    }];
+    nodes.extend(cfg.replicas.iter().map(|r| rowtrail_watcher::NodeSettings {
+        target: r.path.display().to_string(),
+        kind: "replica",
+        health_listen: r.health_listen,
+    }));
     rowtrail_watcher::run(
         factory,
         archive,
@@ -82,7 +143,14 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             source_location: location,
             version: env!("CARGO_PKG_VERSION").into(),
             health_check,
-            heartbeat_interval: cfg.heartbeat_interval,
+            heartbeat: rowtrail_watcher::Pacing {
+                busy: cfg.heartbeat_interval,
+                idle: cfg.takeover.idle_interval,
+                failures: cfg.takeover.failures,
+                auto_failover: cfg.takeover.auto_failover,
+            },
+            failover: Some(failover),
+            nodes,
             alerts: cfg.alerts.clone(),
             metrics: cfg.metrics_listen,
             digest: cfg.digest.clone(),
@@ -106,6 +174,22 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
 }
 
 /// Sends a signal, a flush or a shutdown.
+/// The configured source's spec, when the recorded primary cannot be resolved.
+fn spec_fallback(cfg: &Config) -> rowtrail_reader::source::SourceSpec {
+    cfg.source_spec()
+        .unwrap_or(rowtrail_reader::source::SourceSpec::Sqlite {
+            path: cfg.source_path.clone().unwrap_or_default(),
+            capture_new_tables: cfg.capture_new_tables,
+        })
+}
+
+fn spec_path(spec: &rowtrail_reader::source::SourceSpec) -> Option<&std::path::Path> {
+    match spec {
+        rowtrail_reader::source::SourceSpec::Sqlite { path, .. } => Some(path),
+        rowtrail_reader::source::SourceSpec::Mssql(_) => None,
+    }
+}
+
 pub fn signal(args: &SignalArgs, cfg: &Config) -> Result<ExitCode> {
     let socket = cfg.socket()?;
     let timeout = Duration::from_secs(args.timeout.max(1));

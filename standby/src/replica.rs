@@ -115,6 +115,12 @@ pub struct Replica {
     tables: Vec<ReplicaTable>,
     position: Position,
     paused: bool,
+    /// The takeover that made this copy the primary, once one did: it is no replica then.
+    promoted: Option<i64>,
+    /// Tables whose next archived definition is adopted if it has the same shape (after the
+    /// replica crossed to a successor incarnation, whose capture read the tables from the copy
+    /// that took over, with the replica's plainer column declarations).
+    adopting: Vec<String>,
 }
 
 /// How [`create`] builds a replica.
@@ -282,6 +288,8 @@ pub fn create(
             tables,
             position,
             paused: false,
+            promoted: None,
+            adopting: Vec::new(),
         })
     })();
     let mut replica = match built {
@@ -438,6 +446,11 @@ impl Replica {
             incarnation: get("incarnation")?,
             engine: get("engine")?,
             paused: get("paused")? == "1",
+            promoted: meta.get("promoted_by").and_then(|v| v.parse().ok()),
+            adopting: meta
+                .get("adopting")
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default(),
             tables: out,
             conn,
             path: path.to_path_buf(),
@@ -471,6 +484,19 @@ impl Replica {
     /// Where it stands.
     pub fn position(&self) -> &Position {
         &self.position
+    }
+
+    /// The takeover that promoted this copy to primary, if one did ([`Replica::promote`]).
+    pub fn promoted(&self) -> Option<i64> {
+        self.promoted
+    }
+
+    /// Records that takeover `takeover` made this copy the primary: from now on it is written
+    /// by clients and captured, and applying the archive to it is refused.
+    pub fn promote(&mut self, takeover: i64) -> Result<(), StandbyError> {
+        set_meta(&self.conn, &self.path, "promoted_by", &takeover.to_string())?;
+        self.promoted = Some(takeover);
+        Ok(())
     }
 
     /// Whether applying is paused ([`Replica::set_paused`]).
@@ -540,7 +566,120 @@ impl Replica {
 
     /// Applies archived changes up to the cut `until` names. Does nothing when paused, or when
     /// the replica already stands there (or beyond: a delayed replica never goes back).
+    ///
+    /// Where a takeover linked the source it follows to a successor (capture installed on the
+    /// copy that took over), a replica that has applied everything up to the link goes on with
+    /// the successor's changes, as one stream.
     pub fn apply(&mut self, archive: &Archive, until: &Until) -> Result<ApplyReport, StandbyError> {
+        if let Some(t) = self.promoted {
+            return Err(StandbyError::Refused(format!(
+                "{} was promoted to primary by takeover {t}: it is written by clients now and is                  no replica; build a new replica from the archive (`rowtrail replica create`)",
+                self.path.display()
+            )));
+        }
+        // Another handle (the watcher's, a command's) may have moved it since this one read it.
+        self.reload_position()?;
+        let mut report = self.apply_incarnation(archive, until)?;
+        while !self.paused {
+            let Some((next, last_id)) = archive.successor(&self.incarnation)? else {
+                break;
+            };
+            if self.position.change_id < last_id {
+                break;
+            }
+            self.follow(&next)?;
+            let more = self.apply_incarnation(archive, until)?;
+            report.applied += more.applied;
+            report.skipped += more.skipped;
+            report.position = more.position;
+        }
+        Ok(report)
+    }
+
+    fn reload_position(&mut self) -> Result<(), StandbyError> {
+        let meta: HashMap<String, String> = self
+            .conn
+            .prepare(&format!("SELECT key, value FROM {META}"))
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(StandbyError::db(
+                &self.path,
+                "cannot read the replica's records",
+            ))?;
+        let id = meta.get("position").and_then(|v| v.parse::<i64>().ok());
+        let moved = id != Some(self.position.change_id)
+            || meta.get("incarnation") != Some(&self.incarnation)
+            || meta.contains_key("promoted_by") != self.promoted.is_some();
+        if moved {
+            *self = Replica::open(&self.path)?;
+            if let Some(t) = self.promoted {
+                return Err(StandbyError::Refused(format!(
+                    "{} was promoted to primary by takeover {t}: it is no replica now",
+                    self.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Crosses to the successor incarnation `next`: its seqs start afresh, so every table's
+    /// baseline position goes to 0, and each table adopts the successor's definition of it.
+    fn follow(&mut self, next: &str) -> Result<(), StandbyError> {
+        let names: Vec<String> = self
+            .tables
+            .iter()
+            .map(|t| t.form.name.name.as_str().to_string())
+            .collect();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StandbyError::db(
+                &path,
+                "cannot start a replica transaction",
+            ))?;
+        set_meta(&tx, &path, "incarnation", next)?;
+        set_meta(
+            &tx,
+            &path,
+            "adopting",
+            &serde_json::to_string(&names).unwrap_or_default(),
+        )?;
+        tx.execute(&format!("UPDATE {TABLES} SET baseline_seq = 0"), [])
+            .map_err(StandbyError::db(
+                &path,
+                "cannot record the replica's tables",
+            ))?;
+        let p = Position {
+            change_id: self.position.change_id,
+            seq: 0,
+            source_at: self.position.source_at.clone(),
+            consistent: true,
+        };
+        write_position(&tx, &path, &p)?;
+        tx.commit().map_err(StandbyError::db(
+            &path,
+            "cannot commit a replica transaction",
+        ))?;
+        tracing::info!(replica = %path.display(), from = %self.incarnation, to = %next,
+            "replica follows the copy that took over");
+        self.incarnation = next.to_string();
+        self.adopting = names;
+        for t in &mut self.tables {
+            t.baseline_seq = 0;
+        }
+        self.position = p;
+        Ok(())
+    }
+
+    /// [`Replica::apply`] within the incarnation it follows now.
+    fn apply_incarnation(
+        &mut self,
+        archive: &Archive,
+        until: &Until,
+    ) -> Result<ApplyReport, StandbyError> {
         self.check_archive(archive)?;
         let mut report = ApplyReport {
             applied: 0,
@@ -646,6 +785,7 @@ impl Replica {
         let mut todo: Vec<ArchivedChange> = Vec::with_capacity(chunk.len());
         let mut forms: Vec<usize> = Vec::with_capacity(chunk.len());
         let mut skipped = 0u64;
+        let mut adopted: Vec<(usize, Arc<Table>)> = Vec::new();
         for c in chunk {
             let Some(i) = self
                 .tables
@@ -664,7 +804,18 @@ impl Replica {
                 skipped += 1;
                 continue;
             }
-            if *c.table != *t.definition {
+            let adopting = self.adopting.iter().any(|n| n == t.form.name.name.as_str());
+            let was_adopted = adopted.iter().any(|(j, d)| *j == i && **d == *c.table);
+            if *c.table != *t.definition && !was_adopted {
+                if adopting
+                    && !adopted.iter().any(|(j, _)| *j == i)
+                    && crate::tables::same_shape(&c.table, &t.definition)
+                {
+                    adopted.push((i, c.table.clone()));
+                    todo.push(c.clone());
+                    forms.push(i);
+                    continue;
+                }
                 return Err(StandbyError::Refused(format!(
                     "change {} of table {} was captured under another definition of the table \
                      than the replica holds (its columns changed at the source): take a new \
@@ -700,11 +851,33 @@ impl Replica {
             )),
             other => StandbyError::Apply(other),
         })?;
+        let mut still_adopting = self.adopting.clone();
+        for (i, def) in &adopted {
+            let name = self.tables[*i].form.name.name.as_str().to_string();
+            tx.execute(
+                &format!("UPDATE {TABLES} SET definition = ?2 WHERE name = ?1"),
+                params![name, def.to_json()],
+            )
+            .map_err(StandbyError::db(&path, "cannot record a replica table"))?;
+            still_adopting.retain(|n| *n != name);
+        }
+        if !adopted.is_empty() {
+            set_meta(
+                &tx,
+                &path,
+                "adopting",
+                &serde_json::to_string(&still_adopting).unwrap_or_default(),
+            )?;
+        }
         let position = finish(&tx, &path)?;
         tx.commit().map_err(StandbyError::db(
             &path,
             "cannot commit a replica transaction",
         ))?;
+        for (i, def) in adopted {
+            self.tables[i].definition = def;
+        }
+        self.adopting = still_adopting;
         self.position = position;
         Ok((todo.len() as u64, skipped))
     }

@@ -59,3 +59,18 @@ pub(crate) fn create_sql(t: &Table, sqlite_source: bool) -> String {
         if t.rowid { "" } else { " WITHOUT ROWID" }
     )
 }
+
+/// Whether `a` and `b` describe the same table to a replica: the same name, the same column
+/// names in the same order, the same primary key and rowid. A copy that took over declares its
+/// columns more plainly than the source did (no constraints beyond the key); its captured
+/// definitions have the shape of the source's.
+pub(crate) fn same_shape(a: &Table, b: &Table) -> bool {
+    a.name.name == b.name.name
+        && a.primary_key == b.primary_key
+        && a.rowid == b.rowid
+        && a.columns.len() == b.columns.len()
+        && a.columns
+            .iter()
+            .zip(&b.columns)
+            .all(|(x, y)| x.name == y.name)
+}

@@ -82,6 +82,28 @@ pub(crate) struct Flush {
     pub since: Totals,
 }
 
+/// What a failover is asked to do (a socket `failover`, or the heartbeat's `auto_failover`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailoverOrder {
+    /// The replica to promote (default: the most up to date configured one).
+    pub to: Option<std::path::PathBuf>,
+    /// Take over even though the primary still answers.
+    pub force: bool,
+    /// Started by the watcher on its own.
+    pub automatic: bool,
+    /// When the primary last answered a heartbeat (µs since the epoch), if it ever did.
+    pub last_seen_us: Option<i64>,
+}
+
+/// A failover to carry out, and who waits for its answer.
+#[derive(Debug, Clone)]
+pub(crate) struct FailoverAsk {
+    /// What to do.
+    pub order: FailoverOrder,
+    /// Where the answer goes (a socket client waiting), if anyone waits.
+    pub reply: Option<tokio::sync::mpsc::UnboundedSender<Response>>,
+}
+
 /// What travels on the bus.
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
@@ -95,6 +117,8 @@ pub(crate) enum Event {
     /// A pass archived changes (posted by the mover). Taken by the replicas job and the
     /// stream publisher.
     Archived,
+    /// Fail over now. Taken by the mover, which holds the archive and the source.
+    Failover(FailoverAsk),
 }
 
 /// One job's inbox: the events the bus delivers to it.

@@ -25,17 +25,36 @@ use rowtrail_reader::source::Source;
 use rowtrail_reader::ReaderError;
 
 use crate::alerts::AlertRules;
+use crate::control::FailoverOrder;
 use crate::control::{Bus, Shutdown};
-use crate::jobs::heartbeat::{HealthCheck, Heartbeat};
+use crate::jobs::heartbeat::{HealthCheck, Heartbeat, Pacing};
 use crate::jobs::mover::{Mover, Pace};
 use crate::jobs::publisher::Publisher;
 use crate::jobs::replicas::Replicas;
 use crate::jobs::{Job, JobContext};
-use crate::status::{Board, Status};
+use crate::status::{Board, NodeState, Status, TakeoverState};
 use crate::{endpoint, http, WatcherError};
 
 /// Opens (or reopens, after a failure) the source.
 pub type SourceFactory = Box<dyn FnMut() -> Result<Box<dyn Source>, ReaderError> + Send>;
+
+/// Carries out a failover on the watcher's archive (built by the command line, which knows the
+/// configuration); returns the new primary's location and the outcome as JSON, or why it was
+/// refused or failed.
+pub type FailoverHandler =
+    Box<dyn FnMut(&mut Archive, &FailoverOrder) -> Result<(String, String), String> + Send>;
+
+/// A node the watcher answers health checks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSettings {
+    /// Where it is (as status shows the source: a file, or a server and database).
+    pub target: String,
+    /// `source` or `replica`.
+    pub kind: &'static str,
+    /// Where its own health endpoints are served (a listener of its own, for a load balancer
+    /// to check it by), if anywhere.
+    pub health_listen: Option<SocketAddr>,
+}
 
 /// How the watcher behaves.
 pub struct WatcherOptions {
@@ -51,10 +70,14 @@ pub struct WatcherOptions {
     pub source_location: String,
     /// rowtrail's version, for status.
     pub version: String,
-    /// The heartbeat against the source (a fresh connection each time).
+    /// The heartbeat against the primary (a fresh connection each time).
     pub health_check: HealthCheck,
-    /// How often the heartbeat runs.
-    pub heartbeat_interval: Duration,
+    /// How often the heartbeat runs, and when it calls the primary down.
+    pub heartbeat: Pacing,
+    /// Carries out failovers (a socket `failover`, `auto_failover`); `None`: refused.
+    pub failover: Option<FailoverHandler>,
+    /// The nodes health checks are answered for (the configured source, the replicas).
+    pub nodes: Vec<NodeSettings>,
     /// Alert thresholds and the alert command.
     pub alerts: AlertRules,
     /// Where to serve Prometheus metrics (a loopback address), if anywhere.
@@ -82,6 +105,17 @@ pub fn run(
         started_us: now_micros(),
         source: opts.source_location.clone(),
         archive: archive.path().display().to_string(),
+        nodes: opts
+            .nodes
+            .iter()
+            .map(|n| NodeState {
+                target: n.target.clone(),
+                kind: n.kind.to_string(),
+                role: String::new(),
+                health_listen: n.health_listen.map(|a| a.to_string()),
+            })
+            .collect(),
+        takeover: takeover_state(&archive),
         ..Status::default()
     });
     let shutdown = Shutdown::new();
@@ -96,10 +130,11 @@ pub fn run(
                 batch: opts.batch,
             },
             crate::digest::Publisher::new(opts.digest),
+            opts.failover,
         )),
         Box::new(Heartbeat::new(
             opts.health_check,
-            opts.heartbeat_interval,
+            opts.heartbeat,
             opts.alerts,
             archive_path.clone(),
         )),
@@ -118,7 +153,20 @@ pub fn run(
     let (bus, inboxes) = Bus::new(&takes);
 
     let signals = os_signals::watch(shutdown.clone())?;
-    let io = match Io::start(&opts.socket, opts.metrics, &bus, &board, &shutdown) {
+    let node_listeners: Vec<(usize, SocketAddr)> = opts
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.health_listen.map(|a| (i, a)))
+        .collect();
+    let io = match Io::start(
+        &opts.socket,
+        opts.metrics,
+        &node_listeners,
+        &bus,
+        &board,
+        &shutdown,
+    ) {
         Ok(io) => io,
         Err(e) => {
             signals.close();
@@ -216,6 +264,7 @@ impl Io {
     fn start(
         socket: &std::path::Path,
         metrics: Option<SocketAddr>,
+        nodes: &[(usize, SocketAddr)],
         bus: &Bus,
         board: &Board,
         shutdown: &Shutdown,
@@ -233,8 +282,13 @@ impl Io {
             let _inside = runtime.enter();
             let endpoint = endpoint::bind(socket)?;
             let listener = metrics.map(http::bind).transpose()?;
-            (endpoint, listener)
+            let node_listeners = nodes
+                .iter()
+                .map(|&(i, addr)| http::bind(addr).map(|l| (i, l)))
+                .collect::<Result<Vec<_>, _>>()?;
+            (endpoint, (listener, node_listeners))
         };
+        let (listener, node_listeners) = listener;
         let bound = match &listener {
             Some(l) => Some(l.local_addr().map_err(|cause| WatcherError::Socket {
                 socket: metrics.map(|a| a.to_string()).unwrap_or_default().into(),
@@ -255,10 +309,14 @@ impl Io {
             .spawn(move || {
                 runtime.block_on(async move {
                     let endpoint = tokio::spawn(endpoint::serve(endpoint, served));
-                    let http = listener.map(|l| tokio::spawn(http::serve(l, board)));
+                    let mut http: Vec<_> = node_listeners
+                        .into_iter()
+                        .map(|(i, l)| tokio::spawn(http::serve(l, board.clone(), Some(i))))
+                        .collect();
+                    http.extend(listener.map(|l| tokio::spawn(http::serve(l, board, None))));
                     let _ = closed.await;
                     endpoint.abort();
-                    if let Some(h) = http {
+                    for h in http {
                         h.abort();
                     }
                     // Let the aborted tasks drop (the endpoint removes its socket file).
@@ -348,4 +406,21 @@ mod os_signals {
     impl Watch {
         pub(super) fn close(self) {}
     }
+}
+
+/// The newest takeover `archive` records, as the status shows it.
+pub(crate) fn takeover_state(archive: &Archive) -> Option<TakeoverState> {
+    let t = archive.takeovers().ok()?.pop()?;
+    Some(TakeoverState {
+        id: t.id,
+        kind: t.kind.as_str().to_string(),
+        step: t.step,
+        from: t.from_location,
+        to: t.to_location,
+        fence: t.fence,
+        automatic: t.automatic,
+        started_us: t.started_us,
+        finished_us: t.finished_us,
+        last_error: None,
+    })
 }

@@ -231,6 +231,7 @@ async fn handle(conn: Stream, served: Served) {
                 return;
             }
             Ok(Request::Flush { timeout_ms }) => flush(&served, timeout_ms).await,
+            Ok(Request::Failover { to, force }) => failover(&served, to, force).await,
         };
         if write_reply(&mut reader, &reply).await.is_err() {
             return;
@@ -259,6 +260,28 @@ async fn flush(served: &Served, timeout_ms: Option<u64>) -> Response {
             "staging was not drained within {} ms",
             wait.as_millis()
         )),
+    }
+}
+
+async fn failover(served: &Served, to: Option<String>, force: bool) -> Response {
+    let (reply, mut answer) = tokio::sync::mpsc::unbounded_channel();
+    let ask = crate::control::FailoverAsk {
+        order: crate::control::FailoverOrder {
+            to: to.map(std::path::PathBuf::from),
+            force,
+            automatic: false,
+            last_seen_us: None,
+        },
+        reply: Some(reply),
+    };
+    if served.shutdown.is_triggered() || served.bus.post(Event::Failover(ask)) == 0 {
+        return Response::error("the watcher is stopping");
+    }
+    // A failover applies the backlog to the replica: it may take a while, and the client
+    // waits as long as it likes.
+    match answer.recv().await {
+        Some(r) => r,
+        None => Response::error("the watcher is stopping"),
     }
 }
 

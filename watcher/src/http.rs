@@ -1,12 +1,18 @@
 //! The watcher's HTTP listener (`watcher.metrics_listen`, loopback addresses only), served by
 //! hyper on the daemon's I/O runtime.
 //!
-//! [`ROUTES`] is the one place that says what is served: today `GET /metrics` (and `/`, as
-//! before); the health endpoints that load balancers poll (`/health` as JSON, `/primary` and
-//! `/replica` answering 200 or 503) are each one more entry there, rendered from the
-//! [`Status`]. Requests hyper cannot parse get its 400 (or 431 for oversized headers), unknown
-//! paths 404, other methods than GET and HEAD 405. Every response closes its connection, and a
-//! client gets 5 s to send its request.
+//! [`ROUTES`] is the one place that says what is served: `GET /metrics` (and `/`), and the
+//! health endpoints load balancers poll, in the style they already know: `/primary` answers
+//! 200 on the node that is the primary and 503 elsewhere, `/replica` 200 on a healthy replica
+//! and 503 elsewhere, `/health` a JSON document (role, lag, cut, last heartbeat). Each is
+//! rendered from the [`Status`].
+//!
+//! Which node a listener speaks for: a node's own listener (`health_listen` of the source or
+//! of a replica) speaks for that node, so a load balancer checks each backend at its own
+//! address; the main listener speaks for the backup host's own copy, the first configured
+//! replica (and its `/health` lists every node). Requests hyper cannot parse get its 400 (or
+//! 431 for oversized headers), unknown paths 404, other methods than GET and HEAD 405. Every
+//! response closes its connection, and a client gets 5 s to send its request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,15 +41,16 @@ pub(crate) struct Page {
     pub body: String,
 }
 
-/// One path the listener serves, and how its page is made from the status.
+/// One path the listener serves, and how its page is made from the status and the node the
+/// listener speaks for (an index into [`Status::nodes`]).
 pub(crate) struct Route {
     /// The path, exactly.
     pub path: &'static str,
     /// The page.
-    pub page: fn(&Status) -> Page,
+    pub page: fn(&Status, Option<usize>) -> Page,
 }
 
-/// Every path served. Add `/health`, `/primary` and `/replica` here.
+/// Every path served.
 pub(crate) const ROUTES: &[Route] = &[
     Route {
         path: "/metrics",
@@ -53,9 +60,82 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/",
         page: metrics_page,
     },
+    Route {
+        path: "/primary",
+        page: primary_page,
+    },
+    Route {
+        path: "/replica",
+        page: replica_page,
+    },
+    Route {
+        path: "/health",
+        page: health_page,
+    },
 ];
 
-fn metrics_page(s: &Status) -> Page {
+/// The node a listener speaks for: its own, or (the main listener) the first replica's.
+fn node_of(s: &Status, node: Option<usize>) -> Option<&crate::status::NodeState> {
+    match node {
+        Some(i) => s.nodes.get(i),
+        None => s.nodes.iter().find(|n| n.kind == "replica"),
+    }
+}
+
+fn role_page(s: &Status, node: Option<usize>, wanted: &str) -> Page {
+    let (code, body) = match node_of(s, node) {
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no node: this listener speaks for the first configured replica, and none is configured\n"
+                .to_string(),
+        ),
+        Some(n) if n.role == wanted => (StatusCode::OK, format!("{} {}\n", n.role, n.target)),
+        Some(n) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} {}\n", n.role, n.target),
+        ),
+    };
+    Page {
+        code,
+        content_type: "text/plain; charset=utf-8",
+        body,
+    }
+}
+
+fn primary_page(s: &Status, node: Option<usize>) -> Page {
+    role_page(s, node, "primary")
+}
+
+fn replica_page(s: &Status, node: Option<usize>) -> Page {
+    role_page(s, node, "replica")
+}
+
+fn health_page(s: &Status, node: Option<usize>) -> Page {
+    let this = node_of(s, node);
+    let replica = this.and_then(|n| s.replicas.iter().find(|r| r.path == n.target));
+    let doc = serde_json::json!({
+        "node": this.map(|n| &n.target),
+        "role": this.map(|n| &n.role),
+        "primary": s.source,
+        "primary_state": s.primary_state,
+        "primary_last_seen_us": s.primary_last_seen_us,
+        "heartbeat_interval_ms": s.heartbeat_interval_ms,
+        "lag_secs": replica.map(|r| r.lag_secs),
+        "behind": replica.map(|r| r.behind),
+        "position": replica.map(|r| r.position),
+        "consistent": replica.map(|r| r.consistent),
+        "takeover": s.takeover,
+        "nodes": s.nodes,
+        "health": s.health,
+    });
+    Page {
+        code: StatusCode::OK,
+        content_type: "application/json",
+        body: format!("{doc:#}\n"),
+    }
+}
+
+fn metrics_page(s: &Status, _node: Option<usize>) -> Page {
     Page {
         code: StatusCode::OK,
         content_type: "text/plain; version=0.0.4",
@@ -83,7 +163,7 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener, WatcherError> {
 }
 
 /// Serves `listener` until the runtime stops.
-pub(crate) async fn serve(listener: TcpListener, board: Board) {
+pub(crate) async fn serve(listener: TcpListener, board: Board, node: Option<usize>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -96,7 +176,7 @@ pub(crate) async fn serve(listener: TcpListener, board: Board) {
         let board = board.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let page = answer(req.method(), req.uri().path(), &board);
+                let page = answer(req.method(), req.uri().path(), &board, node);
                 async move { Ok::<_, Infallible>(page) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -111,7 +191,12 @@ pub(crate) async fn serve(listener: TcpListener, board: Board) {
 }
 
 /// The response to `method path`.
-fn answer(method: &Method, path: &str, board: &Board) -> Response<Full<Bytes>> {
+fn answer(
+    method: &Method,
+    path: &str,
+    board: &Board,
+    node: Option<usize>,
+) -> Response<Full<Bytes>> {
     let Some(route) = ROUTES.iter().find(|r| r.path == path) else {
         let served: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
         return plain(
@@ -128,7 +213,7 @@ fn answer(method: &Method, path: &str, board: &Board) -> Response<Full<Bytes>> {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let page = (route.page)(&board.snapshot());
+    let page = (route.page)(&board.snapshot(), node);
     let mut r = Response::new(Full::new(Bytes::from(page.body)));
     *r.status_mut() = page.code;
     r.headers_mut()
@@ -171,7 +256,7 @@ mod tests {
         };
         let board = Board::new(status.clone());
         for path in ["/metrics", "/"] {
-            let r = answer(&Method::GET, path, &board);
+            let r = answer(&Method::GET, path, &board, None);
             assert_eq!(r.status(), StatusCode::OK);
             assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; version=0.0.4");
             assert_eq!(body(r), crate::metrics::render(&status));
@@ -181,11 +266,63 @@ mod tests {
     #[test]
     fn unknown_paths_and_other_methods_get_http_errors() {
         let board = Board::new(Status::default());
-        let r = answer(&Method::GET, "/nope", &board);
+        let r = answer(&Method::GET, "/nope", &board, None);
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(body(r).contains("/metrics"));
-        let r = answer(&Method::POST, "/metrics", &board);
+        let r = answer(&Method::POST, "/metrics", &board, None);
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[ALLOW], "GET, HEAD");
+    }
+
+    #[test]
+    fn each_listener_answers_for_its_node_and_roles_follow_the_primary() {
+        let node = |target: &str, kind: &str| crate::status::NodeState {
+            target: target.into(),
+            kind: kind.into(),
+            ..Default::default()
+        };
+        let mut status = Status {
+            source: "a.db".into(),
+            source_up: true,
+            nodes: vec![node("a.db", "source"), node("b.db", "replica")],
+            replicas: vec![crate::status::ReplicaState {
+                path: "b.db".into(),
+                ..Default::default()
+            }],
+            ..Status::default()
+        };
+        status.judge();
+        let board = Board::new(status.clone());
+        let code = |path, node| answer(&Method::GET, path, &board, node).status();
+        assert_eq!(code("/primary", Some(0)), StatusCode::OK);
+        assert_eq!(code("/replica", Some(0)), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code("/primary", Some(1)), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code("/replica", Some(1)), StatusCode::OK);
+        // The main listener speaks for the first replica.
+        assert_eq!(code("/replica", None), StatusCode::OK);
+        // The primary down: neither node is a primary to route to.
+        let mut down = status.clone();
+        down.source_up = false;
+        down.judge();
+        let board = Board::new(down);
+        assert_eq!(
+            answer(&Method::GET, "/primary", &board, Some(0)).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // After a failover the replica is the primary and the old one is fenced.
+        let mut after = status;
+        after.source = "b.db".into();
+        after.judge();
+        let board = Board::new(after);
+        let r = answer(&Method::GET, "/primary", &board, Some(1));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body(r), "primary b.db\n");
+        let r = answer(&Method::GET, "/primary", &board, Some(0));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(r), "fenced a.db\n");
+        let health: serde_json::Value =
+            serde_json::from_str(&body(answer(&Method::GET, "/health", &board, Some(1)))).unwrap();
+        assert_eq!(health["role"], "primary");
+        assert_eq!(health["nodes"][0]["role"], "fenced");
     }
 }

@@ -33,9 +33,10 @@ pub mod protocol;
 pub mod status;
 
 pub use alerts::AlertRules;
-pub use daemon::{run, SourceFactory, WatcherOptions};
+pub use control::FailoverOrder;
+pub use daemon::{run, FailoverHandler, NodeSettings, SourceFactory, WatcherOptions};
 pub use error::WatcherError;
-pub use jobs::heartbeat::{HealthCheck, DOWN_AFTER};
+pub use jobs::heartbeat::{HealthCheck, Pacing, DOWN_AFTER};
 pub use jobs::publisher::StreamJob;
 pub use jobs::replicas::ReplicaSettings;
 

@@ -2,7 +2,7 @@
 //!
 //! Requests: `{"cmd":"signal"}` (a hint; answered at once), `{"cmd":"flush","timeout_ms":N}`
 //! (answered when staging has been drained, or with an error), `{"cmd":"status"}`,
-//! `{"cmd":"shutdown"}`. Every reply has `"ok"`; failures carry `"error"`.
+//! `{"cmd":"shutdown"}`, `{"cmd":"failover","to":FILE,"force":BOOL}`. Every reply has `"ok"`; failures carry `"error"`.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,15 @@ pub enum Request {
     Status,
     /// Finish the batch in hand and stop.
     Shutdown,
+    /// Fail over to a replica (the watcher holds the archive, so it carries it out).
+    Failover {
+        /// The replica to promote (default: the most up to date configured one).
+        #[serde(default)]
+        to: Option<String>,
+        /// Take over even though the primary still answers.
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 /// What a flush did.
@@ -52,6 +61,9 @@ pub struct Response {
     /// For `flush`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained: Option<Drained>,
+    /// For `failover`: its outcome, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
 }
 
 impl Response {

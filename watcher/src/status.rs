@@ -110,6 +110,71 @@ pub struct Status {
     /// The change stream, when `[stream]` is configured.
     #[serde(default)]
     pub stream: Option<StreamStatus>,
+    /// What the last heartbeat of the primary found: `up`, `blocked`, `slow` (it accepts
+    /// connections but did not answer in time) or `gone` (it failed outright).
+    #[serde(default)]
+    pub primary_state: Option<String>,
+    /// What the last failed heartbeat said, while heartbeats fail.
+    #[serde(default)]
+    pub primary_detail: Option<String>,
+    /// When the primary last answered a heartbeat (µs since the epoch).
+    #[serde(default)]
+    pub primary_last_seen_us: Option<i64>,
+    /// How long the last heartbeat took, in milliseconds.
+    #[serde(default)]
+    pub primary_probe_ms: Option<f64>,
+    /// The heartbeat's interval now (it tightens while changes flow or heartbeats fail).
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
+    /// Failed heartbeats in a row that mark the primary down.
+    #[serde(default)]
+    pub failures_to_down: u32,
+    /// The newest takeover (failover or handback) the archive records, if any.
+    #[serde(default)]
+    pub takeover: Option<TakeoverState>,
+    /// The nodes the watcher answers health checks for, with their roles now.
+    #[serde(default)]
+    pub nodes: Vec<NodeState>,
+}
+
+/// A takeover, as the status reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TakeoverState {
+    /// Its id in the archive.
+    pub id: i64,
+    /// `failover` or `handback`.
+    pub kind: String,
+    /// The last step it finished (`done` when finished).
+    pub step: String,
+    /// The primary it took over from.
+    pub from: String,
+    /// The copy that took over.
+    pub to: String,
+    /// What fencing did to the old primary (`fenced`, `pending`).
+    pub fence: Option<String>,
+    /// Whether the watcher started it on its own.
+    pub automatic: bool,
+    /// When it began and finished (µs since the epoch).
+    pub started_us: i64,
+    /// When it finished.
+    pub finished_us: Option<i64>,
+    /// Why the last attempt failed, while it does.
+    pub last_error: Option<String>,
+}
+
+/// One node: a database clients may be sent to, and what it is now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Where it is (a file, or a server and database).
+    pub target: String,
+    /// `source` (the configured primary) or `replica` (a configured replica).
+    pub kind: String,
+    /// `primary` (it takes the writes), `replica` (a healthy standby), `down` (the primary,
+    /// not answering), `fenced` (a former primary another copy took over from), `unhealthy` (a
+    /// replica that fails to apply).
+    pub role: String,
+    /// Where its health endpoints are served, if anywhere.
+    pub health_listen: Option<String>,
 }
 
 /// One replica, as the replicas job last saw it.
@@ -176,8 +241,34 @@ pub struct StreamStatus {
 }
 
 impl Status {
-    /// Recomputes [`Status::health`] from the other fields.
+    /// The role of node `target` of kind `kind` now.
+    fn role_of(&self, target: &str, kind: &str) -> &'static str {
+        if target == self.source {
+            if self.source_up {
+                "primary"
+            } else {
+                "down"
+            }
+        } else if kind == "replica" {
+            match self.replicas.iter().find(|r| r.path == target) {
+                Some(r) if r.last_error.is_none() => "replica",
+                _ => "unhealthy",
+            }
+        } else {
+            "fenced"
+        }
+    }
+
+    /// Recomputes [`Status::health`] and the nodes' roles from the other fields.
     pub fn judge(&mut self) {
+        let roles: Vec<&'static str> = self
+            .nodes
+            .iter()
+            .map(|n| self.role_of(&n.target, &n.kind))
+            .collect();
+        for (n, role) in self.nodes.iter_mut().zip(roles) {
+            n.role = role.to_string();
+        }
         self.health = if !self.source_up {
             Health::Down
         } else if !self.alerts.is_empty()

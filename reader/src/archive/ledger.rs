@@ -223,6 +223,7 @@ pub(super) fn check(conn: &Connection) -> rusqlite::Result<Checked> {
     let mut runs: BTreeMap<i64, Run> = BTreeMap::new();
     let mut baselines: BTreeMap<i64, Json> = BTreeMap::new();
     let mut baseline_tables: BTreeMap<i64, Json> = BTreeMap::new();
+    let mut takeovers: BTreeMap<i64, Json> = BTreeMap::new();
     let mut stmt = conn.prepare(
         "SELECT id, kind, subject, body, changes_tip, at_us, hash FROM ledger ORDER BY id",
     )?;
@@ -277,6 +278,10 @@ pub(super) fn check(conn: &Connection) -> rusqlite::Result<Checked> {
             }
             "baseline-table" => {
                 baseline_tables.insert(subject, parsed);
+            }
+            // Each state of a takeover; the newest is what its row must say.
+            "takeover" => {
+                takeovers.insert(subject, parsed);
             }
             other => problems.push(format!(
                 "ledger: entry {id} is of an unknown kind {other:?}"
@@ -355,6 +360,7 @@ pub(super) fn check(conn: &Connection) -> rusqlite::Result<Checked> {
         problems.push(format!("undo journal: run {id} was removed"));
     }
     super::baseline::check(conn, baselines, baseline_tables, &mut problems)?;
+    super::takeover::check(conn, takeovers, &mut problems)?;
     Ok(Checked {
         problems,
         count,

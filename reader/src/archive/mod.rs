@@ -26,6 +26,7 @@ mod query;
 mod rekey;
 pub mod schema;
 mod schema_log;
+mod takeover;
 mod verify;
 
 pub use append::{AppendStats, NewChange};
@@ -37,6 +38,7 @@ pub use journal::{window_start, RunKind, RunState, UndoItem, UndoRun, CLOCK_MARG
 pub use published::StreamLag;
 pub use query::{ChangeQuery, ChangeStream, DEFAULT_PAGE};
 pub use schema_log::{NewSchemaEvent, SchemaEvent, SchemaEventKind};
+pub use takeover::{RecordedPrimary, Takeover, TakeoverKind};
 pub use verify::{Digest, VerifyReport};
 
 use std::io::Read;
@@ -161,8 +163,8 @@ impl Archive {
     }
 
     /// A second handle on an archive another handle of this process opened (and migrated) with
-    /// [`Archive::open`]: it reads changes and writes only derived state beside them (published
-    /// positions), sharing the file through WAL and the busy timeout. It runs no migration and
+    /// [`Archive::open`]: it reads changes and writes only beside them (published positions, a
+    /// takeover's fence once set), sharing the file through WAL and the busy timeout. It runs no migration and
     /// no checkpoints, and refuses an archive whose schema is not this build's.
     pub fn open_beside(path: &Path) -> Result<Self, ReaderError> {
         check_magic(path)?;

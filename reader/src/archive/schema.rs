@@ -227,6 +227,32 @@ pub const MIGRATIONS: &[&str] = &[
         subjects TEXT NOT NULL,
         published_id INTEGER NOT NULL,
         published_us INTEGER NOT NULL);",
+    // 11: takeovers: every failover and handback, step by step (which primary, which copy took
+    // over, the incarnation capture started as there, the last change applied and the
+    // data-loss window, who ran it and whether it was forced or automatic). Each state is also
+    // a ledger entry, so the hash chain covers who was primary when. The newest finished row
+    // names the current primary.
+    "CREATE TABLE IF NOT EXISTS takeovers (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind = 'failover' OR kind = 'handback'),
+        step TEXT NOT NULL,
+        from_incarnation TEXT NOT NULL,
+        from_engine TEXT NOT NULL,
+        from_location TEXT NOT NULL,
+        to_engine TEXT NOT NULL,
+        to_location TEXT NOT NULL,
+        to_incarnation TEXT,
+        last_change_id INTEGER,
+        last_seq INTEGER,
+        last_at TEXT,
+        primary_last_seen_us INTEGER,
+        fence TEXT,
+        forced INTEGER NOT NULL,
+        automatic INTEGER NOT NULL,
+        by_user TEXT NOT NULL,
+        by_host TEXT NOT NULL,
+        started_us INTEGER NOT NULL,
+        finished_us INTEGER);",
 ];
 
 /// The migration after whose SQL every row key is recomputed.

@@ -40,6 +40,7 @@
 
 mod triggers;
 pub use triggers::rowid_alias;
+pub mod fence;
 pub mod undo;
 pub mod upgrade;
 

@@ -20,10 +20,10 @@ use rowtrail_reader::source::Source;
 use rowtrail_reader::{now_micros, ReaderError};
 
 use super::{Job, JobContext};
-use crate::control::{Event, Flush, Totals};
+use crate::control::{Event, FailoverAsk, Flush, Totals};
 use crate::protocol::{Drained, Response};
 use crate::status::{Board, Status};
-use crate::{SourceFactory, WatcherError};
+use crate::{FailoverHandler, SourceFactory, WatcherError};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -46,6 +46,7 @@ pub(crate) struct Mover {
     archive: Archive,
     pace: Pace,
     digest: crate::digest::Publisher,
+    failover: Option<FailoverHandler>,
 }
 
 impl Mover {
@@ -56,12 +57,14 @@ impl Mover {
         archive: Archive,
         pace: Pace,
         digest: crate::digest::Publisher,
+        failover: Option<FailoverHandler>,
     ) -> Self {
         Self {
             open_source,
             archive,
             pace,
             digest,
+            failover,
         }
     }
 }
@@ -79,7 +82,12 @@ impl Job for Mover {
     }
 
     fn takes(&self) -> fn(&Event) -> bool {
-        |e| matches!(e, Event::Wake | Event::Flush(_) | Event::SourceRecovered)
+        |e| {
+            matches!(
+                e,
+                Event::Wake | Event::Flush(_) | Event::SourceRecovered | Event::Failover(_)
+            )
+        }
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> Result<(), WatcherError> {
@@ -88,6 +96,7 @@ impl Job for Mover {
             mut archive,
             pace,
             digest,
+            mut failover,
         } = *self;
         let mut state = Loop {
             source: None,
@@ -96,6 +105,7 @@ impl Job for Mover {
             retry_at: None,
             last_logged: None,
             flushes: Vec::new(),
+            failovers: Vec::new(),
         };
         let mut next_poll = Instant::now();
         let mut stopping = false;
@@ -126,6 +136,13 @@ impl Job for Mover {
                 break;
             }
             let Some(wake) = wake else { continue };
+            // A failover runs here, between passes: this job holds the archive and the source.
+            for ask in std::mem::take(&mut state.failovers) {
+                if take_over(&mut failover, &mut archive, ask, &ctx) {
+                    state.reconnect();
+                    ctx.bus.post(Event::Archived);
+                }
+            }
             let in_backoff = state.retry_at.is_some_and(|r| Instant::now() < r);
             if in_backoff && state.flushes.is_empty() && wake != Wake::Poll {
                 continue;
@@ -156,6 +173,67 @@ struct Loop {
     retry_at: Option<Instant>,
     last_logged: Option<(String, Instant)>,
     flushes: Vec<Flush>,
+    failovers: Vec<FailoverAsk>,
+}
+
+/// Carries out one failover; returns whether the primary changed.
+fn take_over(
+    handler: &mut Option<FailoverHandler>,
+    archive: &mut Archive,
+    mut ask: FailoverAsk,
+    ctx: &JobContext,
+) -> bool {
+    let answer = |ask: &FailoverAsk, r: Response| {
+        if let Some(reply) = &ask.reply {
+            let _ = reply.send(r);
+        }
+    };
+    let Some(handler) = handler.as_mut() else {
+        answer(
+            &ask,
+            Response::error("this watcher was started without failover"),
+        );
+        return false;
+    };
+    if ask.order.last_seen_us.is_none() {
+        ask.order.last_seen_us = ctx.board.snapshot().primary_last_seen_us;
+    }
+    tracing::warn!(automatic = ask.order.automatic, to = ?ask.order.to, force = ask.order.force, "failover begins");
+    match handler(archive, &ask.order) {
+        Ok((location, outcome)) => {
+            tracing::warn!(primary = %location, "failover done: the watcher follows the new primary");
+            ctx.board.update(|s| {
+                s.source = location;
+                s.incarnation = None;
+                s.source_up = true;
+                s.source_failures = 0;
+                s.source_down_since_us = None;
+                s.last_error = None;
+                s.primary_state = None;
+                s.primary_detail = None;
+                s.takeover = crate::daemon::takeover_state(archive);
+            });
+            answer(
+                &ask,
+                Response {
+                    ok: true,
+                    failover: Some(outcome),
+                    ..Response::default()
+                },
+            );
+            true
+        }
+        Err(msg) => {
+            tracing::error!(error = %msg, "failover not done");
+            ctx.board.update(|s| {
+                let mut t = crate::daemon::takeover_state(archive).unwrap_or_default();
+                t.last_error = Some(msg.clone());
+                s.takeover = Some(t);
+            });
+            answer(&ask, Response::error(msg));
+            false
+        }
+    }
 }
 
 impl Loop {
@@ -170,6 +248,10 @@ impl Loop {
             Event::SourceRecovered => {
                 self.reconnect();
                 Some(Wake::Probe)
+            }
+            Event::Failover(f) => {
+                self.failovers.push(f);
+                Some(Wake::Signal)
             }
             // Posted by the mover itself, for the replicas job and the publisher.
             Event::Archived => None,

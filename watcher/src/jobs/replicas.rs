@@ -25,6 +25,8 @@ pub struct ReplicaSettings {
     pub path: PathBuf,
     /// How far behind the source it stays (`None`: as close as the archive allows).
     pub delay: Option<Duration>,
+    /// Where this replica's node answers load balancers' health checks, if anywhere.
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// The replicas job.
@@ -104,7 +106,20 @@ impl Replicas {
                 return;
             }
         };
+        let primary = ctx.board.snapshot().source;
         for (i, settings) in self.replicas.iter().enumerate() {
+            // A replica a failover promoted is the primary now: clients write it, capture
+            // archives it, and nothing is applied to it.
+            if settings.path.display().to_string() == primary {
+                open[i] = None;
+                ctx.board.update(|s| {
+                    let r = &mut s.replicas[i];
+                    r.behind = 0;
+                    r.lag_secs = 0.0;
+                    r.last_error = None;
+                });
+                continue;
+            }
             let started = Instant::now();
             let result = (|| {
                 if open[i].is_none() {

@@ -123,6 +123,8 @@ enum Command {
     Compare(cmd::compare::Args),
     /// Promote a replica when the primary failed: fence, drain, apply, promote (dry run unless --apply).
     Failover(cmd::failover::Args),
+    /// Give the primary's role back to the repaired old primary (dry run unless --apply).
+    Handback(cmd::failover::HandbackArgs),
     /// Print the current primary's connection target (it moves with failovers).
     Primary(cmd::failover::PrimaryArgs),
     /// Run a self-contained demonstration on SQLite (no server, no arguments needed).
@@ -173,6 +175,7 @@ fn main() -> ExitCode {
                     Command::Restore(a) => cmd::replica::restore(a, &cfg),
                     Command::Compare(a) => cmd::compare::run(a, &cfg),
                     Command::Failover(a) => cmd::failover::run(a, &cfg),
+                    Command::Handback(a) => cmd::failover::handback(a, &cfg),
                     Command::Primary(a) => cmd::failover::primary(a, &cfg),
                     Command::Init(_) | Command::Demo(_) => unreachable!("handled above"),
                 }

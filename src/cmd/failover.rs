@@ -292,3 +292,235 @@ pub fn primary(args: &PrimaryArgs, cfg: &Config) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `rowtrail handback`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+rowtrail handback --to /srv/app/app.db                        # the plan: changes, conflicts, orphans\n  \
+rowtrail handback --to /srv/app/app.db --apply                # do it (refused if there are conflicts)\n  \
+rowtrail handback --to /srv/app/app.db --apply --conflicts keep\n  \
+rowtrail handback --to /srv/app/app.db --apply --conflicts take-promoted\n\n\
+The promoted copy is fenced for the handback (writes to it fail until it is done), its changes\n\
+since the failover are applied to the repaired primary with undo's guards, capture continues\n\
+there as a new incarnation, and the promoted copy is rebuilt as a replica. Orphans (writes the\n\
+old primary made that never reached the archive) are archived and listed; conflicts are listed\n\
+with their old, new and current rows. Steps: begun, fenced, drained, applied, promoted, done;\n\
+running it again after a kill finishes the job.\n\n\
+Exit codes: 0 done (or, without --apply, it would go ahead without conflicts), 3 refused or\n\
+conflicts to decide (the plan lists them).")]
+pub struct HandbackArgs {
+    /// The repaired old primary.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// What to do with rows the repaired primary holds otherwise than the promoted side
+    /// expects: keep them (listed) or take the promoted side's.
+    #[arg(long, value_name = "RULE", value_parser = ["keep", "take-promoted"])]
+    pub conflicts: Option<String>,
+    /// Carry it out (without it: print the plan and change nothing).
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the plan or the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The handback request the configuration describes.
+pub fn handback_request(
+    cfg: &Config,
+    to: PathBuf,
+    conflicts: Option<&str>,
+) -> Result<rowtrail_takeover::handback::Request> {
+    use rowtrail_takeover::handback::ConflictRule;
+    let to = if to.is_absolute() {
+        to
+    } else {
+        std::env::current_dir()?.join(to)
+    };
+    Ok(rowtrail_takeover::handback::Request {
+        primary: cfg.source_spec()?,
+        to,
+        conflicts: match conflicts {
+            None => None,
+            Some("keep") => Some(ConflictRule::Keep),
+            Some("take-promoted") => Some(ConflictRule::TakePromoted),
+            Some(other) => anyhow::bail!("--conflicts {other:?}: write keep or take-promoted"),
+        },
+        batch: cfg.batch_size,
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+fn images(columns: &[String], row: &Option<Vec<String>>) -> String {
+    match row {
+        None => "(no row)".into(),
+        Some(values) => columns
+            .iter()
+            .zip(values)
+            .map(|(c, v)| format!("{c}={v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn print_conflicts(conflicts: &[rowtrail_takeover::handback::Conflict]) -> Result<()> {
+    for c in conflicts {
+        outln!(
+            "conflict   change {} on {}{}",
+            c.change,
+            c.table,
+            if c.taken {
+                " — made equal to the promoted side"
+            } else {
+                " — left as the repaired primary holds it"
+            }
+        );
+        outln!("           old      {}", images(&c.columns, &c.old));
+        outln!("           new      {}", images(&c.columns, &c.new));
+        outln!("           current  {}", images(&c.columns, &c.current));
+    }
+    Ok(())
+}
+
+fn print_orphans(orphans: &[rowtrail_takeover::handback::Orphan]) -> Result<()> {
+    for o in orphans {
+        outln!(
+            "orphan     change {} ({} on {}, written {}){}",
+            o.change,
+            o.op,
+            o.table,
+            o.at.as_deref().unwrap_or("?"),
+            if o.also_changed_by.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " — the promoted side changed the same row too: change(s) {}",
+                    o.also_changed_by
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `rowtrail handback`.
+pub fn handback(args: &HandbackArgs, cfg: &Config) -> Result<ExitCode> {
+    use rowtrail_takeover::handback;
+    let archive_path = cfg.archive()?.to_path_buf();
+    let req = handback_request(cfg, args.to.clone(), args.conflicts.as_deref())?;
+    if !args.apply {
+        let archive = Archive::open_read_only(&archive_path)?;
+        let plan = handback::plan(&archive, &req)?;
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            outln!("promoted   {} (the primary now)", plan.promoted);
+            outln!("repaired   {}", plan.to);
+            outln!(
+                "changes    {} made on the promoted side since the failover, to apply with guards",
+                plan.changes
+            );
+            if plan.staged_orphans > 0 {
+                outln!(
+                    "orphans    {} image(s) in the repaired primary's staging never reached the archive: archived and listed by --apply",
+                    plan.staged_orphans
+                );
+            }
+            print_orphans(&plan.orphans)?;
+            print_conflicts(&plan.conflicts)?;
+            match &plan.refused {
+                Some(why) => outln!("REFUSED    {why}"),
+                None if !plan.conflicts.is_empty() && req.conflicts.is_none() => outln!(
+                    "DECIDE     {} conflict(s): run with --apply and --conflicts keep or --conflicts take-promoted",
+                    plan.conflicts.len()
+                ),
+                None => outln!("plan       fence the promoted copy, archive both stagings, apply, capture again on {}, rebuild the promoted copy as a replica; run with --apply", plan.to),
+            }
+        }
+        let blocked =
+            plan.refused.is_some() || (!plan.conflicts.is_empty() && req.conflicts.is_none());
+        return Ok(if blocked {
+            ExitCode::from(crate::EXIT_CONFLICT)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let _lock = match ArchiveLock::acquire(&archive_path) {
+        Ok(l) => l,
+        Err(ReaderError::Locked { .. }) => {
+            let socket = cfg.socket()?;
+            let resp = client::request(
+                &socket,
+                &WatcherRequest::Handback {
+                    to: req.to.display().to_string(),
+                    conflicts: args.conflicts.clone(),
+                },
+                Duration::from_secs(3600),
+            )?;
+            if !resp.ok {
+                eprintln!(
+                    "rowtrail: handback refused: {}",
+                    resp.error.unwrap_or_default()
+                );
+                return Ok(ExitCode::from(crate::EXIT_CONFLICT));
+            }
+            let text = resp.failover.unwrap_or_default();
+            match serde_json::from_str::<handback::Outcome>(&text) {
+                Ok(o) if !args.json => print_handback(&o)?,
+                _ => outln!("{text}"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut archive = Archive::open(&archive_path, &cfg.archive_options())?;
+    let quiet = args.json;
+    let outcome = match handback::apply(&mut archive, &req, &mut |step| {
+        if !quiet {
+            eprintln!("  {step}");
+        }
+    }) {
+        Ok(o) => o,
+        Err(rowtrail_takeover::TakeoverError::Refused(why)) => {
+            eprintln!("rowtrail: handback refused: {why}");
+            return Ok(ExitCode::from(crate::EXIT_CONFLICT));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print_handback(&outcome)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_handback(o: &rowtrail_takeover::handback::Outcome) -> Result<()> {
+    let t = &o.takeover;
+    outln!(
+        "handback {} done: {} is the primary again (incarnation {}); {} change(s) applied",
+        t.id,
+        t.to_location,
+        t.to_incarnation.as_deref().unwrap_or("?"),
+        o.applied
+    );
+    print_orphans(&o.orphans)?;
+    print_conflicts(&o.conflicts)?;
+    match &o.demoted {
+        Ok(msg) => outln!("  {msg}"),
+        Err(e) => outln!(
+            "  the promoted copy was not rebuilt as a replica ({e}): build one with `rowtrail replica create --to {}`",
+            t.from_location
+        ),
+    }
+    if !o.level {
+        outln!(
+            "  the primary differs from the promoted copy's last state (kept conflicts, orphans): rebuild the other replicas with `rowtrail replica create`"
+        );
+    }
+    outln!("  every command follows {} again", t.to_location);
+    Ok(())
+}

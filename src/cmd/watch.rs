@@ -104,6 +104,19 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
     let failover: rowtrail_watcher::FailoverHandler = Box::new(move |archive, order| {
         let mut now = failover_cfg.clone();
         now.follow_recorded_primary();
+        if let Some(to) = &order.handback_to {
+            let req =
+                super::failover::handback_request(&now, to.clone(), order.conflicts.as_deref())
+                    .map_err(|e| e.to_string())?;
+            let outcome = rowtrail_takeover::handback::apply(archive, &req, &mut |step| {
+                tracing::info!("handback: {step}");
+            })
+            .map_err(|e| e.to_string())?;
+            return Ok((
+                outcome.takeover.to_location.clone(),
+                serde_json::to_string(&outcome).unwrap_or_default(),
+            ));
+        }
         let mut req =
             super::failover::request(&now, order.to.clone(), order.force, order.automatic)
                 .map_err(|e| e.to_string())?;

@@ -552,8 +552,11 @@ impl Replica {
 
     /// The cut `until` names.
     fn target_cut(&self, archive: &Archive, until: &Until) -> Result<Option<Cut>, StandbyError> {
-        Ok(match until {
-            Until::Latest => archive.cut(&self.incarnation, None)?,
+        // A stream a takeover ended goes no further than its end, whatever was archived of it
+        // later (the orphans a handback shows).
+        let end = archive.successor(&self.incarnation)?.map(|(_, end)| end);
+        let cut = match until {
+            Until::Latest => archive.cut(&self.incarnation, end)?,
             Until::AsOf(t) => archive.cut_as_of(&self.incarnation, t)?,
             Until::Delay(d) => {
                 let then = jiff::Timestamp::now()
@@ -561,6 +564,10 @@ impl Replica {
                     .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
                 archive.cut_as_of(&self.incarnation, &archive_time(then))?
             }
+        };
+        Ok(match (cut, end) {
+            (Some(c), Some(e)) if c.change_id > e => archive.cut(&self.incarnation, Some(e))?,
+            (cut, _) => cut,
         })
     }
 

@@ -158,7 +158,10 @@ fn incarnation_of(archive: &Archive, spec: &SourceSpec) -> Result<Option<String>
         .map(|s| s.incarnation))
 }
 
-fn last_change(archive: &Archive, incarnation: &str) -> Result<Option<LastChange>, TakeoverError> {
+pub(crate) fn last_change(
+    archive: &Archive,
+    incarnation: &str,
+) -> Result<Option<LastChange>, TakeoverError> {
     let newest = archive.changes(&ChangeQuery {
         incarnation: Some(incarnation.to_string()),
         newest_first: true,
@@ -170,6 +173,27 @@ fn last_change(archive: &Archive, incarnation: &str) -> Result<Option<LastChange
         seq: c.seq,
         at: c.at.clone(),
     }))
+}
+
+/// Ends the stream of `incarnation` at its last change `last`: records a cut there (nothing more
+/// can commit: it is fenced, or gone) and returns the cut's change id, the link point a
+/// successor follows from.
+pub(crate) fn end_stream(
+    archive: &mut Archive,
+    incarnation: &str,
+    engine: &'static str,
+    location: &str,
+    last: &LastChange,
+) -> Result<Option<i64>, TakeoverError> {
+    let cut = archive.record_cut(
+        &SourceInfo {
+            incarnation: incarnation.to_string(),
+            engine,
+            location: location.to_string(),
+        },
+        last.seq,
+    )?;
+    Ok(cut.map(|c| c.change_id.max(last.id)))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -350,6 +374,7 @@ pub fn apply(
                 by_host,
                 started_us: 0,
                 finished_us: None,
+                detail: None,
             })?;
             progress(&format!(
                 "takeover {} begun: {} → {}",
@@ -402,18 +427,18 @@ pub fn apply(
         }
     }
     let last = last_change(archive, &incarnation)?;
-    if let Some(l) = &last {
-        archive.record_cut(
-            &SourceInfo {
-                incarnation: incarnation.clone(),
-                engine: req.primary.engine(),
-                location: req.primary.location(),
-            },
-            l.seq,
-        )?;
-    }
+    let end = match &last {
+        Some(l) => end_stream(
+            archive,
+            &incarnation,
+            req.primary.engine(),
+            &req.primary.location(),
+            l,
+        )?,
+        None => None,
+    };
     if matches!(t.step.as_str(), "begun" | "fenced") {
-        t.last_change_id = last.as_ref().map(|l| l.id);
+        t.last_change_id = end;
         t.last_seq = last.as_ref().map(|l| l.seq);
         t.last_at = last.as_ref().and_then(|l| l.at.clone());
         t.step = "drained".into();

@@ -13,6 +13,7 @@
 
 pub mod failover;
 pub mod fence;
+pub mod handback;
 pub mod probe;
 
 use rowtrail_reader::ReaderError;

@@ -308,7 +308,7 @@ fn the_heartbeat_tells_a_frozen_primary_from_a_gone_one_and_counts_exactly_failu
     });
 
     // Every sample while it fails: up exactly as long as fewer than 5 heartbeats failed.
-    let mut watch_down = |want: &str| {
+    let watch_down = |want: &str| {
         let mut down = false;
         wait_until(Duration::from_secs(30), "the primary is down", || {
             let s = status(&sb);
@@ -433,4 +433,174 @@ fn haproxy_sends_clients_to_the_primary_and_after_an_automatic_failover_to_the_p
         sb.ok(&["primary"]).trim(),
         sb.path().join("standby.db").display().to_string()
     );
+
+    // The old primary is repaired and handed back (through the running watcher): clients go
+    // back to it, and the promoted copy is a replica again.
+    let a_port = a.port();
+    drop(a);
+    let _a = Service::start_on("node-a", a_port);
+    let out = sb.ok(&[
+        "handback",
+        "--to",
+        "source.db",
+        "--apply",
+        "--conflicts",
+        "take-promoted",
+    ]);
+    assert!(out.contains("done"), "{out}");
+    wait_until(
+        Duration::from_secs(60),
+        "clients reach node-a again",
+        || proxy.whoami().as_deref() == Some("node-a"),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "node-b is a healthy replica again",
+        || get(hb, "/replica").map(|r| r.0) == Some(200),
+    );
+    assert_eq!(get(hb, "/primary").map(|r| r.0), Some(503));
+    assert_same_tables(&promoted, &open(&sb.source()), "handed back level");
+}
+
+fn move_aside(sb: &Sandbox, back: bool) {
+    for ext in ["", "-wal", "-shm"] {
+        let here = sb.path().join(format!("source.db{ext}"));
+        let aside = sb.path().join(format!("source.db.aside{ext}"));
+        let (from, to) = if back { (aside, here) } else { (here, aside) };
+        let _ = std::fs::rename(from, to);
+    }
+}
+
+fn staff(c: &Connection, id: i64) -> Option<(String, f64)> {
+    c.query_row("SELECT name, salary FROM staff WHERE id = ?1", [id], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .ok()
+}
+
+#[test]
+fn handback_shows_orphans_lists_conflicts_applies_the_rest_and_switches_roles_back() {
+    let (sb, c, standby) = with_replica("");
+    // Writes the archive never sees before the primary is lost: the orphans.
+    writes(&c, 21, 3);
+    let at_failure = staff(&c, 20);
+    drop(c);
+    move_aside(&sb, false);
+    sb.ok(&["failover", "--apply"]);
+    move_aside(&sb, true);
+
+    // The promoted side works on; one of its changes meets a row the orphans changed.
+    let b = open(&standby);
+    writes(&b, 100, 5);
+    b.execute_batch("UPDATE staff SET name = 'b-side' WHERE id = 20; UPDATE staff SET name = 'b-only' WHERE id = 104")
+        .unwrap();
+    sb.ok(&["read"]);
+
+    // The plan: orphans staged, a conflict with its three images; exit 3 (decide).
+    let plan = sb.fails(&["handback", "--to", "source.db"], 3);
+    assert!(
+        plan.contains("orphans") && plan.contains("image(s)"),
+        "{plan}"
+    );
+    assert!(plan.contains("conflict   change"), "{plan}");
+    assert!(
+        plan.contains("name=\"b-side\"") && plan.contains("current  (no row)"),
+        "{plan}"
+    );
+    // Refused: another database; no rule for the conflicts. Nothing changes.
+    std::fs::copy(sb.path().join("standby.db"), sb.path().join("other.db")).unwrap();
+    let e = sb.fails(&["handback", "--to", "other.db", "--apply"], 3);
+    assert!(e.contains("not the old primary"), "{e}");
+    let e = sb.fails(&["handback", "--to", "source.db", "--apply"], 3);
+    assert!(e.contains("--conflicts keep"), "{e}");
+    assert_eq!(takeovers(&sb).len(), 1);
+
+    let out = sb.ok(&[
+        "handback",
+        "--to",
+        "source.db",
+        "--apply",
+        "--conflicts",
+        "keep",
+    ]);
+    assert!(out.contains("handback 2 done"), "{out}");
+    assert!(out.contains("orphan     change"), "{out}");
+    assert!(
+        out.contains("the promoted side changed the same row too"),
+        "{out}"
+    );
+    assert!(
+        out.contains("left as the repaired primary holds it"),
+        "{out}"
+    );
+    let a = open(&sb.source());
+    // The promoted side's changes are there, the conflicting row is as the old primary had it.
+    assert_eq!(staff(&a, 103).map(|r| r.0), Some("n103".into()));
+    assert_eq!(staff(&a, 104).map(|r| r.0), Some("b-only".into()));
+    assert_eq!(staff(&a, 20), at_failure);
+    assert_eq!(
+        takeovers(&sb)
+            .iter()
+            .map(|t| (t.0.as_str(), t.1.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("failover", "done"), ("handback", "done")]
+    );
+    assert_eq!(
+        sb.ok(&["primary"]).trim(),
+        sb.source().display().to_string()
+    );
+    sb.ok(&["verify"]);
+
+    // The old primary takes writes again, captured; the promoted copy is a replica again,
+    // level with it.
+    writes(&a, 200, 3);
+    sb.ok(&["read"]);
+    sb.ok(&["replica", "apply", "--to", "standby.db"]);
+    assert_same_tables(
+        &a,
+        &open(&standby),
+        "the demoted copy follows the primary again",
+    );
+    let audit = sb.ok(&["audit", "--table", "staff"]);
+    assert!(audit.contains("n202"), "{audit}");
+
+    // Twice: nothing to hand back.
+    let e = sb.fails(&["handback", "--to", "source.db", "--apply"], 3);
+    assert!(e.contains("nothing to hand back"), "{e}");
+    // A second failover after the handback works.
+    let out = sb.ok(&["failover", "--force", "--apply"]);
+    assert!(out.contains("failover 3 done"), "{out}");
+    assert_same_tables(&a, &open(&standby), "second failover");
+    sb.ok(&["verify"]);
+}
+
+#[test]
+fn a_kill_at_each_handback_step_is_finished_by_running_it_again() {
+    for step in ["begun", "fenced", "drained", "applied", "promoted"] {
+        let (sb, _c, standby) = with_replica("");
+        sb.ok(&["failover", "--force", "--apply"]);
+        let b = open(&standby);
+        writes(&b, 100, 5);
+        let mut armed = rowtrail_tests::Armed::spawn(
+            sb.cmd(&["handback", "--to", "source.db", "--apply"]),
+            &format!("handback-{step}"),
+            format!("handback killed after {step}"),
+        );
+        armed.kill_at(&format!("handback-{step}"));
+        let out = sb.ok(&["handback", "--to", "source.db", "--apply"]);
+        assert!(out.contains("done"), "{step}: {out}");
+        let t = takeovers(&sb);
+        assert_eq!(t.len(), 2, "{step}: one failover, one handback");
+        assert_eq!(t[1].1, "done", "{step}");
+        // Applied once: the primary equals the promoted side's last state.
+        assert_same_tables(
+            &open(&standby),
+            &open(&sb.source()),
+            &format!("{step}: nothing applied twice"),
+        );
+        open(&sb.source())
+            .execute_batch("INSERT INTO staff VALUES (7000, 'ok', 1)")
+            .unwrap_or_else(|e| panic!("{step}: the primary takes writes again: {e}"));
+        sb.ok(&["verify"]);
+    }
 }

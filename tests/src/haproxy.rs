@@ -157,10 +157,14 @@ pub struct Service {
 impl Service {
     /// Starts the service of node `name` on a free loopback port.
     pub fn start(name: &str) -> Self {
+        Self::start_on(name, free_port())
+    }
+
+    /// Starts the service of node `name` on `port` (a node coming back where it was).
+    pub fn start_on(name: &str, port: u16) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("whoami"), format!("{name}\n")).unwrap();
         std::fs::write(dir.path().join("health"), "ok\n").unwrap();
-        let port = free_port();
         let child = Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1"])
             .arg(port.to_string())

@@ -93,6 +93,10 @@ pub struct FailoverOrder {
     pub automatic: bool,
     /// When the primary last answered a heartbeat (µs since the epoch), if it ever did.
     pub last_seen_us: Option<i64>,
+    /// A handback instead: the repaired primary that takes its role back.
+    pub handback_to: Option<std::path::PathBuf>,
+    /// For a handback: what to do with conflicts (`keep`, `take-promoted`; none: refuse).
+    pub conflicts: Option<String>,
 }
 
 /// A failover to carry out, and who waits for its answer.

@@ -231,7 +231,22 @@ async fn handle(conn: Stream, served: Served) {
                 return;
             }
             Ok(Request::Flush { timeout_ms }) => flush(&served, timeout_ms).await,
-            Ok(Request::Failover { to, force }) => failover(&served, to, force).await,
+            Ok(Request::Failover { to, force }) => {
+                let order = crate::control::FailoverOrder {
+                    to: to.map(std::path::PathBuf::from),
+                    force,
+                    ..Default::default()
+                };
+                failover(&served, order).await
+            }
+            Ok(Request::Handback { to, conflicts }) => {
+                let order = crate::control::FailoverOrder {
+                    handback_to: Some(std::path::PathBuf::from(to)),
+                    conflicts,
+                    ..Default::default()
+                };
+                failover(&served, order).await
+            }
         };
         if write_reply(&mut reader, &reply).await.is_err() {
             return;
@@ -263,15 +278,11 @@ async fn flush(served: &Served, timeout_ms: Option<u64>) -> Response {
     }
 }
 
-async fn failover(served: &Served, to: Option<String>, force: bool) -> Response {
+/// A failover or handback, carried out by the mover (it holds the archive and the source).
+async fn failover(served: &Served, order: crate::control::FailoverOrder) -> Response {
     let (reply, mut answer) = tokio::sync::mpsc::unbounded_channel();
     let ask = crate::control::FailoverAsk {
-        order: crate::control::FailoverOrder {
-            to: to.map(std::path::PathBuf::from),
-            force,
-            automatic: false,
-            last_seen_us: None,
-        },
+        order,
         reply: Some(reply),
     };
     if served.shutdown.is_triggered() || served.bus.post(Event::Failover(ask)) == 0 {

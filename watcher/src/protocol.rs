@@ -2,7 +2,8 @@
 //!
 //! Requests: `{"cmd":"signal"}` (a hint; answered at once), `{"cmd":"flush","timeout_ms":N}`
 //! (answered when staging has been drained, or with an error), `{"cmd":"status"}`,
-//! `{"cmd":"shutdown"}`, `{"cmd":"failover","to":FILE,"force":BOOL}`. Every reply has `"ok"`; failures carry `"error"`.
+//! `{"cmd":"shutdown"}`, `{"cmd":"failover","to":FILE,"force":BOOL}`,
+//! `{"cmd":"handback","to":FILE,"conflicts":RULE}`. Every reply has `"ok"`; failures carry `"error"`.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,14 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Hand the primary's role back to the repaired old primary.
+    Handback {
+        /// The repaired primary.
+        to: String,
+        /// What to do with conflicts (`keep`, `take-promoted`; none: refuse when there are).
+        #[serde(default)]
+        conflicts: Option<String>,
+    },
 }
 
 /// What a flush did.
@@ -61,7 +70,7 @@ pub struct Response {
     /// For `flush`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained: Option<Drained>,
-    /// For `failover`: its outcome, as JSON.
+    /// For `failover` and `handback`: the outcome, as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<String>,
 }

@@ -252,7 +252,8 @@ pub const MIGRATIONS: &[&str] = &[
         by_user TEXT NOT NULL,
         by_host TEXT NOT NULL,
         started_us INTEGER NOT NULL,
-        finished_us INTEGER);",
+        finished_us INTEGER,
+        detail TEXT);",
 ];
 
 /// The migration after whose SQL every row key is recomputed.

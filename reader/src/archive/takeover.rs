@@ -66,7 +66,9 @@ pub struct Takeover {
     pub to_location: String,
     /// The incarnation capture was installed as on the copy, once it is.
     pub to_incarnation: Option<String>,
-    /// The archive id of the last change of the old primary the copy holds.
+    /// Where the old primary's stream ends: the archive change id of the cut at its last
+    /// change (every change of it the copy holds is at or below it). A successor follows from
+    /// here.
     pub last_change_id: Option<i64>,
     /// Its seq.
     pub last_seq: Option<i64>,
@@ -89,6 +91,9 @@ pub struct Takeover {
     pub started_us: i64,
     /// When it finished, once it has.
     pub finished_us: Option<i64>,
+    /// What it did beyond the positions, as JSON (a handback: changes applied, conflicts,
+    /// orphans), once known.
+    pub detail: Option<String>,
 }
 
 /// The primary the archive names.
@@ -106,7 +111,7 @@ pub struct RecordedPrimary {
 
 const COLUMNS: &str = "id, kind, step, from_incarnation, from_engine, from_location, to_engine, \
     to_location, to_incarnation, last_change_id, last_seq, last_at, primary_last_seen_us, fence, \
-    forced, automatic, by_user, by_host, started_us, finished_us";
+    forced, automatic, by_user, by_host, started_us, finished_us, detail";
 
 fn read(r: &Row<'_>) -> rusqlite::Result<Takeover> {
     Ok(Takeover {
@@ -130,6 +135,7 @@ fn read(r: &Row<'_>) -> rusqlite::Result<Takeover> {
         by_host: r.get(17)?,
         started_us: r.get(18)?,
         finished_us: r.get(19)?,
+        detail: r.get(20)?,
     })
 }
 
@@ -199,7 +205,7 @@ impl Archive {
             .execute(
                 "UPDATE takeovers SET step = ?2, to_incarnation = ?3, last_change_id = ?4, \
                  last_seq = ?5, last_at = ?6, primary_last_seen_us = ?7, fence = ?8, \
-                 finished_us = ?9 WHERE id = ?1 AND finished_us IS NULL",
+                 finished_us = ?9, detail = ?10 WHERE id = ?1 AND finished_us IS NULL",
                 params![
                     t.id,
                     t.step,
@@ -210,6 +216,7 @@ impl Archive {
                     t.primary_last_seen_us,
                     t.fence,
                     t.finished_us,
+                    t.detail,
                 ],
             )
             .map_err(e)?;
@@ -224,18 +231,21 @@ impl Archive {
         Ok(())
     }
 
-    /// Records that the old primary of takeover `id` is fenced now (`fenced`), after it
-    /// could not be reached when the takeover ran; finished takeovers too.
-    pub fn set_takeover_fence(&mut self, id: i64, fence: &str) -> Result<(), ReaderError> {
+    /// Records what takeover `id` did after it finished (a handback's demotion of the copy).
+    pub fn set_takeover_detail(&mut self, id: i64, detail: &str) -> Result<(), ReaderError> {
+        self.update_finished(id, "detail", detail)
+    }
+
+    fn update_finished(&mut self, id: i64, column: &str, value: &str) -> Result<(), ReaderError> {
         let path = self.path.clone();
-        let e = |cause| ReaderError::archive(&path, "cannot record a fence", cause);
+        let e = |cause| ReaderError::archive(&path, "cannot record a takeover", cause);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(e)?;
         tx.execute(
-            "UPDATE takeovers SET fence = ?2 WHERE id = ?1",
-            params![id, fence],
+            &format!("UPDATE takeovers SET {column} = ?2 WHERE id = ?1"),
+            params![id, value],
         )
         .map_err(e)?;
         let t = tx
@@ -248,6 +258,12 @@ impl Archive {
         super::ledger::record(&tx, "takeover", id, &body(&t)).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(())
+    }
+
+    /// Records that the old primary of takeover `id` is fenced now (`fenced`), after it
+    /// could not be reached when the takeover ran; finished takeovers too.
+    pub fn set_takeover_fence(&mut self, id: i64, fence: &str) -> Result<(), ReaderError> {
+        self.update_finished(id, "fence", fence)
     }
 
     /// Every takeover, oldest first.
@@ -294,15 +310,18 @@ impl Archive {
             .map_err(self.err("cannot read the takeovers"))
     }
 
-    /// The incarnation that took over from `incarnation`, and the archive id of the last
-    /// change of `incarnation` before it did: a consumer that has applied `incarnation` up to
-    /// there goes on with the successor.
+    /// The incarnation that took over from `incarnation`, and the archive change id where the
+    /// stream of `incarnation` ended: a consumer that has applied `incarnation` up to there
+    /// goes on with the successor (and never applies what `incarnation` archived later: a
+    /// handback's orphans).
     pub fn successor(&self, incarnation: &str) -> Result<Option<(String, i64)>, ReaderError> {
         self.conn
             .query_row(
                 "SELECT to_incarnation, coalesce(last_change_id, 0) FROM takeovers \
                  WHERE from_incarnation = ?1 AND finished_us IS NOT NULL \
-                   AND to_incarnation IS NOT NULL ORDER BY id LIMIT 1",
+                   AND to_incarnation IS NOT NULL \
+                   AND coalesce(json_extract(detail, '$.diverged'), 0) = 0 \
+                 ORDER BY id LIMIT 1",
                 [incarnation],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )

@@ -307,6 +307,53 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
         format!("DOWN since {}", ago(s.source_down_since_us))
     };
     outln!("source     {} — {source_state}", s.source);
+    if let Some(state) = &s.primary_state {
+        outln!(
+            "heartbeat  {state}{} (every {} ms; down after {} failed in a row; last seen {})",
+            s.primary_detail
+                .as_ref()
+                .map_or(String::new(), |d| format!(": {d}")),
+            s.heartbeat_interval_ms,
+            s.failures_to_down,
+            ago(s.primary_last_seen_us)
+        );
+    }
+    if let Some(t) = &s.takeover {
+        outln!(
+            "takeover   {} {} ({}{}): {} → {}{}{}",
+            t.kind,
+            t.id,
+            if t.finished_us.is_some() {
+                "done"
+            } else {
+                "UNFINISHED at "
+            },
+            if t.finished_us.is_some() {
+                String::new()
+            } else {
+                t.step.clone()
+            },
+            t.from,
+            t.to,
+            t.fence
+                .as_ref()
+                .map_or(String::new(), |f| format!(", old primary {f}")),
+            t.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" — last attempt failed: {e}"))
+        );
+    }
+    for n in &s.nodes {
+        outln!(
+            "node       {} ({}): {}{}",
+            n.target,
+            n.kind,
+            n.role,
+            n.health_listen
+                .as_ref()
+                .map_or(String::new(), |l| format!(", health on http://{l}/"))
+        );
+    }
     outln!(
         "archive    {} ({} free)",
         s.archive,

@@ -168,6 +168,23 @@ fn a_primary_that_is_gone_fails_over_without_force_and_its_fence_waits() {
     );
     assert_eq!(sb.ok(&["primary"]).trim(), standby.display().to_string());
 
+    // While it is away, the watcher (following the promoted copy) alerts on the pending fence.
+    let _w = sb.start_watcher();
+    let alerts = || -> Vec<String> {
+        status(&sb)["alerts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x["alert"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the fence_pending alert fires",
+        || alerts().contains(&"fence_pending".to_string()),
+    );
     // It comes back: the watcher's heartbeat fences it before anything else.
     std::fs::rename(&aside, sb.source()).unwrap();
     for ext in ["-wal", "-shm"] {
@@ -176,11 +193,20 @@ fn a_primary_that_is_gone_fails_over_without_force_and_its_fence_waits() {
             sb.path().join(format!("source.db{ext}")),
         );
     }
-    let _w = sb.start_watcher();
     wait_until(
         Duration::from_secs(20),
         "the returned primary is fenced",
         || takeovers(&sb)[0].2.as_deref() == Some("fenced"),
+    );
+    // The status says the watcher runs on the promoted copy, and the pending fence's alert
+    // clears once the fence is set.
+    wait_until(
+        Duration::from_secs(20),
+        "the fence_pending alert clears",
+        || {
+            let now = alerts();
+            now.contains(&"failed_over".to_string()) && !now.contains(&"fence_pending".to_string())
+        },
     );
     let e = open(&sb.source())
         .execute_batch("INSERT INTO staff VALUES (3000, 'x', 1)")

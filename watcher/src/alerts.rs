@@ -45,7 +45,8 @@ impl Default for AlertRules {
 /// What `alert_command` reads on stdin.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
-    /// `source_down`, `source_blocked`, `backlog_age`, `disk_free` or `replica_lag`.
+    /// `source_down`, `source_blocked`, `backlog_age`, `disk_free`, `replica_lag`,
+    /// `failed_over` or `fence_pending`.
     pub alert: String,
     /// `firing` or `cleared`.
     pub state: &'static str,
@@ -210,6 +211,44 @@ impl Alerts {
                 });
             }
         }
+        // Running on a promoted copy is a state to end (hand back), and an old primary whose
+        // fence is still pending could take writes nobody captures: both alert while they
+        // hold. Always on: there is no threshold to tune.
+        let failed_over = status
+            .takeover
+            .as_ref()
+            .filter(|t| t.kind == "failover" && t.finished_us.is_some());
+        verdicts.push(Verdict {
+            alert: "failed_over",
+            severity: "warning",
+            holds: Some(failed_over.is_some()),
+            value: None,
+            threshold: 0.0,
+            message: failed_over.map_or(String::new(), |t| {
+                format!(
+                    "takeover {}{}: {} is the primary in place of {}; hand back once the old primary is repaired (`rowtrail handback --to {}`)",
+                    t.id,
+                    if t.automatic { " (automatic)" } else { "" },
+                    t.to,
+                    t.from,
+                    t.from
+                )
+            }),
+        });
+        let pending = failed_over.filter(|t| t.fence.as_deref() == Some("pending"));
+        verdicts.push(Verdict {
+            alert: "fence_pending",
+            severity: "critical",
+            holds: Some(pending.is_some()),
+            value: None,
+            threshold: 0.0,
+            message: pending.map_or(String::new(), |t| {
+                format!(
+                    "the old primary {} could not be fenced yet (it was unreachable): keep clients away from it; the watcher fences it when it is reachable",
+                    t.from
+                )
+            }),
+        });
         for v in verdicts {
             self.apply(v, status, now_us);
         }

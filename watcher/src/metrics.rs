@@ -134,7 +134,14 @@ pub fn render(s: &Status) -> String {
         s.pass_seconds_total, s.passes
     ));
     out.push_str("# HELP rowtrail_alert_firing 1 while the alert fires.\n# TYPE rowtrail_alert_firing gauge\n");
-    for alert in ["source_down", "backlog_age", "disk_free", "replica_lag"] {
+    for alert in [
+        "source_down",
+        "backlog_age",
+        "disk_free",
+        "replica_lag",
+        "failed_over",
+        "fence_pending",
+    ] {
         let firing = s.alerts.iter().any(|a| a.alert == alert);
         out.push_str(&format!(
             "rowtrail_alert_firing{{alert=\"{alert}\"}} {}\n",
@@ -184,6 +191,45 @@ pub fn render(s: &Status) -> String {
                     value(r)
                 ));
             }
+        }
+    }
+    // The primary's heartbeat and the nodes' roles (what load balancers route by).
+    let probe_state = |want: &str| u8::from(s.primary_state.as_deref() == Some(want)).to_string();
+    out.push_str(&format!(
+        "# HELP rowtrail_primary_failures Failed heartbeats of the primary in a row.
+         # TYPE rowtrail_primary_failures gauge
+rowtrail_primary_failures {}
+         # HELP rowtrail_primary_slow 1 when the last heartbeat timed out (the primary accepts connections but does not answer).
+         # TYPE rowtrail_primary_slow gauge
+rowtrail_primary_slow {}
+         # HELP rowtrail_primary_last_seen_seconds When the primary last answered a heartbeat (seconds since the epoch).
+         # TYPE rowtrail_primary_last_seen_seconds gauge
+rowtrail_primary_last_seen_seconds {}
+         # HELP rowtrail_heartbeat_interval_seconds The heartbeat's interval now.
+         # TYPE rowtrail_heartbeat_interval_seconds gauge
+rowtrail_heartbeat_interval_seconds {}
+         # HELP rowtrail_takeover_id The newest takeover (failover or handback) the archive records (0: none).
+         # TYPE rowtrail_takeover_id gauge
+rowtrail_takeover_id {}
+",
+        s.source_failures,
+        probe_state("slow"),
+        secs(s.primary_last_seen_us),
+        s.heartbeat_interval_ms as f64 / 1e3,
+        s.takeover.as_ref().map_or(0, |t| t.id),
+    ));
+    if !s.nodes.is_empty() {
+        out.push_str(
+            "# HELP rowtrail_node_primary 1 on the node that is the primary now.
+# TYPE rowtrail_node_primary gauge
+",
+        );
+        for n in &s.nodes {
+            out.push_str(&format!(
+                "rowtrail_node_primary{{node=\"{}\"}} {}\n",
+                label_value(&n.target),
+                u8::from(n.role == "primary")
+            ));
         }
     }
     out

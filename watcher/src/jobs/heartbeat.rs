@@ -82,6 +82,20 @@ impl Job for Heartbeat {
         loop {
             let probe = (self.check)();
             let free = fs4::available_space(&self.archive).ok();
+            // A fence left pending by a failover is set by the check once the old primary is
+            // reachable: read the record again while it is pending.
+            let pending = ctx
+                .board
+                .snapshot()
+                .takeover
+                .is_some_and(|t| t.fence.as_deref() == Some("pending"));
+            let takeover = if pending {
+                rowtrail_reader::archive::Archive::open_read_only(&self.archive)
+                    .ok()
+                    .and_then(|a| crate::daemon::takeover_state(&a))
+            } else {
+                None
+            };
             let now = now_micros();
             let (recovered, interval, fail_over) = ctx.board.update(|s| {
                 let mut recovered = false;
@@ -150,6 +164,9 @@ impl Job for Heartbeat {
                     }
                 }
                 s.archive_free_bytes = free;
+                if let Some(t) = takeover {
+                    s.takeover = Some(t);
+                }
                 alerts.evaluate(s, now);
                 // Tight while changes flow or something is wrong; relaxed when all is quiet.
                 let flowing = s.archived != last_archived || s.backlog > 0;

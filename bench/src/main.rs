@@ -26,6 +26,7 @@ mod report;
 mod size;
 mod standby;
 mod stream;
+mod takeover;
 mod tsql;
 mod undo;
 
@@ -92,6 +93,8 @@ enum Scenario {
     Mssql,
     /// The change stream: publishing to a real nats-server, and its cost to the archive path.
     Stream,
+    /// Failover of a level replica, and a guarded handback.
+    Takeover,
 }
 
 /// What every scenario is told.
@@ -120,6 +123,7 @@ fn scenarios() -> Vec<(Scenario, Run)> {
         (Scenario::Tsql, |s, _, _| tsql::run(s)),
         (Scenario::Mssql, |s, _, _| mssql::run(s)),
         (Scenario::Stream, stream::run),
+        (Scenario::Takeover, |s, d, _| takeover::run(s, d)),
     ]
 }
 

@@ -62,7 +62,16 @@ fn common(archive: &str) -> String {
          # Replicas the watcher keeps current (build one first: rowtrail replica create --to FILE).\n\
          # [[replica]]\n\
          # path = \"/srv/standby/app.db\"\n\
-         # delay = \"1h\"     # stay this far behind on purpose (optional)\n"
+         # delay = \"1h\"     # stay this far behind on purpose (optional)\n\
+         # health_listen = \"127.0.0.1:9202\"   # this node's /primary, /replica, /health\n\n\
+         # The primary's heartbeat and failover (docs/failover.md).\n\
+         # [takeover]\n\
+         # failures = 3             # failed heartbeats in a row that mark the primary down\n\
+         # idle_interval_ms = 5000  # the heartbeat's interval while nothing flows\n\
+         # connect_timeout_ms = 2000\n\
+         # login_timeout_ms = 5000\n\
+         # query_timeout_ms = 5000\n\
+         # auto_failover = false    # true: promote the most up-to-date replica once the primary is down\n"
     )
 }
 
@@ -74,7 +83,11 @@ pub fn sqlite_config(source: &str, archive: &str) -> String {
          [source]\n\
          engine = \"sqlite\"\n\
          # The captured database.\n\
-         path = {source:?}\n\n{}",
+         path = {source:?}\n\
+         # The application that owns the file, for the heartbeat (its health URL, or host:port).\n\
+         # address = \"http://127.0.0.1:7001/health\"\n\
+         # This node's health endpoints for load balancers (/primary, /replica, /health).\n\
+         # health_listen = \"127.0.0.1:9201\"\n\n{}",
         common(archive)
     )
 }

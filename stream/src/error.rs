@@ -89,4 +89,11 @@ pub enum StreamError {
     /// The archive could not be read or the position not written.
     #[error(transparent)]
     Archive(#[from] rowtrail_reader::ReaderError),
+    /// A replica fed from the stream could not be opened or written.
+    #[error(transparent)]
+    Replica(#[from] rowtrail_standby::StandbyError),
+    /// What the stream holds cannot go into the replica (another source, a gap, a body that is
+    /// not a change event); the message says why and what to do. Nothing was applied.
+    #[error("{0}")]
+    Refused(String),
 }

@@ -363,10 +363,36 @@ fn apply_from_stream(a: &ApplyArgs, url: &str) -> Result<ExitCode> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    // A server that is down or failing is waited for, with a capped backoff; anything else
+    // (a refusal, a damaged replica) ends the command.
+    let mut backoff = Duration::from_millis(100);
+    let mut last_error: Option<String> = None;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let r = remote.step(Duration::from_secs(1))?;
-        if !a.quiet && r.applied > 0 {
-            say(r.applied, r.waiting, &remote)?;
+        match remote.step(Duration::from_secs(1)) {
+            Ok(r) => {
+                if last_error.take().is_some() {
+                    eprintln!("rowtrail: the stream answers again");
+                }
+                backoff = Duration::from_millis(100);
+                if !a.quiet && r.applied > 0 {
+                    say(r.applied, r.waiting, &remote)?;
+                }
+            }
+            Err(e) if e.is_transient() => {
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    eprintln!("rowtrail: {msg}; trying again");
+                    last_error = Some(msg);
+                }
+                let until = std::time::Instant::now() + backoff;
+                while std::time::Instant::now() < until
+                    && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(ExitCode::SUCCESS)

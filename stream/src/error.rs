@@ -97,3 +97,15 @@ pub enum StreamError {
     #[error("{0}")]
     Refused(String),
 }
+
+impl StreamError {
+    /// Whether trying again later may succeed without anyone changing anything: the server
+    /// down or failing a request. A refusal, a configuration error or a damaged replica stays
+    /// until someone acts.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StreamError::ServerDown { .. } | StreamError::Server { .. }
+        )
+    }
+}

@@ -8,8 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use rowtrail_standby::replica::{Position, Replica};
+use rowtrail_stream::subject::Subjects;
+use rowtrail_stream::{Connection as StreamConnection, Credentials, Outgoing, Settings, Storage};
 use rowtrail_tests::nats::{free_port, NatsServer};
-#[allow(unused_imports)]
 use rowtrail_tests::Armed;
 use rowtrail_tests::{show, wait_until, Proc, Sandbox};
 use rusqlite::Connection;
@@ -213,8 +214,9 @@ fn position(path: &Path) -> Position {
     Replica::open(path).unwrap().position().clone()
 }
 
-/// A source with capture installed (a baseline taken), a watcher publishing it, and a replica
-/// built from the install's baseline and carried to a remote host.
+/// A source with capture installed (a baseline taken), a watcher publishing it, `before`
+/// statements of a random workload archived and published, and then a replica built from the
+/// install's baseline and the archive (standing after those changes) carried to a remote host.
 struct Setup {
     nats: NatsServer,
     sb: Sandbox,
@@ -224,18 +226,22 @@ struct Setup {
     _watcher: Proc,
 }
 
-fn setup(extra: &str) -> Setup {
+fn setup(before: usize) -> Setup {
     let nats = NatsServer::start();
     let sb = Sandbox::new(BIN);
-    sb.write_config(&stream_config(&nats.url(), extra));
+    sb.write_config(&stream_config(&nats.url(), ""));
     let source = seeded(&sb);
     sb.ok(&["sql", "install"]);
+    let watcher = sb.start_watcher();
+    if before > 0 {
+        workload(&source, &mut fastrand::Rng::with_seed(1), before);
+        wait_published(&sb);
+    }
     let built = sb.path().join("carried.db");
     sb.ok(&["replica", "create", "--to", built.to_str().unwrap()]);
     let remote = RemoteHost::new();
     let replica = remote.path("replica.db");
     std::fs::copy(&built, &replica).unwrap();
-    let watcher = sb.start_watcher();
     Setup {
         nats,
         sb,
@@ -248,7 +254,10 @@ fn setup(extra: &str) -> Setup {
 
 #[test]
 fn a_remote_replica_equals_the_local_replica_after_a_random_workload() {
-    let s = setup("");
+    // The carried replica stands after 100 statements' changes: the stream's first messages
+    // are in it already and are passed over.
+    let s = setup(100);
+    assert!(position(&s.replica).change_id > 0);
     let local = s.sb.path().join("local.db");
     s.sb.ok(&["replica", "create", "--to", local.to_str().unwrap()]);
     let url = s.nats.url();
@@ -304,4 +313,292 @@ fn a_remote_replica_equals_the_local_replica_after_a_random_workload() {
     });
     follower.terminate();
     assert_eq!(position(&s.replica).change_id, s.sb.archived());
+}
+
+/// The state the archive gives at change `at`: the replica copy `from` (standing at an earlier
+/// position) brought to `at` with the archive's own changes, through the replica's apply path.
+fn archive_state_at(sb: &Sandbox, from: &Path, at: i64) -> Vec<String> {
+    let reference = sb.path().join(format!("reference-{at}.db"));
+    let _ = std::fs::remove_file(&reference);
+    std::fs::copy(from, &reference).unwrap();
+    let mut r = Replica::open(&reference).unwrap();
+    let start = r.position().change_id;
+    let changes: Vec<_> = rowtrail_tests::replay::archived_changes(&sb.archive())
+        .into_iter()
+        .filter(|c| c.id > start && c.id <= at)
+        .collect();
+    let last = changes.last().expect("changes in between");
+    let p = Position {
+        change_id: at,
+        seq: last.seq,
+        source_at: last.at.clone(),
+        consistent: true,
+    };
+    r.apply_changes(&changes, p, &[], || {}).unwrap();
+    drop(r);
+    state_of(&reference)
+}
+
+#[test]
+fn an_applier_killed_mid_apply_and_after_a_commit_leaves_no_gap_and_no_duplicate() {
+    let s = setup(0);
+    let url = s.nats.url();
+    let r = s.replica.to_str().unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    workload(&s.source, &mut rng, 200);
+    wait_published(&s.sb);
+    s.remote.ok(&RemoteHost::apply_args(&url, r, false));
+    let p1 = position(&s.replica);
+    let at_p1 = s.sb.path().join("at-p1.db");
+    std::fs::copy(&s.replica, &at_p1).unwrap();
+    // Several steps' worth: 6,000 inserts in transactions of 50, then one update of them all.
+    bulk(&s.source, 0, 6_000);
+    wait_published(&s.sb);
+    let total = s.sb.archived();
+
+    // Killed with its second step's rows and position written, not committed.
+    let mut armed = Armed::spawn(
+        s.remote.cmd(&RemoteHost::apply_args(&url, r, true)),
+        "remote-apply-before-commit:2",
+        "the remote applier".into(),
+    );
+    armed.kill_at("remote-apply-before-commit");
+    let p = position(&s.replica);
+    assert!(
+        p.change_id > p1.change_id && p.change_id < total,
+        "one step committed before the kill: {p:?}, from {} to {total}",
+        p1.change_id
+    );
+    assert!(p.consistent, "{p:?}");
+    assert_eq!(
+        state_of(&s.replica),
+        archive_state_at(&s.sb, &at_p1, p.change_id),
+        "the replica killed mid-apply equals the archive at its position"
+    );
+
+    // Killed after a commit, before the messages were acknowledged.
+    let mut armed = Armed::spawn(
+        s.remote.cmd(&RemoteHost::apply_args(&url, r, true)),
+        "remote-apply-after-commit:1",
+        "the remote applier".into(),
+    );
+    armed.kill_at("remote-apply-after-commit");
+    let p2 = position(&s.replica);
+    assert!(
+        p2.change_id > p.change_id && p2.change_id < total,
+        "{p2:?} after {p:?}"
+    );
+    assert_eq!(
+        state_of(&s.replica),
+        archive_state_at(&s.sb, &at_p1, p2.change_id),
+        "the replica killed after a commit equals the archive at its position"
+    );
+
+    // Started again: the unacknowledged messages come again and are passed over (a change
+    // applied twice would fail its before-image check), the rest is applied once.
+    let out = s.remote.ok(&RemoteHost::apply_args(&url, r, false));
+    assert!(out.contains(&format!("at change {total} ")), "{out}");
+    assert_eq!(state_of(&s.replica), state(&s.source));
+    assert_eq!(position(&s.replica).change_id, total);
+}
+
+#[test]
+fn a_server_restarted_mid_consume_delays_the_replica_and_loses_nothing() {
+    let mut s = setup(0);
+    let url = s.nats.url();
+    let r = s.replica.to_str().unwrap();
+    let start = position(&s.replica).change_id;
+    bulk(&s.source, 0, 30_000);
+    wait_published(&s.sb);
+    let total = s.sb.archived();
+    let log = s.remote.path("applier.log");
+    let mut follower = Proc {
+        child: s
+            .remote
+            .cmd(&RemoteHost::apply_args(&url, r, true))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    };
+    wait_until(CATCH_UP, "the applier has begun", || {
+        position(&s.replica).change_id > start
+    });
+    s.nats.stop();
+    let at_stop = position(&s.replica).change_id;
+    assert!(at_stop < total, "the stop came too late to test anything");
+    wait_until(CATCH_UP, "the applier says the server is down", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("trying again"))
+    });
+    assert!(
+        follower.child.try_wait().unwrap().is_none(),
+        "a follower waits for the server"
+    );
+    s.nats.restart();
+    wait_until(CATCH_UP, "the applier has every change", || {
+        position(&s.replica).change_id == total
+    });
+    follower.terminate();
+    assert_eq!(state_of(&s.replica), state(&s.source));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("the stream answers again"), "{logged}");
+}
+
+/// A replica built from a source's install baseline, in its own sandbox (no stream).
+fn lone_replica(remote: &RemoteHost, name: &str) -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new(BIN);
+    seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let replica = remote.path(name);
+    sb.ok(&["replica", "create", "--to", replica.to_str().unwrap()]);
+    (sb, replica)
+}
+
+#[test]
+fn a_stream_that_is_absent_a_server_that_is_down_and_a_corrupt_replica_are_clear_errors() {
+    let nats = NatsServer::start();
+    let remote = RemoteHost::new();
+    let (_sb, replica) = lone_replica(&remote, "replica.db");
+    let r = replica.to_str().unwrap();
+    let before = (state_of(&replica), position(&replica));
+
+    let e = remote.fails(&RemoteHost::apply_args(&nats.url(), r, false));
+    assert!(
+        e.contains("no stream holds the subjects rowtrail.source.>") && e.contains("[stream]"),
+        "{e}"
+    );
+    let e = remote.fails(&[
+        "replica",
+        "apply",
+        "--from-stream",
+        &nats.url(),
+        "--stream",
+        "NOPE",
+        "--to",
+        r,
+    ]);
+    assert!(
+        e.contains("\"NOPE\"") && e.contains("no such stream"),
+        "{e}"
+    );
+
+    let down = format!("nats://127.0.0.1:{}", free_port());
+    let e = remote.fails(&RemoteHost::apply_args(&down, r, false));
+    assert!(e.contains("does not answer"), "{e}");
+    assert_eq!(
+        (state_of(&replica), position(&replica)),
+        before,
+        "nothing changed"
+    );
+
+    let e = remote.fails(&[
+        "replica",
+        "apply",
+        "--from-stream",
+        &nats.url(),
+        "--subject",
+        "rowtrail.*",
+        "--to",
+        r,
+    ]);
+    assert!(e.contains("do not name one source"), "{e}");
+
+    let corrupt = remote.path("corrupt.db");
+    std::fs::write(&corrupt, b"not a database at all, just bytes").unwrap();
+    let e = remote.fails(&RemoteHost::apply_args(
+        &nats.url(),
+        corrupt.to_str().unwrap(),
+        false,
+    ));
+    assert!(e.contains("is not a rowtrail replica"), "{e}");
+    let e = remote.fails(&RemoteHost::apply_args(
+        &nats.url(),
+        remote.path("missing.db").to_str().unwrap(),
+        false,
+    ));
+    assert!(
+        e.contains("does not exist") && e.contains("replica create"),
+        "{e}"
+    );
+}
+
+/// A publisher's view of the sandbox's source on `url`.
+fn publisher(url: &str) -> StreamConnection {
+    StreamConnection::open(&Settings {
+        url: url.to_string(),
+        subjects: Subjects::new("rowtrail", "source").unwrap(),
+        stream: Settings::default_stream_name("rowtrail", "source"),
+        max_age: None,
+        replicas: 1,
+        storage: Storage::File,
+        duplicate_window: Duration::from_secs(120),
+        window: 64,
+        timeout: Duration::from_secs(10),
+        ca_file: None,
+        credentials: Credentials::None,
+    })
+    .unwrap()
+}
+
+#[test]
+fn messages_of_another_source_and_a_replica_of_another_source_are_refused_and_nothing_is_lost() {
+    let s = setup(0);
+    let url = s.nats.url();
+    let r = s.replica.to_str().unwrap();
+    let mut rng = fastrand::Rng::with_seed(3);
+    workload(&s.source, &mut rng, 50);
+    wait_published(&s.sb);
+    s.remote.ok(&RemoteHost::apply_args(&url, r, false));
+    let before = (state_of(&s.replica), position(&s.replica));
+
+    // A replica of another source, pointed at this source's stream.
+    let (_other, foreign) = lone_replica(&s.remote, "foreign.db");
+    let foreign_before = (state_of(&foreign), position(&foreign));
+    let e = s.remote.fails(&RemoteHost::apply_args(
+        &url,
+        foreign.to_str().unwrap(),
+        false,
+    ));
+    assert!(e.contains("comes from the archive"), "{e}");
+    assert_eq!((state_of(&foreign), position(&foreign)), foreign_before);
+
+    // A message of another source incarnation on this source's subjects.
+    let conn = publisher(&url);
+    let last = conn
+        .read_messages(
+            1,
+            usize::MAX,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .pop()
+        .unwrap();
+    let mut body: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
+    let next = body["id"].as_i64().unwrap() + 1;
+    body["id"] = next.into();
+    body["source"]["incarnation"] = "an-impostor".into();
+    let out = conn.publish(
+        vec![Outgoing {
+            subject: last.subject.clone(),
+            id: format!("an-impostor:{next}"),
+            payload: serde_json::to_vec(&body).unwrap().into(),
+            cut: None,
+        }],
+        None,
+    );
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let e = s.remote.fails(&RemoteHost::apply_args(&url, r, false));
+    assert!(
+        e.contains("source incarnation an-impostor") && e.contains("belongs to one source"),
+        "{e}"
+    );
+    assert_eq!(
+        (state_of(&s.replica), position(&s.replica)),
+        before,
+        "nothing was applied"
+    );
+    // Asked again, it says the same: the message was not taken.
+    let again = s.remote.fails(&RemoteHost::apply_args(&url, r, false));
+    assert!(again.contains("an-impostor"), "{again}");
 }

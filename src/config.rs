@@ -51,6 +51,21 @@ struct File {
     #[serde(default)]
     replica: Vec<ReplicaSection>,
     stream: Option<StreamSection>,
+    /// `[[remote_replica]]` sections: replicas fed from the change stream.
+    #[serde(default)]
+    remote_replica: Vec<RemoteReplicaSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteReplicaSection {
+    path: PathBuf,
+    url: String,
+    /// The source's subjects, `<prefix>.<source>`.
+    subject: String,
+    stream: Option<String>,
+    timeout_ms: Option<u64>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +184,9 @@ pub struct Config {
     pub replicas: Vec<rowtrail_watcher::ReplicaSettings>,
     /// The change stream (`[stream]`), with its credentials from the environment.
     pub stream: Option<rowtrail_stream::Settings>,
+    /// The replicas the watcher keeps current from the change stream (`[[remote_replica]]`),
+    /// with the stream's credentials from the environment.
+    pub remote_replicas: Vec<rowtrail_watcher::RemoteReplicaSettings>,
 }
 
 /// Command-line overrides that apply on top of the file.
@@ -430,6 +448,38 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", at("[stream]")))?,
             ),
         };
+        let remote_replicas = parsed
+            .remote_replica
+            .into_iter()
+            .map(|r| {
+                let what = format!("[[remote_replica]] {}", r.path.display());
+                let checked = (|| -> Result<rowtrail_watcher::RemoteReplicaSettings> {
+                    rowtrail_stream::Settings::check_url(&r.url)?;
+                    if let Some(st) = &r.stream {
+                        rowtrail_stream::Settings::check_stream_name(st)?;
+                    }
+                    Ok(rowtrail_watcher::RemoteReplicaSettings {
+                        path: rel(r.path.clone()),
+                        remote: rowtrail_stream::remote::RemoteSettings {
+                            url: r.url.clone(),
+                            subjects: Some(rowtrail_stream::subject::Subjects::from_filter(
+                                &r.subject,
+                            )?),
+                            stream: r.stream.clone(),
+                            timeout: positive(
+                                "timeout_ms",
+                                r.timeout_ms,
+                                5000,
+                                Duration::from_millis,
+                            )?,
+                            ca_file: r.ca_file.clone().map(rel),
+                            credentials: rowtrail_stream::Credentials::from_env()?,
+                        },
+                    })
+                })();
+                checked.map_err(|e| anyhow::anyhow!("{}: {e}", at(&what)))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let alert_command = a.command.filter(|c| !c.trim().is_empty());
         let trust_server_certificate = source.as_ref().is_some_and(|s| s.trust_server_certificate);
         Ok(Config {
@@ -440,6 +490,7 @@ impl Config {
             capture_new_tables: source.as_ref().is_some_and(|s| s.capture_new_tables),
             source_path,
             stream,
+            remote_replicas,
             archive_path: o
                 .archive
                 .clone()
@@ -565,12 +616,21 @@ impl Config {
         })
     }
 
-    /// The watcher's socket: configured, or next to the archive in a private folder.
+    /// The watcher's socket: configured, or next to the archive in a private folder (on a host
+    /// without an archive, next to the first remote replica).
     pub fn socket(&self) -> Result<PathBuf> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
+        if let (None, Some(r)) = (&self.archive_path, self.remote_replicas.first()) {
+            return Ok(rowtrail_watcher::default_socket(&r.path));
+        }
         Ok(rowtrail_watcher::default_socket(self.archive()?))
+    }
+
+    /// Whether the config names a source (`[source]`, `--source` or the environment).
+    pub fn has_source(&self) -> bool {
+        self.source_path.is_some() || self.connection.is_some()
     }
 }
 

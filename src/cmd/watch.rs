@@ -53,6 +53,9 @@ pub struct StatusArgs {
 
 /// Runs the watcher until it is told to stop.
 pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
+    if !cfg.has_source() {
+        return run_without_source(cfg);
+    }
     let archive_path = cfg.archive()?.to_path_buf();
     let spec = cfg.source_spec()?;
     let location = spec.location();
@@ -100,8 +103,52 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
                     settings,
                     poll_interval: cfg.poll_interval,
                 }),
+            remote_replicas: cfg.remote_replicas.clone(),
         },
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A watcher on a host without a source: its `[[remote_replica]]` jobs alone. Anything that
+/// needs the source or its archive is refused, saying so.
+fn run_without_source(cfg: &Config) -> Result<ExitCode> {
+    if cfg.remote_replicas.is_empty() {
+        anyhow::bail!(
+            "no source database: set [source] path (or engine = \"mssql\" and connection) in \
+             rowtrail.toml, or pass --source FILE; a watcher without a source runs only \
+             [[remote_replica]] jobs, and the config names none"
+        );
+    }
+    if !cfg.replicas.is_empty() || cfg.stream.is_some() || cfg.archive_path.is_some() {
+        anyhow::bail!(
+            "[archive], [[replica]] and [stream] need the source: set [source] too, or keep \
+             only [[remote_replica]] sections on a host that is fed from the stream"
+        );
+    }
+    rowtrail_watcher::run_without_source(WatcherOptions {
+        socket: cfg.socket()?,
+        poll_interval: cfg.poll_interval,
+        probe_interval: cfg.probe_interval,
+        batch: cfg.batch_size,
+        source_location: "(none: remote replicas only)".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        // Not run: there is no source to look at.
+        health_check: Box::new(|| {
+            Ok(rowtrail_reader::source::Health {
+                incarnation: String::new(),
+                staged: 0,
+                oldest_age_secs: None,
+                context_committed: false,
+            })
+        }),
+        heartbeat_interval: cfg.heartbeat_interval,
+        alerts: cfg.alerts.clone(),
+        metrics: cfg.metrics_listen,
+        digest: cfg.digest.clone(),
+        replicas: Vec::new(),
+        stream: None,
+        remote_replicas: cfg.remote_replicas.clone(),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -269,6 +316,27 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
         if let Some(e) = &st.last_error {
             outln!("stream err {e} ({})", ago(st.last_error_us));
         }
+    }
+    for r in &s.remote_replicas {
+        let link = if r.connected {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        };
+        outln!(
+            "remote     {} from {} on {} ({link}): change {} (seq {}), {} pending, lag {:.1} s, {} applied since start{}",
+            r.path,
+            if r.stream.is_empty() { &r.subjects } else { &r.stream },
+            r.url,
+            r.position,
+            r.position_seq,
+            r.pending,
+            r.lag_secs,
+            r.applied,
+            r.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" — FAILING: {e}"))
+        );
     }
     if s.context_committed {
         outln!(

@@ -602,3 +602,162 @@ fn messages_of_another_source_and_a_replica_of_another_source_are_refused_and_no
     let again = s.remote.fails(&RemoteHost::apply_args(&url, r, false));
     assert!(again.contains("an-impostor"), "{again}");
 }
+
+/// A source publishing to `url` under the source name `name`, with a replica built from its
+/// install baseline carried to `remote` as `<name>.db`.
+fn named_source(
+    url: &str,
+    name: &str,
+    remote: &RemoteHost,
+) -> (Sandbox, Connection, Proc, PathBuf) {
+    let sb = Sandbox::new(BIN);
+    sb.write_config(&format!("{}source = \"{name}\"\n", stream_config(url, "")));
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let w = sb.start_watcher();
+    let replica = remote.path(&format!("{name}.db"));
+    sb.ok(&["replica", "create", "--to", replica.to_str().unwrap()]);
+    (sb, c, w, replica)
+}
+
+#[test]
+fn a_watcher_without_a_source_keeps_remote_replicas_of_two_sources_current() {
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let remote = RemoteHost::new();
+    let (sa, ca, _wa, ra) = named_source(&url, "sales", &remote);
+    let (sb, cb, _wb, rb) = named_source(&url, "hr", &remote);
+    let metrics = free_port();
+    let config = remote.path("rowtrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[watcher]\npoll_interval_ms = 200\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\n\
+             [[remote_replica]]\npath = \"sales.db\"\nurl = \"{url}\"\nsubject = \"rowtrail.sales\"\n\n\
+             [[remote_replica]]\npath = \"hr.db\"\nurl = \"{url}\"\nsubject = \"rowtrail.hr\"\n"
+        ),
+    )
+    .unwrap();
+    let socket = rowtrail_watcher::default_socket(&ra);
+    let watcher = rowtrail_watcher::process::WatcherProcess::start(
+        Path::new(BIN),
+        &config,
+        &socket,
+        &remote.path("watcher.log"),
+        "info",
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("the remote watcher answers status: {e}"));
+    let _watcher = Proc {
+        child: watcher.into_child(),
+    };
+    let remote_status = || {
+        let out = remote.run(&["--config", config.to_str().unwrap(), "status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let mut rng = fastrand::Rng::with_seed(11);
+    workload(&ca, &mut rng, 150);
+    workload(&cb, &mut rng, 150);
+    wait_published(&sa);
+    wait_published(&sb);
+    let (want_a, want_b) = (state(&ca), state(&cb));
+    wait_until(CATCH_UP, "both remote replicas have every change", || {
+        state_of(&ra) == want_a && state_of(&rb) == want_b
+    });
+    assert_ne!(want_a, state(&cb), "the two sources differ");
+    wait_until(CATCH_UP, "the status shows both level", || {
+        let s = remote_status();
+        let r = &s["remote_replicas"];
+        r[0]["position"].as_i64() == Some(sa.archived())
+            && r[1]["position"].as_i64() == Some(sb.archived())
+            && r[0]["pending"] == 0
+            && r[1]["pending"] == 0
+            && r[0]["connected"] == true
+            && s["health"] == "healthy"
+    });
+    let s = remote_status();
+    assert_eq!(s["remote_replicas"][0]["stream"], "ROWTRAIL_SALES", "{s}");
+    assert_eq!(s["remote_replicas"][1]["subjects"], "rowtrail.hr.>", "{s}");
+    let human = remote.ok(&["--config", config.to_str().unwrap(), "status"]);
+    assert!(
+        human.contains("remote") && human.contains("ROWTRAIL_HR") && human.contains("0 pending"),
+        "{human}"
+    );
+    let scrape = || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).unwrap();
+        body
+    };
+    let label = |p: &Path| format!("{{replica=\"{}\"}}", p.display());
+    let m = scrape();
+    assert!(
+        m.contains(&format!(
+            "rowtrail_remote_replica_position{} {}\n",
+            label(&ra),
+            sa.archived()
+        )) && m.contains(&format!(
+            "rowtrail_remote_replica_pending_messages{} 0\n",
+            label(&rb)
+        )),
+        "{m}"
+    );
+
+    // The server down: the status says so and the watcher goes on; back, it catches up.
+    nats.stop();
+    wait_until(CATCH_UP, "the status shows the failure", || {
+        let s = remote_status();
+        s["health"] == "degraded"
+            && s["remote_replicas"][0]["last_error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty())
+    });
+    assert!(scrape().contains(&format!(
+        "rowtrail_remote_replica_failing{} 1\n",
+        label(&ra)
+    )));
+    nats.restart();
+    workload(&ca, &mut rng, 50);
+    wait_published(&sa);
+    let want_a = state(&ca);
+    wait_until(CATCH_UP, "the sales replica catches up again", || {
+        state_of(&ra) == want_a
+    });
+    wait_until(CATCH_UP, "the watcher is healthy again", || {
+        remote_status()["health"] == "healthy"
+    });
+}
+
+#[test]
+fn a_watcher_without_a_source_refuses_what_needs_one() {
+    let remote = RemoteHost::new();
+    let config = remote.path("rowtrail.toml");
+    let watch = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        remote.fails(&["--config", config.to_str().unwrap(), "watch"])
+    };
+    let e = watch("[watcher]\npoll_interval_ms = 200\n");
+    assert!(
+        e.contains("no source database") && e.contains("[[remote_replica]]"),
+        "{e}"
+    );
+    let e = watch(
+        "[[remote_replica]]\npath = \"r.db\"\nurl = \"nats://127.0.0.1:1\"\nsubject = \"rowtrail.s\"\n\
+         [[replica]]\npath = \"l.db\"\n",
+    );
+    assert!(e.contains("need the source"), "{e}");
+    let e = watch(
+        "[[remote_replica]]\npath = \"r.db\"\nurl = \"nats://u:hunter2@127.0.0.1:1\"\nsubject = \"rowtrail.s\"\n",
+    );
+    assert!(
+        e.contains("holds credentials") && !e.contains("hunter2"),
+        "{e}"
+    );
+    let e = watch(
+        "[[remote_replica]]\npath = \"r.db\"\nurl = \"nats://127.0.0.1:1\"\nsubject = \"x\"\n",
+    );
+    assert!(e.contains("do not name one source"), "{e}");
+}

@@ -91,11 +91,17 @@ pub enum StreamError {
     Archive(#[from] rowtrail_reader::ReaderError),
     /// A replica fed from the stream could not be opened or written.
     #[error(transparent)]
-    Replica(#[from] rowtrail_standby::StandbyError),
+    Replica(Box<rowtrail_standby::StandbyError>),
     /// What the stream holds cannot go into the replica (another source, a gap, a body that is
     /// not a change event); the message says why and what to do. Nothing was applied.
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<rowtrail_standby::StandbyError> for StreamError {
+    fn from(e: rowtrail_standby::StandbyError) -> Self {
+        StreamError::Replica(Box::new(e))
+    }
 }
 
 impl StreamError {

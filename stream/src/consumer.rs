@@ -104,12 +104,12 @@ impl Consumer {
                 });
             }
             let (first, last) = (info.state.first_sequence, info.state.last_sequence);
-            let deliver_policy = if after > 0 && after < last && after + 1 >= first {
+            // From the message after `after`, also when none is there yet (what is published
+            // meanwhile is delivered); a stream that holds less than `after` was made again.
+            let deliver_policy = if after > 0 && after <= last && after + 1 >= first {
                 DeliverPolicy::ByStartSequence {
                     start_sequence: after + 1,
                 }
-            } else if after > 0 && after == last {
-                DeliverPolicy::New
             } else {
                 DeliverPolicy::All
             };

@@ -522,9 +522,9 @@ fn a_stream_that_is_absent_a_server_that_is_down_and_a_corrupt_replica_are_clear
     );
 }
 
-/// A publisher's view of the sandbox's source on `url`.
-fn publisher(url: &str) -> StreamConnection {
-    StreamConnection::open(&Settings {
+/// The sandbox's source's stream on `url`, as a publisher configures it.
+fn source_settings(url: &str) -> Settings {
+    Settings {
         url: url.to_string(),
         subjects: Subjects::new("rowtrail", "source").unwrap(),
         stream: Settings::default_stream_name("rowtrail", "source"),
@@ -536,8 +536,12 @@ fn publisher(url: &str) -> StreamConnection {
         timeout: Duration::from_secs(10),
         ca_file: None,
         credentials: Credentials::None,
-    })
-    .unwrap()
+    }
+}
+
+/// A publisher's view of the sandbox's source on `url` (the stream brought to its settings).
+fn publisher(url: &str) -> StreamConnection {
+    StreamConnection::open(&source_settings(url)).unwrap()
 }
 
 #[test]
@@ -760,4 +764,51 @@ fn a_watcher_without_a_source_refuses_what_needs_one() {
         "[[remote_replica]]\npath = \"r.db\"\nurl = \"nats://127.0.0.1:1\"\nsubject = \"x\"\n",
     );
     assert!(e.contains("do not name one source"), "{e}");
+}
+
+#[test]
+fn a_replica_older_than_the_stream_s_first_message_is_refused_as_a_gap() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let sb = Sandbox::new(BIN);
+    sb.write_config(&format!(
+        "{}max_age_seconds = 1\nduplicate_window_seconds = 1\n",
+        stream_config(&url, "")
+    ));
+    let source = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let remote = RemoteHost::new();
+    let replica = remote.path("replica.db");
+    sb.ok(&["replica", "create", "--to", replica.to_str().unwrap()]);
+    let _w = sb.start_watcher();
+    workload(&source, &mut fastrand::Rng::with_seed(5), 40);
+    wait_published(&sb);
+    // A reader that leaves the stream's settings as they are.
+    let reader = StreamConnection::connect(&source_settings(&url)).unwrap();
+    wait_until(
+        CATCH_UP,
+        "the first messages aged out of the stream",
+        || {
+            reader
+                .read_messages(1, 1, Duration::from_millis(200), Duration::from_secs(5))
+                .unwrap()
+                .is_empty()
+        },
+    );
+    workload(&source, &mut fastrand::Rng::with_seed(6), 5);
+    wait_published(&sb);
+    let before = (state_of(&replica), position(&replica));
+    let e = remote.fails(&RemoteHost::apply_args(
+        &url,
+        replica.to_str().unwrap(),
+        false,
+    ));
+    assert!(
+        e.contains(&format!(
+            "the stream lacks the changes from {}",
+            before.1.change_id + 1
+        )),
+        "{e}"
+    );
+    assert_eq!((state_of(&replica), position(&replica)), before);
 }

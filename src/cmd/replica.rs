@@ -128,6 +128,7 @@ pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
             build(&archive, &a.to, CreateOptions::default())
         }
         ReplicaCommand::Apply(a) => apply(a, cfg),
+        ReplicaCommand::Status(a) if cfg.archive_path.is_none() => remote_status(&a.to),
         ReplicaCommand::Status(a) => {
             let archive = archive(cfg)?;
             let replica = Replica::open(&a.to)?;
@@ -395,5 +396,43 @@ fn apply_from_stream(a: &ApplyArgs, url: &str) -> Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replica status` on a host without an archive: where the replica stands and the stream it
+/// is fed from, as it records them.
+fn remote_status(to: &std::path::Path) -> Result<ExitCode> {
+    let replica = Replica::open(to)?;
+    let p = replica.position();
+    outln!("replica {}", to.display());
+    outln!("  source incarnation {}", replica.incarnation());
+    outln!(
+        "  position: change {} (seq {}), source time {}{}",
+        p.change_id,
+        p.seq,
+        p.source_at.as_deref().unwrap_or("(none yet)"),
+        if p.consistent {
+            ""
+        } else {
+            " — not yet a consistent state"
+        }
+    );
+    match rowtrail_stream::remote::recorded(&replica)? {
+        Some(r) => outln!(
+            "  fed from the stream: subjects {}, stream {}, consumer {}",
+            r.subjects,
+            r.stream.as_deref().unwrap_or("(not yet known)"),
+            r.consumer.as_deref().unwrap_or("(none yet)")
+        ),
+        None => outln!(
+            "  not fed from the stream yet (no archive here: `replica apply --from-stream URL \
+             --subject rowtrail.<source> --to {}`)",
+            to.display()
+        ),
+    }
+    outln!(
+        "  applying: {}",
+        if replica.paused() { "paused" } else { "on" }
+    );
     Ok(ExitCode::SUCCESS)
 }

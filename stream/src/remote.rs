@@ -18,6 +18,10 @@
 //! replica's own baseline), the next one must be the one after the position (anything else is
 //! a gap: messages aged out or the stream emptied, and the replica refuses to go on), and a
 //! change of another source incarnation, or of another archive, is refused.
+//!
+//! Crash points for tests ([`rowtrail_reader::failpoint`]): `remote-apply-before-commit` (a
+//! step's rows and position written, not committed) and `remote-apply-after-commit` (committed,
+//! not yet acknowledged).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -85,6 +89,29 @@ pub struct RemoteLag {
     pub pending: u64,
     /// How long the oldest of them has been in the archive, in seconds (0 when none waits).
     pub seconds: f64,
+}
+
+/// What a replica records of the stream it is fed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The source's subjects (`<prefix>.<source>.>`).
+    pub subjects: String,
+    /// The stream, once known.
+    pub stream: Option<String>,
+    /// The durable consumer's name.
+    pub consumer: Option<String>,
+}
+
+/// What `replica` records of the stream it is fed from; `None` when it never was.
+pub fn recorded(replica: &Replica) -> Result<Option<Recorded>, StreamError> {
+    let Some(subjects) = replica.record(SUBJECTS)? else {
+        return Ok(None);
+    };
+    Ok(Some(Recorded {
+        subjects,
+        stream: replica.record(STREAM)?,
+        consumer: replica.record(CONSUMER)?,
+    }))
 }
 
 /// A change received and not yet applied.
@@ -252,6 +279,17 @@ impl RemoteReplica {
     }
 
     fn step_inner(&mut self, wait: Duration) -> Result<StepReport, StreamError> {
+        if self.replica.paused() {
+            // Paused: it stays where it is (`replica resume` lets it go on).
+            std::thread::sleep(wait);
+            return Ok(StepReport {
+                fetched: 0,
+                applied: 0,
+                skipped: 0,
+                waiting: 0,
+                position: self.replica.position().clone(),
+            });
+        }
         if self.consumer.is_none() {
             self.connect()?;
         }

@@ -295,6 +295,23 @@ fn a_remote_replica_equals_the_local_replica_after_a_random_workload() {
         .ok(&["replica", "apply", "--from-stream", &url, "--to", r]);
     assert!(out.contains("rowtrail.source.>"), "{out}");
 
+    let status = s.remote.ok(&["replica", "status", "--to", r]);
+    assert!(
+        status.contains("fed from the stream: subjects rowtrail.source.>, stream ROWTRAIL_SOURCE"),
+        "{status}"
+    );
+    // Paused, it stays where it is; resumed, it goes on.
+    s.remote.ok(&["replica", "pause", "--to", r]);
+    workload(&s.source, &mut rng, 50);
+    wait_published(&s.sb);
+    let held = (state_of(&s.replica), position(&s.replica));
+    let out = s.remote.ok(&RemoteHost::apply_args(&url, r, false));
+    assert!(out.contains(": 0 change(s) applied"), "{out}");
+    assert_eq!((state_of(&s.replica), position(&s.replica)), held);
+    s.remote.ok(&["replica", "resume", "--to", r]);
+    s.remote.ok(&RemoteHost::apply_args(&url, r, false));
+    assert_eq!(state_of(&s.replica), state(&s.source));
+
     // Following: changes made now reach the remote replica without another command.
     let mut follower = Proc {
         child: s

@@ -53,6 +53,21 @@ struct File {
     stream: Option<StreamSection>,
     #[serde(default)]
     takeover: TakeoverSection,
+    /// `[[remote_replica]]` sections: replicas fed from the change stream.
+    #[serde(default)]
+    remote_replica: Vec<RemoteReplicaSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteReplicaSection {
+    path: PathBuf,
+    url: String,
+    /// The source's subjects, `<prefix>.<source>`.
+    subject: String,
+    stream: Option<String>,
+    timeout_ms: Option<u64>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -203,6 +218,9 @@ pub struct Config {
     pub configured_source: Option<PathBuf>,
     /// The takeover that made the current primary, if one did.
     pub primary_takeover: Option<i64>,
+    /// The replicas the watcher keeps current from the change stream (`[[remote_replica]]`),
+    /// with the stream's credentials from the environment.
+    pub remote_replicas: Vec<rowtrail_watcher::RemoteReplicaSettings>,
 }
 
 /// The heartbeat of the primary and failover settings.
@@ -479,6 +497,38 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", at("[stream]")))?,
             ),
         };
+        let remote_replicas = parsed
+            .remote_replica
+            .into_iter()
+            .map(|r| {
+                let what = format!("[[remote_replica]] {}", r.path.display());
+                let checked = (|| -> Result<rowtrail_watcher::RemoteReplicaSettings> {
+                    rowtrail_stream::Settings::check_url(&r.url)?;
+                    if let Some(st) = &r.stream {
+                        rowtrail_stream::Settings::check_stream_name(st)?;
+                    }
+                    Ok(rowtrail_watcher::RemoteReplicaSettings {
+                        path: rel(r.path.clone()),
+                        remote: rowtrail_stream::remote::RemoteSettings {
+                            url: r.url.clone(),
+                            subjects: Some(rowtrail_stream::subject::Subjects::from_filter(
+                                &r.subject,
+                            )?),
+                            stream: r.stream.clone(),
+                            timeout: positive(
+                                "timeout_ms",
+                                r.timeout_ms,
+                                5000,
+                                Duration::from_millis,
+                            )?,
+                            ca_file: r.ca_file.clone().map(rel),
+                            credentials: rowtrail_stream::Credentials::from_env()?,
+                        },
+                    })
+                })();
+                checked.map_err(|e| anyhow::anyhow!("{}: {e}", at(&what)))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let alert_command = a.command.filter(|c| !c.trim().is_empty());
         let tk = parsed.takeover;
         let ms = |key: &str, v: Option<u64>, default: u64| {
@@ -540,6 +590,7 @@ impl Config {
                 capture_new_tables: source.as_ref().is_some_and(|s| s.capture_new_tables),
                 source_path,
                 stream,
+                remote_replicas,
                 archive_path: o
                     .archive
                     .clone()
@@ -691,12 +742,21 @@ impl Config {
         })
     }
 
-    /// The watcher's socket: configured, or next to the archive in a private folder.
+    /// The watcher's socket: configured, or next to the archive in a private folder (on a host
+    /// without an archive, next to the first remote replica).
     pub fn socket(&self) -> Result<PathBuf> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
+        if let (None, Some(r)) = (&self.archive_path, self.remote_replicas.first()) {
+            return Ok(rowtrail_watcher::default_socket(&r.path));
+        }
         Ok(rowtrail_watcher::default_socket(self.archive()?))
+    }
+
+    /// Whether the config names a source (`[source]`, `--source` or the environment).
+    pub fn has_source(&self) -> bool {
+        self.source_path.is_some() || self.connection.is_some()
     }
 }
 

@@ -71,7 +71,25 @@ fn common(archive: &str) -> String {
          # connect_timeout_ms = 2000\n\
          # login_timeout_ms = 5000\n\
          # query_timeout_ms = 5000\n\
-         # auto_failover = false    # true: promote the most up-to-date replica once the primary is down\n"
+         # auto_failover = false    # true: promote the most up-to-date replica once the primary is down\n\n\
+         # The change stream: every archived change published to NATS JetStream, in order, exactly\n\
+         # once (docs/stream.md). Credentials only from the environment: ROWTRAIL_STREAM_USER and\n\
+         # ROWTRAIL_STREAM_PASSWORD, ROWTRAIL_STREAM_TOKEN, ROWTRAIL_STREAM_NKEY or ROWTRAIL_STREAM_CREDS.\n\
+         # [stream]\n\
+         # url = \"nats://nats1.example.net:4222\"   # tls://... for TLS; several separated by \",\"\n\
+         # subject = \"rowtrail\"                    # subjects: <subject>.<source>.<schema>.<table>\n\
+         # source = \"app\"                          # default: the SQLite file's stem, or the database\n\
+         # max_age_seconds = 604800                # drop messages older than this (default: keep)\n\
+         # replicas = 3                            # copies in a JetStream cluster (default 1)\n\
+         # storage = \"file\"                        # or \"memory\"\n\n\
+         # On another host, without [source] or [archive]: a replica fed from that stream. Build it\n\
+         # here (rowtrail replica create --to FILE), carry the file there, and name it (one section\n\
+         # per replica; one per source, selected by its subjects):\n\
+         # [[remote_replica]]\n\
+         # path = \"/srv/replicas/app.db\"\n\
+         # url = \"nats://nats1.example.net:4222\"\n\
+         # subject = \"rowtrail.app\"                # the publisher's <subject>.<source>\n\
+         # stream = \"ROWTRAIL_APP\"                 # default: the stream that holds those subjects\n"
     )
 }
 
@@ -167,4 +185,53 @@ pub fn run(args: &Args, o: &Overrides) -> Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `text` with the commented section that starts with `# <header>` made live.
+    fn uncommented(text: &str, header: &str) -> String {
+        let mut out = String::new();
+        let mut live = false;
+        for line in text.lines() {
+            if line == format!("# {header}") {
+                live = true;
+            } else if line.is_empty() {
+                live = false;
+            }
+            match line.strip_prefix("# ").filter(|_| live) {
+                Some(l) => out.push_str(l),
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn the_commented_stream_and_remote_replica_sections_load_once_uncommented() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sqlite_config("app.db", "trail.db");
+        for header in ["[stream]", "[[remote_replica]]"] {
+            assert!(text.contains(&format!("\n# {header}\n")), "{header}");
+        }
+        let live = uncommented(&uncommented(&text, "[stream]"), "[[remote_replica]]");
+        let file = dir.path().join("rowtrail.toml");
+        std::fs::write(&file, live).unwrap();
+        let cfg = crate::config::Config::load(&Overrides {
+            config: Some(file),
+            ..Overrides::default()
+        })
+        .unwrap();
+        let stream = cfg.stream.expect("[stream] is live");
+        assert_eq!(stream.subjects.all(), "rowtrail.app.>");
+        let remote = &cfg.remote_replicas[0];
+        assert_eq!(
+            remote.remote.subjects.as_ref().map(|s| s.all()).as_deref(),
+            Some("rowtrail.app.>")
+        );
+        assert_eq!(remote.remote.stream.as_deref(), Some("ROWTRAIL_APP"));
+    }
 }

@@ -26,9 +26,14 @@ takes one)."
     #[command(after_help = "Examples:\n  \
 rowtrail replica apply --to standby.db                 # once (builds it first if missing)\n  \
 rowtrail replica apply --to standby.db --delay 1h      # stay an hour behind the source\n  \
-rowtrail replica apply --to standby.db --follow        # keep applying until Ctrl-C\n\n\
+rowtrail replica apply --to standby.db --follow        # keep applying until Ctrl-C\n  \
+rowtrail replica apply --from-stream nats://nats1:4222 --subject rowtrail.sales --to sales.db --follow\n\n\
 Each step forward is one transaction of the replica that writes the rows and its position:\n\
-a kill leaves it where it was. The watcher does this for the replicas its config names.")]
+a kill leaves it where it was. The watcher does this for the replicas its config names.\n\n\
+With --from-stream the replica is fed from the change stream instead of the archive, on a\n\
+host without it: build the replica on the backup host (`replica create`), copy it here, and\n\
+it goes on from its position. Credentials come from ROWTRAIL_STREAM_USER and _PASSWORD,\n\
+_TOKEN, _NKEY or _CREDS.")]
     Apply(ApplyArgs),
     /// Show where a replica stands: position, changes behind, lag, tables.
     Status(TargetArgs),
@@ -64,6 +69,18 @@ pub struct ApplyArgs {
     /// Keep applying, once a second, until interrupted.
     #[arg(long)]
     pub follow: bool,
+    /// Feed the replica from the change stream on this NATS server (`nats://host:4222`, or
+    /// `tls://…`) instead of the archive.
+    #[arg(long, value_name = "URL", conflicts_with = "delay")]
+    pub from_stream: Option<String>,
+    /// With --from-stream: the source's subjects, `<prefix>.<source>` as the publisher's
+    /// `[stream] subject` and `source` make them (needed on the first run; recorded after).
+    #[arg(long, value_name = "SUBJECTS", requires = "from_stream")]
+    pub subject: Option<String>,
+    /// With --from-stream: the JetStream stream (default: the one recorded, else the one that
+    /// holds the subjects).
+    #[arg(long, value_name = "NAME", requires = "from_stream")]
+    pub stream: Option<String>,
     /// Print nothing when all is well.
     #[arg(long, short)]
     pub quiet: bool,
@@ -111,6 +128,7 @@ pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
             build(&archive, &a.to, CreateOptions::default())
         }
         ReplicaCommand::Apply(a) => apply(a, cfg),
+        ReplicaCommand::Status(a) if cfg.archive_path.is_none() => remote_status(&a.to),
         ReplicaCommand::Status(a) => {
             let archive = archive(cfg)?;
             let replica = Replica::open(&a.to)?;
@@ -247,6 +265,9 @@ fn build(archive: &Archive, to: &std::path::Path, options: CreateOptions) -> Res
 }
 
 fn apply(a: &ApplyArgs, cfg: &Config) -> Result<ExitCode> {
+    if let Some(url) = &a.from_stream {
+        return apply_from_stream(a, url);
+    }
     let until = match a.delay {
         Some(d) => Until::Delay(d),
         None => Until::Latest,
@@ -289,4 +310,129 @@ fn apply(a: &ApplyArgs, cfg: &Config) -> Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// `replica apply --from-stream URL`: the replica fed from the change stream.
+fn apply_from_stream(a: &ApplyArgs, url: &str) -> Result<ExitCode> {
+    use rowtrail_stream::remote::{RemoteReplica, RemoteSettings};
+    if !a.to.exists() {
+        anyhow::bail!(
+            "{} does not exist: a replica fed from the stream starts from a baseline; build it \
+             where the archive is (`rowtrail replica create --to FILE`, or with --archive on a \
+             copy of the archive), copy it here, and run this again",
+            a.to.display()
+        );
+    }
+    let subjects = a
+        .subject
+        .as_deref()
+        .map(rowtrail_stream::subject::Subjects::from_filter)
+        .transpose()?;
+    let settings = RemoteSettings {
+        url: url.to_string(),
+        subjects,
+        stream: a.stream.clone(),
+        timeout: Duration::from_secs(10),
+        ca_file: None,
+        credentials: rowtrail_stream::Credentials::from_env()?,
+    };
+    let mut remote = RemoteReplica::open(&a.to, &settings)?;
+    let say = |applied: u64, waiting: usize, r: &RemoteReplica| -> Result<()> {
+        let p = r.replica().position();
+        outln!(
+            "{}: {applied} change(s) applied from {} ({}); at change {} (seq {}){}",
+            a.to.display(),
+            r.stream(),
+            r.subjects().all(),
+            p.change_id,
+            p.seq,
+            if waiting > 0 {
+                format!("; {waiting} change(s) wait for the rest of their transaction")
+            } else {
+                String::new()
+            }
+        );
+        Ok(())
+    };
+    if !a.follow {
+        let r = remote.drain(Duration::from_millis(300))?;
+        if !a.quiet {
+            say(r.applied, r.waiting, &remote)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    // A server that is down or failing is waited for, with a capped backoff; anything else
+    // (a refusal, a damaged replica) ends the command.
+    let mut backoff = Duration::from_millis(100);
+    let mut last_error: Option<String> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match remote.step(Duration::from_secs(1)) {
+            Ok(r) => {
+                if last_error.take().is_some() {
+                    eprintln!("rowtrail: the stream answers again");
+                }
+                backoff = Duration::from_millis(100);
+                if !a.quiet && r.applied > 0 {
+                    say(r.applied, r.waiting, &remote)?;
+                }
+            }
+            Err(e) if e.is_transient() => {
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    eprintln!("rowtrail: {msg}; trying again");
+                    last_error = Some(msg);
+                }
+                let until = std::time::Instant::now() + backoff;
+                while std::time::Instant::now() < until
+                    && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replica status` on a host without an archive: where the replica stands and the stream it
+/// is fed from, as it records them.
+fn remote_status(to: &std::path::Path) -> Result<ExitCode> {
+    let replica = Replica::open(to)?;
+    let p = replica.position();
+    outln!("replica {}", to.display());
+    outln!("  source incarnation {}", replica.incarnation());
+    outln!(
+        "  position: change {} (seq {}), source time {}{}",
+        p.change_id,
+        p.seq,
+        p.source_at.as_deref().unwrap_or("(none yet)"),
+        if p.consistent {
+            ""
+        } else {
+            " — not yet a consistent state"
+        }
+    );
+    match rowtrail_stream::remote::recorded(&replica)? {
+        Some(r) => outln!(
+            "  fed from the stream: subjects {}, stream {}, consumer {}",
+            r.subjects,
+            r.stream.as_deref().unwrap_or("(not yet known)"),
+            r.consumer.as_deref().unwrap_or("(none yet)")
+        ),
+        None => outln!(
+            "  not fed from the stream yet (no archive here: `replica apply --from-stream URL \
+             --subject rowtrail.<source> --to {}`)",
+            to.display()
+        ),
+    }
+    outln!(
+        "  applying: {}",
+        if replica.paused() { "paused" } else { "on" }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -53,6 +53,9 @@ pub struct StatusArgs {
 
 /// Runs the watcher until it is told to stop.
 pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
+    if !cfg.has_source() {
+        return run_without_source(cfg);
+    }
     let archive_path = cfg.archive()?.to_path_buf();
     let spec = cfg.source_spec()?;
     let location = spec.location();
@@ -181,12 +184,60 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
                     settings,
                     poll_interval: cfg.poll_interval,
                 }),
+            remote_replicas: cfg.remote_replicas.clone(),
         },
     )?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sends a signal, a flush or a shutdown.
+/// A watcher on a host without a source: its `[[remote_replica]]` jobs alone. Anything that
+/// needs the source or its archive is refused, saying so.
+fn run_without_source(cfg: &Config) -> Result<ExitCode> {
+    if cfg.remote_replicas.is_empty() {
+        anyhow::bail!(
+            "no source database: set [source] path (or engine = \"mssql\" and connection) in \
+             rowtrail.toml, or pass --source FILE; a watcher without a source runs only \
+             [[remote_replica]] jobs, and the config names none"
+        );
+    }
+    if !cfg.replicas.is_empty() || cfg.stream.is_some() || cfg.archive_path.is_some() {
+        anyhow::bail!(
+            "[archive], [[replica]] and [stream] need the source: set [source] too, or keep \
+             only [[remote_replica]] sections on a host that is fed from the stream"
+        );
+    }
+    rowtrail_watcher::run_without_source(WatcherOptions {
+        socket: cfg.socket()?,
+        poll_interval: cfg.poll_interval,
+        probe_interval: cfg.probe_interval,
+        batch: cfg.batch_size,
+        source_location: "(none: remote replicas only)".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        // Not run: there is no source to look at.
+        health_check: Box::new(|| rowtrail_takeover::probe::Probe {
+            verdict: rowtrail_takeover::probe::Verdict::Up,
+            elapsed: Duration::ZERO,
+            health: None,
+            error: None,
+        }),
+        heartbeat: rowtrail_watcher::Pacing {
+            busy: cfg.heartbeat_interval,
+            idle: cfg.takeover.idle_interval,
+            failures: cfg.takeover.failures,
+            auto_failover: false,
+        },
+        failover: None,
+        nodes: Vec::new(),
+        alerts: cfg.alerts.clone(),
+        metrics: cfg.metrics_listen,
+        digest: cfg.digest.clone(),
+        replicas: Vec::new(),
+        stream: None,
+        remote_replicas: cfg.remote_replicas.clone(),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The configured source's spec, when the recorded primary cannot be resolved.
 fn spec_fallback(cfg: &Config) -> rowtrail_reader::source::SourceSpec {
     cfg.source_spec()
@@ -203,6 +254,7 @@ fn spec_path(spec: &rowtrail_reader::source::SourceSpec) -> Option<&std::path::P
     }
 }
 
+/// Sends a signal, a flush or a shutdown.
 pub fn signal(args: &SignalArgs, cfg: &Config) -> Result<ExitCode> {
     let socket = cfg.socket()?;
     let timeout = Duration::from_secs(args.timeout.max(1));
@@ -413,6 +465,27 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
         if let Some(e) = &st.last_error {
             outln!("stream err {e} ({})", ago(st.last_error_us));
         }
+    }
+    for r in &s.remote_replicas {
+        let link = if r.connected {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        };
+        outln!(
+            "remote     {} from {} on {} ({link}): change {} (seq {}), {} pending, lag {:.1} s, {} applied since start{}",
+            r.path,
+            if r.stream.is_empty() { &r.subjects } else { &r.stream },
+            r.url,
+            r.position,
+            r.position_seq,
+            r.pending,
+            r.lag_secs,
+            r.applied,
+            r.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" — FAILING: {e}"))
+        );
     }
     if s.context_committed {
         outln!(

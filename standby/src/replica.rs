@@ -36,6 +36,8 @@ pub const CHUNK: usize = 10_000;
 
 const META: &str = "rowtrail_replica";
 const TABLES: &str = "rowtrail_replica_tables";
+/// Records of whoever feeds the replica ([`Replica::record`]) are kept under this prefix.
+const RECORD_PREFIX: &str = "fed.";
 
 /// One table of a replica.
 #[derive(Debug, Clone)]
@@ -887,6 +889,104 @@ impl Replica {
         self.adopting = still_adopting;
         self.position = position;
         Ok((todo.len() as u64, skipped))
+    }
+}
+
+impl Replica {
+    /// The replica's archive id: the archive it was built from, whose change ids its position
+    /// counts in.
+    pub fn archive_id(&self) -> &str {
+        &self.archive_id
+    }
+
+    /// A record the replica keeps for whoever feeds it (`key` is namespaced by the caller, such
+    /// as `stream.consumer`); `None` when it was never set.
+    pub fn record(&self, key: &str) -> Result<Option<String>, StandbyError> {
+        self.conn
+            .query_row(
+                &format!("SELECT value FROM {META} WHERE key = ?1"),
+                [format!("{RECORD_PREFIX}{key}")],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(StandbyError::db(
+                &self.path,
+                "cannot read the replica's records",
+            ))
+    }
+
+    /// Sets a record ([`Replica::record`]) on its own.
+    pub fn set_record(&mut self, key: &str, value: &str) -> Result<(), StandbyError> {
+        set_meta(
+            &self.conn,
+            &self.path,
+            &format!("{RECORD_PREFIX}{key}"),
+            value,
+        )
+    }
+
+    /// Applies `changes`, changes of the replica's source from any origin (the archive, the
+    /// change stream), in their order, and moves the replica to `position`, all in one replica
+    /// transaction with `records` ([`Replica::record`]) written beside it: the same apply path
+    /// as [`Replica::apply`] (changes in a table's baseline passed over, every before-image
+    /// checked). The caller gives whole source transactions and a position at or after the
+    /// last of them; `before_commit` runs with everything written, just before the commit.
+    /// Refused for a paused replica, for changes of another source incarnation, and for a
+    /// position that does not go forward.
+    pub fn apply_changes(
+        &mut self,
+        changes: &[ArchivedChange],
+        position: Position,
+        records: &[(&str, String)],
+        before_commit: impl FnOnce(),
+    ) -> Result<ApplyReport, StandbyError> {
+        if self.paused {
+            return Err(StandbyError::Refused(format!(
+                "{} is paused: `rowtrail replica resume --to {0}` lets it take changes again",
+                self.path.display()
+            )));
+        }
+        if let Some(c) = changes.iter().find(|c| *c.incarnation != *self.incarnation) {
+            return Err(StandbyError::Refused(format!(
+                "change {} is of source incarnation {}; {} follows source incarnation {} (a \
+                 replica belongs to one source: build a new replica for that one)",
+                c.id,
+                c.incarnation,
+                self.path.display(),
+                self.incarnation
+            )));
+        }
+        let last = changes.last().map_or(self.position.change_id, |c| c.id);
+        if position.change_id <= self.position.change_id || position.change_id < last {
+            return Err(StandbyError::Refused(format!(
+                "{} stands at change {}: a step to change {} (after changes up to {last}) does \
+                 not go forward",
+                self.path.display(),
+                self.position.change_id,
+                position.change_id
+            )));
+        }
+        let position = Position {
+            consistent: position.consistent && self.is_consistent_at(position.seq),
+            ..position
+        };
+        let (applied, skipped) = self.apply_chunk(changes, Direction::Forward, |tx, path| {
+            write_position(tx, path, &position)?;
+            for (k, v) in records {
+                set_meta(tx, path, &format!("{RECORD_PREFIX}{k}"), v)?;
+            }
+            before_commit();
+            Ok(position.clone())
+        })?;
+        Ok(ApplyReport {
+            applied,
+            skipped,
+            position: self.position.clone(),
+        })
     }
 }
 

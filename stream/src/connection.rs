@@ -33,7 +33,15 @@ pub struct Outgoing {
     pub id: String,
     /// Its body.
     pub payload: bytes::Bytes,
+    /// When every change of the source up to this one belongs to transactions archived whole
+    /// at or before it: the archive's id, sent as the [`CUT_HEADER`] header.
+    pub cut: Option<String>,
 }
+
+/// The header a message carries when every change of its source up to it belongs to source
+/// transactions archived whole at or before it (a consumer that applies up to it stands on a
+/// consistent state of the source); its value is the archive's id.
+pub const CUT_HEADER: &str = "Rowtrail-Cut";
 
 /// What a window of publishes achieved.
 #[derive(Debug)]
@@ -57,9 +65,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, checks JetStream, and creates the stream or brings its settings to those
-    /// configured (idempotent).
-    pub fn open(settings: &Settings) -> Result<Self, StreamError> {
+    /// Connects and checks JetStream, leaving the stream as it is (or absent): what a consumer
+    /// opens.
+    pub fn connect(settings: &Settings) -> Result<Self, StreamError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("rowtrail-stream-io")
@@ -70,12 +78,18 @@ impl Connection {
                 detail: format!("cannot start the client's runtime: {e}"),
             })?;
         let (client, js) = runtime.block_on(connect(settings))?;
-        let conn = Self {
+        Ok(Self {
             js,
             client,
             runtime,
             settings: settings.clone(),
-        };
+        })
+    }
+
+    /// Connects, checks JetStream, and creates the stream or brings its settings to those
+    /// configured (idempotent): what a publisher opens.
+    pub fn open(settings: &Settings) -> Result<Self, StreamError> {
+        let conn = Self::connect(settings)?;
         conn.runtime.block_on(ensure_stream(&conn.js, settings))?;
         Ok(conn)
     }
@@ -203,6 +217,9 @@ async fn publish_window(
             .message_id(&m.id);
         if let Some(prev) = previous {
             p = p.expected_last_message_id(prev);
+        }
+        if let Some(archive) = &m.cut {
+            p = p.header(CUT_HEADER, archive.as_str());
         }
         previous = Some(&m.id);
         match js.send_publish(m.subject.clone(), p).await {

@@ -89,4 +89,29 @@ pub enum StreamError {
     /// The archive could not be read or the position not written.
     #[error(transparent)]
     Archive(#[from] rowtrail_reader::ReaderError),
+    /// A replica fed from the stream could not be opened or written.
+    #[error(transparent)]
+    Replica(Box<rowtrail_standby::StandbyError>),
+    /// What the stream holds cannot go into the replica (another source, a gap, a body that is
+    /// not a change event); the message says why and what to do. Nothing was applied.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<rowtrail_standby::StandbyError> for StreamError {
+    fn from(e: rowtrail_standby::StandbyError) -> Self {
+        StreamError::Replica(Box::new(e))
+    }
+}
+
+impl StreamError {
+    /// Whether trying again later may succeed without anyone changing anything: the server
+    /// down or failing a request. A refusal, a configuration error or a damaged replica stays
+    /// until someone acts.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StreamError::ServerDown { .. } | StreamError::Server { .. }
+        )
+    }
 }

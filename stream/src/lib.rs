@@ -14,14 +14,21 @@
 //!
 //! * [`read`]: a source's messages read back in the stream's order (an ephemeral ordered
 //!   consumer), for checks and tools.
+//! * [`decode`]: a message body read back into the change the archive holds;
+//! * [`consumer`]: a durable pull consumer of one source's subjects;
+//! * [`remote`]: a remote replica, kept current from the stream through the replica's own
+//!   apply path, whole source transactions at a time, exactly once.
 //!
 //! The watcher's `publisher` job drives these: it reads the archive after the published
 //! position, publishes, and records the position after the server acknowledged.
 
 pub mod connection;
+pub mod consumer;
+pub mod decode;
 pub mod envelope;
 pub mod error;
 pub mod read;
+pub mod remote;
 pub mod settings;
 pub mod subject;
 

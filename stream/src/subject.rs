@@ -96,6 +96,24 @@ impl Subjects {
         })
     }
 
+    /// The subjects a consumer names: `<prefix>.<source>` or `<prefix>.<source>.>`, the source
+    /// token encoded as [`token`] makes it (`rowtrail.sales`, `cdc.eu.app%2Edb.>`).
+    pub fn from_filter(filter: &str) -> Result<Self, StreamError> {
+        let f = filter.trim();
+        let base = f.strip_suffix(".>").unwrap_or(f);
+        let refused = || {
+            StreamError::Config(format!(
+                "the subjects {filter:?} do not name one source: give <prefix>.<source> or \
+                 <prefix>.<source>.> (such as rowtrail.sales.>), the source as the publisher's \
+                 subjects spell it"
+            ))
+        };
+        let (prefix, source) = base.rsplit_once('.').ok_or_else(refused)?;
+        let source = decode_token(source).ok_or_else(refused)?;
+        check_prefix(prefix).map_err(|_| refused())?;
+        Self::new(prefix, &source)
+    }
+
     /// The source's name, as given (not encoded).
     pub fn source(&self) -> &str {
         &self.source
@@ -162,6 +180,19 @@ mod tests {
         );
         assert_eq!(s.of_table(None, "t"), "cdc.sales.app%2Edb.main.t");
         assert_eq!(s.all(), "cdc.sales.app%2Edb.>");
+        for f in ["cdc.sales.app%2Edb", "cdc.sales.app%2Edb.>"] {
+            assert_eq!(Subjects::from_filter(f).unwrap(), s);
+        }
+        for bad in [
+            "sales",
+            "rowtrail.*",
+            "a b.c",
+            "rowtrail.%4",
+            "rowtrail.s.*",
+        ] {
+            let e = Subjects::from_filter(bad).unwrap_err().to_string();
+            assert!(e.contains("do not name one source"), "{bad}: {e}");
+        }
         for bad in ["", "a..b", "a.*", "a b", ".a", "a>"] {
             let e = Subjects::new(bad, "s").unwrap_err().to_string();
             assert!(e.contains("stream.subject"), "{e}");

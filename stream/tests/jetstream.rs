@@ -31,6 +31,7 @@ fn msgs(s: &Settings, range: std::ops::RangeInclusive<u64>) -> Vec<Outgoing> {
                 .of_table(None, if i % 2 == 0 { "even" } else { "odd" }),
             id: format!("inc:{i}"),
             payload: format!("{{\"seq\":{i}}}").into(),
+            cut: None,
         })
         .collect()
 }

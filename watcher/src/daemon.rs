@@ -30,6 +30,7 @@ use crate::control::{Bus, Shutdown};
 use crate::jobs::heartbeat::{HealthCheck, Heartbeat, Pacing};
 use crate::jobs::mover::{Mover, Pace};
 use crate::jobs::publisher::Publisher;
+use crate::jobs::remote_replica::RemoteReplicaJob;
 use crate::jobs::replicas::Replicas;
 use crate::jobs::{Job, JobContext};
 use crate::status::{Board, NodeState, Status, TakeoverState};
@@ -88,6 +89,15 @@ pub struct WatcherOptions {
     pub replicas: Vec<crate::jobs::replicas::ReplicaSettings>,
     /// The change stream to publish to, if any.
     pub stream: Option<crate::jobs::publisher::StreamJob>,
+    /// The replicas kept current from the change stream (`[[remote_replica]]`).
+    pub remote_replicas: Vec<crate::jobs::remote_replica::RemoteReplicaSettings>,
+}
+
+/// What a watcher of a source holds: the source's opener, the archive, and its lock.
+struct Capture {
+    open_source: SourceFactory,
+    archive: Archive,
+    lock: ArchiveLock,
 }
 
 /// Runs the watcher until SIGINT, SIGTERM or a `shutdown` request. `lock` proves this is the only
@@ -98,13 +108,34 @@ pub fn run(
     lock: ArchiveLock,
     opts: WatcherOptions,
 ) -> Result<(), WatcherError> {
+    run_jobs(
+        Some(Capture {
+            open_source,
+            archive,
+            lock,
+        }),
+        opts,
+    )
+}
+
+/// Runs a watcher on a host without a source or an archive: its remote replicas' jobs alone
+/// (`opts.remote_replicas`, which must name one at least), with the socket and the metrics;
+/// the options about the source, the archive and its replicas are not used.
+pub fn run_without_source(opts: WatcherOptions) -> Result<(), WatcherError> {
+    run_jobs(None, opts)
+}
+
+fn run_jobs(capture: Option<Capture>, mut opts: WatcherOptions) -> Result<(), WatcherError> {
     let board = Board::new(Status {
         source_up: true,
         pid: std::process::id(),
         version: opts.version.clone(),
         started_us: now_micros(),
         source: opts.source_location.clone(),
-        archive: archive.path().display().to_string(),
+        archive: capture
+            .as_ref()
+            .map(|c| c.archive.path().display().to_string())
+            .unwrap_or_default(),
         nodes: opts
             .nodes
             .iter()
@@ -115,39 +146,68 @@ pub fn run(
                 health_listen: n.health_listen.map(|a| a.to_string()),
             })
             .collect(),
-        takeover: takeover_state(&archive),
+        takeover: capture.as_ref().and_then(|c| takeover_state(&c.archive)),
+        remote_replicas: opts
+            .remote_replicas
+            .iter()
+            .map(|r| crate::status::RemoteReplicaState {
+                path: r.path.display().to_string(),
+                url: r.remote.url.clone(),
+                subjects: r
+                    .remote
+                    .subjects
+                    .as_ref()
+                    .map(|s| s.all())
+                    .unwrap_or_default(),
+                stream: r.remote.stream.clone().unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect(),
         ..Status::default()
     });
     let shutdown = Shutdown::new();
-    let archive_path = archive.path().to_path_buf();
-    let mut jobs: Vec<Box<dyn Job>> = vec![
-        Box::new(Mover::new(
-            open_source,
-            archive,
+    let archive_path = capture
+        .as_ref()
+        .map(|c| c.archive.path().to_path_buf())
+        .unwrap_or_default();
+    let mut jobs: Vec<Box<dyn Job>> = Vec::new();
+    let mut lock = None;
+    if let Some(c) = capture {
+        lock = Some(c.lock);
+        jobs.push(Box::new(Mover::new(
+            c.open_source,
+            c.archive,
             Pace {
                 poll_interval: opts.poll_interval,
                 probe_interval: opts.probe_interval,
                 batch: opts.batch,
             },
             crate::digest::Publisher::new(opts.digest),
-            opts.failover,
-        )),
-        Box::new(Heartbeat::new(
+            opts.failover.take(),
+        )));
+        jobs.push(Box::new(Heartbeat::new(
             opts.health_check,
             opts.heartbeat,
             opts.alerts,
             archive_path.clone(),
-        )),
-    ];
-    if !opts.replicas.is_empty() {
-        jobs.push(Box::new(Replicas::new(
-            archive_path.clone(),
-            opts.replicas.clone(),
+        )));
+        if !opts.replicas.is_empty() {
+            jobs.push(Box::new(Replicas::new(
+                archive_path.clone(),
+                opts.replicas.clone(),
+                opts.poll_interval,
+            )));
+        }
+        if let Some(stream) = opts.stream {
+            jobs.push(Box::new(Publisher::new(stream, archive_path.clone())));
+        }
+    }
+    for (i, r) in opts.remote_replicas.iter().enumerate() {
+        jobs.push(Box::new(RemoteReplicaJob::new(
+            r.clone(),
+            i,
             opts.poll_interval,
         )));
-    }
-    if let Some(stream) = opts.stream {
-        jobs.push(Box::new(Publisher::new(stream, archive_path.clone())));
     }
     let takes: Vec<_> = jobs.iter().map(|j| j.takes()).collect();
     let (bus, inboxes) = Bus::new(&takes);

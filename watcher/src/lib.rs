@@ -11,7 +11,9 @@
 //! * the **heartbeat** (`jobs/heartbeat.rs`) judges the source, the backlog and the archive's
 //!   disk, raising [`alerts`];
 //! * the **publisher** (`jobs/publisher.rs`), when `[stream]` is configured, publishes the
-//!   archived changes to NATS JetStream ([`rowtrail_stream`]) in archive order, exactly once.
+//!   archived changes to NATS JetStream ([`rowtrail_stream`]) in archive order, exactly once;
+//! * a **remote replica** job (`jobs/remote_replica.rs`) per `[[remote_replica]]` keeps a
+//!   replica current from that stream, on a host with or without a source of its own.
 //!
 //! The socket endpoint (`endpoint.rs`) and the HTTP listener (`http.rs`, serving [`metrics`])
 //! run on one small tokio runtime and only read the status and post events. [`client`] is the
@@ -34,10 +36,13 @@ pub mod status;
 
 pub use alerts::AlertRules;
 pub use control::FailoverOrder;
-pub use daemon::{run, FailoverHandler, NodeSettings, SourceFactory, WatcherOptions};
+pub use daemon::{
+    run, run_without_source, FailoverHandler, NodeSettings, SourceFactory, WatcherOptions,
+};
 pub use error::WatcherError;
 pub use jobs::heartbeat::{HealthCheck, Pacing, DOWN_AFTER};
 pub use jobs::publisher::StreamJob;
+pub use jobs::remote_replica::RemoteReplicaSettings;
 pub use jobs::replicas::ReplicaSettings;
 
 use std::path::{Path, PathBuf};

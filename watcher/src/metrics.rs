@@ -24,6 +24,18 @@
 //! | `rowtrail_stream_duplicates_total` | counter | changes sent again that the stream already held |
 //! | `rowtrail_stream_connected` | gauge | 1 while the publisher holds a connection |
 //! | `rowtrail_stream_last_error_timestamp_seconds` | gauge | when publishing last failed (0: never) |
+//!
+//! Per `[[remote_replica]]` (label `replica`, the file):
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `rowtrail_remote_replica_position` | gauge | archive change id the replica stands at |
+//! | `rowtrail_remote_replica_pending_messages` | gauge | messages of its source not yet applied (the consumer's lag) |
+//! | `rowtrail_remote_replica_lag_seconds` | gauge | age in the archive of the oldest of them (0 when level) |
+//! | `rowtrail_remote_replica_applied_total` | counter | changes applied since the watcher started |
+//! | `rowtrail_remote_replica_connected` | gauge | 1 while it holds a connection to the stream's server |
+//! | `rowtrail_remote_replica_last_error_timestamp_seconds` | gauge | when applying last failed (0: never) |
+//! | `rowtrail_remote_replica_failing` | gauge | 1 while applying fails |
 
 use crate::status::Status;
 
@@ -230,6 +242,63 @@ rowtrail_takeover_id {}
                 label_value(&n.target),
                 u8::from(n.role == "primary")
             ));
+        }
+    }
+    if !s.remote_replicas.is_empty() {
+        type Field = fn(&crate::status::RemoteReplicaState) -> String;
+        let families: [(&str, &str, &str, Field); 7] = [
+            (
+                "rowtrail_remote_replica_position",
+                "gauge",
+                "Archive change id the remote replica stands at.",
+                |r| r.position.to_string(),
+            ),
+            (
+                "rowtrail_remote_replica_pending_messages",
+                "gauge",
+                "Messages of the replica's source in the stream not yet applied.",
+                |r| r.pending.to_string(),
+            ),
+            (
+                "rowtrail_remote_replica_lag_seconds",
+                "gauge",
+                "Age in the archive of the oldest change the remote replica has not applied.",
+                |r| r.lag_secs.to_string(),
+            ),
+            (
+                "rowtrail_remote_replica_applied_total",
+                "counter",
+                "Changes applied to the remote replica since the watcher started.",
+                |r| r.applied.to_string(),
+            ),
+            (
+                "rowtrail_remote_replica_connected",
+                "gauge",
+                "1 while the remote replica holds a connection to the stream's server.",
+                |r| u8::from(r.connected).to_string(),
+            ),
+            (
+                "rowtrail_remote_replica_last_error_timestamp_seconds",
+                "gauge",
+                "When applying to the remote replica last failed.",
+                |r| (r.last_error_us.unwrap_or(0) as f64 / 1e6).to_string(),
+            ),
+            (
+                "rowtrail_remote_replica_failing",
+                "gauge",
+                "1 while applying to the remote replica fails.",
+                |r| u8::from(r.last_error.is_some()).to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for r in &s.remote_replicas {
+                out.push_str(&format!(
+                    "{name}{{replica=\"{}\"}} {}\n",
+                    label_value(&r.path),
+                    value(r)
+                ));
+            }
         }
     }
     out

@@ -25,8 +25,8 @@ pub enum Health {
     /// Source up, no alert firing, the last pass succeeded.
     #[default]
     Healthy,
-    /// Working, but an alert is firing, the last pass failed, or the stream cannot be published
-    /// to.
+    /// Working, but an alert is firing, the last pass failed, the stream cannot be published
+    /// to, or a remote replica cannot be applied to.
     Degraded,
     /// The source is down.
     Down,
@@ -110,6 +110,9 @@ pub struct Status {
     /// The change stream, when `[stream]` is configured.
     #[serde(default)]
     pub stream: Option<StreamStatus>,
+    /// The replicas kept current from the change stream (`[[remote_replica]]`).
+    #[serde(default)]
+    pub remote_replicas: Vec<RemoteReplicaState>,
     /// What the last heartbeat of the primary found: `up`, `blocked`, `slow` (it accepts
     /// connections but did not answer in time) or `gone` (it failed outright).
     #[serde(default)]
@@ -175,6 +178,43 @@ pub struct NodeState {
     pub role: String,
     /// Where its health endpoints are served, if anywhere.
     pub health_listen: Option<String>,
+}
+
+/// One replica fed from the change stream, as its job last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemoteReplicaState {
+    /// The replica file.
+    pub path: String,
+    /// The stream's server (never with credentials).
+    pub url: String,
+    /// The JetStream stream (empty until known).
+    pub stream: String,
+    /// The source's subjects it reads.
+    pub subjects: String,
+    /// Its durable consumer.
+    pub consumer: String,
+    /// Whether it holds a connection now.
+    pub connected: bool,
+    /// The archive change id it stands at.
+    pub position: i64,
+    /// The source seq it stands at.
+    pub position_seq: i64,
+    /// Whether that is a consistent state of the source.
+    pub consistent: bool,
+    /// Messages of its source not yet applied (delivered or not): the consumer's lag.
+    pub pending: u64,
+    /// Age in the archive of the oldest of them, in seconds (0 when level).
+    pub lag_secs: f64,
+    /// Changes received and held for the rest of their transaction.
+    pub waiting: u64,
+    /// Changes applied since the watcher started.
+    pub applied: u64,
+    /// When it last applied something (µs since the epoch).
+    pub last_apply_us: Option<i64>,
+    /// Why the last attempt failed, while it fails.
+    pub last_error: Option<String>,
+    /// When the last error happened (µs since the epoch); kept after recovery.
+    pub last_error_us: Option<i64>,
 }
 
 /// One replica, as the replicas job last saw it.
@@ -277,6 +317,7 @@ impl Status {
             || self.source_blocked.is_some()
             || self.replicas.iter().any(|r| r.last_error.is_some())
             || self.stream.as_ref().is_some_and(|s| s.last_error.is_some())
+            || self.remote_replicas.iter().any(|r| r.last_error.is_some())
         {
             Health::Degraded
         } else {

@@ -9,6 +9,7 @@
 //! | `mover` | [`mover`] | staging → archive passes, woken by signals, the engine probe and the poll timer (posts `Archived` after a pass that archived something) | `Wake`, `Flush`, `SourceRecovered` | passes, archived, images, wakeups, last pass, last error |
 //! | `heartbeat` | [`heartbeat`] | a fresh look at the source and the archive's disk; alerts | — (posts `SourceRecovered`) | source up/down, backlog, disk free, alerts |
 //! | `publisher` | [`publisher`] | archived changes to the change stream (NATS JetStream), when `[stream]` is configured | `Archived` | `stream`: published position, lag, connected, last error |
+//! | `remote-replica` | [`remote_replica`] | one replica fed from the change stream (`[[remote_replica]]`), one job each; the only jobs of a watcher without a source | — | `remote_replicas`: position, consumer lag, connected, last error |
 //!
 //! Every job shares the daemon's [`Shutdown`], its [`Bus`] and its status [`Board`]; none owns
 //! another's state. A job returns when the shutdown is triggered, after finishing what it has in
@@ -25,6 +26,7 @@
 pub(crate) mod heartbeat;
 pub(crate) mod mover;
 pub(crate) mod publisher;
+pub(crate) mod remote_replica;
 pub(crate) mod replicas;
 
 use crate::control::{Bus, Event, Inbox, Shutdown};

@@ -65,6 +65,8 @@ struct Loop {
     job: StreamJob,
     archive: Archive,
     key: String,
+    /// The archive's id, the value of the cut header.
+    archive_id: String,
     /// The last change the stream holds, as far as this job knows.
     position: i64,
     /// The id of the stream's last message of this source (what the next one names).
@@ -87,6 +89,7 @@ impl Job for Publisher {
     fn run(self: Box<Self>, ctx: JobContext) -> Result<(), WatcherError> {
         let archive = Archive::open_beside(&self.archive)?;
         let key = self.job.settings.position_key();
+        let archive_id = archive.id()?;
         let position = archive.published_position(&key)?.unwrap_or(0);
         let s = &self.job.settings;
         ctx.board.update(|st| {
@@ -102,6 +105,7 @@ impl Job for Publisher {
             job: self.job,
             archive,
             key,
+            archive_id,
             position,
             last_id: None,
             conn: None,
@@ -174,19 +178,52 @@ impl Loop {
     }
 
     /// The messages of the changes after `after`, and each one's change id and message id.
+    ///
+    /// On a SQLite source, whose transactions are whole and in order in the archive, a message
+    /// that ends a transaction carries the cut header: the change after it is of another
+    /// transaction, or it is the newest change and a cut of the archive covers it. At the
+    /// archive's tip the changes after the last such message wait for the next round (for the
+    /// rest of their transaction, or the cut that says it is whole), so a consumer that
+    /// applies whole transactions is never left waiting on the stream's last message.
     #[allow(clippy::type_complexity)]
     fn prepare(&self, after: i64) -> Result<(Vec<Outgoing>, Vec<(i64, String)>), StreamError> {
+        let batch = self.job.batch.max(1);
         let q = ChangeQuery {
             after_id: Some(after),
-            limit: Some(self.job.batch as u64),
+            limit: Some(batch as u64 + 1),
             ..ChangeQuery::default()
         };
+        let mut changes = self
+            .archive
+            .stream_pages(&q, batch as u64 + 1)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let lookahead = (changes.len() > batch).then(|| changes.pop()).flatten();
+        let marks_cuts = self.job.source.engine == "sqlite";
+        let mut ends = vec![false; changes.len()];
+        if marks_cuts {
+            for (i, c) in changes.iter().enumerate() {
+                ends[i] = match changes.get(i + 1).or(lookahead.as_ref()) {
+                    Some(n) => c.tx.is_none() || n.incarnation != c.incarnation || n.tx != c.tx,
+                    None => {
+                        c.tx.is_none()
+                            || self
+                                .archive
+                                .cut(&c.incarnation, None)?
+                                .is_some_and(|cut| cut.change_id >= c.id)
+                    }
+                };
+            }
+        }
+        let keep = if marks_cuts && lookahead.is_none() {
+            ends.iter().rposition(|&e| e).map_or(0, |i| i + 1)
+        } else {
+            changes.len()
+        };
         let subjects = &self.job.settings.subjects;
-        let mut msgs = Vec::with_capacity(self.job.batch);
-        let mut sent = Vec::with_capacity(self.job.batch);
-        for c in self.archive.stream_pages(&q, self.job.batch as u64)? {
-            let c = c?;
-            let id = message_id(&c);
+        let mut msgs = Vec::with_capacity(keep);
+        let mut sent = Vec::with_capacity(keep);
+        for (c, end) in changes.iter().zip(ends).take(keep) {
+            let id = message_id(c);
             sent.push((c.id, id.clone()));
             msgs.push(Outgoing {
                 subject: subjects.of_table(
@@ -194,7 +231,8 @@ impl Loop {
                     c.table.name.name.as_str(),
                 ),
                 id,
-                payload: envelope_bytes(&c, &self.job.source).into(),
+                payload: envelope_bytes(c, &self.job.source).into(),
+                cut: end.then(|| self.archive_id.clone()),
             });
         }
         Ok((msgs, sent))

@@ -13,10 +13,17 @@
 //!   incarnation is still the one the batch was read under.
 //! * **Retrying.** Transient errors (deadlock, lost connection, timeouts) are retried with a
 //!   capped backoff that resets on success; a lost connection is opened again.
+//! * **Baselines.** Each delete's transaction first takes the baseline's application lock,
+//!   shared: while a baseline needs every staged image kept ([`super::baseline`]), deletes wait.
+//! * **Cuts.** Each read is preceded by a barrier mark; a drained read of whole transactions
+//!   after an earlier mark settled reaches a consistent cut ([`super::cut`]).
+//! * **Quarantine.** A row that cannot be decoded even as bytes is kept in staging and the rest
+//!   is read ([`super::quarantine`]).
 //! * **Probing.** The sequence's current value changes whenever a trigger writes. The probe asks
 //!   the server at most once per [`AdaptiveProbe`] interval, which shrinks while the value moves
 //!   and grows while it is idle; in between it answers with the last value.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use rowtrail_sql::mssql::objects;
@@ -27,7 +34,9 @@ use tiberius::{Row, ToSql};
 use super::catalog::{self, shared};
 use super::client::{with_retry, Backoff, MssqlClient};
 use super::convert::value_of;
+use super::cut::CutTracker;
 use super::probe::AdaptiveProbe;
+use super::quarantine;
 use super::queries;
 use super::settings::Settings;
 use super::versions::Layout;
@@ -56,6 +65,10 @@ pub struct MssqlSource {
     raw_selects: Vec<String>,
     backoff: Backoff,
     probe: AdaptiveProbe,
+    /// The consistent cut across reads ([`super::cut`]).
+    cuts: CutTracker,
+    /// Staged rows left out because they cannot be decoded (staging table, seq), each logged once.
+    quarantined: HashSet<(String, i64)>,
 }
 
 fn retry_backoff() -> Backoff {
@@ -83,6 +96,8 @@ impl MssqlSource {
             raw_selects: Vec::new(),
             backoff: retry_backoff(),
             probe: AdaptiveProbe::default(),
+            cuts: CutTracker::default(),
+            quarantined: HashSet::new(),
         };
         s.refresh()?;
         Ok(s)
@@ -157,6 +172,42 @@ impl MssqlSource {
         Ok(out)
     }
 
+    /// The oldest `limit` images of table `i` read around the rows that cannot be decoded at
+    /// all ([`super::quarantine`]): those stay in staging, each logged once (staging table,
+    /// seq and why, never a value), and the rest is read.
+    fn read_around(&mut self, i: usize, limit: i64) -> Result<Vec<StagedImage>, ReaderError> {
+        let location = self.info.location.clone();
+        let layout = self.layouts[i].clone();
+        let kinds: Vec<bool> = rowtrail_sql::mssql::Captured::new(&layout.read.table)?
+            .staging_types
+            .iter()
+            .map(|t| super::convert::text_kind(t).is_some())
+            .collect();
+        let (images, failed) =
+            quarantine::read_table(&mut self.client, &layout.read, limit, &mut |row| {
+                let mut img = image_of(row, i, &layout.read, &location)?;
+                for (col, v) in img.values.iter_mut().enumerate() {
+                    if kinds.get(col).copied().unwrap_or(false) {
+                        *v = super::convert::text_from_utf16(std::mem::replace(v, Value::Null)).0;
+                    }
+                }
+                Ok(layout.label(img))
+            })?;
+        for (seq, why) in failed {
+            if self
+                .quarantined
+                .insert((layout.read.staging.to_string(), seq))
+            {
+                tracing::error!(source = %location, staging = %layout.read.staging, seq,
+                    reason = %quarantine::reason(&why),
+                    "a staged row cannot be decoded: it stays in staging (quarantined) and the \
+                     reader goes on; the consistent cut stays below it until it is resolved \
+                     (see docs/sqlserver.md, Quarantine)");
+            }
+        }
+        Ok(images)
+    }
+
     /// Rereads the registry when the installation was replaced since the last look.
     fn check_incarnation(&mut self) -> Result<(), ReaderError> {
         let found = self.retry(catalog::incarnation)?;
@@ -175,6 +226,8 @@ impl MssqlSource {
                         "capture was reinstalled: a new incarnation starts");
                 }
                 self.info.incarnation = now;
+                self.cuts = CutTracker::default();
+                self.quarantined.clear();
                 self.refresh()
             }
         }
@@ -317,27 +370,48 @@ impl Source for MssqlSource {
         // image anyway is safe (an image read twice is archived once).
         let _ = above;
         self.check_incarnation()?;
+        let before = self.cuts.before_read(&mut self.client)?;
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         let mut runs = Vec::with_capacity(self.layouts.len());
         for i in 0..self.layouts.len() {
             let sql = self.selects[i].clone();
             let location = self.info.location.clone();
-            let run = match self.retry(|c| c.query("cannot read staging", &sql, &[&per_table])) {
+            let first = match self.retry(|c| c.query("cannot read staging", &sql, &[&per_table])) {
                 Ok(rows) => rows
                     .into_iter()
                     .map(|r| image_of(r, i, &self.layouts[i].read, &location))
                     .map(|img| img.map(|img| self.layouts[i].label(img)))
-                    .collect::<Result<Vec<_>, _>>()?,
+                    .collect::<Result<Vec<_>, _>>(),
+                Err(e) => Err(e),
+            };
+            let run = match first {
+                Ok(run) => run,
                 Err(e) if e.is_undecodable() => {
                     tracing::warn!(source = %location, staging = %self.layouts[i].read.staging,
-                        error = %e, "staged text the driver cannot decode; reading its bytes");
-                    self.read_raw(i, per_table)?
+                        "staged text the driver cannot decode; reading its bytes");
+                    match self.read_raw(i, per_table) {
+                        Ok(run) => run,
+                        Err(e) if quarantine::is_undecodable_row(&e) => {
+                            self.read_around(i, per_table)?
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
+                Err(e) if quarantine::is_undecodable_row(&e) => self.read_around(i, per_table)?,
                 Err(e) => return Err(e),
             };
             runs.push(run);
         }
-        Ok(merge(runs, limit))
+        let batch = merge(runs, limit);
+        let stagings: Vec<&Ident> = self.layouts.iter().map(|l| &l.read.staging).collect();
+        self.cuts.after_read(
+            &mut self.client,
+            &before,
+            &batch,
+            batch.len() < limit,
+            &stagings,
+        )?;
+        Ok(batch)
     }
 
     fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), ReaderError> {
@@ -360,6 +434,11 @@ impl Source for MssqlSource {
         let stagings: Vec<Ident> = self.tables.iter().map(|t| t.staging.clone()).collect();
         self.retry(|c| {
             let mut tx = c.transaction()?;
+            // A baseline being taken needs every staged image kept: wait for it.
+            tx.client().batch(
+                "cannot wait for a baseline",
+                &queries::staging_delete_gate(),
+            )?;
             let rows = tx.client().query(
                 "cannot read the incarnation",
                 &queries::incarnation_locked(),
@@ -403,6 +482,19 @@ impl Source for MssqlSource {
         let rows = self.retry(|c| c.query("probe failed", sql, &[&name]))?;
         let value = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
         Ok(self.probe.observe(Instant::now(), value))
+    }
+
+    fn cut(&self) -> Option<i64> {
+        self.cuts.reached()
+    }
+
+    fn snapshot_table(
+        &mut self,
+        table: &CapturedTable,
+        page: usize,
+        each: &mut dyn FnMut(&[crate::archive::BaselineRow]) -> Result<(), ReaderError>,
+    ) -> Result<crate::source::SnapshotPosition, ReaderError> {
+        super::baseline::snapshot(&mut self.client, table, page, each)
     }
 
     fn staged_count(&mut self) -> Result<u64, ReaderError> {

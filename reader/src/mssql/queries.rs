@@ -132,11 +132,15 @@ pub const INSTEAD_OF_TRIGGERS: &str = "SELECT name FROM sys.triggers \
 pub const PROBE: &str = "SELECT CONVERT(bigint, current_value) FROM sys.sequences \
      WHERE object_id = OBJECT_ID(@P1, N'SO')";
 
-/// The transactions open in this database, system transactions and the session's own aside
-/// (see [`super::barrier`]; needs `VIEW SERVER STATE` or its equivalents).
+/// The transactions open in this database (see [`super::barrier`]; needs `VIEW SERVER STATE`
+/// or its equivalents), leaving out system transactions, the session's own, and those waiting
+/// on a lock this session holds: a staging delete waiting on a baseline's lock holds no seq,
+/// and waiting for it to end would wait for ever.
 pub const OPEN_TRANSACTIONS: &str = "SELECT transaction_id FROM sys.dm_tran_database_transactions \
      WHERE database_id = DB_ID() AND database_transaction_type <> 3 \
-     AND transaction_id NOT IN (SELECT transaction_id FROM sys.dm_tran_current_transaction)";
+     AND transaction_id NOT IN (SELECT transaction_id FROM sys.dm_tran_current_transaction) \
+     AND transaction_id NOT IN (SELECT r.transaction_id FROM sys.dm_exec_requests AS r \
+     WHERE r.blocking_session_id = @@SPID)";
 
 /// How many of the `n` transactions `@P1`… are still open in this database.
 pub fn still_open(n: usize) -> String {

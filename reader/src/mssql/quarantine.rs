@@ -23,6 +23,9 @@ use super::queries;
 use crate::source::{CapturedTable, StagedImage};
 use crate::ReaderError;
 
+/// Images read around the undecodable rows, and each of those rows' seq with why it failed.
+pub type ReadAround = (Vec<StagedImage>, Vec<(i64, ReaderError)>);
+
 /// Whether `e` is a row that cannot be read into an image (so it is quarantined, not retried).
 pub fn is_undecodable_row(e: &ReaderError) -> bool {
     e.is_undecodable()
@@ -73,7 +76,7 @@ pub fn one_row_selects(t: &CapturedTable) -> Result<Vec<String>, ReaderError> {
 pub fn read_around(
     seqs: &[i64],
     read: &mut dyn FnMut(i64, i64) -> Result<Vec<StagedImage>, ReaderError>,
-) -> Result<(Vec<StagedImage>, Vec<(i64, ReaderError)>), ReaderError> {
+) -> Result<ReadAround, ReaderError> {
     let mut images = Vec::new();
     let mut failed = Vec::new();
     let mut todo: Vec<&[i64]> = vec![seqs];
@@ -110,7 +113,7 @@ pub fn read_table(
     t: &CapturedTable,
     limit: i64,
     image: &mut dyn FnMut(tiberius::Row) -> Result<StagedImage, ReaderError>,
-) -> Result<(Vec<StagedImage>, Vec<(i64, ReaderError)>), ReaderError> {
+) -> Result<ReadAround, ReaderError> {
     let rows = c.query("cannot read staging", &seqs_select(&t.staging), &[&limit])?;
     let seqs: Vec<i64> = rows.iter().filter_map(|r| r.get::<i64, _>(0)).collect();
     let sql = range_select(t)?;

@@ -28,7 +28,10 @@ fn seed(db: &TestDb, c: &mut MssqlClient) {
 /// multi-row update, key changes (one row and several), and two-statement transactions.
 fn write(c: &mut MssqlClient, i: i64) {
     let sql = match i % 6 {
-        0 => format!("UPDATE dbo.B SET V = CONCAT(V, N'.'), N = N + 1 WHERE K = {};", i % 400),
+        0 => format!(
+            "UPDATE dbo.B SET V = CONCAT(V, N'.'), N = N + 1 WHERE K = {};",
+            i % 400
+        ),
         1 => format!("DELETE FROM dbo.B WHERE K = {};", 1 + (i * 7) % 400),
         2 => format!("INSERT INTO dbo.B (K, V) VALUES ({}, N'new');", 100_000 + i),
         3 => format!("UPDATE dbo.B SET N = N * 2 WHERE K % 13 = {};", i % 13),
@@ -65,8 +68,7 @@ fn replay(
     source: &MssqlSource,
 ) -> Vec<Vec<Value>> {
     let key = |r: &[Value]| format!("{:?}", r[0]);
-    let mut state: BTreeMap<String, Vec<Value>> =
-        rows.into_iter().map(|r| (key(&r), r)).collect();
+    let mut state: BTreeMap<String, Vec<Value>> = rows.into_iter().map(|r| (key(&r), r)).collect();
     let changes = arch
         .changes(&ChangeQuery {
             incarnation: Some(source.info().incarnation.clone()),
@@ -115,7 +117,10 @@ fn baseline_under_writes(snapshot: bool) {
     if snapshot {
         db.run(
             &mut c,
-            &format!("ALTER DATABASE [{}] SET ALLOW_SNAPSHOT_ISOLATION ON;", db.name),
+            &format!(
+                "ALTER DATABASE [{}] SET ALLOW_SNAPSHOT_ISOLATION ON;",
+                db.name
+            ),
         );
     }
     db.run(&mut c, TABLE);
@@ -304,10 +309,22 @@ fn issue15_an_undecodable_staged_row_is_quarantined_and_reading_goes_on() {
     mover::drain(&mut source, &mut arch, 100).unwrap();
     mover::drain(&mut source, &mut arch, 100).unwrap();
     let archived = arch.changes(&ChangeQuery::default()).unwrap();
-    assert_eq!(archived.len(), 5, "every other row of both tables is archived");
+    assert_eq!(
+        archived.len(),
+        5,
+        "every other row of both tables is archived"
+    );
     assert!(archived.iter().all(|c| c.seq != bad));
-    assert_eq!(source.staged_count().unwrap(), 1, "the bad row stays staged");
+    assert_eq!(
+        source.staged_count().unwrap(),
+        1,
+        "the bad row stays staged"
+    );
     if let Some(cut) = arch.cut(&source.info().incarnation, None).unwrap() {
-        assert!(cut.seq < bad, "cut {} passes the quarantined row {bad}", cut.seq);
+        assert!(
+            cut.seq < bad,
+            "cut {} passes the quarantined row {bad}",
+            cut.seq
+        );
     }
 }

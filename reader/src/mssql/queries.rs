@@ -299,6 +299,16 @@ pub fn staging_select_raw(t: &CapturedTable) -> Result<String, crate::ReaderErro
     ))
 }
 
+/// A staging select ([`staging_select`], [`staging_select_raw`]) limited to the seqs at or
+/// below `@P2`: a batch over several staging tables first reads their seqs alone, then each
+/// table's rows up to the batch's last seq, so rows (and their LOBs) that the merge would drop
+/// are never fetched.
+pub fn bounded(select: &str) -> String {
+    let order = format!(" ORDER BY {}", col(staging::COL_SEQ));
+    let body = select.strip_suffix(&order).unwrap_or(select);
+    format!("{body} WHERE {} <= @P2{order}", col(staging::COL_SEQ))
+}
+
 /// The parameterised DELETE of `n` keys from one staging table.
 pub fn staging_delete(staging: &Ident, n: usize) -> String {
     let params: Vec<String> = (1..=n).map(|i| format!("@P{i}")).collect();
@@ -404,6 +414,8 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
     for t in tables {
         out.push(staging_select(t)?);
         out.push(staging_select_raw(t)?);
+        out.push(bounded(&staging_select(t)?));
+        out.push(bounded(&staging_select_raw(t)?));
         out.push(staging_delete(&t.staging, 3));
         out.push(count(&t.staging));
         out.push(discard(&t.staging));

@@ -2,7 +2,8 @@
 //! copied, probes the sequence, and checks the incarnation.
 //!
 //! * **Reading.** One `SELECT TOP (@P1) … WITH (READPAST) ORDER BY [rowtrail_seq]` per staging
-//!   table (clustered on the sequence), merged by sequence. `READPAST` skips rows that writers
+//!   table (clustered on the sequence), merged by sequence; with several staging tables their
+//!   seqs are read first and each table's rows only up to the batch's last seq ([`batch_bound`]). `READPAST` skips rows that writers
 //!   have not committed yet instead of waiting for them: they are read by a later pass (a trigger
 //!   writes both images of an update in its statement, so a pair is visible whole or not at all).
 //!   Money and CLR types are read through exact conversions ([`super::convert::select_expr`]).
@@ -142,9 +143,22 @@ impl MssqlSource {
     /// text becomes text again, and a cell that is not valid UTF-16 (an `nvarchar` holding an
     /// unpaired surrogate) is archived as exactly its bytes, with a warning naming the staging
     /// table, column and seq (never the value). One such row never stops the reader.
-    fn read_raw(&mut self, i: usize, limit: i64) -> Result<Vec<StagedImage>, ReaderError> {
-        let sql = self.raw_selects[i].clone();
-        let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&limit]))?;
+    fn read_raw(
+        &mut self,
+        i: usize,
+        limit: i64,
+        bound: Option<i64>,
+    ) -> Result<Vec<StagedImage>, ReaderError> {
+        let rows = match bound {
+            None => {
+                let sql = self.raw_selects[i].clone();
+                self.retry(|c| c.query("cannot read staging", &sql, &[&limit]))?
+            }
+            Some(b) => {
+                let sql = queries::bounded(&self.raw_selects[i]);
+                self.retry(|c| c.query("cannot read staging", &sql, &[&limit, &b]))?
+            }
+        };
         let captured = &self.layouts[i].read;
         let kinds: Vec<bool> = rowtrail_sql::mssql::Captured::new(&captured.table)?
             .staging_types
@@ -321,6 +335,19 @@ pub fn image_of(
     })
 }
 
+/// The last seq a batch of at most `limit` images can hold, given each staging table's oldest
+/// seqs (ascending): the `limit`-th lowest of them all, plus one (an update's after-image takes
+/// its before-image's seq plus one, and the merge never splits the pair). `None` when every seq
+/// seen fits in the batch.
+pub fn batch_bound(seqs: &[Vec<i64>], limit: usize) -> Option<i64> {
+    let mut all: Vec<i64> = seqs.iter().flatten().copied().collect();
+    if all.len() <= limit || limit == 0 {
+        return None;
+    }
+    all.sort_unstable();
+    Some(all[limit - 1].saturating_add(1))
+}
+
 /// Merges per-table runs (each in sequence order) into one batch of at most `limit` images,
 /// never splitting an update's before/after pair (so it may hold `limit + 1`).
 pub fn merge(runs: Vec<Vec<StagedImage>>, limit: usize) -> Vec<StagedImage> {
@@ -372,11 +399,45 @@ impl Source for MssqlSource {
         self.check_incarnation()?;
         let before = self.cuts.before_read(&mut self.client)?;
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        // With several staging tables, their seqs first: only rows up to the batch's last seq
+        // are fetched whole.
+        let (bound, lowest) = if self.layouts.len() > 1 {
+            let mut seqs = Vec::with_capacity(self.layouts.len());
+            for l in &self.layouts {
+                let sql = quarantine::seqs_select(&l.read.staging);
+                let rows = with_retry(&mut self.client, &mut self.backoff, ATTEMPTS, |c| {
+                    c.query("cannot read staging", &sql, &[&per_table])
+                })?;
+                seqs.push(
+                    rows.iter()
+                        .filter_map(|r| r.get::<i64, _>(0))
+                        .collect::<Vec<i64>>(),
+                );
+            }
+            let lowest: Vec<Option<i64>> = seqs.iter().map(|s| s.first().copied()).collect();
+            (batch_bound(&seqs, limit), lowest)
+        } else {
+            (None, Vec::new())
+        };
         let mut runs = Vec::with_capacity(self.layouts.len());
         for i in 0..self.layouts.len() {
-            let sql = self.selects[i].clone();
             let location = self.info.location.clone();
-            let first = match self.retry(|c| c.query("cannot read staging", &sql, &[&per_table])) {
+            if let (Some(b), Some(low)) = (bound, lowest.get(i)) {
+                // Nothing of this table's within the batch (or nothing staged at the look).
+                if low.is_none_or(|l| l > b) {
+                    runs.push(Vec::new());
+                    continue;
+                }
+            }
+            let (sql, bounded) = match bound {
+                Some(b) => (queries::bounded(&self.selects[i]), Some(b)),
+                None => (self.selects[i].clone(), None),
+            };
+            let read = self.retry(|c| match bounded {
+                Some(b) => c.query("cannot read staging", &sql, &[&per_table, &b]),
+                None => c.query("cannot read staging", &sql, &[&per_table]),
+            });
+            let first = match read {
                 Ok(rows) => rows
                     .into_iter()
                     .map(|r| image_of(r, i, &self.layouts[i].read, &location))
@@ -389,7 +450,7 @@ impl Source for MssqlSource {
                 Err(e) if e.is_undecodable() => {
                     tracing::warn!(source = %location, staging = %self.layouts[i].read.staging,
                         "staged text the driver cannot decode; reading its bytes");
-                    match self.read_raw(i, per_table) {
+                    match self.read_raw(i, per_table, bound) {
                         Ok(run) => run,
                         Err(e) if quarantine::is_undecodable_row(&e) => {
                             self.read_around(i, per_table)?
@@ -408,7 +469,8 @@ impl Source for MssqlSource {
             &mut self.client,
             &before,
             &batch,
-            batch.len() < limit,
+            // A bound means more was staged than one batch holds.
+            batch.len() < limit && bound.is_none(),
             &stagings,
         )?;
         Ok(batch)
@@ -554,6 +616,25 @@ mod tests {
             "the pair stays whole"
         );
         assert_eq!(seqs(merge(vec![a, b], 2)), [2, 4]);
+    }
+
+    #[test]
+    fn a_batch_over_several_tables_fetches_rows_only_up_to_its_last_seq() {
+        let seqs = vec![vec![2, 4, 10, 12], vec![6, 7, 20], vec![]];
+        assert_eq!(
+            batch_bound(&seqs, 3),
+            Some(7),
+            "2, 4, 6: then 6's after-image 7"
+        );
+        assert_eq!(batch_bound(&seqs, 4), Some(8), "2, 4, 6, 7");
+        assert_eq!(batch_bound(&seqs, 7), None, "everything fits");
+        assert_eq!(batch_bound(&[], 3), None);
+        let sql =
+            queries::bounded("SELECT TOP (@P1) a FROM t WITH (READPAST) ORDER BY [rowtrail_seq]");
+        assert_eq!(
+            sql,
+            "SELECT TOP (@P1) a FROM t WITH (READPAST) WHERE [rowtrail_seq] <= @P2 ORDER BY [rowtrail_seq]"
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! * **Reading.** One `SELECT TOP (@P1) … WITH (READPAST) ORDER BY [rowtrail_seq]` per staging
 //!   table (clustered on the sequence), merged by sequence; with several staging tables their
-//!   seqs are read first and each table's rows only up to the batch's last seq ([`batch_bound`]). `READPAST` skips rows that writers
-//!   have not committed yet instead of waiting for them: they are read by a later pass (a trigger
-//!   writes both images of an update in its statement, so a pair is visible whole or not at all).
+//!   seqs are read first and each table's rows only up to the batch's last seq
+//!   ([`batch_bound`]). `READPAST` skips rows that writers have not committed yet instead of
+//!   waiting for them: they are read by a later pass (a trigger writes both images of an update
+//!   in its statement, so a pair is visible whole or not at all).
 //!   Money and CLR types are read through exact conversions ([`super::convert::select_expr`]).
 //! * **Deleting.** In one transaction, `DELETE … WHERE [rowtrail_seq] IN (@P1, …, @Pn)` per
 //!   staging table, in chunks of [`DELETE_CHUNK`] parameters: the keys travel as parameters,

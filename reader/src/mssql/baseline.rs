@@ -201,7 +201,7 @@ pub fn chunk_batch(
         "IF OBJECT_ID(N'tempdb..{CHUNK_TABLE}') IS NOT NULL DROP TABLE {CHUNK_TABLE};\n\
          SELECT TOP ({page}) {copied} INTO {CHUNK_TABLE} FROM {source} AS t{after_t} ORDER BY {order_t};\n\
          SELECT COUNT_BIG(*) FROM {CHUNK_TABLE};\n\
-         SELECT TOP (1) {key_exprs} FROM {CHUNK_TABLE} ORDER BY {order_desc};\n\
+         SELECT TOP (1) {key_exprs} FROM {CHUNK_TABLE} AS c ORDER BY {order_desc};\n\
          SELECT {out_cols} FROM (\n    \
              SELECT {plain_t} FROM {CHUNK_TABLE} AS t\n    \
              WHERE NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.{seq} > {position} AND {same_key})\n    \
@@ -218,11 +218,9 @@ pub fn chunk_batch(
         copied = copied.join(", "),
         order_t = order("t", ""),
         key_exprs = key_exprs.join(", "),
-        order_desc = key
-            .iter()
-            .map(|&i| format!("{} DESC", q(&cols[i].name)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        // The table's own columns (not the select list's converted ones, which a `SQL_…`
+        // collation may order otherwise).
+        order_desc = order("c", " DESC"),
         out_cols = out_cols.join(", "),
         plain_t = plain("t"),
         plain_s = plain("s"),

@@ -69,6 +69,8 @@ pub struct MssqlSource {
     probe: AdaptiveProbe,
     /// The consistent cut across reads ([`super::cut`]).
     cuts: CutTracker,
+    /// Whether a failure of the cut's bookkeeping was logged.
+    cut_warned: bool,
     /// Staged rows left out because they cannot be decoded (staging table, seq), each logged once.
     quarantined: HashSet<(String, i64)>,
 }
@@ -99,6 +101,7 @@ impl MssqlSource {
             backoff: retry_backoff(),
             probe: AdaptiveProbe::default(),
             cuts: CutTracker::default(),
+            cut_warned: false,
             quarantined: HashSet::new(),
         };
         s.refresh()?;
@@ -398,7 +401,18 @@ impl Source for MssqlSource {
         // image anyway is safe (an image read twice is archived once).
         let _ = above;
         self.check_incarnation()?;
-        let before = self.cuts.before_read(&mut self.client)?;
+        // The cut's bookkeeping never stops the reader: without it, this read reaches no cut.
+        let before = match self.cuts.before_read(&mut self.client) {
+            Ok(b) => b,
+            Err(e) => {
+                if !std::mem::replace(&mut self.cut_warned, true) {
+                    tracing::warn!(source = %self.info.location, error = %e,
+                        "cannot take the consistent cut's mark; reads establish no cut while \
+                         this lasts (said once)");
+                }
+                super::cut::BeforeRead::default()
+            }
+        };
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         // With several staging tables, their seqs first: only rows up to the batch's last seq
         // are fetched whole.
@@ -466,14 +480,20 @@ impl Source for MssqlSource {
         }
         let batch = merge(runs, limit);
         let stagings: Vec<&Ident> = self.layouts.iter().map(|l| &l.read.staging).collect();
-        self.cuts.after_read(
+        if let Err(e) = self.cuts.after_read(
             &mut self.client,
             &before,
             &batch,
             // A bound means more was staged than one batch holds.
             batch.len() < limit && bound.is_none(),
             &stagings,
-        )?;
+        ) {
+            if !std::mem::replace(&mut self.cut_warned, true) {
+                tracing::warn!(source = %self.info.location, error = %e,
+                    "cannot confirm the consistent cut; reads establish none while this lasts \
+                     (said once)");
+            }
+        }
         Ok(batch)
     }
 

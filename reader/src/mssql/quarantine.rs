@@ -27,11 +27,13 @@ use crate::ReaderError;
 pub type ReadAround = (Vec<StagedImage>, Vec<(i64, ReaderError)>);
 
 /// Whether `e` is a row that cannot be read into an image (so it is quarantined, not retried).
+/// A staging table whose shape is wrong (its columns are not the ones expected: every row would
+/// fail) is not a row's problem: it stops the read, as before.
 pub fn is_undecodable_row(e: &ReaderError) -> bool {
     e.is_undecodable()
         || matches!(
             e,
-            ReaderError::Conversion { .. } | ReaderError::BadStaging { .. }
+            ReaderError::Conversion { .. } | ReaderError::BadStaging { seq: 1.., .. }
         )
 }
 
@@ -180,6 +182,22 @@ mod tests {
         quarantined.sort();
         assert_eq!(quarantined, [10, 22, 128]);
         assert!(calls <= 3 * 2 * 7 + 1, "by halves, not row by row: {calls}");
+    }
+
+    #[test]
+    fn a_staging_table_of_the_wrong_shape_stops_the_read() {
+        let shape = ReaderError::BadStaging {
+            staging: "rowtrail_s_t".into(),
+            seq: 0,
+            reason: "it returned 3 columns where 12 were expected".into(),
+        };
+        assert!(!is_undecodable_row(&shape));
+        let row = ReaderError::BadStaging {
+            staging: "rowtrail_s_t".into(),
+            seq: 8,
+            reason: "unknown op code".into(),
+        };
+        assert!(is_undecodable_row(&row));
     }
 
     #[test]

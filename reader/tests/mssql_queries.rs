@@ -61,3 +61,38 @@ fn every_reader_statement_parses_in_scriptdom() {
         "{summary}"
     );
 }
+
+/// Issue 16: a baseline chunk of a table with a composite key reads up to the chunk size in key
+/// order after the last key (typed literals), and corrects each row to the position: rows whose
+/// key has a staged image above it are replaced by the earliest such before-image (or left out
+/// when it is an insert), matched by the server under the key columns' collations.
+#[test]
+fn issue16_a_baseline_chunk_is_corrected_to_its_position() {
+    let tables = captured(ADVENTUREWORKS);
+    let detail = tables
+        .iter()
+        .find(|t| t.table.name.name.as_str() == "SalesOrderDetail")
+        .expect("the fixture has SalesOrderDetail");
+    assert!(detail.table.primary_key.len() > 1, "a composite key");
+    let chunks = rowtrail_reader::mssql::baseline::sample_chunks(detail).unwrap();
+    insta::assert_snapshot!(
+        "mssql-baseline-chunk",
+        chunks.join("\n\n-- the next chunk\n\n")
+    );
+}
+
+#[test]
+fn issue16_a_table_without_a_primary_key_is_refused_a_baseline_clearly() {
+    let tables = captured(ADVENTUREWORKS);
+    let heap = tables
+        .iter()
+        .find(|t| t.table.primary_key.is_empty())
+        .expect("the fixture has a heap");
+    let e = rowtrail_reader::mssql::baseline::chunk_batch(heap, 10, None, 100)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has no primary key") && e.contains(&heap.table.name.to_string()),
+        "{e}"
+    );
+}

@@ -484,3 +484,42 @@ fn issue15_varchar_keys_are_compared_through_typed_literals() {
     let summary = common::scriptdom("varchar-key", &[s]);
     assert!(summary.contains(" 0 errors"), "{summary}");
 }
+
+/// Issue 15 (medium): a table whose fixed-length columns fit SQL Server's 8,060-byte row but
+/// leave no room for staging's metadata is refused at generation, naming the table, the bytes
+/// and the remedy, instead of failing the install with the server's own message; one with room
+/// enough is captured.
+#[test]
+fn issue15_rows_near_8060_bytes_are_refused_clearly() {
+    let parse = |ddl: &str| rowtrail_sql::ddl::parse_mssql(ddl).unwrap().remove(0);
+    let full = parse(
+        "CREATE TABLE dbo.Wide (Id int NOT NULL PRIMARY KEY, A char(8000) NULL, B char(30) NULL);",
+    );
+    let e = Captured::new(&full).unwrap_err().to_string();
+    assert!(
+        e.contains("dbo.Wide") && e.contains("8060") && e.contains("varchar"),
+        "{e}"
+    );
+    let fits = parse("CREATE TABLE dbo.Fits (Id int NOT NULL PRIMARY KEY, A char(7900) NULL, V varchar(max) NULL, S char(4000) SPARSE NULL);");
+    Captured::new(&fits).expect("room enough: variable and sparse columns are not fixed");
+}
+
+/// Issue 15 (medium): uninstall drops every capture trigger before it locks any staging table
+/// exclusively, so it cannot deadlock with a writer whose trigger is about to stage a row.
+#[test]
+fn issue15_uninstall_drops_the_triggers_before_it_locks_staging() {
+    let tables = vec![fixture("Price"), fixture("Texts")];
+    let d = Deployment::generate(&tables, &common::options()).unwrap();
+    let text = d.uninstall.render();
+    let first_lock = text.find("TABLOCKX").expect("checks staging");
+    for t in &tables {
+        let trigger = Captured::new(t).unwrap().trigger_name();
+        let drop = text
+            .find(&format!("DROP TRIGGER {trigger};"))
+            .expect("drops the capture trigger");
+        assert!(
+            drop < first_lock,
+            "{trigger} is dropped after staging is locked:\n{text}"
+        );
+    }
+}

@@ -98,8 +98,8 @@ pub struct InstallArgs {
     /// installing nothing when any table cannot be captured.
     #[arg(long)]
     pub skip_uncapturable: bool,
-    /// SQLite: do not take a baseline of the captured tables into the archive after the
-    /// install (`rowtrail baseline` takes one later; replicas start from one).
+    /// Do not take a baseline of the captured tables into the archive after the install
+    /// (`rowtrail baseline` takes one later; replicas start from one).
     #[arg(long)]
     pub no_baseline: bool,
 }
@@ -176,11 +176,17 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn run(cmd: &SqlCommand, cfg: &Config) -> Result<ExitCode> {
     match cmd {
         SqlCommand::Generate(a) => generate(a, cfg),
-        SqlCommand::Install(a) if cfg.engine == Engine::Mssql => super::mssql::install(
-            cfg,
-            a.tables.selected().as_deref(),
-            &mssql_options(MssqlTarget::Sql2016),
-        ),
+        SqlCommand::Install(a) if cfg.engine == Engine::Mssql => {
+            let code = super::mssql::install(
+                cfg,
+                a.tables.selected().as_deref(),
+                &mssql_options(MssqlTarget::Sql2016),
+            )?;
+            if !a.no_baseline {
+                baseline_after_install(cfg, true);
+            }
+            Ok(code)
+        }
         SqlCommand::Uninstall(a) if cfg.engine == Engine::Mssql => super::mssql::uninstall(
             cfg,
             a.tables.selected().as_deref(),
@@ -324,21 +330,55 @@ fn install_sqlite(a: &InstallArgs, cfg: &Config) -> Result<ExitCode> {
         }
     }
     if !a.no_baseline {
-        // Capture is installed whatever happens here: a baseline that fails is reported with
-        // how to take it again, and the install still succeeds.
-        let taken = (|| -> Result<()> {
-            let mut source = cfg.source_spec()?.open()?;
-            let mut archive = super::read::open_archive(cfg)?;
-            super::baseline::take(source.as_mut(), &mut archive, None, false)
-        })();
-        if let Err(e) = taken {
-            eprintln!(
-                "warning: capture is installed, but its baseline was not taken: {e:#}\n\
-                 take it with `rowtrail baseline` (replicas and `restore --as-of` start from one)"
-            );
-        }
+        baseline_after_install(cfg, false);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Takes the baseline an install takes. Capture is installed whatever happens here: a baseline
+/// that fails is reported with how to take it again, and the install still succeeds. On SQL
+/// Server (`keyed_only`) tables without a primary key get no baseline, and the note says so.
+fn baseline_after_install(cfg: &Config, keyed_only: bool) {
+    let taken = (|| -> Result<()> {
+        let mut source = cfg.source_spec()?.open()?;
+        let mut archive = super::read::open_archive(cfg)?;
+        let only: Option<Vec<String>> = keyed_only.then(|| {
+            let (keyed, keyless): (Vec<_>, Vec<_>) = source
+                .tables()
+                .iter()
+                .partition(|t| !t.table.primary_key.is_empty());
+            let mut noted: Vec<String> = Vec::new();
+            for t in &keyless {
+                if noted.contains(&t.table.name.to_string()) {
+                    continue;
+                }
+                noted.push(t.table.name.to_string());
+                eprintln!(
+                    "note: {} has no primary key, so it gets no baseline (a SQL Server baseline \
+                     matches rows by key)",
+                    t.table.name
+                );
+            }
+            let mut names: Vec<String> = Vec::new();
+            for t in keyed {
+                let n = t.table.name.to_string();
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            names
+        });
+        if only.as_ref().is_some_and(|o| o.is_empty()) {
+            return Ok(());
+        }
+        super::baseline::take(source.as_mut(), &mut archive, only.as_deref(), false)
+    })();
+    if let Err(e) = taken {
+        eprintln!(
+            "warning: capture is installed, but its baseline was not taken: {e:#}\n\
+             take it with `rowtrail baseline` (replicas and `restore --as-of` start from one)"
+        );
+    }
 }
 
 fn generate(a: &GenerateArgs, cfg: &Config) -> Result<ExitCode> {

@@ -59,11 +59,14 @@ pub fn take(
 ) -> Result<BaselineReport, StandbyError> {
     source.refresh()?;
     archive.check_home(source)?;
-    let captured: Vec<TableName> = source
-        .tables()
-        .iter()
-        .map(|t| t.table.name.clone())
-        .collect();
+    // A source may list a table more than once (SQL Server lists older definitions still
+    // staged after the current ones): each table is taken once, as currently defined.
+    let mut captured: Vec<TableName> = Vec::new();
+    for t in source.tables() {
+        if !captured.contains(&t.table.name) {
+            captured.push(t.table.name.clone());
+        }
+    }
     if captured.is_empty() {
         return Err(StandbyError::Refused(format!(
             "{} has no captured tables: run `rowtrail sql install` first",

@@ -647,3 +647,7 @@ mod fidelity;
 /// base types, transaction ids reused over time).
 #[path = "mssql_live/undo_fidelity.rs"]
 mod undo_fidelity;
+
+/// Issue 16's baseline and cut on SQL Server, and issue 15's quarantine of undecodable rows.
+#[path = "mssql_live/standby.rs"]
+mod standby;

@@ -13,18 +13,25 @@
 //! * [`install`]: runs generated scripts batch by batch; [`check`]: drift between what is
 //!   installed and what should be.
 //! * [`versions`]: staged rows labelled with the table version they were staged under.
+//! * [`barrier`]: which seqs are settled (no transaction holding one is still open); [`cut`]:
+//!   the consistent cut it establishes; [`baseline`]: online baselines at an exact position.
+//! * [`quarantine`]: staged rows that cannot be decoded, kept in staging while reading goes on.
 //! * [`undo`]: what undo and redo need: foreign keys (grouped by [`foreign_keys`]), the undo's
 //!   transaction id, staged writes of a transaction, running a rendered undo script.
 
+pub mod barrier;
+pub mod baseline;
 pub mod catalog;
 pub mod check;
 pub mod client;
 pub mod convert;
+pub mod cut;
 pub mod error;
 pub mod foreign_keys;
 pub mod install;
 pub mod output_clause;
 pub mod probe;
+pub mod quarantine;
 pub mod queries;
 pub mod settings;
 pub mod source;

@@ -132,6 +132,96 @@ pub const INSTEAD_OF_TRIGGERS: &str = "SELECT name FROM sys.triggers \
 pub const PROBE: &str = "SELECT CONVERT(bigint, current_value) FROM sys.sequences \
      WHERE object_id = OBJECT_ID(@P1, N'SO')";
 
+/// The transactions open in this database (see [`super::barrier`]; needs `VIEW SERVER STATE`
+/// or its equivalents), leaving out system transactions, the session's own, and those waiting
+/// on a lock this session holds: a staging delete waiting on a baseline's lock holds no seq,
+/// and waiting for it to end would wait for ever.
+pub const OPEN_TRANSACTIONS: &str = "SELECT transaction_id FROM sys.dm_tran_database_transactions \
+     WHERE database_id = DB_ID() AND database_transaction_type <> 3 \
+     AND transaction_id NOT IN (SELECT transaction_id FROM sys.dm_tran_current_transaction) \
+     AND transaction_id NOT IN (SELECT r.transaction_id FROM sys.dm_exec_requests AS r \
+     WHERE r.blocking_session_id = @@SPID)";
+
+/// How many of the `n` transactions `@P1`… are still open in this database.
+pub fn still_open(n: usize) -> String {
+    let params: Vec<String> = (1..=n.max(1)).map(|i| format!("@P{i}")).collect();
+    format!(
+        "SELECT COUNT_BIG(*) FROM sys.dm_tran_database_transactions \
+         WHERE database_id = DB_ID() AND transaction_id IN ({})",
+        params.join(", ")
+    )
+}
+
+/// How many images at or below seq `@P1` the staging tables hold, read with shared locks
+/// (`READCOMMITTEDLOCK`, also under `READ_COMMITTED_SNAPSHOT`): the read waits for a writer
+/// still finishing its commit instead of skipping its rows, so the count includes every settled
+/// image. `None` without staging tables.
+pub fn settled_count(stagings: &[&Ident]) -> Option<String> {
+    if stagings.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = stagings
+        .iter()
+        .map(|s| {
+            format!(
+                "SELECT COUNT_BIG(*) AS n FROM {} WITH (READCOMMITTEDLOCK) WHERE {} <= @P1",
+                staging_name(s),
+                col(staging::COL_SEQ)
+            )
+        })
+        .collect();
+    Some(format!(
+        "SELECT CONVERT(bigint, SUM(c.n)) FROM ({}) AS c",
+        parts.join(" UNION ALL ")
+    ))
+}
+
+/// The database's row versioning: `ALLOW_SNAPSHOT_ISOLATION` is on (state 1) and whether
+/// `READ_COMMITTED_SNAPSHOT` is.
+pub const ROW_VERSIONING: &str = "SELECT CONVERT(int, snapshot_isolation_state), \
+     CONVERT(int, is_read_committed_snapshot_on) FROM sys.databases WHERE database_id = DB_ID()";
+
+/// The application lock a baseline holds while staging must keep every image (exclusive, for
+/// the session) and a staging delete takes first (shared, for its transaction).
+pub const BASELINE_LOCK: &str = "rowtrail_baseline";
+
+/// Takes the baseline's lock: no staging delete starts until it is released, and one running
+/// is waited for. A second baseline waits at most 30 s, then fails with error 50010.
+pub fn hold_baseline_lock() -> String {
+    format!(
+        "DECLARE @r int; EXEC @r = sys.sp_getapplock @Resource = N'{BASELINE_LOCK}', \
+         @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = 30000; \
+         IF @r < 0 THROW 50010, N'rowtrail: another baseline of this database is being taken (or \
+         a staging delete does not end); try again when it is done', 1;"
+    )
+}
+
+/// Releases the baseline's lock (when the session holds it).
+pub fn release_baseline_lock() -> String {
+    format!(
+        "IF APPLOCK_MODE(N'public', N'{BASELINE_LOCK}', N'Session') <> N'NoLock' \
+         EXEC sys.sp_releaseapplock @Resource = N'{BASELINE_LOCK}', @LockOwner = N'Session';"
+    )
+}
+
+/// The first statement of a staging delete's transaction: waits while a baseline needs staging
+/// to keep its images (the command timeout bounds the wait).
+pub fn staging_delete_gate() -> String {
+    format!(
+        "DECLARE @r int; EXEC @r = sys.sp_getapplock @Resource = N'{BASELINE_LOCK}', \
+         @LockMode = N'Shared', @LockOwner = N'Transaction', @LockTimeout = -1; \
+         IF @r < 0 THROW 50011, N'rowtrail: the staging delete could not wait for a baseline', 1;"
+    )
+}
+
+/// Starts a snapshot transaction (`ALLOW_SNAPSHOT_ISOLATION`): every read in it sees the
+/// database as of its first read.
+pub const BEGIN_SNAPSHOT: &str =
+    "SET TRANSACTION ISOLATION LEVEL SNAPSHOT; SET XACT_ABORT ON; BEGIN TRANSACTION;";
+/// Ends it (nothing was written) and puts the session back to `READ COMMITTED`.
+pub const END_SNAPSHOT: &str =
+    "IF @@TRANCOUNT > 0 COMMIT TRANSACTION; SET TRANSACTION ISOLATION LEVEL READ COMMITTED;";
+
 /// How many images a staging table holds.
 pub fn count(staging: &Ident) -> String {
     format!("SELECT COUNT_BIG(*) FROM {}", staging_name(staging))
@@ -207,6 +297,16 @@ pub fn staging_select_raw(t: &CapturedTable) -> Result<String, crate::ReaderErro
         staging_name(&t.staging),
         col(staging::COL_SEQ)
     ))
+}
+
+/// A staging select ([`staging_select`], [`staging_select_raw`]) limited to the seqs at or
+/// below `@P2`: a batch over several staging tables first reads their seqs alone, then each
+/// table's rows up to the batch's last seq, so rows (and their LOBs) that the merge would drop
+/// are never fetched.
+pub fn bounded(select: &str) -> String {
+    let order = format!(" ORDER BY {}", col(staging::COL_SEQ));
+    let body = select.strip_suffix(&order).unwrap_or(select);
+    format!("{body} WHERE {} <= @P2{order}", col(staging::COL_SEQ))
 }
 
 /// The parameterised DELETE of `n` keys from one staging table.
@@ -289,21 +389,42 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
         TRANCOUNT,
         NESTED_TRIGGERS,
         INSTEAD_OF_TRIGGERS,
+        OPEN_TRANSACTIONS,
+        ROW_VERSIONING,
+        BEGIN_SNAPSHOT,
+        END_SNAPSHOT,
         super::output_clause::FROM_QUERY_STORE,
         super::output_clause::FROM_PLAN_CACHE,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    out.extend([incarnation(), incarnation_locked(), registry(), versions()]);
+    out.extend([
+        incarnation(),
+        incarnation_locked(),
+        registry(),
+        versions(),
+        still_open(3),
+        hold_baseline_lock(),
+        release_baseline_lock(),
+        staging_delete_gate(),
+    ]);
+    let stagings: Vec<&Ident> = tables.iter().map(|t| &t.staging).collect();
+    out.extend(settled_count(&stagings));
     for t in tables {
         out.push(staging_select(t)?);
         out.push(staging_select_raw(t)?);
+        out.push(bounded(&staging_select(t)?));
+        out.push(bounded(&staging_select_raw(t)?));
         out.push(staging_delete(&t.staging, 3));
         out.push(count(&t.staging));
         out.push(discard(&t.staging));
         out.push(backlog(&t.staging));
         out.push(staged_in_transaction(&t.staging));
+        out.extend(super::quarantine::one_row_selects(t)?);
+        if !t.table.primary_key.is_empty() {
+            out.extend(super::baseline::sample_chunks(t)?);
+        }
     }
     Ok(out)
 }

@@ -2,9 +2,11 @@
 //! copied, probes the sequence, and checks the incarnation.
 //!
 //! * **Reading.** One `SELECT TOP (@P1) … WITH (READPAST) ORDER BY [rowtrail_seq]` per staging
-//!   table (clustered on the sequence), merged by sequence. `READPAST` skips rows that writers
-//!   have not committed yet instead of waiting for them: they are read by a later pass (a trigger
-//!   writes both images of an update in its statement, so a pair is visible whole or not at all).
+//!   table (clustered on the sequence), merged by sequence; with several staging tables their
+//!   seqs are read first and each table's rows only up to the batch's last seq
+//!   ([`batch_bound`]). `READPAST` skips rows that writers have not committed yet instead of
+//!   waiting for them: they are read by a later pass (a trigger writes both images of an update
+//!   in its statement, so a pair is visible whole or not at all).
 //!   Money and CLR types are read through exact conversions ([`super::convert::select_expr`]).
 //! * **Deleting.** In one transaction, `DELETE … WHERE [rowtrail_seq] IN (@P1, …, @Pn)` per
 //!   staging table, in chunks of [`DELETE_CHUNK`] parameters: the keys travel as parameters,
@@ -13,10 +15,17 @@
 //!   incarnation is still the one the batch was read under.
 //! * **Retrying.** Transient errors (deadlock, lost connection, timeouts) are retried with a
 //!   capped backoff that resets on success; a lost connection is opened again.
+//! * **Baselines.** Each delete's transaction first takes the baseline's application lock,
+//!   shared: while a baseline needs every staged image kept ([`super::baseline`]), deletes wait.
+//! * **Cuts.** Each read is preceded by a barrier mark; a drained read of whole transactions
+//!   after an earlier mark settled reaches a consistent cut ([`super::cut`]).
+//! * **Quarantine.** A row that cannot be decoded even as bytes is kept in staging and the rest
+//!   is read ([`super::quarantine`]).
 //! * **Probing.** The sequence's current value changes whenever a trigger writes. The probe asks
 //!   the server at most once per [`AdaptiveProbe`] interval, which shrinks while the value moves
 //!   and grows while it is idle; in between it answers with the last value.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use rowtrail_sql::mssql::objects;
@@ -27,7 +36,9 @@ use tiberius::{Row, ToSql};
 use super::catalog::{self, shared};
 use super::client::{with_retry, Backoff, MssqlClient};
 use super::convert::value_of;
+use super::cut::CutTracker;
 use super::probe::AdaptiveProbe;
+use super::quarantine;
 use super::queries;
 use super::settings::Settings;
 use super::versions::Layout;
@@ -56,6 +67,12 @@ pub struct MssqlSource {
     raw_selects: Vec<String>,
     backoff: Backoff,
     probe: AdaptiveProbe,
+    /// The consistent cut across reads ([`super::cut`]).
+    cuts: CutTracker,
+    /// Whether a failure of the cut's bookkeeping was logged.
+    cut_warned: bool,
+    /// Staged rows left out because they cannot be decoded (staging table, seq), each logged once.
+    quarantined: HashSet<(String, i64)>,
 }
 
 fn retry_backoff() -> Backoff {
@@ -83,6 +100,9 @@ impl MssqlSource {
             raw_selects: Vec::new(),
             backoff: retry_backoff(),
             probe: AdaptiveProbe::default(),
+            cuts: CutTracker::default(),
+            cut_warned: false,
+            quarantined: HashSet::new(),
         };
         s.refresh()?;
         Ok(s)
@@ -127,9 +147,22 @@ impl MssqlSource {
     /// text becomes text again, and a cell that is not valid UTF-16 (an `nvarchar` holding an
     /// unpaired surrogate) is archived as exactly its bytes, with a warning naming the staging
     /// table, column and seq (never the value). One such row never stops the reader.
-    fn read_raw(&mut self, i: usize, limit: i64) -> Result<Vec<StagedImage>, ReaderError> {
-        let sql = self.raw_selects[i].clone();
-        let rows = self.retry(|c| c.query("cannot read staging", &sql, &[&limit]))?;
+    fn read_raw(
+        &mut self,
+        i: usize,
+        limit: i64,
+        bound: Option<i64>,
+    ) -> Result<Vec<StagedImage>, ReaderError> {
+        let rows = match bound {
+            None => {
+                let sql = self.raw_selects[i].clone();
+                self.retry(|c| c.query("cannot read staging", &sql, &[&limit]))?
+            }
+            Some(b) => {
+                let sql = queries::bounded(&self.raw_selects[i]);
+                self.retry(|c| c.query("cannot read staging", &sql, &[&limit, &b]))?
+            }
+        };
         let captured = &self.layouts[i].read;
         let kinds: Vec<bool> = rowtrail_sql::mssql::Captured::new(&captured.table)?
             .staging_types
@@ -157,6 +190,42 @@ impl MssqlSource {
         Ok(out)
     }
 
+    /// The oldest `limit` images of table `i` read around the rows that cannot be decoded at
+    /// all ([`super::quarantine`]): those stay in staging, each logged once (staging table,
+    /// seq and why, never a value), and the rest is read.
+    fn read_around(&mut self, i: usize, limit: i64) -> Result<Vec<StagedImage>, ReaderError> {
+        let location = self.info.location.clone();
+        let layout = self.layouts[i].clone();
+        let kinds: Vec<bool> = rowtrail_sql::mssql::Captured::new(&layout.read.table)?
+            .staging_types
+            .iter()
+            .map(|t| super::convert::text_kind(t).is_some())
+            .collect();
+        let (images, failed) =
+            quarantine::read_table(&mut self.client, &layout.read, limit, &mut |row| {
+                let mut img = image_of(row, i, &layout.read, &location)?;
+                for (col, v) in img.values.iter_mut().enumerate() {
+                    if kinds.get(col).copied().unwrap_or(false) {
+                        *v = super::convert::text_from_utf16(std::mem::replace(v, Value::Null)).0;
+                    }
+                }
+                Ok(layout.label(img))
+            })?;
+        for (seq, why) in failed {
+            if self
+                .quarantined
+                .insert((layout.read.staging.to_string(), seq))
+            {
+                tracing::error!(source = %location, staging = %layout.read.staging, seq,
+                    reason = %quarantine::reason(&why),
+                    "a staged row cannot be decoded: it stays in staging (quarantined) and the \
+                     reader goes on; the consistent cut stays below it until it is resolved \
+                     (see docs/sqlserver.md, Quarantine)");
+            }
+        }
+        Ok(images)
+    }
+
     /// Rereads the registry when the installation was replaced since the last look.
     fn check_incarnation(&mut self) -> Result<(), ReaderError> {
         let found = self.retry(catalog::incarnation)?;
@@ -175,6 +244,8 @@ impl MssqlSource {
                         "capture was reinstalled: a new incarnation starts");
                 }
                 self.info.incarnation = now;
+                self.cuts = CutTracker::default();
+                self.quarantined.clear();
                 self.refresh()
             }
         }
@@ -268,6 +339,19 @@ pub fn image_of(
     })
 }
 
+/// The last seq a batch of at most `limit` images can hold, given each staging table's oldest
+/// seqs (ascending): the `limit`-th lowest of them all, plus one (an update's after-image takes
+/// its before-image's seq plus one, and the merge never splits the pair). `None` when every seq
+/// seen fits in the batch.
+pub fn batch_bound(seqs: &[Vec<i64>], limit: usize) -> Option<i64> {
+    let mut all: Vec<i64> = seqs.iter().flatten().copied().collect();
+    if all.len() <= limit || limit == 0 {
+        return None;
+    }
+    all.sort_unstable();
+    Some(all[limit - 1].saturating_add(1))
+}
+
 /// Merges per-table runs (each in sequence order) into one batch of at most `limit` images,
 /// never splitting an update's before/after pair (so it may hold `limit + 1`).
 pub fn merge(runs: Vec<Vec<StagedImage>>, limit: usize) -> Vec<StagedImage> {
@@ -317,27 +401,100 @@ impl Source for MssqlSource {
         // image anyway is safe (an image read twice is archived once).
         let _ = above;
         self.check_incarnation()?;
+        // The cut's bookkeeping never stops the reader: without it, this read reaches no cut.
+        let before = match self.cuts.before_read(&mut self.client) {
+            Ok(b) => b,
+            Err(e) => {
+                if !std::mem::replace(&mut self.cut_warned, true) {
+                    tracing::warn!(source = %self.info.location, error = %e,
+                        "cannot take the consistent cut's mark; reads establish no cut while \
+                         this lasts (said once)");
+                }
+                super::cut::BeforeRead::default()
+            }
+        };
         let per_table = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        // With several staging tables, their seqs first: only rows up to the batch's last seq
+        // are fetched whole.
+        let (bound, lowest) = if self.layouts.len() > 1 {
+            let mut seqs = Vec::with_capacity(self.layouts.len());
+            for l in &self.layouts {
+                let sql = quarantine::seqs_select(&l.read.staging);
+                let rows = with_retry(&mut self.client, &mut self.backoff, ATTEMPTS, |c| {
+                    c.query("cannot read staging", &sql, &[&per_table])
+                })?;
+                seqs.push(
+                    rows.iter()
+                        .filter_map(|r| r.get::<i64, _>(0))
+                        .collect::<Vec<i64>>(),
+                );
+            }
+            let lowest: Vec<Option<i64>> = seqs.iter().map(|s| s.first().copied()).collect();
+            (batch_bound(&seqs, limit), lowest)
+        } else {
+            (None, Vec::new())
+        };
         let mut runs = Vec::with_capacity(self.layouts.len());
         for i in 0..self.layouts.len() {
-            let sql = self.selects[i].clone();
             let location = self.info.location.clone();
-            let run = match self.retry(|c| c.query("cannot read staging", &sql, &[&per_table])) {
+            if let (Some(b), Some(low)) = (bound, lowest.get(i)) {
+                // Nothing of this table's within the batch (or nothing staged at the look).
+                if low.is_none_or(|l| l > b) {
+                    runs.push(Vec::new());
+                    continue;
+                }
+            }
+            let (sql, bounded) = match bound {
+                Some(b) => (queries::bounded(&self.selects[i]), Some(b)),
+                None => (self.selects[i].clone(), None),
+            };
+            let read = self.retry(|c| match bounded {
+                Some(b) => c.query("cannot read staging", &sql, &[&per_table, &b]),
+                None => c.query("cannot read staging", &sql, &[&per_table]),
+            });
+            let first = match read {
                 Ok(rows) => rows
                     .into_iter()
                     .map(|r| image_of(r, i, &self.layouts[i].read, &location))
                     .map(|img| img.map(|img| self.layouts[i].label(img)))
-                    .collect::<Result<Vec<_>, _>>()?,
+                    .collect::<Result<Vec<_>, _>>(),
+                Err(e) => Err(e),
+            };
+            let run = match first {
+                Ok(run) => run,
                 Err(e) if e.is_undecodable() => {
                     tracing::warn!(source = %location, staging = %self.layouts[i].read.staging,
-                        error = %e, "staged text the driver cannot decode; reading its bytes");
-                    self.read_raw(i, per_table)?
+                        "staged text the driver cannot decode; reading its bytes");
+                    match self.read_raw(i, per_table, bound) {
+                        Ok(run) => run,
+                        Err(e) if quarantine::is_undecodable_row(&e) => {
+                            self.read_around(i, per_table)?
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
+                Err(e) if quarantine::is_undecodable_row(&e) => self.read_around(i, per_table)?,
                 Err(e) => return Err(e),
             };
             runs.push(run);
         }
-        Ok(merge(runs, limit))
+        let batch = merge(runs, limit);
+        let stagings: Vec<&Ident> = self.layouts.iter().map(|l| &l.read.staging).collect();
+        if let Err(e) = self.cuts.after_read(
+            &mut self.client,
+            &before,
+            &batch,
+            // A bound means more was staged than one batch holds.
+            batch.len() < limit && bound.is_none(),
+            &stagings,
+        ) {
+            if !std::mem::replace(&mut self.cut_warned, true) {
+                tracing::warn!(source = %self.info.location, error = %e,
+                    "cannot confirm the consistent cut; reads establish none while this lasts \
+                     (said once)");
+            }
+        }
+        Ok(batch)
     }
 
     fn delete_staged(&mut self, keys: &[StagedKey]) -> Result<(), ReaderError> {
@@ -360,6 +517,11 @@ impl Source for MssqlSource {
         let stagings: Vec<Ident> = self.tables.iter().map(|t| t.staging.clone()).collect();
         self.retry(|c| {
             let mut tx = c.transaction()?;
+            // A baseline being taken needs every staged image kept: wait for it.
+            tx.client().batch(
+                "cannot wait for a baseline",
+                &queries::staging_delete_gate(),
+            )?;
             let rows = tx.client().query(
                 "cannot read the incarnation",
                 &queries::incarnation_locked(),
@@ -403,6 +565,19 @@ impl Source for MssqlSource {
         let rows = self.retry(|c| c.query("probe failed", sql, &[&name]))?;
         let value = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
         Ok(self.probe.observe(Instant::now(), value))
+    }
+
+    fn cut(&self) -> Option<i64> {
+        self.cuts.reached()
+    }
+
+    fn snapshot_table(
+        &mut self,
+        table: &CapturedTable,
+        page: usize,
+        each: &mut dyn FnMut(&[crate::archive::BaselineRow]) -> Result<(), ReaderError>,
+    ) -> Result<crate::source::SnapshotPosition, ReaderError> {
+        super::baseline::snapshot(&mut self.client, table, page, each)
     }
 
     fn staged_count(&mut self) -> Result<u64, ReaderError> {
@@ -462,6 +637,25 @@ mod tests {
             "the pair stays whole"
         );
         assert_eq!(seqs(merge(vec![a, b], 2)), [2, 4]);
+    }
+
+    #[test]
+    fn a_batch_over_several_tables_fetches_rows_only_up_to_its_last_seq() {
+        let seqs = vec![vec![2, 4, 10, 12], vec![6, 7, 20], vec![]];
+        assert_eq!(
+            batch_bound(&seqs, 3),
+            Some(7),
+            "2, 4, 6: then 6's after-image 7"
+        );
+        assert_eq!(batch_bound(&seqs, 4), Some(8), "2, 4, 6, 7");
+        assert_eq!(batch_bound(&seqs, 7), None, "everything fits");
+        assert_eq!(batch_bound(&[], 3), None);
+        let sql =
+            queries::bounded("SELECT TOP (@P1) a FROM t WITH (READPAST) ORDER BY [rowtrail_seq]");
+        assert_eq!(
+            sql,
+            "SELECT TOP (@P1) a FROM t WITH (READPAST) WHERE [rowtrail_seq] <= @P2 ORDER BY [rowtrail_seq]"
+        );
     }
 
     #[test]

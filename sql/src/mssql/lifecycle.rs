@@ -11,7 +11,8 @@ use crate::{Ident, SqlError};
 /// remains. Refuses (changing nothing) while a staging table holds rows no reader has archived.
 pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
     let mut h = header("uninstall", tables, options);
-    h.push("Drops, per table: the capture trigger, the staging table, its registry rows.".into());
+    h.push("Drops the capture triggers first, then, per table: the staging table, its".into());
+    h.push("registry rows.".into());
     h.push(
         "Then, if no captured table remains: registry, versions, meta (incarnation), the".into(),
     );
@@ -21,6 +22,18 @@ pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
     let reg = shared(objects::REGISTRY);
     let ver = shared(objects::VERSIONS);
     let cols = shared(objects::COLUMNS);
+    // The triggers go first: dropping one takes a schema-modification lock on its table, which
+    // waits for the writers there and lets no new one in, so no trigger can be waiting to write
+    // into a staging table while the check below holds it exclusively (the other order
+    // deadlocks with a writer whose trigger is about to stage its rows). If staging still holds
+    // rows, the check's THROW rolls the drops back with the rest.
+    for t in tables {
+        let trig = t.trigger_name();
+        s.push(format!(
+            "IF OBJECT_ID({tl}, N'TR') IS NOT NULL\n    DROP TRIGGER {trig};",
+            tl = name_literal(&trig),
+        ));
+    }
     for t in tables {
         let stg = t.staging_name();
         s.push(format!(
@@ -36,15 +49,12 @@ pub(super) fn uninstall(tables: &[Captured], options: &Options) -> Script {
     }
     for t in tables {
         let stg = t.staging_name();
-        let trig = t.trigger_name();
         s.push(format!(
-            "IF OBJECT_ID({tl}, N'TR') IS NOT NULL\n    DROP TRIGGER {trig};\n\
-             IF OBJECT_ID({sl}, N'U') IS NOT NULL\n    DROP TABLE {stg};\n\
+            "IF OBJECT_ID({sl}, N'U') IS NOT NULL\n    DROP TABLE {stg};\n\
              IF OBJECT_ID({rl}, N'U') IS NOT NULL\n    DELETE FROM {reg} WHERE {w};\n\
              IF OBJECT_ID({vl}, N'U') IS NOT NULL\n    DELETE FROM {ver} WHERE {w};\n\
              IF OBJECT_ID({cl}, N'U') IS NOT NULL\n    DELETE FROM {cols} WHERE {w};",
             cl = name_literal(&cols),
-            tl = name_literal(&trig),
             sl = name_literal(&stg),
             rl = name_literal(&reg),
             vl = name_literal(&ver),

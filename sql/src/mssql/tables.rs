@@ -11,6 +11,78 @@ const METADATA_WIDTH: usize = crate::staging::METADATA_COLUMNS.len();
 /// SQL Server's column limit for a table without a column set.
 const MAX_COLUMNS: usize = 1024;
 
+/// SQL Server's largest row (fixed-length data, null bitmap and header; variable-length data
+/// may move off the row).
+const MAX_ROW_BYTES: usize = 8_060;
+
+/// The fixed-length metadata a staging row adds: seq, op, image, transaction and statement ids,
+/// time (`bigint`, `char(1)`, `char(1)`, `bigint`, `bigint`, `datetime2(7)`).
+const METADATA_FIXED_BYTES: usize = 8 + 1 + 1 + 8 + 8 + 8;
+
+/// The bytes of one value of a fixed-length staging type, `None` for variable-length types
+/// (and `bit`, counted apart: eight share a byte).
+fn fixed_bytes(ty: &MssqlType) -> Option<usize> {
+    let n = |default: usize| {
+        ty.args
+            .first()
+            .and_then(|a| a.parse::<usize>().ok())
+            .unwrap_or(default)
+    };
+    let by_scale = |short: usize, mid: usize, long: usize| match n(7) {
+        0..=2 => short,
+        3..=4 => mid,
+        _ => long,
+    };
+    Some(match ty.base.as_str() {
+        "tinyint" => 1,
+        "smallint" => 2,
+        "int" | "smallmoney" | "real" | "smalldatetime" => 4,
+        "bigint" | "money" | "datetime" => 8,
+        "decimal" | "numeric" => match n(18) {
+            0..=9 => 5,
+            10..=19 => 9,
+            20..=28 => 13,
+            _ => 17,
+        },
+        "float" => {
+            if n(53) <= 24 {
+                4
+            } else {
+                8
+            }
+        }
+        "date" => 3,
+        "time" => by_scale(3, 4, 5),
+        "datetime2" => by_scale(6, 7, 8),
+        "datetimeoffset" => by_scale(8, 9, 10),
+        "char" | "binary" => n(1),
+        "nchar" => 2 * n(1),
+        "uniqueidentifier" => 16,
+        _ => return None,
+    })
+}
+
+/// The least a staging row of `t` takes in the row itself: header, fixed-length columns and
+/// metadata, bits, null bitmap (sparse and variable-length columns counted as empty, so a
+/// table is refused only when its staging table certainly cannot be created).
+fn fixed_row_bytes(t: &Table, staging_types: &[String]) -> usize {
+    let mut fixed = METADATA_FIXED_BYTES;
+    let mut bits = 0usize;
+    let mut columns = METADATA_WIDTH;
+    for (c, ty) in t.columns.iter().zip(staging_types) {
+        if c.sparse {
+            continue;
+        }
+        columns += 1;
+        match MssqlType::parse(ty) {
+            Ok(ty) if ty.base == "bit" => bits += 1,
+            Ok(ty) => fixed += fixed_bytes(&ty).unwrap_or(0),
+            Err(_) => {}
+        }
+    }
+    4 + fixed + bits.div_ceil(8) + 2 + columns.div_ceil(8)
+}
+
 /// A table ready to be captured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {
@@ -112,6 +184,19 @@ impl Captured {
             unique_keys,
             rowid: false,
         };
+        let fixed = fixed_row_bytes(&table, &staging_types);
+        if fixed > MAX_ROW_BYTES {
+            return Err(SqlError::Uncapturable {
+                table: table.name.to_string(),
+                reason: format!(
+                    "its staging rows would need at least {fixed} bytes each (its fixed-length \
+                     columns plus {METADATA_FIXED_BYTES} bytes of metadata and the row's own \
+                     overhead), more than SQL Server's {MAX_ROW_BYTES}-byte row; make a \
+                     fixed-length column variable (char(n) → varchar(n), binary(n) → \
+                     varbinary(n)) or leave the table out with --tables"
+                ),
+            });
+        }
         let dense = table.columns.iter().filter(|c| !c.sparse).count();
         if dense + METADATA_WIDTH > MAX_COLUMNS || table.columns.len() + METADATA_WIDTH > 30_000 {
             return Err(SqlError::Uncapturable {

@@ -501,6 +501,19 @@ fn key_literal(shape: &Shape<'_>, i: usize, v: &Value) -> String {
     }
 }
 
+/// `v` as a literal of key column `i` of `t`, in the column's own type and collation (see
+/// the private `key_literal`): what a keyset page of a baseline compares a key column with.
+pub fn key_literal_of(t: &Table, i: usize, v: &Value) -> Result<String, SqlError> {
+    let shape = Shape::new(t)?;
+    if i >= t.columns.len() {
+        return Err(SqlError::Uncapturable {
+            table: t.name.to_string(),
+            reason: format!("it has no column number {i}"),
+        });
+    }
+    Ok(key_literal(&shape, i, v))
+}
+
 /// Column `i` equals `v` exactly.
 fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String {
     let c = shape.col(i);

@@ -341,10 +341,10 @@ impl Io {
         let (endpoint, listener) = {
             let _inside = runtime.enter();
             let endpoint = endpoint::bind(socket)?;
-            let listener = metrics.map(http::bind).transpose()?;
+            let listener = metrics.map(|a| http::bind(a, false)).transpose()?;
             let node_listeners = nodes
                 .iter()
-                .map(|&(i, addr)| http::bind(addr).map(|l| (i, l)))
+                .map(|&(i, addr)| http::bind(addr, true).map(|l| (i, l)))
                 .collect::<Result<Vec<_>, _>>()?;
             (endpoint, (listener, node_listeners))
         };

@@ -143,16 +143,18 @@ fn metrics_page(s: &Status, _node: Option<usize>) -> Page {
     }
 }
 
-/// Binds `addr`, which must be a loopback address. Must run inside the I/O runtime.
-pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener, WatcherError> {
+/// Binds `addr`, which must be a loopback address unless `any_address` (a node's health
+/// listener, which a load balancer on another host polls: it serves the health pages only).
+/// Must run inside the I/O runtime.
+pub(crate) fn bind(addr: SocketAddr, any_address: bool) -> Result<TcpListener, WatcherError> {
     let io = |context: &str, cause| WatcherError::Socket {
         socket: addr.to_string().into(),
         context: context.into(),
         cause,
     };
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && !any_address {
         return Err(io(
-            "metrics are served on loopback addresses only",
+            "metrics are served on loopback addresses only (a node's health_listen may be any address)",
             std::io::Error::from(std::io::ErrorKind::InvalidInput),
         ));
     }
@@ -197,8 +199,11 @@ fn answer(
     board: &Board,
     node: Option<usize>,
 ) -> Response<Full<Bytes>> {
-    let Some(route) = ROUTES.iter().find(|r| r.path == path) else {
-        let served: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
+    // A node's own listener may face the network: it serves the health pages, not the metrics.
+    let served_here =
+        |r: &&Route| node.is_none() || matches!(r.path, "/primary" | "/replica" | "/health");
+    let Some(route) = ROUTES.iter().filter(served_here).find(|r| r.path == path) else {
+        let served: Vec<&str> = ROUTES.iter().filter(served_here).map(|r| r.path).collect();
         return plain(
             StatusCode::NOT_FOUND,
             format!("not found: this listener serves {}\n", served.join(", ")),
@@ -300,6 +305,9 @@ mod tests {
         assert_eq!(code("/replica", Some(1)), StatusCode::OK);
         // The main listener speaks for the first replica.
         assert_eq!(code("/replica", None), StatusCode::OK);
+        // A node's listener serves the health pages only.
+        assert_eq!(code("/metrics", Some(0)), StatusCode::NOT_FOUND);
+        assert_eq!(code("/metrics", None), StatusCode::OK);
         // The primary down: neither node is a primary to route to.
         let mut down = status.clone();
         down.source_up = false;

@@ -117,7 +117,7 @@ enum Command {
     /// Build, apply to, inspect, pause, resume or rewind a replica of the source.
     #[command(subcommand)]
     Replica(cmd::replica::ReplicaCommand),
-    /// Rebuild the captured tables as of an earlier time into a new file.
+    /// Rebuild the captured tables as of an earlier moment (a time, seq:N, before-tx:ID) into a new file.
     Restore(cmd::replica::RestoreArgs),
     /// Compare a replica with its source; exit 4 when they differ; repair on request.
     Compare(cmd::compare::Args),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rowtrail_reader::archive::Archive;
+use rowtrail_standby::as_of::AsOf;
 use rowtrail_standby::replica::{self, parse_time, CreateOptions, Replica, Until};
 
 use crate::config::{parse_duration, Config};
@@ -86,14 +87,22 @@ pub struct RewindArgs {
 /// Arguments of `rowtrail restore`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  \
-rowtrail restore --as-of 2026-12-03T09:15:00Z --out /tmp/app-at-0915.db\n\n\
-Builds the source's captured tables as they were at that time: the newest baseline taken by\n\
-then, and every archived change up to the last complete state before it. The result is a\n\
-replica (`replica status` reads it; `replica apply` would bring it forward).")]
+rowtrail restore --as-of 2026-12-03T09:15:00Z --out /tmp/app-at-0915.db\n  \
+rowtrail restore --as-of seq:48211 --out at-seq.db                # after the change with seq 48211\n  \
+rowtrail restore --as-of before-tx:batch-42 --out before.db       # just before that transaction\n  \
+rowtrail restore --as-of 2026-12-03T09:15:00Z --tables staff,tags --out two.db\n\n\
+Builds the source's captured tables as they were then: the newest baseline taken by then, and\n\
+every archived change up to the last complete state before it (a seq: every change at or below\n\
+it, refused inside a transaction; a transaction: everything before its first change). The\n\
+result is a replica (`replica status` reads it; `replica apply` would bring it forward).")]
 pub struct RestoreArgs {
-    /// The time (UTC: 2026-12-03T09:15:00Z, or with an offset).
-    #[arg(long, value_name = "TIME")]
+    /// The moment: a time (UTC: 2026-12-03T09:15:00Z, or with an offset), seq:N, or
+    /// before-tx:ID.
+    #[arg(long, value_name = "WHEN")]
     pub as_of: String,
+    /// Only these tables (comma-separated; default: every table with a baseline).
+    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+    pub tables: Vec<String>,
     /// The new file to build (it must not exist).
     #[arg(long, visible_alias = "to", value_name = "FILE")]
     pub out: PathBuf,
@@ -196,13 +205,14 @@ pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
 /// `rowtrail restore --as-of T --out FILE`.
 pub fn restore(a: &RestoreArgs, cfg: &Config) -> Result<ExitCode> {
     let archive = archive(cfg)?;
-    let time = parse_time(&a.as_of)?;
+    let as_of = AsOf::parse(&a.as_of)?;
     build(
         &archive,
         &a.out,
         CreateOptions {
             incarnation: None,
-            as_of: Some(time),
+            as_of: Some(as_of),
+            tables: (!a.tables.is_empty()).then(|| a.tables.clone()),
         },
     )
 }

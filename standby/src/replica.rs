@@ -23,6 +23,7 @@ use rowtrail_reader::archive::{Archive, ArchivedChange, ChangeQuery, Cut};
 use rowtrail_sql::{Table, Value};
 use rusqlite::{params, Connection};
 
+use crate::as_of::{self, AsOf};
 use crate::steps::{self, Direction};
 use crate::tables::{create_sql, replica_form};
 use crate::StandbyError;
@@ -48,6 +49,13 @@ pub struct ReplicaTable {
     pub baseline_seq: i64,
 }
 
+impl ReplicaTable {
+    /// The form the replica holds it in (its columns plain, the key kept).
+    pub fn form(&self) -> &Table {
+        &self.form
+    }
+}
+
 /// Where a replica stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
@@ -69,8 +77,8 @@ pub enum Until {
     Latest,
     /// The newest cut whose changes are all at least this old (a delayed standby).
     Delay(Duration),
-    /// The cut as of this time (archive text form).
-    AsOf(String),
+    /// The cut as of this moment.
+    AsOf(AsOf),
 }
 
 /// What one [`Replica::apply`] or [`Replica::rewind`] did.
@@ -115,6 +123,8 @@ pub struct Replica {
     tables: Vec<ReplicaTable>,
     position: Position,
     paused: bool,
+    /// Built with some of the source's tables: changes of the others are passed over.
+    partial: bool,
 }
 
 /// How [`create`] builds a replica.
@@ -122,9 +132,12 @@ pub struct Replica {
 pub struct CreateOptions {
     /// The source incarnation to follow (default: the one with the newest baseline).
     pub incarnation: Option<String>,
-    /// Rebuild as of this time (archive text form): baselines taken by then, changes up to the
-    /// cut as of then. `None`: the newest baselines, brought to the newest cut.
-    pub as_of: Option<String>,
+    /// Rebuild as of this moment: baselines taken by then, changes up to the cut it names.
+    /// `None`: the newest baselines, brought to the newest cut.
+    pub as_of: Option<AsOf>,
+    /// Only these tables (as named at the source); `None`: every table with a baseline. A
+    /// replica of some tables passes over the changes of the others.
+    pub tables: Option<Vec<String>>,
 }
 
 /// Builds a new replica at `path` (which must not exist) from the archive's baselines, then
@@ -153,9 +166,21 @@ pub fn create(
             ))
         })?,
     };
-    let baselines = archive.latest_baselines(&incarnation, options.as_of.as_deref())?;
+    let as_of = match &options.as_of {
+        Some(a) => {
+            let a = as_of::resolve(archive, &incarnation, a)?;
+            // Refused now (beyond the archive, inside a transaction) rather than once built.
+            as_of::cut(archive, &incarnation, &a)?;
+            Some(a)
+        }
+        None => None,
+    };
+    let mut baselines = as_of::baselines(archive, &incarnation, as_of.as_ref())?;
+    if let Some(only) = &options.tables {
+        baselines = crate::tables::only(archive, &incarnation, baselines, only, as_of.as_ref())?;
+    }
     if baselines.is_empty() {
-        return Err(StandbyError::Refused(match &options.as_of {
+        return Err(StandbyError::Refused(match &as_of {
             Some(t) => format!(
                 "no baseline of source {incarnation} was taken at or before {t}: the archive \
                  cannot rebuild the tables as of then"
@@ -265,6 +290,10 @@ pub fn create(
             ("engine", engine.clone()),
             ("created_us", rowtrail_reader::now_micros().to_string()),
             ("paused", "0".into()),
+            (
+                "partial",
+                if options.tables.is_some() { "1" } else { "0" }.into(),
+            ),
         ] {
             set_meta(&tx, &partial, k, &v)?;
         }
@@ -282,6 +311,7 @@ pub fn create(
             tables,
             position,
             paused: false,
+            partial: options.tables.is_some(),
         })
     })();
     let mut replica = match built {
@@ -291,8 +321,8 @@ pub fn create(
             return Err(e);
         }
     };
-    let until = match &options.as_of {
-        Some(t) => Until::AsOf(t.clone()),
+    let until = match as_of {
+        Some(a) => Until::AsOf(a),
         None => Until::Latest,
     };
     let report = match replica.apply(archive, &until) {
@@ -438,6 +468,7 @@ impl Replica {
             incarnation: get("incarnation")?,
             engine: get("engine")?,
             paused: get("paused")? == "1",
+            partial: meta.get("partial").is_some_and(|v| v == "1"),
             tables: out,
             conn,
             path: path.to_path_buf(),
@@ -528,7 +559,7 @@ impl Replica {
     fn target_cut(&self, archive: &Archive, until: &Until) -> Result<Option<Cut>, StandbyError> {
         Ok(match until {
             Until::Latest => archive.cut(&self.incarnation, None)?,
-            Until::AsOf(t) => archive.cut_as_of(&self.incarnation, t)?,
+            Until::AsOf(a) => as_of::cut(archive, &self.incarnation, a)?,
             Until::Delay(d) => {
                 let then = jiff::Timestamp::now()
                     .checked_sub(jiff::SignedDuration::try_from(*d).unwrap_or_default())
@@ -652,6 +683,10 @@ impl Replica {
                 .iter()
                 .position(|t| t.definition.name == c.table.name)
             else {
+                if self.partial {
+                    skipped += 1;
+                    continue;
+                }
                 return Err(StandbyError::Refused(format!(
                     "change {} is of table {}, which the replica does not hold (captured after \
                      its baseline): take a baseline of it (`rowtrail baseline --tables {}`) and \

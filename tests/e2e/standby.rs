@@ -199,6 +199,135 @@ fn restore_as_of_and_rewind_give_the_tables_as_they_were() {
 }
 
 #[test]
+fn restore_as_of_a_seq_or_before_a_transaction_and_of_some_tables() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let mut rng = fastrand::Rng::with_seed(41);
+    workload(&c, &mut rng, 150);
+    sb.ok(&["read", "--quiet"]);
+    let then_state = state(&c);
+    let archive = open(&sb.archive());
+    let then_seq: i64 = archive
+        .query_row("SELECT max(seq) FROM changes", [], |r| r.get(0))
+        .unwrap();
+    // A labelled transaction of several changes, then more work.
+    c.execute_batch(
+        "BEGIN;
+         INSERT INTO rowtrail_context (id, login, host, app, client_ip, tx) VALUES (1, 'ann', NULL, NULL, NULL, 'batch-42');
+         UPDATE staff SET salary = 1.0;
+         INSERT INTO log VALUES ('in batch', 42);
+         DELETE FROM rowtrail_context;
+         COMMIT;",
+    )
+    .unwrap();
+    workload(&c, &mut rng, 150);
+    sb.ok(&["read", "--quiet"]);
+    let now_state = state(&c);
+    assert_ne!(then_state, now_state);
+    let (tx_first, tx_last): (i64, i64) = archive
+        .query_row(
+            "SELECT min(seq), max(seq) FROM changes WHERE tx = 'batch-42'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(tx_last > tx_first, "the transaction has several changes");
+    drop(archive);
+
+    let file = |name: &str| sb.path().join(name).to_str().unwrap().to_string();
+    let at_seq = file("at-seq.db");
+    let seq = format!("seq:{then_seq}");
+    sb.ok(&["restore", "--as-of", &seq, "--out", &at_seq]);
+    assert_eq!(
+        state(&open(std::path::Path::new(&at_seq))),
+        then_state,
+        "seq:N"
+    );
+    let before = file("before-tx.db");
+    sb.ok(&["restore", "--as-of", "before-tx:batch-42", "--out", &before]);
+    assert_eq!(
+        state(&open(std::path::Path::new(&before))),
+        then_state,
+        "before-tx"
+    );
+
+    // Some tables: only those are built, and the replica follows them (passing over the rest).
+    let two = file("two.db");
+    let out = sb.ok(&[
+        "restore",
+        "--as-of",
+        &seq,
+        "--tables",
+        "staff,tags",
+        "--out",
+        &two,
+    ]);
+    assert!(out.contains("2 table(s)"), "{out}");
+    let tables: Vec<String> = open(std::path::Path::new(&two))
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'rowtrail%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(tables, ["staff", "tags"]);
+    let only = |rows: Vec<String>| -> Vec<String> {
+        rows.into_iter()
+            .filter(|l| !l.starts_with("log:"))
+            .collect()
+    };
+    let two_state = || {
+        let c = open(std::path::Path::new(&two));
+        c.execute_batch("CREATE TEMP TABLE log (line TEXT, n INTEGER)")
+            .unwrap();
+        state(&c)
+    };
+    assert_eq!(
+        two_state(),
+        only(then_state.clone()),
+        "--tables as of a seq"
+    );
+    sb.ok(&["replica", "apply", "--to", &two]);
+    assert_eq!(
+        two_state(),
+        only(now_state.clone()),
+        "a replica of some tables follows them"
+    );
+
+    // What cannot be rebuilt is refused with why, and no file is left.
+    let bad = file("bad.db");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--as-of", &format!("seq:{}", tx_first)],
+            "inside a transaction",
+        ),
+        (&["--as-of", "seq:99999999"], "beyond the archive"),
+        (&["--as-of", "seq:many"], "a seq is a whole number"),
+        (
+            &["--as-of", "before-tx:no-such-batch"],
+            "holds no change of transaction",
+        ),
+        (
+            &["--as-of", &seq, "--tables", "staff,nope"],
+            "the tables it holds: log, staff, tags",
+        ),
+        (&["--as-of", "seq:-5"], "no baseline"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["restore"];
+        all.extend_from_slice(args);
+        all.extend(["--out", &bad]);
+        let out = sb.fails(&all, 1);
+        assert!(out.contains(want), "{args:?}: {out}");
+        assert!(
+            !std::path::Path::new(&bad).exists(),
+            "{args:?} leaves nothing"
+        );
+    }
+}
+
+#[test]
 fn compare_finds_a_tampered_replica_and_repair_makes_it_equal() {
     let sb = Sandbox::new(BIN);
     let c = seeded(&sb);

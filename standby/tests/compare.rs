@@ -1,0 +1,151 @@
+//! Compare by key-range checksums: equal tables cost no row read, a difference deep inside a
+//! large table is found by reading only the rows around it, and every kind of difference
+//! (missing, extra, changed, NULL keys, rows without a key, many equal rows) is listed.
+
+use std::path::Path;
+
+use rowtrail_reader::archive::{Archive, ArchiveOptions};
+use rowtrail_reader::mover;
+use rowtrail_reader::source::Source;
+use rowtrail_reader::sqlite::SqliteSource;
+use rowtrail_standby::baseline::{self, Silent};
+use rowtrail_standby::compare::{self, Comparison, LEAF_ROWS};
+use rowtrail_standby::replica::{self, CreateOptions, Replica};
+use rusqlite::Connection;
+
+const ROWS: i64 = 60_000;
+
+struct Setup {
+    source: SqliteSource,
+    archive: Archive,
+    app: Connection,
+    replica: std::path::PathBuf,
+}
+
+fn setup(dir: &Path) -> Setup {
+    let source_path = dir.join("source.db");
+    let app = Connection::open(&source_path).unwrap();
+    app.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE big (id INTEGER PRIMARY KEY, name TEXT NOT NULL, v REAL, b BLOB);
+         CREATE TABLE pairs (a TEXT, n INTEGER, note TEXT, PRIMARY KEY (a, n));
+         CREATE TABLE dup (x, y);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {ROWS})
+         INSERT INTO big SELECT i, 'name ' || i, i * 0.5, randomblob(8) FROM k;
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 9000)
+         INSERT INTO pairs SELECT CASE WHEN i % 500 = 0 THEN NULL ELSE 'a' || (i % 30) END, i, 'n' FROM k;
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 5000)
+         INSERT INTO dup SELECT 1, 'same' FROM k;
+         INSERT INTO dup VALUES (NULL, NULL), (2, x'00');"
+    ))
+    .unwrap();
+    let survey = SqliteSource::survey(&source_path, None).unwrap();
+    SqliteSource::install(&source_path, &survey.tables, "test").unwrap();
+    let mut source = SqliteSource::open(&source_path).unwrap();
+    let mut archive = Archive::open(&dir.join("trail.db"), &ArchiveOptions::default()).unwrap();
+    baseline::take(&mut source, &mut archive, None, &mut Silent).unwrap();
+    mover::drain(&mut source as &mut dyn Source, &mut archive, 1_000).unwrap();
+    let replica = dir.join("replica.db");
+    replica::create(
+        &replica,
+        &archive,
+        &CreateOptions::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    Setup {
+        source,
+        archive,
+        app,
+        replica,
+    }
+}
+
+fn run(s: &mut Setup) -> Comparison {
+    let r = Replica::open(&s.replica).unwrap();
+    compare::compare(&r, &mut s.source, &s.archive).unwrap()
+}
+
+fn table<'a>(c: &'a Comparison, name: &str) -> &'a compare::TableComparison {
+    c.tables.iter().find(|t| t.table == name).unwrap()
+}
+
+fn keys(rows: &[rowtrail_reader::archive::BaselineRow], i: usize) -> Vec<String> {
+    rows.iter().map(|r| format!("{:?}", r.1[i])).collect()
+}
+
+#[test]
+fn equal_tables_are_compared_by_checksum_without_reading_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(dir.path());
+    let c = run(&mut s);
+    assert!(!c.differs(), "{c:?}");
+    for t in &c.tables {
+        assert_eq!(t.rows_read, 0, "{}: no row read one by one", t.table);
+        assert_eq!(t.ranges_summed, 2, "{}: one checksum per side", t.table);
+    }
+    assert_eq!(table(&c, "big").source_rows, ROWS as u64);
+    assert_eq!(table(&c, "big").replica_rows, ROWS as u64);
+}
+
+#[test]
+fn a_difference_deep_inside_a_large_table_is_found_reading_only_the_rows_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(dir.path());
+    let rep = Connection::open(&s.replica).unwrap();
+    rep.execute_batch(
+        "UPDATE big SET v = v + 1 WHERE id = 41234;
+         DELETE FROM big WHERE id = 7777;
+         INSERT INTO big VALUES (70001, 'extra', NULL, NULL);
+         UPDATE pairs SET note = 'forged' WHERE a IS NULL AND n = 4500;
+         DELETE FROM pairs WHERE a = 'a7' AND n = 8227;
+         DELETE FROM dup WHERE rowid IN (SELECT rowid FROM dup WHERE x = 1 LIMIT 1);
+         INSERT INTO dup VALUES (NULL, NULL);",
+    )
+    .unwrap();
+    drop(rep);
+    let c = run(&mut s);
+    let big = table(&c, "big");
+    assert_eq!(keys(&big.different, 0), ["Integer(41234)"], "{big:?}");
+    assert_eq!(keys(&big.missing, 0), ["Integer(7777)"]);
+    assert_eq!(keys(&big.extra, 0), ["Integer(70001)"]);
+    // Three leaves at most, each read on both sides: far fewer than the table's rows.
+    assert!(
+        big.rows_read <= 3 * 2 * LEAF_ROWS,
+        "{} rows read of {} on each side",
+        big.rows_read,
+        ROWS
+    );
+    let pairs = table(&c, "pairs");
+    assert_eq!(keys(&pairs.different, 1), ["Integer(4500)"], "{pairs:?}");
+    assert_eq!(keys(&pairs.missing, 1), ["Integer(8227)"]);
+    assert!(pairs.extra.is_empty());
+    let dup = table(&c, "dup");
+    assert_eq!(dup.missing.len(), 1, "one of 5,000 equal rows: {dup:?}");
+    assert_eq!(
+        dup.missing[0].1[1],
+        rowtrail_sql::Value::Text(b"same".to_vec())
+    );
+    assert_eq!(dup.extra.len(), 1);
+    assert_eq!(dup.extra[0].1[0], rowtrail_sql::Value::Null);
+    // Repair makes the replica equal; the next comparison reads no row.
+    let mut r = Replica::open(&s.replica).unwrap();
+    compare::repair(&mut r, &c).unwrap();
+    drop(r);
+    let c = run(&mut s);
+    assert!(!c.differs(), "{c:?}");
+    assert!(c.tables.iter().all(|t| t.rows_read == 0), "{c:?}");
+}
+
+#[test]
+fn a_row_changing_at_the_source_is_not_a_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(dir.path());
+    s.app
+        .execute_batch("UPDATE big SET name = 'moved on' WHERE id = 30000")
+        .unwrap();
+    let c = run(&mut s);
+    let big = table(&c, "big");
+    assert!(!c.differs(), "{c:?}");
+    assert_eq!(big.changing, 1);
+}

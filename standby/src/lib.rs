@@ -23,3 +23,4 @@ mod steps;
 mod tables;
 
 pub use error::StandbyError;
+pub use steps::FAILPOINTS;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rowtrail_reader::archive::{Archive, ArchivedChange, ChangeQuery, Cut};
+use rowtrail_reader::failpoint;
 use rowtrail_sql::{Table, Value};
 use rusqlite::{params, Connection};
 
@@ -298,6 +299,7 @@ pub fn create(
             set_meta(&tx, &partial, k, &v)?;
         }
         write_position(&tx, &partial, &position)?;
+        failpoint::hit(steps::CREATE_LOADED);
         tx.commit()
             .map_err(StandbyError::db(&partial, "cannot finish the replica"))?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
@@ -334,6 +336,7 @@ pub fn create(
         }
     };
     drop(replica);
+    failpoint::hit(steps::CREATE_BUILT);
     std::fs::rename(&partial, path).map_err(|e| {
         StandbyError::Refused(format!(
             "cannot move the finished replica {} to {}: {e}",
@@ -718,6 +721,7 @@ impl Replica {
         };
         let job = steps::job(what, &todo, &form_refs, &comments, direction);
         let path = self.path.clone();
+        failpoint::hit(steps::BEFORE_TRANSACTION);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -735,11 +739,14 @@ impl Replica {
             )),
             other => StandbyError::Apply(other),
         })?;
+        failpoint::hit(steps::ROWS_WRITTEN);
         let position = finish(&tx, &path)?;
+        failpoint::hit(steps::POSITION_WRITTEN);
         tx.commit().map_err(StandbyError::db(
             &path,
             "cannot commit a replica transaction",
         ))?;
+        failpoint::hit(steps::COMMITTED);
         self.position = position;
         Ok((todo.len() as u64, skipped))
     }

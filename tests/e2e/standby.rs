@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-use rowtrail_tests::{show, Sandbox};
+use rowtrail_standby::FAILPOINTS;
+use rowtrail_tests::{show, Armed, Sandbox};
 use rusqlite::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rowtrail");
@@ -408,6 +409,109 @@ fn a_kill_during_apply_leaves_the_replica_where_it_was() {
     );
     sb.ok(&["replica", "apply", "--to", r]);
     assert_eq!(state(&open(&replica)), state(&c));
+}
+
+/// The replica's recorded position: (archive change id, source seq).
+fn recorded_position(replica: &std::path::Path) -> (i64, i64) {
+    let c = open(replica);
+    let get = |k: &str| -> i64 {
+        c.query_row(
+            "SELECT CAST(value AS INTEGER) FROM rowtrail_replica WHERE key = ?1",
+            [k],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    (get("position"), get("position_seq"))
+}
+
+#[test]
+fn a_kill_at_every_labelled_step_leaves_the_replica_at_its_recorded_position() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let file = |name: &str| sb.path().join(name);
+    let armed = |args: &[&str], spec: &str| {
+        Armed::spawn(
+            sb.cmd(args),
+            spec,
+            format!("`rowtrail {}` with failpoint {spec}", args.join(" ")),
+        )
+    };
+    let (create_steps, apply_steps) = FAILPOINTS.split_at(2);
+    // Killed while building: no replica appears; the next run builds it whole.
+    for label in create_steps {
+        let path = file(&format!("{label}.db"));
+        let p = path.to_str().unwrap();
+        armed(&["replica", "apply", "--to", p], label).kill_at(label);
+        assert!(
+            !path.exists(),
+            "{label}: a half-built replica never appears"
+        );
+        sb.ok(&["replica", "apply", "--to", p]);
+        assert_eq!(
+            state(&open(&path)),
+            state(&c),
+            "{label}: built on the next run"
+        );
+    }
+    let pristine = file("pristine.db");
+    sb.ok(&["replica", "create", "--to", pristine.to_str().unwrap()]);
+    // More than two replica transactions of changes (10,000 each).
+    c.execute_batch(
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 10500)
+         INSERT INTO staff SELECT 1000 + i, 'bulk ' || i, i * 0.5, NULL FROM k;
+         UPDATE staff SET salary = salary + 1 WHERE id > 1000;
+         DELETE FROM staff WHERE id > 1000 AND id % 3 = 0;",
+    )
+    .unwrap();
+    let mut rng = fastrand::Rng::with_seed(99);
+    workload(&c, &mut rng, 100);
+    sb.ok(&["read", "--quiet"]);
+    let archive = open(&sb.archive());
+    let total: i64 = archive
+        .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+        .unwrap();
+    assert!(total > 25_000, "{total} changes");
+    // Killed at each step of the second transaction (the first one committed before it).
+    let labels = apply_steps.iter().copied().chain(["undo-mid-apply"]);
+    for label in labels {
+        let path = file(&format!("{label}.db"));
+        let p = path.to_str().unwrap();
+        std::fs::copy(&pristine, &path).unwrap();
+        armed(&["replica", "apply", "--to", p], &format!("{label}:2")).kill_at(label);
+        let (change_id, seq) = recorded_position(&path);
+        let reference = file(&format!("{label}-reference.db"));
+        sb.ok(&[
+            "restore",
+            "--as-of",
+            &format!("seq:{seq}"),
+            "--out",
+            reference.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            state(&open(&path)),
+            state(&open(&reference)),
+            "{label}: the replica equals the archive at its recorded position (seq {seq})"
+        );
+        let left: i64 = archive
+            .query_row(
+                "SELECT count(*) FROM changes WHERE id > ?1",
+                [change_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            left > 0 && left < total,
+            "{label}: killed mid-way ({left} of {total} left)"
+        );
+        let out = sb.ok(&["replica", "apply", "--to", p]);
+        assert!(
+            out.contains(&format!(": {left} change(s) applied")),
+            "{label}: the re-run applies each change left once, no more:\n{out}"
+        );
+        assert_eq!(state(&open(&path)), state(&c), "{label}: caught up");
+    }
 }
 
 #[test]

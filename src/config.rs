@@ -59,6 +59,8 @@ struct ReplicaSection {
     path: PathBuf,
     /// How far behind the source it stays (`90s`, `15m`, `1h`, `2d`).
     delay: Option<String>,
+    /// How often the watcher compares it with the source (`1d`).
+    verify_every: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +99,8 @@ struct SourceSection {
 struct ArchiveSection {
     path: PathBuf,
     max_bytes: Option<u64>,
+    /// How often the watcher verifies the hash chain (`1d`).
+    verify_every: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -167,6 +171,8 @@ pub struct Config {
     pub digest: rowtrail_watcher::digest::DigestSink,
     /// The replicas the watcher keeps current (`[[replica]]`).
     pub replicas: Vec<rowtrail_watcher::ReplicaSettings>,
+    /// How often the watcher verifies the archive's hash chain (`[archive] verify_every`).
+    pub archive_verify_every: Option<std::time::Duration>,
     /// The change stream (`[stream]`), with its credentials from the environment.
     pub stream: Option<rowtrail_stream::Settings>,
 }
@@ -446,6 +452,13 @@ impl Config {
                 .or_else(|| env("ROWTRAIL_ARCHIVE_PATH").map(PathBuf::from))
                 .or_else(|| parsed.archive.as_ref().map(|a| rel(a.path.clone()))),
             archive_max_bytes: parsed.archive.as_ref().and_then(|a| a.max_bytes),
+            archive_verify_every: parsed
+                .archive
+                .as_ref()
+                .and_then(|a| a.verify_every.as_deref())
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("[archive] verify_every: {e}"))?,
             socket: env("ROWTRAIL_SOCKET")
                 .map(PathBuf::from)
                 .or_else(|| w.socket.map(rel)),
@@ -487,6 +500,17 @@ impl Config {
                             .transpose()
                             .map_err(|e| {
                                 anyhow::anyhow!("[[replica]] {}: delay: {e}", r.path.display())
+                            })?,
+                        verify_every: r
+                            .verify_every
+                            .as_deref()
+                            .map(parse_duration)
+                            .transpose()
+                            .map_err(|e| {
+                                anyhow::anyhow!(
+                                    "[[replica]] {}: verify_every: {e}",
+                                    r.path.display()
+                                )
                             })?,
                     })
                 })

@@ -460,6 +460,10 @@ impl Replica {
             });
         }
         let at = get("position_at")?;
+        // Built in rollback-journal mode (one file to rename); WAL once known to be a replica,
+        // so readers (a comparison's snapshot) never hold up the applier, nor it them. A file
+        // another connection holds open stays as it is until a later open.
+        let _ = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0));
         Ok(Self {
             position: Position {
                 change_id: int("position")?,

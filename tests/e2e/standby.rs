@@ -651,3 +651,93 @@ fn the_watcher_keeps_a_replica_current_and_reports_it() {
         || sb.staged() == 0,
     );
 }
+
+#[test]
+fn the_watcher_verifies_the_archive_and_compares_a_replica_on_a_schedule() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let replica = sb.path().join("standby.db");
+    sb.ok(&["replica", "create", "--to", replica.to_str().unwrap()]);
+    std::fs::write(
+        sb.config(),
+        "[source]\nengine = \"sqlite\"\npath = \"source.db\"\n\n\
+         [archive]\npath = \"trail.db\"\nverify_every = \"1s\"\n\n\
+         [watcher]\npoll_interval_ms = 100\n\n[alerts]\nmin_free_disk_bytes = 0\n\n\
+         [[replica]]\npath = \"standby.db\"\nverify_every = \"1s\"\n",
+    )
+    .unwrap();
+    let _w = sb.start_watcher();
+    let mut rng = fastrand::Rng::with_seed(8);
+    workload(&c, &mut rng, 50);
+    let status = || -> serde_json::Value {
+        serde_json::from_slice(&sb.run(&["status", "--json"]).stdout).unwrap_or_default()
+    };
+    let passed = |s: &serde_json::Value, i: usize| {
+        s["checks"][i]["runs"].as_u64().unwrap_or(0) > 0 && s["checks"][i]["last_ok"] == true
+    };
+    let failing = |s: &serde_json::Value| {
+        s["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["alert"] == "verify_failed"))
+    };
+    let limit = std::time::Duration::from_secs(30);
+    rowtrail_tests::wait_until(limit, "both checks ran and passed", || {
+        let s = status();
+        passed(&s, 0) && passed(&s, 1)
+    });
+    let s = status();
+    assert_eq!(s["checks"][0]["check"], "verify", "{s}");
+    assert_eq!(s["checks"][1]["check"], "compare", "{s}");
+    assert!(
+        s["checks"][1]["next_run_us"].as_i64() > s["checks"][1]["last_run_us"].as_i64(),
+        "{s}"
+    );
+    let text = String::from_utf8_lossy(&sb.run(&["status"]).stdout).to_string();
+    assert!(
+        text.contains("check      verify") && text.contains("check      compare"),
+        "{text}"
+    );
+    assert!(
+        text.contains("passed") && text.contains("next in"),
+        "{text}"
+    );
+
+    // A row written into the replica outside rowtrail: the next comparison fails, and alerts.
+    let rep = open(&replica);
+    rep.busy_timeout(std::time::Duration::from_secs(20))
+        .unwrap();
+    rep.execute_batch("INSERT INTO log VALUES ('forged', 12345)")
+        .unwrap();
+    drop(rep);
+    rowtrail_tests::wait_until(limit, "the comparison fails and alerts", || {
+        let s = status();
+        s["checks"][1]["last_ok"] == false && failing(&s)
+    });
+    let s = status();
+    let result = s["checks"][1]["last_result"].as_str().unwrap_or_default();
+    assert!(
+        result.contains("log (0 missing, 1 extra, 0 different)"),
+        "{s}"
+    );
+    assert!(!s.to_string().contains("forged"), "no row values: {s}");
+    // Repaired: the next run passes and the alert clears.
+    sb.ok(&["compare", "--replica", "standby.db", "--repair", "--apply"]);
+    rowtrail_tests::wait_until(limit, "the comparison passes again", || {
+        let s = status();
+        s["checks"][1]["last_ok"] == true && !failing(&s)
+    });
+
+    // An archived change edited in place: the hash chain's verification fails.
+    let a = open(&sb.archive());
+    a.busy_timeout(std::time::Duration::from_secs(20)).unwrap();
+    a.execute_batch(
+        "UPDATE changes SET login = 'mallory' WHERE id = (SELECT min(id) FROM changes)",
+    )
+    .unwrap();
+    drop(a);
+    rowtrail_tests::wait_until(limit, "verify fails and alerts", || {
+        let s = status();
+        s["checks"][0]["last_ok"] == false && failing(&s)
+    });
+}

@@ -30,6 +30,7 @@ use crate::jobs::heartbeat::{HealthCheck, Heartbeat};
 use crate::jobs::mover::{Mover, Pace};
 use crate::jobs::publisher::Publisher;
 use crate::jobs::replicas::Replicas;
+use crate::jobs::verify::Verify;
 use crate::jobs::{Job, JobContext};
 use crate::status::{Board, Status};
 use crate::{endpoint, http, WatcherError};
@@ -65,6 +66,8 @@ pub struct WatcherOptions {
     pub replicas: Vec<crate::jobs::replicas::ReplicaSettings>,
     /// The change stream to publish to, if any.
     pub stream: Option<crate::jobs::publisher::StreamJob>,
+    /// The scheduled checks (nothing to check: no verify job).
+    pub verify: crate::jobs::verify::VerifySettings,
 }
 
 /// Runs the watcher until SIGINT, SIGTERM or a `shutdown` request. `lock` proves this is the only
@@ -110,6 +113,9 @@ pub fn run(
             opts.replicas.clone(),
             opts.poll_interval,
         )));
+    }
+    if opts.verify.any() {
+        jobs.push(Box::new(Verify::new(archive_path.clone(), opts.verify)));
     }
     if let Some(stream) = opts.stream {
         jobs.push(Box::new(Publisher::new(stream, archive_path.clone())));

@@ -38,6 +38,7 @@ pub use error::WatcherError;
 pub use jobs::heartbeat::{HealthCheck, DOWN_AFTER};
 pub use jobs::publisher::StreamJob;
 pub use jobs::replicas::ReplicaSettings;
+pub use jobs::verify::VerifySettings;
 
 use std::path::{Path, PathBuf};
 

@@ -25,6 +25,8 @@ pub struct ReplicaSettings {
     pub path: PathBuf,
     /// How far behind the source it stays (`None`: as close as the archive allows).
     pub delay: Option<Duration>,
+    /// How often the verify job compares it with the source (`None`: never).
+    pub verify_every: Option<Duration>,
 }
 
 /// The replicas job.

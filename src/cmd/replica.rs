@@ -20,9 +20,11 @@ pub enum ReplicaCommand {
     #[command(
         after_help = "Example:\n  rowtrail replica create --to /srv/standby/app.db\n\n\
 The file appears only when complete. Take a baseline first (`rowtrail baseline`; `sql install`\n\
-takes one)."
+takes one). With --trail-tables it also holds the trail as plain tables, rowtrail_trail_<table>:\n\
+one row per row image of every change (the source's columns, op, before/after, time, login,\n\
+host, application, client address, transaction), for queries in any SQLite tool."
     )]
-    Create(TargetArgs),
+    Create(CreateArgs),
     /// Apply the archived changes the replica lacks, up to the newest cut (or a delay behind).
     #[command(after_help = "Examples:\n  \
 rowtrail replica apply --to standby.db                 # once (builds it first if missing)\n  \
@@ -53,6 +55,17 @@ pub struct TargetArgs {
     pub to: PathBuf,
 }
 
+/// Arguments of `replica create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The replica file.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Also keep the trail as plain tables (rowtrail_trail_<table>).
+    #[arg(long)]
+    pub trail_tables: bool,
+}
+
 /// Arguments of `replica apply`.
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -68,6 +81,9 @@ pub struct ApplyArgs {
     /// Print nothing when all is well.
     #[arg(long, short)]
     pub quiet: bool,
+    /// When it builds the replica: also keep the trail as plain tables.
+    #[arg(long)]
+    pub trail_tables: bool,
 }
 
 /// Arguments of `replica rewind`.
@@ -103,6 +119,9 @@ pub struct RestoreArgs {
     /// Only these tables (comma-separated; default: every table with a baseline).
     #[arg(long, value_delimiter = ',', value_name = "TABLES")]
     pub tables: Vec<String>,
+    /// Also keep the trail up to then as plain tables (rowtrail_trail_<table>).
+    #[arg(long)]
+    pub trail_tables: bool,
     /// The new file to build (it must not exist).
     #[arg(long, visible_alias = "to", value_name = "FILE")]
     pub out: PathBuf,
@@ -117,7 +136,11 @@ pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
     match cmd {
         ReplicaCommand::Create(a) => {
             let archive = archive(cfg)?;
-            build(&archive, &a.to, CreateOptions::default())
+            let options = CreateOptions {
+                trail_tables: a.trail_tables,
+                ..CreateOptions::default()
+            };
+            build(&archive, &a.to, options)
         }
         ReplicaCommand::Apply(a) => apply(a, cfg),
         ReplicaCommand::Status(a) => {
@@ -213,6 +236,7 @@ pub fn restore(a: &RestoreArgs, cfg: &Config) -> Result<ExitCode> {
             incarnation: None,
             as_of: Some(as_of),
             tables: (!a.tables.is_empty()).then(|| a.tables.clone()),
+            trail_tables: a.trail_tables,
         },
     )
 }
@@ -263,7 +287,11 @@ fn apply(a: &ApplyArgs, cfg: &Config) -> Result<ExitCode> {
     };
     if !a.to.exists() {
         // The first apply builds the replica from the newest baselines.
-        build(&archive(cfg)?, &a.to, CreateOptions::default())?;
+        let options = CreateOptions {
+            trail_tables: a.trail_tables,
+            ..CreateOptions::default()
+        };
+        build(&archive(cfg)?, &a.to, options)?;
     }
     let mut replica = Replica::open(&a.to)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -7,6 +7,7 @@
 //!   forward, its position recorded in the same transaction), optionally kept a delay behind;
 //!   rewound to an earlier cut by applying the same changes backwards; rebuilt as of a moment
 //!   ([`as_of`]: a time, a seq, or before a transaction), whole or for some tables.
+//! * [`trail`]: the trail as plain tables in a replica (`--trail-tables`), for auditors.
 //! * [`compare`]: a replica against its live source by key-range checksums, narrowed down to
 //!   rows where they differ, rows still changing set apart; repair makes the replica's
 //!   differing rows equal the source's.
@@ -21,6 +22,7 @@ mod error;
 pub mod replica;
 mod steps;
 mod tables;
+pub mod trail;
 
 pub use error::StandbyError;
 pub use steps::FAILPOINTS;

@@ -27,6 +27,7 @@ use rusqlite::{params, Connection};
 use crate::as_of::{self, AsOf};
 use crate::steps::{self, Direction};
 use crate::tables::{create_sql, replica_form};
+use crate::trail;
 use crate::StandbyError;
 
 /// The replica format this build writes and reads.
@@ -48,6 +49,8 @@ pub struct ReplicaTable {
     form: Table,
     /// The seq of the baseline it was loaded from: its changes at or below it are in the rows.
     pub baseline_seq: i64,
+    /// Its trail table, when the replica keeps the trail as plain tables ([`crate::trail`]).
+    trail: Option<Table>,
 }
 
 impl ReplicaTable {
@@ -139,6 +142,8 @@ pub struct CreateOptions {
     /// Only these tables (as named at the source); `None`: every table with a baseline. A
     /// replica of some tables passes over the changes of the others.
     pub tables: Option<Vec<String>>,
+    /// Keep the trail as plain tables too (`rowtrail_trail_<table>`, see [`crate::trail`]).
+    pub trail_tables: bool,
 }
 
 /// Builds a new replica at `path` (which must not exist) from the archive's baselines, then
@@ -258,10 +263,19 @@ pub fn create(
                 Ok(())
             })?;
             drop(stmt);
+            let trail = if options.trail_tables {
+                let t = trail::table(&form)?;
+                tx.execute_batch(&trail::create(&t, engine == "sqlite"))
+                    .map_err(StandbyError::db(&partial, "cannot create a trail table"))?;
+                Some(t)
+            } else {
+                None
+            };
             tables.push(ReplicaTable {
                 definition: Arc::new(b.table.as_ref().clone()),
                 form,
                 baseline_seq: b.seq,
+                trail,
             });
         }
         // Start just below the lowest baseline: every change at or below it is in every table.
@@ -277,6 +291,23 @@ pub fn create(
             .first()
             .copied()
             .unwrap_or(0);
+        if options.trail_tables {
+            // The trail of every change the replica stands on.
+            let q = ChangeQuery {
+                incarnation: Some(incarnation.clone()),
+                before_id: Some(start + 1),
+                ..ChangeQuery::default()
+            };
+            for c in archive.stream(&q)? {
+                let c = c?;
+                if let Some(t) = tables.iter().find(|t| t.definition.name == c.table.name) {
+                    if let Some(trail) = &t.trail {
+                        trail::record(&tx, trail, &c)
+                            .map_err(StandbyError::db(&partial, "cannot write the trail"))?;
+                    }
+                }
+            }
+        }
         let archive_id = archive.id()?;
         let position = Position {
             change_id: start,
@@ -294,6 +325,10 @@ pub fn create(
             (
                 "partial",
                 if options.tables.is_some() { "1" } else { "0" }.into(),
+            ),
+            (
+                "trail_tables",
+                if options.trail_tables { "1" } else { "0" }.into(),
             ),
         ] {
             set_meta(&tx, &partial, k, &v)?;
@@ -449,12 +484,19 @@ impl Replica {
                     .collect::<Result<_, _>>()
             })
             .map_err(|e| not(format!("its table records cannot be read ({e})")))?;
+        let trail_tables = meta.get("trail_tables").is_some_and(|v| v == "1");
         let mut out = Vec::new();
         for (name, def, seq) in tables {
             let t: Table = serde_json::from_str(&def)
                 .map_err(|e| not(format!("the definition of table {name:?} is damaged ({e})")))?;
+            let form = replica_form(&t);
             out.push(ReplicaTable {
-                form: replica_form(&t),
+                trail: if trail_tables {
+                    Some(trail::table(&form)?)
+                } else {
+                    None
+                },
+                form,
                 definition: Arc::new(t),
                 baseline_seq: seq,
             });
@@ -745,6 +787,8 @@ impl Replica {
         })?;
         failpoint::hit(steps::ROWS_WRITTEN);
         let position = finish(&tx, &path)?;
+        write_trail(&self.tables, &tx, chunk, direction, position.change_id)
+            .map_err(StandbyError::db(&path, "cannot write the trail"))?;
         failpoint::hit(steps::POSITION_WRITTEN);
         tx.commit().map_err(StandbyError::db(
             &path,
@@ -754,6 +798,30 @@ impl Replica {
         self.position = position;
         Ok((todo.len() as u64, skipped))
     }
+}
+
+/// Keeps the trail tables of `tables` (if any) in step with a chunk: forward, the images of
+/// each of its changes of a table held (those in a baseline too); backward, the rows of changes
+/// after `position` removed.
+fn write_trail(
+    tables: &[ReplicaTable],
+    tx: &rusqlite::Transaction<'_>,
+    chunk: &[ArchivedChange],
+    direction: Direction,
+    position: i64,
+) -> Result<(), rusqlite::Error> {
+    for t in tables {
+        let Some(trail) = &t.trail else { continue };
+        match direction {
+            Direction::Forward => {
+                for c in chunk.iter().filter(|c| c.table.name == t.definition.name) {
+                    trail::record(tx, trail, c)?;
+                }
+            }
+            Direction::Backward => trail::forget_after(tx, trail, position)?,
+        }
+    }
+    Ok(())
 }
 
 impl Replica {

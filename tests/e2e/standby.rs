@@ -741,3 +741,123 @@ fn the_watcher_verifies_the_archive_and_compares_a_replica_on_a_schedule() {
         s["checks"][0]["last_ok"] == false && failing(&s)
     });
 }
+
+/// Each table's trail rows in `replica` against the row images the archive holds of it up to
+/// the replica's recorded position.
+fn trail_counts(sb: &Sandbox, replica: &std::path::Path) -> Vec<(String, i64, i64)> {
+    let (position, _) = recorded_position(replica);
+    let archive = open(&sb.archive());
+    let rep = open(replica);
+    ["staff", "tags", "log"]
+        .iter()
+        .map(|t| {
+            let archived: i64 = archive
+                .query_row(
+                    "SELECT coalesce(sum((c.before IS NOT NULL) + (c.after IS NOT NULL)), 0) \
+                     FROM changes c JOIN tables t ON t.id = c.table_id \
+                     WHERE t.table_name = ?1 AND c.id <= ?2",
+                    rusqlite::params![t, position],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let held: i64 = rep
+                .query_row(
+                    &format!("SELECT count(*) FROM rowtrail_trail_{t}"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            (t.to_string(), archived, held)
+        })
+        .collect()
+}
+
+/// op, image, login, host, application, client address, transaction, salary.
+type TrailRow = (String, String, String, String, String, String, String, f64);
+
+#[test]
+fn a_replica_keeps_the_trail_as_plain_tables_when_asked() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    c.execute_batch(
+        "BEGIN;
+         INSERT INTO rowtrail_context (id, login, host, app, client_ip, tx) VALUES (1, 'ann', 'hr-7', 'portal', '10.0.0.7', 'batch-7');
+         UPDATE staff SET salary = 99.5 WHERE id = 1;
+         DELETE FROM rowtrail_context;
+         COMMIT;",
+    )
+    .unwrap();
+    sb.ok(&["read", "--quiet"]);
+    let replica = sb.path().join("standby.db");
+    let r = replica.to_str().unwrap();
+    sb.ok(&["replica", "create", "--to", r, "--trail-tables"]);
+    let mut rng = fastrand::Rng::with_seed(77);
+    workload(&c, &mut rng, 200);
+    sb.ok(&["read", "--quiet"]);
+    sb.ok(&["replica", "apply", "--to", r]);
+    assert_eq!(state(&open(&replica)), state(&c), "the tables themselves");
+    for (t, archived, held) in trail_counts(&sb, &replica) {
+        assert!(archived > 0, "{t}: the workload changed it");
+        assert_eq!(held, archived, "{t}: one trail row per archived image");
+    }
+    let rows: Vec<TrailRow> = open(&replica)
+        .prepare(
+            "SELECT rowtrail_op, rowtrail_image, rowtrail_login, rowtrail_host, rowtrail_app, \
+             rowtrail_client_ip, rowtrail_tx, salary FROM rowtrail_trail_staff \
+             WHERE rowtrail_tx = 'batch-7' ORDER BY rowtrail_image",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let row = |image: &str, salary: f64| {
+        let s = |v: &str| v.to_string();
+        (
+            s("update"),
+            s(image),
+            s("ann"),
+            s("hr-7"),
+            s("portal"),
+            s("10.0.0.7"),
+            s("batch-7"),
+            salary,
+        )
+    };
+    assert_eq!(rows, [row("after", 99.5), row("before", 10.0)]);
+
+    // A rewind takes the trail back with the tables.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let then: String = c
+        .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    workload(&c, &mut rng, 100);
+    sb.ok(&["read", "--quiet"]);
+    sb.ok(&["replica", "apply", "--to", r]);
+    let before_rewind = trail_counts(&sb, &replica);
+    sb.ok(&["replica", "rewind", "--to", r, "--as-of", &then, "--apply"]);
+    let after_rewind = trail_counts(&sb, &replica);
+    for ((t, archived, held), (_, was, _)) in after_rewind.iter().zip(&before_rewind) {
+        assert_eq!(
+            held, archived,
+            "{t}: the trail stands where the replica does"
+        );
+        assert!(archived <= was, "{t}");
+    }
+    assert_ne!(after_rewind, before_rewind, "the rewind undid some changes");
+}

@@ -184,16 +184,15 @@ impl Job for Verify {
             if ctx.shutdown.is_triggered() {
                 return Ok(());
             }
-            for i in 0..self.checks.len() {
-                if due[i] > Instant::now() {
+            for (i, ((target, every), at)) in self.checks.iter().zip(&mut due).enumerate() {
+                if *at > Instant::now() {
                     continue;
                 }
                 let began = Instant::now();
-                let (target, every) = &self.checks[i];
                 let outcome = target.run(&self.archive, &mut self.open_source);
                 let secs = began.elapsed().as_secs_f64();
-                due[i] = Instant::now() + *every;
-                let next_us = due_us(due[i]);
+                *at = Instant::now() + *every;
+                let next_us = due_us(*at);
                 let (check, file) = target.describe(&self.archive);
                 match &outcome {
                     Ok(m) => tracing::info!(check, target = %file, "scheduled check passed: {m}"),

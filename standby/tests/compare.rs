@@ -30,13 +30,16 @@ fn setup(dir: &Path) -> Setup {
          CREATE TABLE big (id INTEGER PRIMARY KEY, name TEXT NOT NULL, v REAL, b BLOB);
          CREATE TABLE pairs (a TEXT, n INTEGER, note TEXT, PRIMARY KEY (a, n));
          CREATE TABLE dup (x, y);
+         CREATE TABLE ci (k TEXT COLLATE NOCASE PRIMARY KEY, v INTEGER) WITHOUT ROWID;
          WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {ROWS})
          INSERT INTO big SELECT i, 'name ' || i, i * 0.5, randomblob(8) FROM k;
          WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 9000)
          INSERT INTO pairs SELECT CASE WHEN i % 500 = 0 THEN NULL ELSE 'a' || (i % 30) END, i, 'n' FROM k;
          WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 5000)
          INSERT INTO dup SELECT 1, 'same' FROM k;
-         INSERT INTO dup VALUES (NULL, NULL), (2, x'00');"
+         INSERT INTO dup VALUES (NULL, NULL), (2, x'00');
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 6000)
+         INSERT INTO ci SELECT CASE i % 3 WHEN 0 THEN 'k' WHEN 1 THEN 'K' ELSE '_' END || (i * 7919 % 6007), i FROM k;"
     ))
     .unwrap();
     let survey = SqliteSource::survey(&source_path, None).unwrap();
@@ -100,7 +103,8 @@ fn a_difference_deep_inside_a_large_table_is_found_reading_only_the_rows_around_
          UPDATE pairs SET note = 'forged' WHERE a IS NULL AND n = 4500;
          DELETE FROM pairs WHERE a = 'a7' AND n = 8227;
          DELETE FROM dup WHERE rowid IN (SELECT rowid FROM dup WHERE x = 1 LIMIT 1);
-         INSERT INTO dup VALUES (NULL, NULL);",
+         INSERT INTO dup VALUES (NULL, NULL);
+         UPDATE ci SET v = -1 WHERE k = 'K' || (4000 * 7919 % 6007);",
     )
     .unwrap();
     drop(rep);
@@ -128,6 +132,15 @@ fn a_difference_deep_inside_a_large_table_is_found_reading_only_the_rows_around_
     );
     assert_eq!(dup.extra.len(), 1);
     assert_eq!(dup.extra[0].1[0], rowtrail_sql::Value::Null);
+    // A key the source orders NOCASE: compared in BINARY order on both sides, no false pairs.
+    let ci = table(&c, "ci");
+    assert_eq!(ci.different.len(), 1, "{ci:?}");
+    assert!(ci.missing.is_empty() && ci.extra.is_empty(), "{ci:?}");
+    assert!(
+        ci.rows_read <= 2 * LEAF_ROWS,
+        "narrowed to one range, not read whole: {} rows read",
+        ci.rows_read
+    );
     // Repair makes the replica equal; the next comparison reads no row.
     let mut r = Replica::open(&s.replica).unwrap();
     compare::repair(&mut r, &c).unwrap();

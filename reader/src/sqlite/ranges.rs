@@ -4,14 +4,16 @@
 //! depend on the order its rows are read in and costs no row read by rowtrail.
 //!
 //! Ranges are written in the key columns' order with the BINARY collation (a column's declared
-//! collation would order a copy, which does not declare it, otherwise), NULL lowest. Bounds
+//! collation would order a copy, which does not declare it, otherwise), NULL lowest: where the
+//! key's index is BINARY already the plain columns are compared, so SQLite answers each range
+//! from the index; else each comparison says `COLLATE BINARY` (correct, but scanning). Bounds
 //! are taken from the table's own rows and bound as the values they are.
 
 use std::path::{Path, PathBuf};
 
 use rowtrail_sql::{image, Table, Value};
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest as _, Sha256};
 
 use super::baseline::snapshot_start;
@@ -76,7 +78,7 @@ enum Side {
 /// One key column of a range: its SQL and whether it can hold NULL.
 #[derive(Debug, Clone)]
 struct OrderColumn {
-    /// `"name" COLLATE BINARY`.
+    /// `"name"`, or `"name" COLLATE BINARY` where the column's own collation is another.
     sql: String,
     /// Whether NULL can never be stored in it.
     never_null: bool,
@@ -123,12 +125,19 @@ impl<'c> SqliteRanges<'c> {
                 .sql_type
                 .trim()
                 .eq_ignore_ascii_case("INTEGER");
+        // Where the key's index orders by BINARY already, the plain columns (so SQLite answers
+        // ranges from the index, row values included); else every comparison says BINARY.
+        let binary = t.key().is_some() && key_is_binary(conn, t).unwrap_or(false);
         let order = key
             .iter()
             .map(|&i| {
                 let c = &t.columns[i];
                 OrderColumn {
-                    sql: format!("{} COLLATE BINARY", c.name.sqlite()),
+                    sql: if binary {
+                        c.name.sqlite().to_string()
+                    } else {
+                        format!("{} COLLATE BINARY", c.name.sqlite())
+                    },
                     // A WITHOUT ROWID table's key and an INTEGER PRIMARY KEY (the rowid) never
                     // hold NULL; a rowid table's other key columns may, as SQLite allows.
                     never_null: !c.nullable || (t.key().is_some() && !t.rowid) || integer_key,
@@ -288,6 +297,28 @@ impl<'c> SqliteRanges<'c> {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Whether every column of `t`'s primary key index compares with the BINARY collation (an
+/// INTEGER PRIMARY KEY, the rowid, has no index and compares as integers).
+fn key_is_binary(conn: &Connection, t: &Table) -> rusqlite::Result<bool> {
+    let name = t.name.name.as_str();
+    let index: Option<String> = conn
+        .query_row(
+            "SELECT name FROM pragma_index_list(?1) WHERE origin = 'pk'",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(index) = index else {
+        return Ok(true);
+    };
+    let other: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_index_xinfo(?1) WHERE key = 1 AND upper(coll) <> 'BINARY'",
+        [index],
+        |r| r.get(0),
+    )?;
+    Ok(other == 0)
 }
 
 impl TableRanges for SqliteRanges<'_> {

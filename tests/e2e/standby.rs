@@ -861,3 +861,84 @@ fn a_replica_keeps_the_trail_as_plain_tables_when_asked() {
     }
     assert_ne!(after_rewind, before_rewind, "the rewind undid some changes");
 }
+
+#[test]
+fn a_source_restored_from_an_old_backup_gets_the_archived_changes_back() {
+    let sb = Sandbox::new(BIN);
+    let c = seeded(&sb);
+    sb.ok(&["sql", "install"]);
+    let mut rng = fastrand::Rng::with_seed(12);
+    workload(&c, &mut rng, 100);
+    sb.ok(&["read", "--quiet"]);
+    // The backup: a copy of the file.
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let backup = sb.path().join("backup.db");
+    std::fs::copy(sb.source(), &backup).unwrap();
+    let at_backup = state(&c);
+    workload(&c, &mut rng, 200);
+    sb.ok(&["read", "--quiet"]);
+    let lost = state(&c);
+    assert_ne!(lost, at_backup);
+    let incarnation: String = c
+        .query_row(
+            "SELECT value FROM rowtrail_meta WHERE key = 'incarnation'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(c);
+    // The source is lost, and restored from the backup.
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", sb.source().display()));
+    }
+    std::fs::copy(&backup, sb.source()).unwrap();
+    assert_eq!(state(&open(&sb.source())), at_backup);
+
+    let dry = sb.ok(&["reapply"]);
+    assert!(dry.contains("redo plan:"), "{dry}");
+    assert_eq!(
+        state(&open(&sb.source())),
+        at_backup,
+        "a dry run writes nothing"
+    );
+    let out = sb.ok(&["reapply", "--apply"]);
+    assert!(out.contains("applied"), "{out}");
+    assert_eq!(
+        state(&open(&sb.source())),
+        lost,
+        "the archived changes are back"
+    );
+    let renewed: String = open(&sb.source())
+        .query_row(
+            "SELECT value FROM rowtrail_meta WHERE key = 'incarnation'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_ne!(renewed, incarnation, "a new incarnation");
+    // Capture goes on: the re-applied writes and later ones are archived as the new source.
+    let c = sb.connect();
+    workload(&c, &mut rng, 20);
+    sb.ok(&["read", "--quiet"]);
+    assert_eq!(sb.staged(), 0, "everything archived");
+    // Re-applied twice: the guards refuse, nothing changes.
+    let now = state(&c);
+    let backup_seq =
+        rowtrail_reader::sqlite::staging::sequence_value(&open(&backup), "backup").unwrap();
+    let after = format!("seq:{backup_seq}");
+    let again = sb.run(&[
+        "reapply",
+        "--incarnation",
+        &incarnation,
+        "--after",
+        &after,
+        "--apply",
+    ]);
+    assert_eq!(again.status.code(), Some(3), "{}", show(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("redo refused"),
+        "the guards refuse: {}",
+        show(&again)
+    );
+    assert_eq!(state(&c), now, "nothing applied twice");
+}

@@ -94,6 +94,8 @@ struct ReplicaSection {
     delay: Option<String>,
     /// Where this replica's node answers load balancers' health checks.
     health_listen: Option<String>,
+    /// How often the watcher compares it with the source (`1d`).
+    verify_every: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +139,8 @@ struct SourceSection {
 struct ArchiveSection {
     path: PathBuf,
     max_bytes: Option<u64>,
+    /// How often the watcher verifies the hash chain (`1d`).
+    verify_every: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -187,6 +191,8 @@ pub struct Config {
     pub archive_path: Option<PathBuf>,
     /// The archive size limit.
     pub archive_max_bytes: Option<u64>,
+    /// How often the watcher verifies the archive's hash chain (`[archive] verify_every`).
+    pub archive_verify_every: Option<std::time::Duration>,
     /// The watcher's socket.
     pub socket: Option<PathBuf>,
     /// Safety-net poll interval.
@@ -597,6 +603,13 @@ impl Config {
                     .or_else(|| env("ROWTRAIL_ARCHIVE_PATH").map(PathBuf::from))
                     .or_else(|| parsed.archive.as_ref().map(|a| rel(a.path.clone()))),
                 archive_max_bytes: parsed.archive.as_ref().and_then(|a| a.max_bytes),
+                archive_verify_every: parsed
+                    .archive
+                    .as_ref()
+                    .and_then(|a| a.verify_every.as_deref())
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("[archive] verify_every: {e}"))?,
                 socket: env("ROWTRAIL_SOCKET")
                     .map(PathBuf::from)
                     .or_else(|| w.socket.map(rel)),
@@ -633,6 +646,17 @@ impl Config {
                             delay: r.delay.as_deref().map(parse_duration).transpose().map_err(
                                 |e| anyhow::anyhow!("[[replica]] {}: delay: {e}", r.path.display()),
                             )?,
+                            verify_every: r
+                                .verify_every
+                                .as_deref()
+                                .map(parse_duration)
+                                .transpose()
+                                .map_err(|e| {
+                                    anyhow::anyhow!(
+                                        "[[replica]] {}: verify_every: {e}",
+                                        r.path.display()
+                                    )
+                                })?,
                             health_listen: listen(
                                 &format!("[[replica]] {} health_listen", r.path.display()),
                                 r.health_listen.as_deref(),

@@ -110,6 +110,9 @@ enum Command {
     Undo(cmd::undo::Args),
     /// Re-apply what an undo run undid, with the same guards; dry run unless --apply.
     Redo(cmd::undo::RedoArgs),
+    /// Re-apply to a source restored from an old backup what the archive holds after the
+    /// backup point, with redo's guards; dry run unless --apply.
+    Reapply(cmd::undo::ReapplyArgs),
     /// Verify the archive: hash chain, sequence order, images; print or check a digest.
     Verify(cmd::verify::Args),
     /// Take a baseline of the captured tables into the archive, online.
@@ -117,7 +120,7 @@ enum Command {
     /// Build, apply to, inspect, pause, resume or rewind a replica of the source.
     #[command(subcommand)]
     Replica(cmd::replica::ReplicaCommand),
-    /// Rebuild the captured tables as of an earlier time into a new file.
+    /// Rebuild the captured tables as of an earlier moment (a time, seq:N, before-tx:ID) into a new file.
     Restore(cmd::replica::RestoreArgs),
     /// Compare a replica with its source; exit 4 when they differ; repair on request.
     Compare(cmd::compare::Args),
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
                     Command::Audit(a) => cmd::audit::run(a, &cfg),
                     Command::Undo(a) => cmd::undo::run(a, &cfg),
                     Command::Redo(a) => cmd::undo::redo(a, &cfg),
+                    Command::Reapply(a) => cmd::undo::reapply(a, &cfg),
                     Command::Verify(a) => cmd::verify::run(a, &cfg),
                     Command::Baseline(a) => cmd::baseline::run(a, &cfg),
                     Command::Replica(c) => cmd::replica::run(c, &cfg),

@@ -139,7 +139,7 @@ fn peer_sql(python: &Path, dir: &Path) -> Result<String> {
 
 /// Seconds the calling thread has spent on a CPU, where the OS tells.
 #[cfg(unix)]
-fn thread_cpu_secs() -> Option<f64> {
+pub(crate) fn thread_cpu_secs() -> Option<f64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -151,7 +151,7 @@ fn thread_cpu_secs() -> Option<f64> {
 
 /// Seconds the calling thread has spent on a CPU: not known here (wall time is used).
 #[cfg(not(unix))]
-fn thread_cpu_secs() -> Option<f64> {
+pub(crate) fn thread_cpu_secs() -> Option<f64> {
     None
 }
 

@@ -58,6 +58,11 @@ struct Cli {
     /// the disk whose performance you want to measure; a tmpfs makes fsync free.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Rows of the standby scenario's table before as many are inserted and applied (default
+    /// 200,000; --quick 5,000). 500000 makes the two equal 1M-row tables the compare target
+    /// (≤ 3 s) is judged at; 1000000 the 1M rows + 1M changes of the restore target (≤ 10 s).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    standby_rows: Option<i64>,
     /// The Python that has sqlite-history 0.1, for the app scenario's peer (default: the
     /// virtual environment `scripts/bench/setup.sh` makes in the target folder).
     #[arg(long, value_name = "PATH")]
@@ -105,6 +110,8 @@ pub struct Settings {
     pub rowtrail: Option<PathBuf>,
     /// The Python of the peer's virtual environment (`scripts/bench/setup.sh`).
     pub peer_python: Option<PathBuf>,
+    /// The standby scenario's table size (`--standby-rows`).
+    pub standby_rows: Option<i64>,
 }
 
 type Run = fn(&Settings, &std::path::Path, &mut fixture::Backlogs) -> anyhow::Result<Vec<Figure>>;
@@ -162,6 +169,7 @@ fn main() -> ExitCode {
         quick: cli.quick,
         rowtrail,
         peer_python: cli.peer_python.clone(),
+        standby_rows: cli.standby_rows,
     };
     let mut backlogs = fixture::Backlogs::new(dir.path());
     let mut figures = Vec::new();

@@ -242,6 +242,18 @@ pub enum ReaderError {
     /// A request the archive cannot answer as asked (a caller's mistake, not damage).
     #[error("{0}")]
     BadRequest(String),
+    /// Another SQLite database rowtrail reads (a replica compared with its source) could not
+    /// be read.
+    #[error("{}: {context}", path.display())]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// What rowtrail was doing.
+        context: String,
+        /// SQLite's error.
+        #[source]
+        cause: rusqlite::Error,
+    },
     /// A file operation failed.
     #[error("{context} {}", path.display())]
     Io {

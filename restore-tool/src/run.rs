@@ -125,6 +125,52 @@ pub fn prepare_undo(
     })
 }
 
+/// Plans re-applying, to a source restored from an old backup, the changes archived after its
+/// backup point: every change of incarnation `from` above seq `after` (a transaction boundary)
+/// up to the newest cut, forward in archive order, each guarded (the row must be what the change
+/// found). Journaled as a redo run of `from` whose scope names it and the seqs.
+pub fn prepare_reapply(
+    archive: &Archive,
+    source: &dyn Target,
+    from: &str,
+    after: i64,
+    mode: Mode,
+) -> Result<Prepared, RestoreError> {
+    if mode == Mode::Cascade {
+        return Err(RestoreError::BadRequest(
+            "re-applying has no cascade mode: it applies exactly the changes archived after the \
+             backup point"
+                .into(),
+        ));
+    }
+    // Capture must be installed; the run is the restored incarnation's (the one the archive
+    // knows), whatever the source has been given since.
+    incarnation(source)?;
+    let start = archive
+        .cut_at_seq(from, after)
+        .map_err(|e| RestoreError::BadRequest(e.to_string()))?;
+    let newest = archive.cut(from, None)?.ok_or_else(|| {
+        RestoreError::BadRequest(format!(
+            "the archive holds no complete state of source {from}"
+        ))
+    })?;
+    let changes = archive.changes(&rowtrail_reader::archive::ChangeQuery {
+        incarnation: Some(from.to_string()),
+        after_id: Some(start.change_id),
+        before_id: Some(newest.change_id + 1),
+        ..Default::default()
+    })?;
+    Ok(Prepared {
+        selected: changes.len(),
+        plan: plan::redo(changes, mode),
+        incarnation: from.to_string(),
+        scope: serde_json::json!({"reapply_of": from, "after_seq": after, "to_seq": newest.seq})
+            .to_string(),
+        redo_of: None,
+        fks: source.foreign_keys()?,
+    })
+}
+
 /// Plans re-applying what undo run `run` undid.
 pub fn prepare_redo(
     archive: &Archive,

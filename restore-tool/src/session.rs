@@ -99,6 +99,17 @@ impl Session {
         run::prepare_redo(&self.archive, self.source.as_ref(), run, mode)
     }
 
+    /// Plans re-applying, to a source restored from an old backup, what the archive holds of
+    /// incarnation `from` after seq `after` (see [`run::prepare_reapply`]).
+    pub fn prepare_reapply(
+        &self,
+        from: &str,
+        after: i64,
+        mode: Mode,
+    ) -> Result<Prepared, RestoreError> {
+        run::prepare_reapply(&self.archive, self.source.as_ref(), from, after, mode)
+    }
+
     /// The plan as the exact script `--apply` runs (or a DBA runs by hand), with its header.
     pub fn script(&self, prepared: &Prepared) -> Result<String, RestoreError> {
         let plan = &prepared.plan;

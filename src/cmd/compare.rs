@@ -1,4 +1,5 @@
-//! `rowtrail compare`: a replica against its live source, row by row; repair on request.
+//! `rowtrail compare`: a replica against its live source, by key-range checksums narrowed down
+//! to rows; repair on request.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +20,10 @@ rowtrail compare --replica standby.db                    # exit 0 equal, 4 diffe
 rowtrail compare --replica standby.db --repair           # what a repair would write\n  \
 rowtrail compare --replica standby.db --repair --apply   # write it\n\n\
 The replica is first brought to the newest cut (unless paused). Each source table is read in\n\
-a snapshot while writes go on; rows a change after the replica's position touches are counted\n\
-as changing, not as differences. Keys of differing rows are printed (never to logs).")]
+a snapshot while writes go on and compared by checksums of key ranges, computed on each side;\n\
+only ranges whose checksums differ are cut smaller, down to rows. Rows a change after the\n\
+replica's position touches are counted as changing, not as differences. Keys of differing rows\n\
+are printed (never their values, never to logs).")]
 pub struct Args {
     /// The replica file.
     #[arg(long, value_name = "FILE")]
@@ -48,14 +51,16 @@ pub fn run(args: &Args, cfg: &Config) -> Result<ExitCode> {
     for t in &cmp.tables {
         let state = if t.differs() { "DIFFERS" } else { "equal" };
         outln!(
-            "{}: {state} — source {} row(s), replica {} row(s); {} missing, {} extra, {} different, {} changing (not compared)",
+            "{}: {state} — source {} row(s), replica {} row(s); {} missing, {} extra, {} different, {} changing (not compared); {} key range(s) checksummed, {} row(s) read one by one",
             printable(&t.table),
             t.source_rows,
             t.replica_rows,
             t.missing.len(),
             t.extra.len(),
             t.different.len(),
-            t.changing
+            t.changing,
+            t.ranges_summed,
+            t.rows_read
         );
         let def = replica
             .tables()

@@ -241,8 +241,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         &then_path,
         &reader,
         &rowtrail_standby::replica::CreateOptions {
-            incarnation: None,
-            as_of: Some(noted_at.clone()),
+            as_of: Some(rowtrail_standby::as_of::AsOf::Time(noted_at.clone())),
+            ..Default::default()
         },
         &mut |_, _| {},
     )?;

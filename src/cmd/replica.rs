@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rowtrail_reader::archive::Archive;
+use rowtrail_standby::as_of::AsOf;
 use rowtrail_standby::replica::{self, parse_time, CreateOptions, Replica, Until};
 
 use crate::config::{parse_duration, Config};
@@ -19,9 +20,11 @@ pub enum ReplicaCommand {
     #[command(
         after_help = "Example:\n  rowtrail replica create --to /srv/standby/app.db\n\n\
 The file appears only when complete. Take a baseline first (`rowtrail baseline`; `sql install`\n\
-takes one)."
+takes one). With --trail-tables it also holds the trail as plain tables, rowtrail_trail_<table>:\n\
+one row per row image of every change (the source's columns, op, before/after, time, login,\n\
+host, application, client address, transaction), for queries in any SQLite tool."
     )]
-    Create(TargetArgs),
+    Create(CreateArgs),
     /// Apply the archived changes the replica lacks, up to the newest cut (or a delay behind).
     #[command(after_help = "Examples:\n  \
 rowtrail replica apply --to standby.db                 # once (builds it first if missing)\n  \
@@ -57,6 +60,17 @@ pub struct TargetArgs {
     pub to: PathBuf,
 }
 
+/// Arguments of `replica create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The replica file.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Also keep the trail as plain tables (rowtrail_trail_<table>).
+    #[arg(long)]
+    pub trail_tables: bool,
+}
+
 /// Arguments of `replica apply`.
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -84,6 +98,9 @@ pub struct ApplyArgs {
     /// Print nothing when all is well.
     #[arg(long, short)]
     pub quiet: bool,
+    /// When it builds the replica: also keep the trail as plain tables.
+    #[arg(long)]
+    pub trail_tables: bool,
 }
 
 /// Arguments of `replica rewind`.
@@ -103,14 +120,25 @@ pub struct RewindArgs {
 /// Arguments of `rowtrail restore`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  \
-rowtrail restore --as-of 2026-12-03T09:15:00Z --out /tmp/app-at-0915.db\n\n\
-Builds the source's captured tables as they were at that time: the newest baseline taken by\n\
-then, and every archived change up to the last complete state before it. The result is a\n\
-replica (`replica status` reads it; `replica apply` would bring it forward).")]
+rowtrail restore --as-of 2026-12-03T09:15:00Z --out /tmp/app-at-0915.db\n  \
+rowtrail restore --as-of seq:48211 --out at-seq.db                # after the change with seq 48211\n  \
+rowtrail restore --as-of before-tx:batch-42 --out before.db       # just before that transaction\n  \
+rowtrail restore --as-of 2026-12-03T09:15:00Z --tables staff,tags --out two.db\n\n\
+Builds the source's captured tables as they were then: the newest baseline taken by then, and\n\
+every archived change up to the last complete state before it (a seq: every change at or below\n\
+it, refused inside a transaction; a transaction: everything before its first change). The\n\
+result is a replica (`replica status` reads it; `replica apply` would bring it forward).")]
 pub struct RestoreArgs {
-    /// The time (UTC: 2026-12-03T09:15:00Z, or with an offset).
-    #[arg(long, value_name = "TIME")]
+    /// The moment: a time (UTC: 2026-12-03T09:15:00Z, or with an offset), seq:N, or
+    /// before-tx:ID.
+    #[arg(long, value_name = "WHEN")]
     pub as_of: String,
+    /// Only these tables (comma-separated; default: every table with a baseline).
+    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+    pub tables: Vec<String>,
+    /// Also keep the trail up to then as plain tables (rowtrail_trail_<table>).
+    #[arg(long)]
+    pub trail_tables: bool,
     /// The new file to build (it must not exist).
     #[arg(long, visible_alias = "to", value_name = "FILE")]
     pub out: PathBuf,
@@ -125,7 +153,11 @@ pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
     match cmd {
         ReplicaCommand::Create(a) => {
             let archive = archive(cfg)?;
-            build(&archive, &a.to, CreateOptions::default())
+            let options = CreateOptions {
+                trail_tables: a.trail_tables,
+                ..CreateOptions::default()
+            };
+            build(&archive, &a.to, options)
         }
         ReplicaCommand::Apply(a) => apply(a, cfg),
         ReplicaCommand::Status(a) if cfg.archive_path.is_none() => remote_status(&a.to),
@@ -214,13 +246,15 @@ pub fn run(cmd: &ReplicaCommand, cfg: &Config) -> Result<ExitCode> {
 /// `rowtrail restore --as-of T --out FILE`.
 pub fn restore(a: &RestoreArgs, cfg: &Config) -> Result<ExitCode> {
     let archive = archive(cfg)?;
-    let time = parse_time(&a.as_of)?;
+    let as_of = AsOf::parse(&a.as_of)?;
     build(
         &archive,
         &a.out,
         CreateOptions {
             incarnation: None,
-            as_of: Some(time),
+            as_of: Some(as_of),
+            tables: (!a.tables.is_empty()).then(|| a.tables.clone()),
+            trail_tables: a.trail_tables,
         },
     )
 }
@@ -274,7 +308,11 @@ fn apply(a: &ApplyArgs, cfg: &Config) -> Result<ExitCode> {
     };
     if !a.to.exists() {
         // The first apply builds the replica from the newest baselines.
-        build(&archive(cfg)?, &a.to, CreateOptions::default())?;
+        let options = CreateOptions {
+            trail_tables: a.trail_tables,
+            ..CreateOptions::default()
+        };
+        build(&archive(cfg)?, &a.to, options)?;
     }
     let mut replica = Replica::open(&a.to)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

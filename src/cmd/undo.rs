@@ -141,6 +141,78 @@ pub struct RedoArgs {
     pub output: OutputArgs,
 }
 
+/// Arguments of `rowtrail reapply`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rowtrail reapply                  # the plan and the SQL: what the archive holds after the backup\n  rowtrail reapply --apply\n  rowtrail reapply --incarnation 5f0c… --after seq:48211 --apply   # after an attempt that failed\n\nFor a SQLite source restored from an old backup: re-applies, oldest first, every change the\narchive holds of it after the backup point (its own sequence value: the last seq it had taken\nwhen the backup was made), each guarded like a redo (the row must still be what the change\nfound). With --apply the source first gets a new incarnation (its sequence went back with the\nrestore, so what it stages from now on is archived as a new source, see docs/archive.md), then\nthe changes are applied in one transaction and journaled as a redo run."
+)]
+pub struct ReapplyArgs {
+    /// The incarnation the restored source had (default: the one it has now).
+    #[arg(long, value_name = "ID")]
+    pub incarnation: Option<String>,
+    /// The backup point, as seq:N: the changes above it are re-applied (default: the source's
+    /// own sequence value).
+    #[arg(long, value_name = "seq:N")]
+    pub after: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Runs `rowtrail reapply`.
+pub fn reapply(args: &ReapplyArgs, cfg: &Config) -> Result<ExitCode> {
+    let path = cfg.source()?;
+    let location = path.display().to_string();
+    let conn = rusqlite::Connection::open(path)?;
+    let current = rowtrail_reader::sqlite::catalog::incarnation(&conn, &location)?
+        .ok_or_else(|| anyhow::anyhow!("{location} has no rowtrail capture installed"))?;
+    let from = args.incarnation.clone().unwrap_or_else(|| current.clone());
+    let after = match &args.after {
+        Some(text) => text
+            .trim()
+            .strip_prefix("seq:")
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("--after {text:?}: give the backup point as seq:N"))?,
+        None if from == current => {
+            rowtrail_reader::sqlite::staging::sequence_value(&conn, &location)?
+        }
+        None => anyhow::bail!(
+            "--incarnation {from} is not the source's own ({current}): give the backup point \
+             too, as --after seq:N"
+        ),
+    };
+    // Nothing is changed when there is nothing to re-apply (or the point is refused).
+    let waiting = rowtrail_restore::session::Session::dry_run(cfg.archive()?, &cfg.source_spec()?)?
+        .prepare_reapply(&from, after, Mode::Refuse)?
+        .selected;
+    if waiting == 0 {
+        outln!(
+            "nothing to re-apply: the archive holds no change of source {from} after seq {after}"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.output.apply && from == current {
+        use rowtrail_reader::source::Source as _;
+        let staged = rowtrail_reader::sqlite::SqliteSource::open(path)?.staged_count()?;
+        if staged > 0 {
+            anyhow::bail!(
+                "{staged} change image(s) are staged in {location} (staged when the backup was \
+                 made; the archive holds them already): run `rowtrail read` first, which \
+                 recognises and removes them, then re-apply"
+            );
+        }
+        let renewed = rowtrail_reader::sqlite::catalog::renew_incarnation(&conn, &location)?;
+        eprintln!(
+            "the source now has incarnation {renewed} (it was {from}): what it stages from now on \
+             is archived as a new source. Should this re-apply fail, run it again with \
+             --incarnation {from} --after seq:{after}"
+        );
+    }
+    drop(conn);
+    execute(cfg, &args.output, |session| {
+        session.prepare_reapply(&from, after, Mode::Refuse)
+    })
+}
+
 fn actor() -> Actor {
     let login = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))

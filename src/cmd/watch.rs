@@ -74,6 +74,7 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
         }
     };
     let open_follow = follow.clone();
+    let verify_follow = follow.clone();
     let factory = Box::new(move || -> Result<Box<dyn Source>, ReaderError> {
         match first.take() {
             Some(s) => Ok(s),
@@ -171,6 +172,23 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
             metrics: cfg.metrics_listen,
             digest: cfg.digest.clone(),
             replicas: cfg.replicas.clone(),
+            verify: rowtrail_watcher::VerifySettings {
+                archive_every: cfg.archive_verify_every,
+                replicas: cfg
+                    .replicas
+                    .iter()
+                    .filter_map(|r| r.verify_every.map(|every| (r.path.clone(), every)))
+                    .collect(),
+                // The primary now, as the archive names it (it moves with a failover).
+                open_source: {
+                    let follow = verify_follow;
+                    Box::new(move || {
+                        follow()
+                            .map_err(|e| ReaderError::BadRequest(e.to_string()))?
+                            .open()
+                    })
+                },
+            },
             stream: cfg
                 .stream
                 .clone()
@@ -228,6 +246,15 @@ fn run_without_source(cfg: &Config) -> Result<ExitCode> {
         },
         failover: None,
         nodes: Vec::new(),
+        verify: rowtrail_watcher::VerifySettings {
+            archive_every: None,
+            replicas: Vec::new(),
+            open_source: Box::new(|| {
+                Err(ReaderError::BadRequest(
+                    "a watcher without a source has nothing to compare with".into(),
+                ))
+            }),
+        },
         alerts: cfg.alerts.clone(),
         metrics: cfg.metrics_listen,
         digest: cfg.digest.clone(),
@@ -445,6 +472,25 @@ pub fn status(args: &StatusArgs, cfg: &Config) -> Result<ExitCode> {
             r.last_error
                 .as_ref()
                 .map_or(String::new(), |e| format!(" — FAILING: {e}"))
+        );
+    }
+    for c in &s.checks {
+        let next = (c.next_run_us - rowtrail_reader::now_micros()) as f64 / 1e6;
+        outln!(
+            "check      {} {} every {:.0} s: {}; next in {:.0} s",
+            c.check,
+            c.target,
+            c.every_secs,
+            match (c.last_ok, &c.last_result) {
+                (None, _) => "not run yet".to_string(),
+                (Some(ok), r) => format!(
+                    "last run {} {}{}",
+                    ago(c.last_run_us),
+                    if ok { "passed" } else { "FAILED" },
+                    r.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
+                ),
+            },
+            next.max(0.0)
         );
     }
     if let Some(st) = &s.stream {

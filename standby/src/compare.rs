@@ -1,12 +1,16 @@
 //! Comparing a replica with its live source, and repairing it.
 //!
 //! Each table of the source is read in a snapshot of its own (the source stays open for
-//! writes), and compared row by row with the replica: rows missing from the replica, rows it
-//! holds that the source does not, and rows whose values differ. The replica stands at a cut
-//! and the source has moved on, so a row some change after the replica's position touched
-//! (archived since, or still staged) is not a difference but a row *changing*: it is counted
-//! and left out. Staged images are read after every snapshot and the archive after that, so an
-//! image is seen in one or the other wherever it moved meanwhile.
+//! writes), and compared with the replica by key range: both sides checksum a range inside
+//! SQLite ([`TableRanges::sum`]); equal ranges are done with, a differing range is cut into
+//! [`FANOUT`] parts by key and each part checksummed again, down to ranges of at most
+//! [`LEAF_ROWS`] rows, which are read row by row and matched: rows missing from the replica,
+//! rows it holds that the source does not, and rows whose values differ. Two equal tables cost
+//! one checksum each and no row read. The replica stands at a cut and the source has moved on,
+//! so a row some change after the replica's position touched (archived since, or still
+//! staged) is not a difference but a row *changing*: it is counted and left out. Staged images
+//! are read after every snapshot and the archive after that, so an image is seen in one or the
+//! other wherever it moved meanwhile.
 //!
 //! Repair writes the source's row (as read in its snapshot) over each difference, in one
 //! replica transaction; the replica's position does not move.
@@ -14,13 +18,21 @@
 use std::collections::{HashMap, HashSet};
 
 use rowtrail_reader::archive::{Archive, BaselineRow, ChangeQuery};
-use rowtrail_reader::source::Source;
+use rowtrail_reader::source::{KeyRange, RangeSum, Source, TableRanges};
+use rowtrail_reader::sqlite::SqliteRanges;
+use rowtrail_reader::ReaderError;
 use rowtrail_sql::key::encode_key;
 use rowtrail_sql::{image, Table, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::replica::Replica;
 use crate::StandbyError;
+
+/// A differing range holding more rows than this (on either side) is cut into parts.
+pub const LEAF_ROWS: u64 = 2_000;
+
+/// How many parts a differing range is cut into.
+pub const FANOUT: u64 = 16;
 
 /// One table's comparison.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +51,11 @@ pub struct TableComparison {
     pub different: Vec<BaselineRow>,
     /// Rows left out because a change after the replica's position touches them.
     pub changing: u64,
+    /// Rows read one by one, both sides together (only those of ranges whose checksums
+    /// differ: 0 for equal tables).
+    pub rows_read: u64,
+    /// Key ranges checksummed, both sides together.
+    pub ranges_summed: u64,
 }
 
 impl TableComparison {
@@ -96,8 +113,13 @@ pub fn compare(
             replica.incarnation()
         )));
     }
+    let path = std::path::PathBuf::from(replica.connection().path().unwrap_or(""));
+    // One snapshot of the replica for the whole comparison (the watcher may apply meanwhile).
+    let snapshot = replica
+        .connection()
+        .unchecked_transaction()
+        .map_err(StandbyError::db(&path, "cannot start reading the replica"))?;
     let mut out = Vec::new();
-    let mut snapshot_seqs = Vec::new();
     for rt in replica.tables() {
         let def = rt.definition.clone();
         let Some(captured) = source
@@ -112,53 +134,24 @@ pub fn compare(
                 source.info().location
             )));
         };
-        // The replica's rows: identity → (count, digest, row).
-        let mut held: HashMap<Vec<u8>, (u64, [u8; 32], BaselineRow)> = HashMap::new();
-        let mut replica_rows = 0u64;
-        read_replica_rows(replica, &def, &mut |row| {
-            replica_rows += 1;
-            let id = identity(&def, &row.1);
-            let d = digest(&row.1);
-            held.entry(id)
-                .and_modify(|e| e.0 += 1)
-                .or_insert((1, d, row));
-            Ok(())
-        })?;
         let mut cmp = TableComparison {
             table: def.name.to_string(),
             source_rows: 0,
-            replica_rows,
+            replica_rows: 0,
             missing: Vec::new(),
             extra: Vec::new(),
             different: Vec::new(),
             changing: 0,
+            rows_read: 0,
+            ranges_summed: 0,
         };
-        let keyless = def.key().is_none();
-        let pos = source.snapshot_table(&captured, 5_000, &mut |rows| {
-            for (rowid, values) in rows {
-                cmp.source_rows += 1;
-                let id = identity(&def, values);
-                match held.get_mut(&id) {
-                    Some(e) if e.0 > 0 && (keyless || e.1 == digest(values)) => {
-                        e.0 -= 1;
-                    }
-                    Some(e) if e.0 > 0 => {
-                        e.0 -= 1;
-                        cmp.different.push((*rowid, values.clone()));
-                    }
-                    _ => cmp.missing.push((*rowid, values.clone())),
-                }
-            }
-            Ok(())
+        let mut held = SqliteRanges::of_copy(&snapshot, rt.form(), &path)?;
+        source.table_ranges(&captured, &mut |src| {
+            diff_table(&def, src, &mut held, &mut cmp)
         })?;
-        for (_, (n, _, row)) in held {
-            for _ in 0..n {
-                cmp.extra.push(row.clone());
-            }
-        }
-        snapshot_seqs.push(pos.seq);
         out.push(cmp);
     }
+    drop(snapshot);
     // Rows changing: touched by an image staged now (with a seq at or below the snapshot's)…
     let mut changing: HashMap<String, HashSet<Vec<u8>>> = HashMap::new();
     let mut above = None;
@@ -205,42 +198,123 @@ pub fn compare(
     Ok(Comparison { tables: out })
 }
 
-/// Reads the replica's rows of `def` (rowid first for rowid tables).
-fn read_replica_rows(
-    replica: &Replica,
-    def: &Table,
-    each: &mut dyn FnMut(BaselineRow) -> Result<(), StandbyError>,
-) -> Result<(), StandbyError> {
-    let mut cols: Vec<String> = Vec::new();
-    if def.rowid {
-        cols.push("rowid".into());
+/// The wrapping sum of `parts`' checksums and their row count: what their parent range must
+/// hold when the parts cut it cleanly.
+fn total(parts: &[RangeSum]) -> RangeSum {
+    let mut hash = 0u128;
+    let mut rows = 0;
+    for p in parts {
+        hash = hash.wrapping_add(u128::from_le_bytes(p.hash));
+        rows += p.rows;
     }
-    cols.extend(def.columns.iter().map(|c| c.name.sqlite().to_string()));
-    let sql = format!("SELECT {} FROM {}", cols.join(", "), def.name.name.sqlite());
-    let conn = replica.connection();
-    let e = |cause| StandbyError::Database {
-        path: conn.path().unwrap_or("").to_string(),
-        context: "cannot read the replica".into(),
-        cause,
-    };
-    let mut stmt = conn.prepare(&sql).map_err(e)?;
-    let mut q = stmt.query([]).map_err(e)?;
-    let skip = usize::from(def.rowid);
-    while let Some(r) = q.next().map_err(e)? {
-        let rowid = if def.rowid {
-            Some(r.get(0).map_err(e)?)
-        } else {
-            None
-        };
-        let mut values = Vec::with_capacity(def.columns.len());
-        for i in 0..def.columns.len() {
-            values.push(rowtrail_reader::sqlite::value_of(
-                r.get_ref(i + skip).map_err(e)?,
-            ));
+    RangeSum {
+        rows,
+        hash: hash.to_le_bytes(),
+    }
+}
+
+/// Compares one table by key range: checksums of both sides, differing ranges cut into parts
+/// (by the keys of the side holding more rows) until small enough to read row by row.
+fn diff_table(
+    def: &Table,
+    src: &mut dyn TableRanges,
+    rep: &mut dyn TableRanges,
+    cmp: &mut TableComparison,
+) -> Result<(), ReaderError> {
+    let whole = KeyRange::all();
+    let (s, r) = (src.sum(&whole)?, rep.sum(&whole)?);
+    cmp.ranges_summed += 2;
+    cmp.source_rows = s.rows;
+    cmp.replica_rows = r.rows;
+    // Depth first, lowest keys first: differences come out in key order.
+    let mut todo = vec![(whole, s, r)];
+    while let Some((range, s, r)) = todo.pop() {
+        if s == r {
+            continue;
         }
-        each((rowid, values))?;
+        let larger = s.rows.max(r.rows);
+        let mut parts = Vec::new();
+        if larger > LEAF_ROWS {
+            let every = larger.div_ceil(FANOUT);
+            let mut bounds = if s.rows >= r.rows {
+                src.split(&range, every)?
+            } else {
+                rep.split(&range, every)?
+            };
+            bounds.dedup();
+            if range.upto.is_some() && bounds.last() == range.upto.as_ref() {
+                bounds.pop();
+            }
+            let mut after = range.after.clone();
+            for b in bounds.into_iter().map(Some).chain([range.upto.clone()]) {
+                let part = KeyRange {
+                    after: after.clone(),
+                    upto: b.clone(),
+                };
+                let (ps, pr) = (src.sum(&part)?, rep.sum(&part)?);
+                parts.push((part, ps, pr));
+                after = b;
+            }
+            cmp.ranges_summed += 2 * parts.len() as u64;
+            let sums_s: Vec<RangeSum> = parts.iter().map(|p| p.1).collect();
+            let sums_r: Vec<RangeSum> = parts.iter().map(|p| p.2).collect();
+            // Parts that do not add up to their range (bounds that do not cut it cleanly), or
+            // that do not make it smaller (rows equal in every key column): read it whole.
+            let clean = total(&sums_s) == s && total(&sums_r) == r;
+            let smaller = parts.iter().all(|p| p.1.rows.max(p.2.rows) < larger);
+            if !(clean && smaller) {
+                parts.clear();
+            }
+        }
+        if parts.is_empty() {
+            let (a, b) = (src.rows(&range)?, rep.rows(&range)?);
+            cmp.rows_read += (a.len() + b.len()) as u64;
+            match_rows(def, a, b, cmp);
+            continue;
+        }
+        todo.extend(parts.into_iter().rev());
     }
     Ok(())
+}
+
+/// Matches the rows of one range: the source's `theirs` against the replica's `ours`.
+fn match_rows(
+    def: &Table,
+    theirs: Vec<BaselineRow>,
+    ours: Vec<BaselineRow>,
+    cmp: &mut TableComparison,
+) {
+    let keyless = def.key().is_none();
+    // The replica's rows: identity → (count, digest, row).
+    let mut held: HashMap<Vec<u8>, (u64, [u8; 32], BaselineRow)> = HashMap::new();
+    for row in ours {
+        let id = identity(def, &row.1);
+        let d = digest(&row.1);
+        held.entry(id)
+            .and_modify(|e| e.0 += 1)
+            .or_insert((1, d, row));
+    }
+    for (rowid, values) in theirs {
+        let id = identity(def, &values);
+        match held.get_mut(&id) {
+            Some(e) if e.0 > 0 && (keyless || e.1 == digest(&values)) => {
+                e.0 -= 1;
+            }
+            Some(e) if e.0 > 0 => {
+                e.0 -= 1;
+                cmp.different.push((rowid, values));
+            }
+            _ => cmp.missing.push((rowid, values)),
+        }
+    }
+    let mut extra: Vec<BaselineRow> = Vec::new();
+    for (_, (n, _, row)) in held {
+        for _ in 0..n {
+            extra.push(row.clone());
+        }
+    }
+    extra.sort_by_cached_key(|r| identity(def, &r.1));
+    cmp.extra.extend(extra);
 }
 
 /// Makes the replica's differing rows equal the source's, as `comparison` found them, in one

@@ -20,11 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rowtrail_reader::archive::{Archive, ArchivedChange, ChangeQuery, Cut};
+use rowtrail_reader::failpoint;
 use rowtrail_sql::{Table, Value};
 use rusqlite::{params, Connection};
 
+use crate::as_of::{self, AsOf};
 use crate::steps::{self, Direction};
 use crate::tables::{create_sql, replica_form};
+use crate::trail;
 use crate::StandbyError;
 
 /// The replica format this build writes and reads.
@@ -48,6 +51,15 @@ pub struct ReplicaTable {
     form: Table,
     /// The seq of the baseline it was loaded from: its changes at or below it are in the rows.
     pub baseline_seq: i64,
+    /// Its trail table, when the replica keeps the trail as plain tables ([`crate::trail`]).
+    trail: Option<Table>,
+}
+
+impl ReplicaTable {
+    /// The form the replica holds it in (its columns plain, the key kept).
+    pub fn form(&self) -> &Table {
+        &self.form
+    }
 }
 
 /// Where a replica stands.
@@ -71,8 +83,8 @@ pub enum Until {
     Latest,
     /// The newest cut whose changes are all at least this old (a delayed standby).
     Delay(Duration),
-    /// The cut as of this time (archive text form).
-    AsOf(String),
+    /// The cut as of this moment.
+    AsOf(AsOf),
 }
 
 /// What one [`Replica::apply`] or [`Replica::rewind`] did.
@@ -123,6 +135,8 @@ pub struct Replica {
     /// replica crossed to a successor incarnation, whose capture read the tables from the copy
     /// that took over, with the replica's plainer column declarations).
     adopting: Vec<String>,
+    /// Built with some of the source's tables: changes of the others are passed over.
+    partial: bool,
 }
 
 /// How [`create`] builds a replica.
@@ -130,9 +144,14 @@ pub struct Replica {
 pub struct CreateOptions {
     /// The source incarnation to follow (default: the one with the newest baseline).
     pub incarnation: Option<String>,
-    /// Rebuild as of this time (archive text form): baselines taken by then, changes up to the
-    /// cut as of then. `None`: the newest baselines, brought to the newest cut.
-    pub as_of: Option<String>,
+    /// Rebuild as of this moment: baselines taken by then, changes up to the cut it names.
+    /// `None`: the newest baselines, brought to the newest cut.
+    pub as_of: Option<AsOf>,
+    /// Only these tables (as named at the source); `None`: every table with a baseline. A
+    /// replica of some tables passes over the changes of the others.
+    pub tables: Option<Vec<String>>,
+    /// Keep the trail as plain tables too (`rowtrail_trail_<table>`, see [`crate::trail`]).
+    pub trail_tables: bool,
 }
 
 /// Builds a new replica at `path` (which must not exist) from the archive's baselines, then
@@ -161,9 +180,21 @@ pub fn create(
             ))
         })?,
     };
-    let baselines = archive.latest_baselines(&incarnation, options.as_of.as_deref())?;
+    let as_of = match &options.as_of {
+        Some(a) => {
+            let a = as_of::resolve(archive, &incarnation, a)?;
+            // Refused now (beyond the archive, inside a transaction) rather than once built.
+            as_of::cut(archive, &incarnation, &a)?;
+            Some(a)
+        }
+        None => None,
+    };
+    let mut baselines = as_of::baselines(archive, &incarnation, as_of.as_ref())?;
+    if let Some(only) = &options.tables {
+        baselines = crate::tables::only(archive, &incarnation, baselines, only, as_of.as_ref())?;
+    }
     if baselines.is_empty() {
-        return Err(StandbyError::Refused(match &options.as_of {
+        return Err(StandbyError::Refused(match &as_of {
             Some(t) => format!(
                 "no baseline of source {incarnation} was taken at or before {t}: the archive \
                  cannot rebuild the tables as of then"
@@ -240,10 +271,19 @@ pub fn create(
                 Ok(())
             })?;
             drop(stmt);
+            let trail = if options.trail_tables {
+                let t = trail::table(&form)?;
+                tx.execute_batch(&trail::create(&t, engine == "sqlite"))
+                    .map_err(StandbyError::db(&partial, "cannot create a trail table"))?;
+                Some(t)
+            } else {
+                None
+            };
             tables.push(ReplicaTable {
                 definition: Arc::new(b.table.as_ref().clone()),
                 form,
                 baseline_seq: b.seq,
+                trail,
             });
         }
         // Start just below the lowest baseline: every change at or below it is in every table.
@@ -259,6 +299,23 @@ pub fn create(
             .first()
             .copied()
             .unwrap_or(0);
+        if options.trail_tables {
+            // The trail of every change the replica stands on.
+            let q = ChangeQuery {
+                incarnation: Some(incarnation.clone()),
+                before_id: Some(start + 1),
+                ..ChangeQuery::default()
+            };
+            for c in archive.stream(&q)? {
+                let c = c?;
+                if let Some(t) = tables.iter().find(|t| t.definition.name == c.table.name) {
+                    if let Some(trail) = &t.trail {
+                        trail::record(&tx, trail, &c)
+                            .map_err(StandbyError::db(&partial, "cannot write the trail"))?;
+                    }
+                }
+            }
+        }
         let archive_id = archive.id()?;
         let position = Position {
             change_id: start,
@@ -273,10 +330,19 @@ pub fn create(
             ("engine", engine.clone()),
             ("created_us", rowtrail_reader::now_micros().to_string()),
             ("paused", "0".into()),
+            (
+                "partial",
+                if options.tables.is_some() { "1" } else { "0" }.into(),
+            ),
+            (
+                "trail_tables",
+                if options.trail_tables { "1" } else { "0" }.into(),
+            ),
         ] {
             set_meta(&tx, &partial, k, &v)?;
         }
         write_position(&tx, &partial, &position)?;
+        failpoint::hit(steps::CREATE_LOADED);
         tx.commit()
             .map_err(StandbyError::db(&partial, "cannot finish the replica"))?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
@@ -292,6 +358,7 @@ pub fn create(
             paused: false,
             promoted: None,
             adopting: Vec::new(),
+            partial: options.tables.is_some(),
         })
     })();
     let mut replica = match built {
@@ -301,8 +368,8 @@ pub fn create(
             return Err(e);
         }
     };
-    let until = match &options.as_of {
-        Some(t) => Until::AsOf(t.clone()),
+    let until = match as_of {
+        Some(a) => Until::AsOf(a),
         None => Until::Latest,
     };
     let report = match replica.apply(archive, &until) {
@@ -314,6 +381,7 @@ pub fn create(
         }
     };
     drop(replica);
+    failpoint::hit(steps::CREATE_BUILT);
     std::fs::rename(&partial, path).map_err(|e| {
         StandbyError::Refused(format!(
             "cannot move the finished replica {} to {}: {e}",
@@ -426,17 +494,28 @@ impl Replica {
                     .collect::<Result<_, _>>()
             })
             .map_err(|e| not(format!("its table records cannot be read ({e})")))?;
+        let trail_tables = meta.get("trail_tables").is_some_and(|v| v == "1");
         let mut out = Vec::new();
         for (name, def, seq) in tables {
             let t: Table = serde_json::from_str(&def)
                 .map_err(|e| not(format!("the definition of table {name:?} is damaged ({e})")))?;
+            let form = replica_form(&t);
             out.push(ReplicaTable {
-                form: replica_form(&t),
+                trail: if trail_tables {
+                    Some(trail::table(&form)?)
+                } else {
+                    None
+                },
+                form,
                 definition: Arc::new(t),
                 baseline_seq: seq,
             });
         }
         let at = get("position_at")?;
+        // Built in rollback-journal mode (one file to rename); WAL once known to be a replica,
+        // so readers (a comparison's snapshot) never hold up the applier, nor it them. A file
+        // another connection holds open stays as it is until a later open.
+        let _ = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0));
         Ok(Self {
             position: Position {
                 change_id: int("position")?,
@@ -453,6 +532,7 @@ impl Replica {
                 .get("adopting")
                 .and_then(|v| serde_json::from_str(v).ok())
                 .unwrap_or_default(),
+            partial: meta.get("partial").is_some_and(|v| v == "1"),
             tables: out,
             conn,
             path: path.to_path_buf(),
@@ -559,7 +639,7 @@ impl Replica {
         let end = archive.successor(&self.incarnation)?.map(|(_, end)| end);
         let cut = match until {
             Until::Latest => archive.cut(&self.incarnation, end)?,
-            Until::AsOf(t) => archive.cut_as_of(&self.incarnation, t)?,
+            Until::AsOf(a) => as_of::cut(archive, &self.incarnation, a)?,
             Until::Delay(d) => {
                 let then = jiff::Timestamp::now()
                     .checked_sub(jiff::SignedDuration::try_from(*d).unwrap_or_default())
@@ -801,6 +881,10 @@ impl Replica {
                 .iter()
                 .position(|t| t.definition.name == c.table.name)
             else {
+                if self.partial {
+                    skipped += 1;
+                    continue;
+                }
                 return Err(StandbyError::Refused(format!(
                     "change {} is of table {}, which the replica does not hold (captured after \
                      its baseline): take a baseline of it (`rowtrail baseline --tables {}`) and \
@@ -843,6 +927,7 @@ impl Replica {
         };
         let job = steps::job(what, &todo, &form_refs, &comments, direction);
         let path = self.path.clone();
+        failpoint::hit(steps::BEFORE_TRANSACTION);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -860,6 +945,7 @@ impl Replica {
             )),
             other => StandbyError::Apply(other),
         })?;
+        failpoint::hit(steps::ROWS_WRITTEN);
         let mut still_adopting = self.adopting.clone();
         for (i, def) in &adopted {
             let name = self.tables[*i].form.name.name.as_str().to_string();
@@ -879,10 +965,14 @@ impl Replica {
             )?;
         }
         let position = finish(&tx, &path)?;
+        write_trail(&self.tables, &tx, chunk, direction, position.change_id)
+            .map_err(StandbyError::db(&path, "cannot write the trail"))?;
+        failpoint::hit(steps::POSITION_WRITTEN);
         tx.commit().map_err(StandbyError::db(
             &path,
             "cannot commit a replica transaction",
         ))?;
+        failpoint::hit(steps::COMMITTED);
         for (i, def) in adopted {
             self.tables[i].definition = def;
         }
@@ -890,6 +980,30 @@ impl Replica {
         self.position = position;
         Ok((todo.len() as u64, skipped))
     }
+}
+
+/// Keeps the trail tables of `tables` (if any) in step with a chunk: forward, the images of
+/// each of its changes of a table held (those in a baseline too); backward, the rows of changes
+/// after `position` removed.
+fn write_trail(
+    tables: &[ReplicaTable],
+    tx: &rusqlite::Transaction<'_>,
+    chunk: &[ArchivedChange],
+    direction: Direction,
+    position: i64,
+) -> Result<(), rusqlite::Error> {
+    for t in tables {
+        let Some(trail) = &t.trail else { continue };
+        match direction {
+            Direction::Forward => {
+                for c in chunk.iter().filter(|c| c.table.name == t.definition.name) {
+                    trail::record(tx, trail, c)?;
+                }
+            }
+            Direction::Backward => trail::forget_after(tx, trail, position)?,
+        }
+    }
+    Ok(())
 }
 
 impl Replica {

@@ -1,8 +1,55 @@
-//! The replica's tables: the source's columns in their order, the primary key, and nothing the
-//! replica does not need (no unique indexes, no foreign keys, no generated columns: every
-//! column holds the value the source's row held, as captured).
+//! The replica's tables: which of the source's it holds, and in which form: the source's
+//! columns in their order, the primary key, and nothing the replica does not need (no unique
+//! indexes, no foreign keys, no generated columns: every column holds the value the source's
+//! row held, as captured).
 
+use rowtrail_reader::archive::{Archive, BaselineTable};
 use rowtrail_sql::{Column, Table};
+
+use crate::as_of::AsOf;
+use crate::StandbyError;
+
+/// The baselines of the tables `names` (as named at the source, schema-qualified or not) out
+/// of `baselines`; a name the archive holds no baseline of, or none as old as `as_of`, is
+/// refused with the names it does hold.
+pub(crate) fn only(
+    archive: &Archive,
+    incarnation: &str,
+    baselines: Vec<BaselineTable>,
+    names: &[String],
+    as_of: Option<&AsOf>,
+) -> Result<Vec<BaselineTable>, StandbyError> {
+    let named = |t: &Table, n: &str| t.name.to_string() == n || t.name.name.as_str() == n;
+    for n in names {
+        if baselines.iter().any(|b| named(&b.table, n)) {
+            continue;
+        }
+        let mut known: Vec<String> = archive
+            .baseline_tables(incarnation)?
+            .iter()
+            .map(|b| b.table.name.to_string())
+            .collect();
+        known.sort();
+        known.dedup();
+        return Err(StandbyError::Refused(if known.contains(n) {
+            format!(
+                "table {n} has no baseline taken at or before {}: the archive cannot rebuild \
+                 it as of then",
+                as_of.map_or("now".to_string(), ToString::to_string)
+            )
+        } else {
+            format!(
+                "table {n:?} has no baseline in the archive for source {incarnation}; the \
+                 tables it holds: {}",
+                known.join(", ")
+            )
+        }));
+    }
+    Ok(baselines
+        .into_iter()
+        .filter(|b| names.iter().any(|n| named(&b.table, n)))
+        .collect())
+}
 
 /// The table as the replica holds it: every column plain and writable, so applying a change
 /// writes every value the source captured (generated and server-assigned values included).

@@ -1,7 +1,8 @@
 //! Property: random workloads over several tables (inserts, updates with key changes, deletes,
 //! REPLACE and UPSERT, multi-row statements, foreign-key cascades, NULLs, blobs, reals), with the
 //! source's state noted after each drain: a replica built after the last drain equals the
-//! source row for row, and a rebuild as of each noted time equals the state noted then.
+//! source row for row, and a rebuild as of each noted time, and as of the seq of the cut the
+//! drain recorded, equals the state noted then.
 //!
 //! `ROWTRAIL_PROPERTY_SEEDS=N` runs N seeds (default 200).
 
@@ -11,6 +12,7 @@ use rowtrail_reader::archive::{Archive, ArchiveOptions};
 use rowtrail_reader::mover;
 use rowtrail_reader::source::Source;
 use rowtrail_reader::sqlite::SqliteSource;
+use rowtrail_standby::as_of::AsOf;
 use rowtrail_standby::baseline::{self, Silent};
 use rowtrail_standby::replica::{self, archive_time, CreateOptions};
 use rusqlite::Connection;
@@ -105,8 +107,12 @@ fn run_seed(seed: u64, dir: &Path) {
             let _ = c.execute_batch(&sql);
         }
         mover::drain(&mut source as &mut dyn Source, &mut archive, 64).unwrap();
+        let cut = archive
+            .cut(&source.info().incarnation, None)
+            .unwrap()
+            .expect("a drain records a cut");
         std::thread::sleep(std::time::Duration::from_millis(2));
-        noted.push((archive_time(jiff::Timestamp::now()), state(&c)));
+        noted.push((archive_time(jiff::Timestamp::now()), cut.seq, state(&c)));
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     let latest = dir.join("replica.db");
@@ -117,19 +123,21 @@ fn run_seed(seed: u64, dir: &Path) {
         state(&c),
         "seed {seed}: the replica equals the source"
     );
-    for (i, (time, want)) in noted.iter().enumerate() {
-        let path = dir.join(format!("as-of-{i}.db"));
-        let options = CreateOptions {
-            incarnation: None,
-            as_of: Some(time.clone()),
-        };
-        replica::create(&path, &archive, &options, &mut |_, _| {})
-            .unwrap_or_else(|e| panic!("seed {seed}: as of {time}: {e}"));
-        assert_eq!(
-            &state(&Connection::open(&path).unwrap()),
-            want,
-            "seed {seed}: the rebuild as of {time} equals the state noted then"
-        );
+    for (i, (time, seq, want)) in noted.iter().enumerate() {
+        for (form, as_of) in [("time", AsOf::Time(time.clone())), ("seq", AsOf::Seq(*seq))] {
+            let path = dir.join(format!("as-of-{i}-{form}.db"));
+            let options = CreateOptions {
+                as_of: Some(as_of.clone()),
+                ..CreateOptions::default()
+            };
+            replica::create(&path, &archive, &options, &mut |_, _| {})
+                .unwrap_or_else(|e| panic!("seed {seed}: as of {as_of}: {e}"));
+            assert_eq!(
+                &state(&Connection::open(&path).unwrap()),
+                want,
+                "seed {seed}: the rebuild as of {as_of} equals the state noted then"
+            );
+        }
     }
 }
 

@@ -742,7 +742,7 @@ fn demote(archive: &mut Archive, to: &Path, promoted: &Path) -> Result<String, S
         archive,
         &rowtrail_standby::replica::CreateOptions {
             incarnation: Some(incarnation),
-            as_of: None,
+            ..Default::default()
         },
         &mut |_, _| {},
     )

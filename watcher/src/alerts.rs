@@ -46,7 +46,7 @@ impl Default for AlertRules {
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
     /// `source_down`, `source_blocked`, `backlog_age`, `disk_free`, `replica_lag`,
-    /// `failed_over` or `fence_pending`.
+    /// `verify_failed`, `failed_over` or `fence_pending`.
     pub alert: String,
     /// `firing` or `cleared`.
     pub state: &'static str,
@@ -249,6 +249,33 @@ impl Alerts {
                 )
             }),
         });
+        if !status.checks.is_empty() {
+            // A scheduled check whose last run failed, until a later run of it passes.
+            let failed: Vec<&crate::status::CheckState> = status
+                .checks
+                .iter()
+                .filter(|c| c.last_ok == Some(false))
+                .collect();
+            verdicts.push(Verdict {
+                alert: "verify_failed",
+                severity: "critical",
+                holds: Some(!failed.is_empty()),
+                value: Some(failed.len() as f64),
+                threshold: 1.0,
+                message: failed
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "scheduled {} of {} failed: {}",
+                            c.check,
+                            c.target,
+                            c.last_result.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
         for v in verdicts {
             self.apply(v, status, now_us);
         }

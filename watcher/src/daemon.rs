@@ -32,6 +32,7 @@ use crate::jobs::mover::{Mover, Pace};
 use crate::jobs::publisher::Publisher;
 use crate::jobs::remote_replica::RemoteReplicaJob;
 use crate::jobs::replicas::Replicas;
+use crate::jobs::verify::Verify;
 use crate::jobs::{Job, JobContext};
 use crate::status::{Board, NodeState, Status, TakeoverState};
 use crate::{endpoint, http, WatcherError};
@@ -91,6 +92,8 @@ pub struct WatcherOptions {
     pub stream: Option<crate::jobs::publisher::StreamJob>,
     /// The replicas kept current from the change stream (`[[remote_replica]]`).
     pub remote_replicas: Vec<crate::jobs::remote_replica::RemoteReplicaSettings>,
+    /// The scheduled checks (nothing to check: no verify job).
+    pub verify: crate::jobs::verify::VerifySettings,
 }
 
 /// What a watcher of a source holds: the source's opener, the archive, and its lock.
@@ -197,6 +200,9 @@ fn run_jobs(capture: Option<Capture>, mut opts: WatcherOptions) -> Result<(), Wa
                 opts.replicas.clone(),
                 opts.poll_interval,
             )));
+        }
+        if opts.verify.any() {
+            jobs.push(Box::new(Verify::new(archive_path.clone(), opts.verify)));
         }
         if let Some(stream) = opts.stream {
             jobs.push(Box::new(Publisher::new(stream, archive_path.clone())));

@@ -44,6 +44,7 @@ pub use jobs::heartbeat::{HealthCheck, Pacing, DOWN_AFTER};
 pub use jobs::publisher::StreamJob;
 pub use jobs::remote_replica::RemoteReplicaSettings;
 pub use jobs::replicas::ReplicaSettings;
+pub use jobs::verify::VerifySettings;
 
 use std::path::{Path, PathBuf};
 

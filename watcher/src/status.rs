@@ -110,6 +110,10 @@ pub struct Status {
     /// The change stream, when `[stream]` is configured.
     #[serde(default)]
     pub stream: Option<StreamStatus>,
+    /// The scheduled checks (`verify_every`): the archive's hash chain, replicas against the
+    /// source.
+    #[serde(default)]
+    pub checks: Vec<CheckState>,
     /// The replicas kept current from the change stream (`[[remote_replica]]`).
     #[serde(default)]
     pub remote_replicas: Vec<RemoteReplicaState>,
@@ -215,6 +219,31 @@ pub struct RemoteReplicaState {
     pub last_error: Option<String>,
     /// When the last error happened (µs since the epoch); kept after recovery.
     pub last_error_us: Option<i64>,
+}
+
+/// One scheduled check, as the verify job last ran it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckState {
+    /// `verify` (the archive's hash chain) or `compare` (a replica against the source).
+    pub check: String,
+    /// The archive or the replica file.
+    pub target: String,
+    /// How often it runs, in seconds.
+    pub every_secs: f64,
+    /// Runs since the watcher started.
+    pub runs: u64,
+    /// Runs that failed since the watcher started.
+    pub failures: u64,
+    /// When the last run ended (µs since the epoch).
+    pub last_run_us: Option<i64>,
+    /// Whether the last run passed (`None` before the first).
+    pub last_ok: Option<bool>,
+    /// What the last run found, for people (never row values).
+    pub last_result: Option<String>,
+    /// How long the last run took, in seconds.
+    pub last_secs: f64,
+    /// When the next run is due (µs since the epoch).
+    pub next_run_us: i64,
 }
 
 /// One replica, as the replicas job last saw it.

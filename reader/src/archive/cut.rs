@@ -126,4 +126,80 @@ impl Archive {
             }
         }
     }
+
+    /// The point of `incarnation`'s stream just after seq `seq`: every change with a seq at or
+    /// below it, none above, as a [`Cut`] placed at the newest such change. Refused beyond the
+    /// newest cut (transactions up to there are not known complete), inside a transaction (the
+    /// point would hold part of it), and where changes around it were archived out of seq
+    /// order (no prefix of the archive is that state; a time is then the way to name one).
+    pub fn cut_at_seq(&self, incarnation: &str, seq: i64) -> Result<Cut, ReaderError> {
+        let refuse = |m: String| Err(ReaderError::BadRequest(m));
+        let Some(newest) = self.cut(incarnation, None)? else {
+            return refuse(format!(
+                "the archive holds no complete state of source {incarnation} yet (no cut is \
+                 recorded): run `rowtrail read` first"
+            ));
+        };
+        if seq > newest.seq {
+            return refuse(format!(
+                "seq {seq} is beyond the archive: the newest complete state of source \
+                 {incarnation} it holds is seq {}",
+                newest.seq
+            ));
+        }
+        let Some(id) = self.source_id(incarnation)? else {
+            return refuse(format!(
+                "the archive holds no change of source {incarnation}"
+            ));
+        };
+        type Around = (i64, rusqlite::types::Value, Option<String>);
+        let around = |sql: &str| -> Result<Option<Around>, ReaderError> {
+            self.conn
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    s.query_row(params![id, seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .map_err(self.err("cannot read changes"))
+        };
+        let last = around(
+            "SELECT id, tx, at FROM changes WHERE source_id = ?1 AND seq <= ?2 \
+             ORDER BY seq DESC LIMIT 1",
+        )?;
+        let next = around(
+            "SELECT id, tx, at FROM changes WHERE source_id = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT 1",
+        )?;
+        let null = rusqlite::types::Value::Null;
+        if let (Some(l), Some(n)) = (&last, &next) {
+            if l.1 != null && l.1 == n.1 {
+                return refuse(format!(
+                    "seq {seq} lies inside a transaction (its changes go on above it): name the \
+                     state before the transaction (`before-tx:ID`) or a seq where one ends"
+                ));
+            }
+        }
+        let change_id = last.as_ref().map_or(0, |l| l.0);
+        let later_below: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM changes WHERE source_id = ?1 AND seq > ?2 AND id < ?3 LIMIT 1",
+                params![id, seq, change_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err("cannot read changes"))?;
+        if later_below.is_some() {
+            return refuse(format!(
+                "the changes of source {incarnation} around seq {seq} were archived out of seq \
+                 order, so no point of the archive is the state at seq {seq}: name a time instead"
+            ));
+        }
+        Ok(Cut {
+            seq,
+            change_id,
+            source_at: last.and_then(|l| l.2),
+            archived_us: newest.archived_us,
+        })
+    }
 }

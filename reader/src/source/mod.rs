@@ -1,8 +1,10 @@
 //! Captured databases, seen through one trait so the mover serves every engine alike, and the
 //! [`SourceSpec`] that opens one.
 
+mod ranges;
 mod spec;
 
+pub use ranges::{KeyRange, RangeSum, TableRanges};
 pub use spec::{HealthProbe, SourceOpener, SourceSpec};
 
 /// What a heartbeat learns about a source: that it answers, and how much waits in staging.
@@ -176,6 +178,21 @@ pub trait Source: Send {
         Err(crate::ReaderError::BadRequest(format!(
             "baselines are taken on SQLite sources only for now: {} cannot be snapshot at an \
              exact point of its change stream yet",
+            table.table.name
+        )))
+    }
+    /// Opens one consistent snapshot of `table` and hands `visit` its rows by key range (a
+    /// comparison's checksums, bisected down to rows where they differ), and says which point
+    /// of the change stream the snapshot reflects (its `rows`: the rows handed out one by one).
+    /// Engines without an exact snapshot method refuse.
+    fn table_ranges(
+        &mut self,
+        table: &CapturedTable,
+        _visit: &mut dyn FnMut(&mut dyn TableRanges) -> Result<(), crate::ReaderError>,
+    ) -> Result<SnapshotPosition, crate::ReaderError> {
+        Err(crate::ReaderError::BadRequest(format!(
+            "comparisons read SQLite sources only for now: {} cannot be read at an exact point \
+             of its change stream yet",
             table.table.name
         )))
     }

@@ -60,13 +60,7 @@ impl SqliteSource {
             &location,
             "cannot start the baseline's read transaction",
         ))?;
-        // The first read starts the snapshot: the sequence and the time are read in it.
-        let seq = sequence_value(&tx, &location)?;
-        let taken_at: String = tx
-            .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
-                r.get(0)
-            })
-            .map_err(err(&location, "cannot read the time"))?;
+        let (seq, taken_at) = snapshot_start(&tx, &location)?;
         let mut rows_read = 0u64;
         {
             let mut stmt = tx
@@ -114,4 +108,19 @@ impl SqliteSource {
             rows: rows_read,
         })
     }
+}
+
+/// Starts the snapshot of the read transaction `tx` with its first read: the sequence's value
+/// and the source's time, both as of the snapshot.
+pub(super) fn snapshot_start(
+    tx: &rusqlite::Transaction<'_>,
+    location: &str,
+) -> Result<(i64, String), ReaderError> {
+    let seq = sequence_value(tx, location)?;
+    let taken_at: String = tx
+        .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+            r.get(0)
+        })
+        .map_err(err(location, "cannot read the time"))?;
+    Ok((seq, taken_at))
 }

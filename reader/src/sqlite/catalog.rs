@@ -53,6 +53,30 @@ pub fn incarnation(conn: &Connection, location: &str) -> Result<Option<String>, 
     .map_err(err(location, "cannot read the incarnation"))
 }
 
+/// Gives the source a new incarnation (as `docs/archive.md` has operators do by hand after a
+/// restore from a backup, "A source whose sequence went back"), so that what it stages from now
+/// on is archived as a new source; returns it.
+pub fn renew_incarnation(conn: &Connection, location: &str) -> Result<String, ReaderError> {
+    let meta = Ident::new(objects::META)?;
+    let n = conn
+        .execute(
+            &format!(
+                "UPDATE {} SET \"value\" = lower(hex(randomblob(16))) WHERE \"key\" = 'incarnation'",
+                meta.sqlite()
+            ),
+            [],
+        )
+        .map_err(err(location, "cannot give the source a new incarnation"))?;
+    if n != 1 {
+        return Err(ReaderError::NotInstalled {
+            location: location.to_string(),
+        });
+    }
+    incarnation(conn, location)?.ok_or_else(|| ReaderError::NotInstalled {
+        location: location.to_string(),
+    })
+}
+
 /// The id of the archive the reader records it archives this source into (meta key `archive`).
 pub fn archive_home(conn: &Connection, location: &str) -> Result<Option<String>, ReaderError> {
     if !table_exists(conn, objects::META, location)? {

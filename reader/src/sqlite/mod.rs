@@ -8,6 +8,7 @@
 //! * [`drift`]: where the schema no longer matches capture; `follow`: the reader upgrading
 //!   capture after a schema change; `alter`: a schema change and its upgrade in one
 //!   transaction (`rowtrail sql alter`); `holders`: who holds the source's locks;
+//! * [`ranges`]: a table's rows by key range, checksummed inside SQLite (comparisons);
 //! * [`staging`]: reading staged images in seq order; `delete`: deleting exactly the images a
 //!   pass copied, on the reader's connection or on a second one behind it;
 //! * `time`: statement times as the archive keeps them; [`value`]: values to and from SQLite,
@@ -26,6 +27,7 @@ mod health;
 mod holders;
 mod install;
 mod migrate;
+pub mod ranges;
 pub mod staging;
 mod time;
 pub mod value;
@@ -37,6 +39,7 @@ use rusqlite::Connection;
 
 pub use alter::{Altered, ALTER_WAIT};
 pub use connection::BUSY_TIMEOUT;
+pub use ranges::SqliteRanges;
 pub use value::{value_of, Param};
 
 use catalog::{installed, open_installed, registry, schema_version};
@@ -224,6 +227,14 @@ impl Source for SqliteSource {
         each: &mut dyn FnMut(&[crate::archive::BaselineRow]) -> Result<(), ReaderError>,
     ) -> Result<crate::source::SnapshotPosition, ReaderError> {
         self.snapshot(table, page, each)
+    }
+
+    fn table_ranges(
+        &mut self,
+        table: &CapturedTable,
+        visit: &mut dyn FnMut(&mut dyn crate::source::TableRanges) -> Result<(), ReaderError>,
+    ) -> Result<crate::source::SnapshotPosition, ReaderError> {
+        self.ranges(table, visit)
     }
 
     fn archive_home(&mut self) -> Result<Option<String>, ReaderError> {

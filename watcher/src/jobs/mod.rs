@@ -8,6 +8,7 @@
 //! | `replicas` | [`replicas`] | the replicas the config names, kept current from the archive | `Archived` | each replica's position, changes behind, lag, last error |
 //! | `mover` | [`mover`] | staging → archive passes, woken by signals, the engine probe and the poll timer (posts `Archived` after a pass that archived something) | `Wake`, `Flush`, `SourceRecovered` | passes, archived, images, wakeups, last pass, last error |
 //! | `heartbeat` | [`heartbeat`] | a fresh look at the source and the archive's disk; alerts | — (posts `SourceRecovered`) | source up/down, backlog, disk free, alerts |
+//! | `verify` | [`verify`] | scheduled checks (`verify_every`): the archive's hash chain, each replica against the source; the `verify_failed` alert | — | `checks`: each check's last run, result and next run |
 //! | `publisher` | [`publisher`] | archived changes to the change stream (NATS JetStream), when `[stream]` is configured | `Archived` | `stream`: published position, lag, connected, last error |
 //! | `remote-replica` | [`remote_replica`] | one replica fed from the change stream (`[[remote_replica]]`), one job each; the only jobs of a watcher without a source | — | `remote_replicas`: position, consumer lag, connected, last error |
 //!
@@ -28,6 +29,7 @@ pub(crate) mod mover;
 pub(crate) mod publisher;
 pub(crate) mod remote_replica;
 pub(crate) mod replicas;
+pub(crate) mod verify;
 
 use crate::control::{Bus, Event, Inbox, Shutdown};
 use crate::status::Board;

@@ -27,6 +27,8 @@ pub struct ReplicaSettings {
     pub delay: Option<Duration>,
     /// Where this replica's node answers load balancers' health checks, if anywhere.
     pub health_listen: Option<std::net::SocketAddr>,
+    /// How often the verify job compares it with the source (`None`: never).
+    pub verify_every: Option<Duration>,
 }
 
 /// The replicas job.

@@ -139,6 +139,7 @@ pub fn who() -> (String, String) {
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
         .unwrap_or_else(|| "unknown".into());
     (user, host)
 }
@@ -212,16 +213,17 @@ pub fn plan(archive: &Archive, req: &Request) -> Result<Plan, TakeoverError> {
         Some(t) => Some(t.from_incarnation.clone()),
         None => incarnation_of(archive, &req.primary)?,
     };
-    let verdict = probe::probe(&req.primary, &req.address, &req.timeouts).verdict;
-    let staged = match &req.primary {
-        SourceSpec::Sqlite { path, .. } if !verdict.failed() => {
-            SqliteSource::open(path).ok().and_then(|mut s| {
-                use rowtrail_reader::source::Source as _;
-                s.staged_count().ok()
-            })
-        }
-        _ => None,
-    };
+    // The probe's own reading of the primary says how much its staging holds (a dry run
+    // opens nothing for writing).
+    let probe = probe::probe(&req.primary, &req.address, &req.timeouts);
+    // A primary whose service is gone may leave its staging readable (a SQLite file whose
+    // application died): then nothing it committed is lost.
+    let staged = probe
+        .health
+        .as_ref()
+        .map(|h| h.staged)
+        .or_else(|| req.primary.health().ok().map(|h| h.staged));
+    let verdict = probe.verdict;
     let names: Vec<PathBuf> = match (&resumes, &req.to) {
         (Some(t), _) => vec![PathBuf::from(&t.to_location)],
         (None, Some(to)) => vec![to.clone()],

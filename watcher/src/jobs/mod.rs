@@ -3,11 +3,9 @@
 //!
 //! | job | file | does | takes from the bus | writes into the status |
 //! |---|---|---|---|---|
-//! | `mover` | [`mover`] | staging → archive passes, woken by signals, the engine probe and the poll timer (posts `Archived`) | `Wake`, `Flush`, `SourceRecovered` | passes, archived, images, wakeups, last pass, last error |
-//! | `heartbeat` | [`heartbeat`] | a fresh look at the source and the archive's disk; alerts | — (posts `SourceRecovered`) | source up/down, backlog, disk free, alerts |
-//! | `replicas` | [`replicas`] | the replicas the config names, kept current from the archive | `Archived` | each replica's position, changes behind, lag, last error |
-//! | `mover` | [`mover`] | staging → archive passes, woken by signals, the engine probe and the poll timer (posts `Archived` after a pass that archived something) | `Wake`, `Flush`, `SourceRecovered` | passes, archived, images, wakeups, last pass, last error |
-//! | `heartbeat` | [`heartbeat`] | a fresh look at the source and the archive's disk; alerts | — (posts `SourceRecovered`) | source up/down, backlog, disk free, alerts |
+//! | `mover` | [`mover`] | staging → archive passes, woken by signals, the engine probe and the poll timer (posts `Archived` after a pass that archived something); failovers and handbacks, between passes (it holds the archive and the source) | `Wake`, `Flush`, `SourceRecovered`, `Failover` | passes, archived, images, wakeups, last pass, last error, the newest takeover |
+//! | `heartbeat` | [`heartbeat`] | the primary's probe (connect, login, query; slow told from gone; an adaptive interval) and the archive's disk; alerts | — (posts `SourceRecovered`, and `Failover` with `auto_failover`) | source up/down, heartbeat state, backlog, disk free, alerts |
+//! | `replicas` | [`replicas`] | the replicas the config names, kept current from the archive (a promoted one is left alone) | `Archived` | each replica's position, changes behind, lag, last error |
 //! | `verify` | [`verify`] | scheduled checks (`verify_every`): the archive's hash chain, each replica against the source; the `verify_failed` alert | — | `checks`: each check's last run, result and next run |
 //! | `publisher` | [`publisher`] | archived changes to the change stream (NATS JetStream), when `[stream]` is configured | `Archived` | `stream`: published position, lag, connected, last error |
 //! | `remote-replica` | [`remote_replica`] | one replica fed from the change stream (`[[remote_replica]]`), one job each; the only jobs of a watcher without a source | — | `remote_replicas`: position, consumer lag, connected, last error |
@@ -19,8 +17,7 @@
 //! triggers the shutdown and reports it): a watcher doing only part of its work should fail
 //! loudly and be restarted by its service manager, not limp on.
 //!
-//! A new job (a replica applier, the stream publisher, a failover monitor, a scheduled verify)
-//! is one more file here implementing [`Job`], one more line in `daemon::run`, its fields in
+//! A new job is one more file here implementing [`Job`], one more line in `daemon::run_jobs`, its fields in
 //! [`Status`](crate::status::Status) (and its lines in `metrics::render`), and, if it is woken
 //! by events, a variant of [`Event`] and a [`Job::takes`] that accepts it.
 

@@ -66,7 +66,7 @@ pub struct CreateArgs {
     /// The replica file.
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
-    /// Also keep the trail as plain tables (rowtrail_trail_<table>).
+    /// Also keep the trail as plain tables (`rowtrail_trail_<table>`).
     #[arg(long)]
     pub trail_tables: bool,
 }
@@ -136,7 +136,7 @@ pub struct RestoreArgs {
     /// Only these tables (comma-separated; default: every table with a baseline).
     #[arg(long, value_delimiter = ',', value_name = "TABLES")]
     pub tables: Vec<String>,
-    /// Also keep the trail up to then as plain tables (rowtrail_trail_<table>).
+    /// Also keep the trail up to then as plain tables (`rowtrail_trail_<table>`).
     #[arg(long)]
     pub trail_tables: bool,
     /// The new file to build (it must not exist).

@@ -170,8 +170,24 @@ pub fn create(
             path.display()
         )));
     }
-    let incarnation = match &options.incarnation {
-        Some(i) => i.clone(),
+    // A rebuild as of a time starts from the newest incarnation with a baseline by then: before
+    // a takeover, the old primary's (its replica crosses the takeover's link if the time is
+    // after it).
+    let by_time = match (&options.incarnation, &options.as_of) {
+        (None, Some(AsOf::Time(t))) => {
+            let mut found = None;
+            for inc in archive.baseline_incarnations()? {
+                if !archive.latest_baselines(&inc, Some(t))?.is_empty() {
+                    found = Some(inc);
+                    break;
+                }
+            }
+            found
+        }
+        _ => None,
+    };
+    let incarnation = match options.incarnation.clone().or(by_time) {
+        Some(i) => i,
         None => archive.newest_baseline_incarnation()?.ok_or_else(|| {
             StandbyError::Refused(format!(
                 "{} holds no baseline: take one with `rowtrail baseline` (the source stays open \

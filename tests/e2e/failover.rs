@@ -73,6 +73,27 @@ fn failover_fences_drains_promotes_and_every_command_follows_the_new_primary() {
     let (sb, c, standby) = with_replica("");
     // A second replica, which must cross from the old primary's stream to the new one's.
     sb.ok(&["replica", "create", "--to", "second.db"]);
+    // A moment before the takeover, to rebuild later: the newest archived change's time, once
+    // the clock has moved past it.
+    let then: String = Connection::open(sb.archive())
+        .unwrap()
+        .query_row("SELECT max(at) FROM changes", [], |r| r.get(0))
+        .unwrap();
+    let then_state = sb.path().join("then-state.db");
+    c.execute("VACUUM INTO ?1", [then_state.to_str().unwrap()])
+        .unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the clock passes the noted moment",
+        || {
+            let now: String = c
+                .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            now > then
+        },
+    );
     // Writes the archive has not seen yet: the failover reads them from staging.
     writes(&c, 21, 10);
     assert!(sb.staged() > 0);
@@ -140,6 +161,15 @@ fn failover_fences_drains_promotes_and_every_command_follows_the_new_primary() {
     // The promoted copy is no replica any more.
     let e = sb.fails(&["replica", "apply", "--to", "standby.db"], 1);
     assert!(e.contains("promoted"), "{e}");
+
+    // The tables as of a moment before the takeover are rebuilt from the old primary's
+    // baseline and stream, though the newest baseline is the new primary's.
+    sb.ok(&["restore", "--as-of", &then, "--out", "then.db"]);
+    assert_same_tables(
+        &open(&then_state),
+        &open(&sb.path().join("then.db")),
+        "restore as of a moment before the takeover",
+    );
 }
 
 #[test]

@@ -519,6 +519,18 @@ fn baseline_body(source_id: i64, tables: &serde_json::Value) -> serde_json::Valu
 }
 
 impl Archive {
+    /// Every incarnation with a finished baseline table, the one with the newest first (a
+    /// takeover starts a new incarnation, whose baseline is taken at promotion).
+    pub fn baseline_incarnations(&self) -> Result<Vec<String>, ReaderError> {
+        self.conn
+            .prepare(
+                "SELECT s.incarnation FROM baseline_tables t JOIN baselines b ON b.id = t.baseline_id \
+                 JOIN sources s ON s.id = b.source_id GROUP BY s.incarnation ORDER BY max(t.id) DESC",
+            )
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(self.err("cannot read the baselines"))
+    }
+
     /// The incarnation whose newest finished baseline table is the newest of all (the source a
     /// replica follows when none is named).
     pub fn newest_baseline_incarnation(&self) -> Result<Option<String>, ReaderError> {

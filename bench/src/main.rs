@@ -22,6 +22,7 @@ mod latency;
 mod memory;
 mod mssql;
 mod reader;
+mod replica_lag;
 mod report;
 mod size;
 mod standby;
@@ -51,7 +52,7 @@ struct Cli {
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// The rowtrail binary for the latency and memory scenarios.
+    /// The rowtrail binary for the scenarios that run the watcher.
     #[arg(long, value_name = "PATH")]
     rowtrail: Option<PathBuf>,
     /// Where to make the temporary folder (default: the system's temp folder). Use a folder on
@@ -90,6 +91,8 @@ enum Scenario {
     Size,
     /// Baseline, replica apply, restore as of a time, compare.
     Standby,
+    /// Commit→replica lag with the watcher keeping a replica current, at the demo's pace.
+    ReplicaLag,
     /// The watcher's peak memory while draining a backlog.
     Memory,
     /// T-SQL generation for 300 tables.
@@ -126,6 +129,7 @@ fn scenarios() -> Vec<(Scenario, Run)> {
         (Scenario::History, |s, d, _| history::run(s, d)),
         (Scenario::Size, |s, d, _| size::run(s, d)),
         (Scenario::Standby, |s, d, _| standby::run(s, d)),
+        (Scenario::ReplicaLag, |s, d, _| replica_lag::run(s, d)),
         (Scenario::Memory, memory::run),
         (Scenario::Tsql, |s, _, _| tsql::run(s)),
         (Scenario::Mssql, |s, _, _| mssql::run(s)),
@@ -152,7 +156,11 @@ fn main() -> ExitCode {
     };
     let needs_binary = matches!(
         cli.scenario,
-        Scenario::All | Scenario::Latency | Scenario::Memory | Scenario::Stream
+        Scenario::All
+            | Scenario::Latency
+            | Scenario::ReplicaLag
+            | Scenario::Memory
+            | Scenario::Stream
     );
     let rowtrail = if needs_binary {
         match fixture::rowtrail_binary(cli.rowtrail.as_deref()) {

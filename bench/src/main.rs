@@ -7,9 +7,10 @@
 //! ```
 //!
 //! Every scenario works on real SQLite files in a private temporary folder (removed at the end)
-//! and every comparison is a ratio of two measurements made in the same run. The latency and
-//! memory scenarios run the real `rowtrail watch` as a process: the binary beside this one in the
-//! target folder (built first, with the same profile, when run through cargo), or `--rowtrail`.
+//! and every comparison is a ratio of two measurements made in the same run. The latency,
+//! replica lag, memory and stream scenarios run the real `rowtrail watch` as a process: the
+//! binary beside this one in the target folder (built first, with the same profile, when run
+//! through cargo), or `--rowtrail`.
 //!
 //! Exit status: 0 when every scenario ran (and, in a full run, met its target), 1 when a
 //! scenario failed, 3 when a full run missed a target. `--quick` never judges timings.

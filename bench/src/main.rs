@@ -7,9 +7,10 @@
 //! ```
 //!
 //! Every scenario works on real SQLite files in a private temporary folder (removed at the end)
-//! and every comparison is a ratio of two measurements made in the same run. The latency and
-//! memory scenarios run the real `rowtrail watch` as a process: the binary beside this one in the
-//! target folder (built first, with the same profile, when run through cargo), or `--rowtrail`.
+//! and every comparison is a ratio of two measurements made in the same run. The latency,
+//! replica lag, memory and stream scenarios run the real `rowtrail watch` as a process: the
+//! binary beside this one in the target folder (built first, with the same profile, when run
+//! through cargo), or `--rowtrail`.
 //!
 //! Exit status: 0 when every scenario ran (and, in a full run, met its target), 1 when a
 //! scenario failed, 3 when a full run missed a target. `--quick` never judges timings.
@@ -22,6 +23,7 @@ mod latency;
 mod memory;
 mod mssql;
 mod reader;
+mod replica_lag;
 mod report;
 mod size;
 mod standby;
@@ -51,7 +53,7 @@ struct Cli {
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// The rowtrail binary for the latency and memory scenarios.
+    /// The rowtrail binary for the scenarios that run the watcher.
     #[arg(long, value_name = "PATH")]
     rowtrail: Option<PathBuf>,
     /// Where to make the temporary folder (default: the system's temp folder). Use a folder on
@@ -90,6 +92,8 @@ enum Scenario {
     Size,
     /// Baseline, replica apply, restore as of a time, compare.
     Standby,
+    /// Commit→replica lag with the watcher keeping a replica current, at the demo's pace.
+    ReplicaLag,
     /// The watcher's peak memory while draining a backlog.
     Memory,
     /// T-SQL generation for 300 tables.
@@ -126,6 +130,7 @@ fn scenarios() -> Vec<(Scenario, Run)> {
         (Scenario::History, |s, d, _| history::run(s, d)),
         (Scenario::Size, |s, d, _| size::run(s, d)),
         (Scenario::Standby, |s, d, _| standby::run(s, d)),
+        (Scenario::ReplicaLag, |s, d, _| replica_lag::run(s, d)),
         (Scenario::Memory, memory::run),
         (Scenario::Tsql, |s, _, _| tsql::run(s)),
         (Scenario::Mssql, |s, _, _| mssql::run(s)),
@@ -152,7 +157,11 @@ fn main() -> ExitCode {
     };
     let needs_binary = matches!(
         cli.scenario,
-        Scenario::All | Scenario::Latency | Scenario::Memory | Scenario::Stream
+        Scenario::All
+            | Scenario::Latency
+            | Scenario::ReplicaLag
+            | Scenario::Memory
+            | Scenario::Stream
     );
     let rowtrail = if needs_binary {
         match fixture::rowtrail_binary(cli.rowtrail.as_deref()) {

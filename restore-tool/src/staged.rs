@@ -4,7 +4,8 @@
 //! reader was in the middle of when the undo started) can be half archived. Undoing only the
 //! archived half would leave the source in a state no transaction ever produced. Before an
 //! undo is planned, every transaction its steps belong to is looked up in the source's staging
-//! ([`rowtrail_apply::Target::staged_with`], the check that settles interrupted runs); one that
+//! ([`rowtrail_apply::Target::first_staged`], asking what settles interrupted runs asks, for all
+//! of them at once); one that
 //! is still partly staged refuses the undo, naming the transaction and how to archive the rest.
 //! The check is the same for every engine: SQL Server records transaction ids, SQLite the
 //! transaction label a writer declared (a transaction without one cannot be looked up).
@@ -66,8 +67,8 @@ pub fn partly_staged(
     source: &dyn Target,
     steps: &[PlannedStep],
 ) -> Result<Option<PartlyStaged>, RestoreError> {
-    // Transaction -> (earliest µs seen, change ids).
-    let mut txs: BTreeMap<String, (Link, Option<i64>, Vec<i64>)> = BTreeMap::new();
+    // By (is a label, transaction text): a label "9" and transaction id 9 are not the same.
+    let mut txs: BTreeMap<(bool, String), Seen> = BTreeMap::new();
     for s in steps {
         let c = &s.change;
         let Some(link) = c.tx.as_ref().and_then(link_of) else {
@@ -77,26 +78,44 @@ pub fn partly_staged(
             c.at.as_deref()
                 .and_then(crate::scope::seconds)
                 .map(|s| s.saturating_mul(1_000_000));
-        let entry = txs
-            .entry(link.to_string())
-            .or_insert_with(|| (link, None, Vec::new()));
-        entry.1 = match (entry.1, at_us) {
+        let seen = txs
+            .entry((matches!(link, Link::Tag(_)), link.to_string()))
+            .or_insert_with(|| Seen {
+                link,
+                earliest_us: None,
+                changes: Vec::new(),
+            });
+        seen.earliest_us = match (seen.earliest_us, at_us) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        entry.2.push(c.id);
+        seen.changes.push(c.id);
     }
-    for (tx, (link, earliest, mut changes)) in txs {
-        // Without a readable time, any image of the id counts.
-        let since = earliest.map(window_start).unwrap_or(i64::MIN);
-        if source.staged_with(&link, since)? {
-            changes.sort_unstable();
-            return Ok(Some(PartlyStaged {
-                tx,
-                changes,
-                location: source.location(),
-            }));
+    let txs: Vec<((bool, String), Seen)> = txs.into_iter().collect();
+    // Without a readable time, any image of the id counts.
+    let wanted: Vec<(Link, i64)> = txs
+        .iter()
+        .map(|(_, seen)| {
+            let since = seen.earliest_us.map(window_start).unwrap_or(0);
+            (seen.link.clone(), since)
+        })
+        .collect();
+    Ok(source.first_staged(&wanted)?.map(|k| {
+        let ((_, tx), seen) = &txs[k];
+        let mut changes = seen.changes.clone();
+        changes.sort_unstable();
+        PartlyStaged {
+            tx: tx.clone(),
+            changes,
+            location: source.location(),
         }
-    }
-    Ok(None)
+    }))
+}
+
+/// One transaction of the plan: its link, the earliest time among its changes (µs), and the
+/// changes.
+struct Seen {
+    link: Link,
+    earliest_us: Option<i64>,
+    changes: Vec<i64>,
 }

@@ -4,8 +4,11 @@
 
 use super::*;
 
-/// The archived changes' ops and keys (`K`, first column of the main image), oldest first.
-fn archived(cli: &Cli<'_>) -> Vec<(Op, Option<Vec<Value>>, Option<Vec<Value>>)> {
+/// An archived change: its op, before-image and after-image.
+type Archived = (Op, Option<Vec<Value>>, Option<Vec<Value>>);
+
+/// The archived changes, oldest first.
+fn archived(cli: &Cli<'_>) -> Vec<Archived> {
     Archive::open_read_only(&cli.sb.archive())
         .unwrap()
         .changes(&ChangeQuery::default())

@@ -47,6 +47,17 @@ pub trait Target {
     /// stamped at or after `since_us` (µs since the epoch; a transaction id the server reused
     /// later is another transaction, and an earlier one not the job's).
     fn staged_with(&self, link: &Link, since_us: i64) -> Result<bool, ApplyError>;
+    /// The first of `wanted` (each a link and its `since_us`, as for [`Target::staged_with`])
+    /// whose writes staging still holds, by its index. An engine that can answer for many
+    /// links at once in fewer round trips does so.
+    fn first_staged(&self, wanted: &[(Link, i64)]) -> Result<Option<usize>, ApplyError> {
+        for (k, (link, since)) in wanted.iter().enumerate() {
+            if self.staged_with(link, *since)? {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
+    }
     /// The job as a script a DBA can read and run by hand, `header` first.
     fn script(&self, job: &Job<'_>, header: &str) -> Result<String, ApplyError>;
     /// Applies `job` in one transaction, telling `hooks` the link and the results before the

@@ -26,6 +26,9 @@ pub enum RestoreError {
     /// The undo would conflict with later changes, and the mode is refuse.
     #[error("{}", crate::conflict::describe(.0))]
     Conflicts(Vec<crate::conflict::Conflict>),
+    /// A transaction the undo touches is still partly in staging (not yet archived).
+    #[error("{0}")]
+    PartlyStaged(crate::staged::PartlyStaged),
     /// The source could not be reached: nothing was touched.
     #[error("cannot reach the {engine} source {location}; nothing was changed")]
     Unreachable {

@@ -5,6 +5,7 @@
 //! * [`scope`]: what an undo covers.
 //! * [`conflict`]: dependencies between changes, found from the archive; [`plan`]: ordered
 //!   undo and redo steps under a conflict mode (pure), and the apply layer's job they become.
+//! * [`staged`]: the refusal to undo a transaction that is still partly in staging.
 //! * [`run`]: the whole undo/redo with its journal entry; [`session`]: the source, the lock,
 //!   the archive and pending runs, as the command line uses them.
 //!
@@ -19,5 +20,6 @@ pub mod plan;
 pub mod run;
 pub mod scope;
 pub mod session;
+pub mod staged;
 
 pub use error::RestoreError;

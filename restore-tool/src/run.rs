@@ -96,7 +96,8 @@ pub fn settle_pending(
     Ok(settled)
 }
 
-/// Plans undoing `scope` on `source`.
+/// Plans undoing `scope` on `source`; refused when a transaction the plan touches still has
+/// images in the source's staging ([`crate::staged`]).
 pub fn prepare_undo(
     archive: &Archive,
     source: &dyn Target,
@@ -115,9 +116,14 @@ pub fn prepare_undo(
         })?,
         None => Vec::new(),
     };
+    let plan = plan::undo(history, &targets, &fks, mode);
+    // Half a transaction is never undone: the rest of it must be archived first.
+    if let Some(partly) = crate::staged::partly_staged(source, &plan.steps)? {
+        return Err(RestoreError::PartlyStaged(partly));
+    }
     Ok(Prepared {
         selected: targets.len(),
-        plan: plan::undo(history, &targets, &fks, mode),
+        plan,
         incarnation,
         scope: scope.to_json(),
         redo_of: None,

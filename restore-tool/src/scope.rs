@@ -115,7 +115,7 @@ pub fn normalise_time(text: &str) -> Result<String, RestoreError> {
 pub const TX_GAP_SECONDS: i64 = 3600;
 
 /// A change's time (`c.at`: ISO-8601 UTC, with or without `Z`) in seconds since the epoch.
-fn seconds(at: &str) -> Option<i64> {
+pub(crate) fn seconds(at: &str) -> Option<i64> {
     let civil: jiff::civil::DateTime = at.trim_end_matches(['Z', 'z']).parse().ok()?;
     jiff::tz::TimeZone::UTC
         .to_timestamp(civil)

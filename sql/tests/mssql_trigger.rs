@@ -117,7 +117,8 @@ fn pairs_updates_by_key_then_by_single_row_else_records_op_k() {
     let whole = sql.find("-- 3. Keys changed").unwrap();
     assert!(by_key < single && single < whole);
     assert!(sql.contains(
-        "IF @n_ins = @n_del AND @n_del = (SELECT COUNT_BIG(*) FROM deleted AS d JOIN inserted AS i ON \
+        "IF NOT (UPDATE([SalesOrderID]) OR UPDATE([SalesOrderDetailID])) \
+         AND @n_ins = @n_del AND @n_del = (SELECT COUNT_BIG(*) FROM deleted AS d JOIN inserted AS i ON \
          d.[SalesOrderID] = i.[SalesOrderID] AND d.[SalesOrderDetailID] = i.[SalesOrderDetailID])"
     ));
     // Both sides are numbered in key order and joined to the same reserved sequence value.
@@ -136,6 +137,43 @@ fn pairs_updates_by_key_then_by_single_row_else_records_op_k() {
     assert!(sql.contains("SELECT @one, 'U', 'B'") && sql.contains("SELECT @one + 1, 'U', 'A'"));
     assert!(sql[whole..].contains("'K', 'B'") && sql[whole..].contains("'K', 'A'"));
     assert!(sql.contains("'I', 'A'") && sql.contains("'D', 'B'"));
+}
+
+/// Issue 15 (medium, key permutations): `UPDATE t SET id = 3 - id` over ids 1 and 2 leaves the
+/// same set of keys, so the key sets alone look unchanged and pairing by key gave row 1 the
+/// values row 2 had (and the reverse) in the trail. Pairing by key needs the statement to have
+/// set no key column; a statement that set one, over several rows, is recorded whole (op K).
+#[test]
+fn issue15_a_key_permutation_is_never_paired_by_key() {
+    let sql = trigger_of("SalesOrderDetail");
+    let by_key = sql.find("-- 1. Key unchanged").unwrap();
+    let single = sql.find("-- 2. One row changed").unwrap();
+    let branch = &sql[by_key..single];
+    let guard = branch
+        .lines()
+        .find(|l| l.trim_start().starts_with("IF "))
+        .expect("the by-key branch has a condition");
+    assert!(
+        guard
+            .trim_start()
+            .starts_with("IF NOT (UPDATE([SalesOrderID]) OR UPDATE([SalesOrderDetailID])) AND "),
+        "pairing by key must first check that no key column was set: {guard}"
+    );
+    // The statement-whole fallback stays for multi-row statements that set a key.
+    assert!(sql[single..].contains("'K', 'B'") && sql[single..].contains("'K', 'A'"));
+}
+
+/// A key with a computed column cannot be tested with `UPDATE()` (Msg 2114) and may change with
+/// any column it is computed from: such a table never pairs multi-row updates by key.
+#[test]
+fn a_key_with_a_computed_column_never_pairs_by_key() {
+    let mut t = common::table("SalesOrderDetail");
+    let k = t.primary_key[1];
+    t.columns[k].computed = true;
+    let sql = trigger::create_trigger(&Captured::new(&t).unwrap(), Target::Sql2016);
+    assert!(!sql.contains("-- 1. Key unchanged"), "{sql}");
+    assert!(!sql.contains("UPDATE(["), "{sql}");
+    assert!(sql.contains("IF @n_ins = 1 AND @n_del = 1") && sql.contains("'K', 'B'"));
 }
 
 #[test]

@@ -648,6 +648,10 @@ mod fidelity;
 #[path = "mssql_live/undo_fidelity.rs"]
 mod undo_fidelity;
 
+/// Issue 15's pairing of update images (key permutations recorded whole).
+#[path = "mssql_live/capture_pairing.rs"]
+mod capture_pairing;
+
 /// Issue 16's baseline and cut on SQL Server, and issue 15's quarantine of undecodable rows.
 #[path = "mssql_live/standby.rs"]
 mod standby;

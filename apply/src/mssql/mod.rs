@@ -88,6 +88,23 @@ impl Target for MssqlTarget {
         }
     }
 
+    fn first_staged(&self, wanted: &[(Link, i64)]) -> Result<Option<usize>, ApplyError> {
+        // One query per staging table for them all, from the earliest window.
+        let Some(earliest) = wanted
+            .iter()
+            .filter(|(l, _)| matches!(l, Link::Transaction(_)))
+            .map(|(_, since)| *since)
+            .min()
+        else {
+            return Ok(None);
+        };
+        let staged = undo::staged_transactions(&mut self.client.borrow_mut(), earliest)?;
+        Ok(wanted.iter().position(|(l, since)| match l {
+            Link::Transaction(tx) => staged.get(tx).is_some_and(|latest| latest >= since),
+            Link::Tag(_) => false,
+        }))
+    }
+
     fn script(&self, job: &Job<'_>, header: &str) -> Result<String, ApplyError> {
         Ok(script::render(job, header)?.script.render())
     }

@@ -72,11 +72,11 @@ impl Target for SqliteTarget {
     }
 
     fn staged_with(&self, link: &Link, _since_us: i64) -> Result<bool, ApplyError> {
-        // A run's tag is never reused: no time window is needed.
+        // A run's tag is never reused: no time window is needed. SQLite's capture records the
+        // label a writer declared, never a transaction id of its own; a label may be a number.
         match link {
             Link::Tag(tag) => Ok(staging::staged_with_tx(&self.conn, &self.location, tag)?),
-            // SQLite's capture records the writer's declared label, never a transaction id.
-            Link::Transaction(_) => Ok(false),
+            Link::Transaction(tx) => Ok(staging::staged_with_tx(&self.conn, &self.location, tx)?),
         }
     }
 

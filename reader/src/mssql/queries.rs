@@ -361,6 +361,18 @@ pub fn staged_in_transaction(staging: &Ident) -> String {
     )
 }
 
+/// Each transaction id a staging table holds images of, stamped at or after `@P1` (ISO-8601
+/// text), with the latest such stamp as ISO-8601 text.
+pub fn staged_transactions(staging: &Ident) -> String {
+    format!(
+        "SELECT {tx}, CONVERT(nvarchar(30), MAX({time}), 126) FROM {t} \
+         WHERE {tx} IS NOT NULL AND {time} >= CONVERT(datetime2(7), @P1, 126) GROUP BY {tx}",
+        t = staging_name(staging),
+        tx = col(staging::COL_TX),
+        time = col(staging::COL_TIME)
+    )
+}
+
 /// Starts the reader's transactions.
 pub const BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION;";
 /// Commits them.
@@ -421,6 +433,7 @@ pub fn all(tables: &[CapturedTable]) -> Result<Vec<String>, crate::ReaderError> 
         out.push(discard(&t.staging));
         out.push(backlog(&t.staging));
         out.push(staged_in_transaction(&t.staging));
+        out.push(staged_transactions(&t.staging));
         out.extend(super::quarantine::one_row_selects(t)?);
         if !t.table.primary_key.is_empty() {
             out.extend(super::baseline::sample_chunks(t)?);

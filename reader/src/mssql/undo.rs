@@ -138,6 +138,39 @@ pub fn staged_in_transaction(
     Ok(false)
 }
 
+/// Every transaction id staging still holds images of stamped at or after `since_us` (µs
+/// since the epoch, UTC), each with its latest such stamp (µs): one query per staging table,
+/// however many transactions the caller asks about (a writer still deciding is waited for).
+pub fn staged_transactions(
+    c: &mut MssqlClient,
+    since_us: i64,
+) -> Result<std::collections::HashMap<i64, i64>, ReaderError> {
+    let since = utc_text(since_us);
+    let mut out = std::collections::HashMap::new();
+    for t in catalog::registry(c)? {
+        let sql = queries::staged_transactions(&t.staging);
+        for r in c.query("cannot read staging", &sql, &[&since.as_str()])? {
+            let Some(tx) = r.get::<i64, _>(0) else {
+                continue;
+            };
+            // A stamp that cannot be read counts as the latest: the transaction is staged.
+            let at = r.get::<&str, _>(1).and_then(utc_micros).unwrap_or(i64::MAX);
+            let latest = out.entry(tx).or_insert(at);
+            *latest = (*latest).max(at);
+        }
+    }
+    Ok(out)
+}
+
+/// ISO-8601 text (`CONVERT(…, 126)`, UTC) as µs since the epoch.
+fn utc_micros(text: &str) -> Option<i64> {
+    let civil: jiff::civil::DateTime = text.trim_end_matches(['Z', 'z']).parse().ok()?;
+    jiff::tz::TimeZone::UTC
+        .to_timestamp(civil)
+        .ok()
+        .map(|t| t.as_microsecond())
+}
+
 /// A time in µs since the epoch as the ISO-8601 text `CONVERT(datetime2, …, 126)` reads
 /// (`2026-11-21T14:05:00.123456`), UTC.
 pub fn utc_text(us: i64) -> String {
@@ -166,4 +199,21 @@ pub fn run_script(c: &mut MssqlClient, sql: &str) -> Result<Vec<(i64, String)>, 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_stamp_reads_back_as_the_microseconds_it_was_written_from() {
+        let us = 1_795_000_000_123_456;
+        assert_eq!(utc_micros(&utc_text(us)), Some(us));
+        // The server's own form: seven fractional digits, truncated to µs.
+        assert_eq!(
+            utc_micros("2026-11-21T14:05:00.1234567"),
+            utc_micros("2026-11-21T14:05:00.123456")
+        );
+        assert_eq!(utc_micros("not a time"), None);
+    }
 }

@@ -132,8 +132,13 @@ pub(super) fn read_staged(
 }
 
 /// Whether the shared staging table of the source behind `conn` still holds an image whose
-/// transaction is `tx` (a run's tag: not yet archived).
-pub fn staged_with_tx(conn: &Connection, location: &str, tx: &str) -> Result<bool, ReaderError> {
+/// transaction is `tx` (a run's tag, or a writer's declared label, text or integer: not yet
+/// archived).
+pub fn staged_with_tx(
+    conn: &Connection,
+    location: &str,
+    tx: &dyn rusqlite::ToSql,
+) -> Result<bool, ReaderError> {
     if !table_exists(conn, objects::STAGING, location)? {
         return Ok(false);
     }

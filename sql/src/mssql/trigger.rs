@@ -14,11 +14,17 @@
 //!   a paired UPDATE's before-image takes `s` and its after-image `s+1`.
 //! * **Pairing** (only `inserted` non-empty: `I` after-images; only `deleted`: `D`
 //!   before-images; both: an UPDATE or a MERGE action):
-//!   1. primary key unchanged: every deleted row's key is found in `inserted` and the counts
-//!      agree, so rows are paired by key (both sides numbered in key order; the same column and
-//!      collation on both sides, so no collation conflict can arise) as `U` pairs;
+//!   1. primary key unchanged: the statement set no key column (`UPDATE(k)` is false for
+//!      each), every deleted row's key is found in `inserted` and the counts agree, so rows are
+//!      paired by key (both sides numbered in key order; the same column and collation on both
+//!      sides, so no collation conflict can arise) as `U` pairs. The key sets alone cannot
+//!      tell: a permutation (`SET id = 3 - id` over ids 1 and 2) leaves the same keys, and
+//!      pairing by them would give each row the other's values in the trail. A key with a
+//!      computed column (which `UPDATE()` cannot test, and which any column may feed) never
+//!      takes this branch;
 //!   2. otherwise, exactly one row on each side: they are the pair (`U`);
-//!   3. otherwise (a multi-row update that changed keys, or a table without a primary key):
+//!   3. otherwise (a multi-row update that set a key column, or a table without a primary
+//!      key):
 //!      every image is recorded with op `K` (before-images `B`, after-images `A`) under the
 //!      statement id, and is undone as a whole.
 //! * **No-op updates** (`SET x = x`) are recorded like any other update: a `U` pair whose images
@@ -105,7 +111,17 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
         "    DECLARE @n_ins bigint = (SELECT COUNT_BIG(*) FROM inserted);\n    \
          DECLARE @n_del bigint = (SELECT COUNT_BIG(*) FROM deleted);\n",
     );
-    if let Some(key) = t.table.key() {
+    let key = t
+        .table
+        .key()
+        .filter(|key| key.iter().all(|&k| !t.table.columns[k].computed));
+    if let Some(key) = key {
+        // `UPDATE()` on each key column: whether the statement set it, whatever it set it to.
+        let set_none = key
+            .iter()
+            .map(|&k| format!("UPDATE({})", t.table.columns[k].name.mssql()))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let key_cols: Vec<_> = key
             .iter()
             .map(|&k| t.table.columns[k].name.mssql().to_string())
@@ -134,8 +150,8 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
             )
         };
         s.push_str(&format!(
-            "    -- 1. Key unchanged: pair by primary key.\n    \
-             IF @n_ins = @n_del AND @n_del = (SELECT COUNT_BIG(*) FROM deleted AS d JOIN inserted AS i ON {on})\n    \
+            "    -- 1. Key unchanged (no key column set): pair by primary key.\n    \
+             IF NOT ({set_none}) AND @n_ins = @n_del AND @n_del = (SELECT COUNT_BIG(*) FROM deleted AS d JOIN inserted AS i ON {on})\n    \
              BEGIN\n        \
              DECLARE @pairs TABLE (rn bigint NOT NULL PRIMARY KEY, seq bigint NULL);\n        \
              INSERT INTO @pairs (rn, seq)\n            \
@@ -161,7 +177,9 @@ pub fn create_trigger(t: &Captured, target: Target) -> String {
     s.push_str(&insert("@one", "U", "B", "deleted AS d", "d"));
     s.push_str(&insert("@one + 1", "U", "A", "inserted AS i", "i"));
     s.push_str("        RETURN;\n    END;\n");
-    s.push_str("    -- 3. Keys changed in a multi-row statement: record it whole, op K.\n");
+    s.push_str(
+        "    -- 3. Keys changed (or set) in a multi-row statement: record it whole, op K.\n",
+    );
     s.push_str(&insert_at("    ", &next, "K", "B", "deleted AS d", "d"));
     s.push_str(&insert_at("    ", &next, "K", "A", "inserted AS i", "i"));
     s.push_str("END;");

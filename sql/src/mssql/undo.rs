@@ -10,7 +10,7 @@
 //! * **Guards**: a statement changes the row only if it equals the archived image exactly:
 //!   text compared as UTF-16 code units with a binary collation and equal byte length (so case,
 //!   accents and trailing spaces count), `datetimeoffset` by instant *and* offset, `xml` by its
-//!   text, CLR types by their serialisation, binary by bytes and length. Key columns are also
+//!   text (as code units too), CLR types by their serialisation, binary by bytes and length. Key columns are also
 //!   compared plainly first so the key's index is used. A re-insert needs its key free
 //!   (`UPDLOCK, HOLDLOCK`, so no one takes it meanwhile); a table without a key is touched only
 //!   when exactly one row matches.
@@ -528,15 +528,16 @@ fn exactly(shape: &Shape<'_>, i: usize, v: &Value, plain_first: bool) -> String 
             "(SQL_VARIANT_PROPERTY({c}, 'BaseType') = {} AND CONVERT(varbinary(8000), {c}) = CONVERT(varbinary(8000), {lit}))",
             Literal::mssql(&x.base_type)
         ),
-        // Compared as code units, not under the database's collation (which may ignore case).
-        Value::Text(_) if base == "xml" => format!(
-            "(CONVERT(nvarchar(max), {c}) = {lit} COLLATE Latin1_General_100_BIN2 AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit}))"
-        ),
+        // Text, xml's included, is compared as code units, never under the database's
+        // collation (which may ignore case, accents or width): the column's side carries the
+        // binary collation, so it covers the whole comparison whatever the literal is made of
+        // (a literal with control characters is a concatenation, and a COLLATE after it would
+        // bind to its last part only).
         Value::Text(_) => {
             let exact = format!(
                 "CONVERT(nvarchar(max), {c}) COLLATE Latin1_General_100_BIN2 = {lit} AND DATALENGTH(CONVERT(nvarchar(max), {c})) = DATALENGTH({lit})"
             );
-            if plain_first && base != "sql_variant" {
+            if plain_first && !matches!(base, "sql_variant" | "xml") {
                 format!("({c} = {} AND {exact})", key_literal(shape, i, v))
             } else {
                 format!("({exact})")

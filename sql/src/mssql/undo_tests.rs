@@ -182,7 +182,9 @@ fn guards_compare_exactly() {
         "a computed column is guarded (its value follows from the others):\n{sql}"
     );
     assert!(sql.contains("CONVERT(varbinary(max), [Where]) = 0xE6100000"));
-    assert!(sql.contains("(CONVERT(nvarchar(max), [Doc]) = N'<a b=\"1\"/>'"));
+    assert!(sql.contains(
+        "(CONVERT(nvarchar(max), [Doc]) COLLATE Latin1_General_100_BIN2 = N'<a b=\"1\"/>'"
+    ));
 }
 
 #[test]
@@ -603,8 +605,46 @@ fn varchar_keys_are_compared_through_typed_literals_and_xml_as_code_units() {
     // xml text compared by code units, whatever the database's collation.
     assert!(
         sql.contains(
-            "(CONVERT(nvarchar(max), [Doc]) = N'<y/>' COLLATE Latin1_General_100_BIN2 AND "
+            "(CONVERT(nvarchar(max), [Doc]) COLLATE Latin1_General_100_BIN2 = N'<y/>' AND "
         ),
         "{sql}"
     );
+}
+
+/// Issue 15 (medium, xml guard under the database collation): xml text usually holds line
+/// breaks, so its literal is a concatenation (`… + NCHAR(10) + …`); a `COLLATE` written after
+/// it binds to its last part only, leaving the comparison to collation precedence. The binary
+/// collation goes on the column's side, where it governs the whole comparison.
+#[test]
+fn issue15_an_xml_guard_is_binary_over_the_whole_multi_line_literal() {
+    let mut id = col("Id", "int");
+    id.nullable = false;
+    let t = Table {
+        name: name("dbo", "Doc"),
+        columns: vec![id, col("Body", "xml")],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        rowid: false,
+    };
+    let now = vec![Value::Integer(1), Value::text("<a>\n<B/>\n</a>")];
+    let was = vec![Value::Integer(1), Value::text("<a/>")];
+    let steps = [ScriptStep {
+        comment: "update",
+        step: Step {
+            table: &t,
+            expect: Some(&now),
+            target: Some(&was),
+            rowid: None,
+        },
+    }];
+    let sql = render(&steps, OnConflict::Stop);
+    let lit = "CONVERT(nvarchar(max), N'<a>') + NCHAR(10) + N'<B/>' + NCHAR(10) + N'</a>'";
+    assert!(
+        sql.contains(&format!(
+            "(CONVERT(nvarchar(max), [Body]) COLLATE Latin1_General_100_BIN2 = {lit} AND \
+             DATALENGTH(CONVERT(nvarchar(max), [Body])) = DATALENGTH({lit}))"
+        )),
+        "{sql}"
+    );
+    assert!(!sql.contains(&format!("{lit} COLLATE")), "{sql}");
 }

@@ -57,6 +57,12 @@ pub struct PrimaryArgs {
 
 /// The failover request the configuration describes.
 pub fn request(cfg: &Config, to: Option<PathBuf>, force: bool, automatic: bool) -> Result<Request> {
+    // The archive records where the new primary is, and every later command, from any folder,
+    // opens it there: a relative --to is made absolute here.
+    let to = match to {
+        Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
+        other => other,
+    };
     Ok(Request {
         primary: cfg.source_spec()?,
         address: cfg.takeover.address.clone(),
@@ -239,7 +245,10 @@ fn through_watcher(args: &Args, cfg: &Config) -> Result<ExitCode> {
     let resp = client::request(
         &socket,
         &WatcherRequest::Failover {
-            to: args.to.as_ref().map(|p| p.display().to_string()),
+            // The watcher runs in another folder: send the replica's absolute path.
+            to: request(cfg, args.to.clone(), args.force, false)?
+                .to
+                .map(|p| p.display().to_string()),
             force: args.force,
         },
         Duration::from_secs(600),

@@ -3,7 +3,8 @@
 //! It makes a folder with a small source database (departments and staff, with a foreign key),
 //! installs capture, starts the real watcher as a child process, runs a scripted workload as
 //! three named users, and shows each change as it reaches the archive with its commit→archive
-//! latency; then one row's history and the archive's verification.
+//! latency; then one row's history, the replica, a rebuild as of an earlier moment, a planned
+//! switchover to the replica and back, and the archive's verification.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -255,6 +256,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     if then_total != noted_total || cmp.differs() {
         bail!("the standby does not match the source; see the demo folder");
     }
+    drop(replica);
+    takeover(&source, &standby, &archive)?;
     let report = reader.verify(None)?;
     if !report.ok() {
         bail!("archive verification failed: {:?}", report.problems);
@@ -275,6 +278,82 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A planned switchover and back: the replica takes over (the primary still answers, so it is
+/// forced: fenced first), takes a write, and the primary is handed its role back.
+fn takeover(source: &Path, standby: &Path, archive: &Path) -> Result<()> {
+    use rowtrail_reader::source::SourceSpec;
+    use rowtrail_takeover::{failover, handback};
+    let _lock = rowtrail_reader::lock::ArchiveLock::acquire(archive)?;
+    let mut trail = Archive::open(archive, &ArchiveOptions::default())?;
+    let sqlite = |path: &Path| SourceSpec::Sqlite {
+        path: path.to_path_buf(),
+        capture_new_tables: false,
+    };
+    let started = Instant::now();
+    let out = failover::apply(
+        &mut trail,
+        &failover::Request {
+            primary: sqlite(source),
+            address: rowtrail_takeover::probe::Address::None,
+            replicas: vec![standby.to_path_buf()],
+            to: None,
+            force: true,
+            automatic: false,
+            timeouts: rowtrail_takeover::probe::Timeouts::default(),
+            last_seen_us: None,
+            batch: rowtrail_reader::mover::DEFAULT_BATCH,
+            version: super::sql::VERSION.into(),
+        },
+        &mut |_| {},
+    )?;
+    outln!(
+        "
+failover {} (a planned switchover: forced, the primary fenced first): standby.db is the primary after {:.0} ms",
+        out.takeover.id,
+        ms(started.elapsed())
+    );
+    let fenced = Connection::open(source)?
+        .execute_batch("UPDATE staff SET salary = salary + 1 WHERE id = 3")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    if !fenced.contains("fenced") {
+        bail!("the old primary took a write after the failover");
+    }
+    outln!("  a write to source.db now fails: {fenced}");
+    Connection::open(standby)?
+        .execute_batch("UPDATE staff SET salary = salary + 100 WHERE id = 3")?;
+    rowtrail_reader::mover::drain(
+        &mut SqliteSource::open(standby)?,
+        &mut trail,
+        rowtrail_reader::mover::DEFAULT_BATCH,
+    )?;
+    outln!("  a raise written on standby.db is archived like any other change");
+    let back = handback::apply(
+        &mut trail,
+        &handback::Request {
+            primary: sqlite(standby),
+            to: source.to_path_buf(),
+            conflicts: None,
+            batch: rowtrail_reader::mover::DEFAULT_BATCH,
+            version: super::sql::VERSION.into(),
+        },
+        &mut |_| {},
+    )?;
+    let raise: f64 =
+        Connection::open(source)?
+            .query_row("SELECT salary FROM staff WHERE id = 3", [], |r| r.get(0))?;
+    outln!(
+        "handback {}: {} change(s) given back to source.db (staff 3 earns {raise} there now), which is the primary again; standby.db is a replica again",
+        back.takeover.id,
+        back.applied
+    );
+    if !back.level || back.demoted.is_err() {
+        bail!("the handback left the two copies apart; see the demo folder");
+    }
+    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {

@@ -36,6 +36,9 @@ fn demo_runs_with_no_arguments_and_verifies() {
         "0 change(s) behind",
         "equal, row for row",
         "restore --as-of",
+        "failover 1 (a planned switchover",
+        "a write to source.db now fails: rowtrail: this database is fenced",
+        "is the primary again; standby.db is a replica again",
     ] {
         assert!(
             text.contains(needle),

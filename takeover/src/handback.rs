@@ -278,6 +278,10 @@ fn current_row(conn: &Connection, c: &ArchivedChange) -> Option<Vec<Value>> {
     .flatten()
 }
 
+/// Changes applied together in one guarded step of the handback; a chunk that meets a guard
+/// that does not hold is rolled back to its savepoint and applied change by change.
+const CHUNK: usize = 2_000;
+
 /// Applies `changes` to the repaired primary inside `tx` with `rule` for conflicts (`None`:
 /// skip them, to see them); returns how many were applied and the conflicts.
 fn apply_changes(
@@ -285,56 +289,92 @@ fn apply_changes(
     changes: &[ArchivedChange],
     rule: Option<ConflictRule>,
 ) -> Result<(u64, Vec<Conflict>), TakeoverError> {
-    let comments: Vec<String> = changes.iter().map(ArchivedChange::summary).collect();
-    let tables: Vec<&Table> = changes.iter().map(|c| c.table.as_ref()).collect();
     let mut conflicts = Vec::new();
     let mut applied = 0u64;
-    // The current rows of conflicting steps are read before the rule touches them, so each
-    // step is its own job: the guard's verdict and the row it saw belong together.
-    for (i, c) in changes.iter().enumerate() {
-        let current = current_row(tx, c);
-        let job = Job {
-            what: "handback",
-            steps: vec![JobStep {
+    let sql = |what: &str| {
+        tx.execute_batch(what)
+            .map_err(|cause| TakeoverError::Database {
+                path: "the repaired primary".into(),
+                context: "cannot apply a chunk of the handback".into(),
+                cause,
+            })
+    };
+    for chunk in changes.chunks(CHUNK) {
+        // The common case first: every guard of the chunk holds, one job.
+        sql("SAVEPOINT rowtrail_handback_chunk")?;
+        match apply_job(tx, chunk, OnConflict::Stop) {
+            Ok(_) => {
+                sql("RELEASE rowtrail_handback_chunk")?;
+                applied += chunk.len() as u64;
+                continue;
+            }
+            Err(rowtrail_apply::ApplyError::Guards { .. }) => {
+                sql("ROLLBACK TO rowtrail_handback_chunk; RELEASE rowtrail_handback_chunk")?;
+            }
+            Err(e) => return Err(TakeoverError::Refused(format!("handback: {e}"))),
+        }
+        // A guard did not hold: change by change, each with the row its guard saw (read
+        // before the rule touches it).
+        for c in chunk {
+            let current = current_row(tx, c);
+            let on_conflict = match rule {
+                Some(ConflictRule::TakePromoted) => OnConflict::Force,
+                _ => OnConflict::Skip,
+            };
+            let results = apply_job(tx, std::slice::from_ref(c), on_conflict)
+                .map_err(|e| TakeoverError::Refused(format!("handback: {e}")))?;
+            match results.first().map(|r| r.outcome) {
+                Some(rowtrail_apply::Outcome::Applied) => applied += 1,
+                Some(outcome) => conflicts.push(Conflict {
+                    change: c.id,
+                    table: c.table.name.to_string(),
+                    columns: c
+                        .table
+                        .columns
+                        .iter()
+                        .map(|col| col.name.as_str().to_string())
+                        .collect(),
+                    old: text(&c.before),
+                    new: text(&c.after),
+                    current: text(&current),
+                    taken: outcome == rowtrail_apply::Outcome::Forced,
+                }),
+                None => {}
+            }
+        }
+    }
+    Ok((applied, conflicts))
+}
+
+/// One guarded job of `changes`, forward, inside `tx`.
+fn apply_job(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &[ArchivedChange],
+    on_conflict: OnConflict,
+) -> Result<Vec<rowtrail_apply::StepResult>, rowtrail_apply::ApplyError> {
+    let comments: Vec<String> = changes.iter().map(ArchivedChange::summary).collect();
+    let job = Job {
+        what: "handback",
+        steps: changes
+            .iter()
+            .zip(&comments)
+            .map(|(c, comment)| JobStep {
                 id: c.id,
-                comment: &comments[i],
+                comment,
                 step: Step {
-                    table: tables[i],
+                    table: c.table.as_ref(),
                     expect: c.before.as_deref(),
                     target: c.after.as_deref(),
                     rowid: c.rowid,
                 },
-            }],
-            on_conflict: match rule {
-                Some(ConflictRule::TakePromoted) => OnConflict::Force,
-                _ => OnConflict::Skip,
-            },
-            foreign_keys: &[],
-            label: None,
-            any_equal_row: true,
-        };
-        let results = rowtrail_apply::sqlite::apply_within(tx, &job)
-            .map_err(|e| TakeoverError::Refused(format!("handback: {e}")))?;
-        match results.first().map(|r| r.outcome) {
-            Some(rowtrail_apply::Outcome::Applied) => applied += 1,
-            Some(outcome) => conflicts.push(Conflict {
-                change: c.id,
-                table: c.table.name.to_string(),
-                columns: c
-                    .table
-                    .columns
-                    .iter()
-                    .map(|col| col.name.as_str().to_string())
-                    .collect(),
-                old: text(&c.before),
-                new: text(&c.after),
-                current: text(&current),
-                taken: outcome == rowtrail_apply::Outcome::Forced,
-            }),
-            None => {}
-        }
-    }
-    Ok((applied, conflicts))
+            })
+            .collect(),
+        on_conflict,
+        foreign_keys: &[],
+        label: None,
+        any_equal_row: true,
+    };
+    rowtrail_apply::sqlite::apply_within(tx, &job)
 }
 
 /// Opens the repaired primary for the apply transaction.

@@ -660,3 +660,51 @@ fn a_kill_at_each_handback_step_is_finished_by_running_it_again() {
         sb.ok(&["verify"]);
     }
 }
+
+#[test]
+fn a_conflict_deep_in_a_large_handback_is_reported_alone_and_the_rest_applied() {
+    let (sb, c, standby) = with_replica("");
+    sb.ok(&["failover", "--force", "--apply"]);
+    // 3,000 inserts in one statement on the promoted side, then an update of one of them.
+    let b = open(&standby);
+    b.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 3999)
+         INSERT INTO staff SELECT i, 'b' || i, i FROM n;
+         UPDATE staff SET name = 'b-later' WHERE id = 2500;",
+    )
+    .unwrap();
+    sb.ok(&["read"]);
+    // Meanwhile a DBA wrote the same key on the repaired primary, past its fence.
+    let fence: String = c
+        .query_row(
+            "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'rowtrail_fi_staff%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    c.execute_batch(&format!(
+        "DROP TRIGGER \"{fence}\"; INSERT INTO staff VALUES (2500, 'a-side', 1);"
+    ))
+    .unwrap();
+    let out = sb.ok(&[
+        "handback",
+        "--to",
+        "source.db",
+        "--apply",
+        "--conflicts",
+        "keep",
+    ]);
+    assert_eq!(out.matches("conflict   change").count(), 2, "{out}");
+    // 3,001 changes: the insert and the update of 2500 conflict, the 2,999 others apply.
+    assert!(out.contains("; 2999 change(s) applied"), "{out}");
+    let a = open(&sb.source());
+    assert_eq!(staff(&a, 2500).map(|r| r.0), Some("a-side".into()));
+    let n: i64 = a
+        .query_row(
+            "SELECT count(*) FROM staff WHERE id BETWEEN 1000 AND 3999 AND name = 'b' || id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 2999, "every other insert applied");
+}

@@ -34,6 +34,10 @@ pub enum StandbyError {
     /// The operation cannot be done as asked; the message says why and what to do.
     #[error("{0}")]
     Refused(String),
+    /// Another applier moved the replica while this one prepared its step; nothing was
+    /// written, and applying again goes on from where the replica stands now.
+    #[error("{0} was moved by another applier meanwhile; nothing was written: apply again")]
+    Moved(String),
 }
 
 impl StandbyError {

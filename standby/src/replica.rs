@@ -951,6 +951,22 @@ impl Replica {
                 &path,
                 "cannot start a replica transaction",
             ))?;
+        // Another applier (the watcher's, a command's) may have moved the replica since this
+        // handle read its position: then these changes are not the next ones.
+        let stored: Option<String> = tx
+            .query_row(
+                &format!("SELECT value FROM {META} WHERE key = 'position'"),
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(StandbyError::db(
+                &path,
+                "cannot read the replica's position",
+            ))?
+            .into();
+        if stored.as_deref() != Some(self.position.change_id.to_string().as_str()) {
+            return Err(StandbyError::Moved(path.display().to_string()));
+        }
         rowtrail_apply::sqlite::apply_within(&tx, &job).map_err(|e| match e {
             rowtrail_apply::ApplyError::Guards { rows, .. } => StandbyError::Refused(format!(
                 "the replica {} does not hold what the archive says it should before {} \

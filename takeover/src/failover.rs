@@ -451,7 +451,15 @@ pub fn apply(
     // 4. Bring the replica level (unless a run before this one already promoted it).
     let mut applied = 0;
     if replica.promoted().is_none() {
-        let report = replica.apply(archive, &Until::Latest)?;
+        // The watcher's replicas job may apply to it at the same moment: go on from where it
+        // stands then.
+        let mut tries = 0;
+        let report = loop {
+            match replica.apply(archive, &Until::Latest) {
+                Err(rowtrail_standby::StandbyError::Moved(_)) if tries < 5 => tries += 1,
+                other => break other?,
+            }
+        };
         applied = report.applied;
         let need = t.last_change_id.unwrap_or(0);
         if replica.position().change_id < need {

@@ -25,6 +25,17 @@
 //! | `rowtrail_stream_connected` | gauge | 1 while the publisher holds a connection |
 //! | `rowtrail_stream_last_error_timestamp_seconds` | gauge | when publishing last failed (0: never) |
 //!
+//! The primary's heartbeat and takeovers:
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `rowtrail_primary_failures` | gauge | failed heartbeats of the primary in a row |
+//! | `rowtrail_primary_slow` | gauge | 1 when the last heartbeat timed out |
+//! | `rowtrail_primary_last_seen_seconds` | gauge | when the primary last answered (0: never) |
+//! | `rowtrail_heartbeat_interval_seconds` | gauge | the heartbeat's interval now |
+//! | `rowtrail_takeover_id` | gauge | the newest failover or handback (0: none) |
+//! | `rowtrail_node_primary{node="…"}` | gauge | 1 on the node that is the primary now |
+//!
 //! Per `[[remote_replica]]` (label `replica`, the file):
 //!
 //! | metric | type | meaning |
@@ -43,11 +54,8 @@ use crate::status::Status;
 pub fn render(s: &Status) -> String {
     let secs = |us: Option<i64>| us.map_or(0.0, |u| u as f64 / 1e6);
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
+    let mut metric =
+        |name: &str, kind: &str, help: &str, value: String| one(&mut out, name, kind, help, &value);
     metric(
         "rowtrail_changes_archived_total",
         "counter",
@@ -161,8 +169,7 @@ pub fn render(s: &Status) -> String {
         ));
     }
     if !s.replicas.is_empty() {
-        type Field = fn(&crate::status::ReplicaState) -> String;
-        let families: [(&str, &str, &str, Field); 5] = [
+        let families: [Family<crate::status::ReplicaState>; 5] = [
             (
                 "rowtrail_replica_behind_changes",
                 "gauge",
@@ -194,59 +201,50 @@ pub fn render(s: &Status) -> String {
                 |r| u8::from(r.last_error.is_some()).to_string(),
             ),
         ];
-        for (name, kind, help, value) in families {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for r in &s.replicas {
-                out.push_str(&format!(
-                    "{name}{{replica=\"{}\"}} {}\n",
-                    label_value(&r.path),
-                    value(r)
-                ));
-            }
-        }
+        labelled(&mut out, "replica", &s.replicas, |r| &r.path, &families);
     }
     // The primary's heartbeat and the nodes' roles (what load balancers route by).
-    let probe_state = |want: &str| u8::from(s.primary_state.as_deref() == Some(want)).to_string();
-    out.push_str(&format!(
-        "# HELP rowtrail_primary_failures Failed heartbeats of the primary in a row.
-         # TYPE rowtrail_primary_failures gauge
-rowtrail_primary_failures {}
-         # HELP rowtrail_primary_slow 1 when the last heartbeat timed out (the primary accepts connections but does not answer).
-         # TYPE rowtrail_primary_slow gauge
-rowtrail_primary_slow {}
-         # HELP rowtrail_primary_last_seen_seconds When the primary last answered a heartbeat (seconds since the epoch).
-         # TYPE rowtrail_primary_last_seen_seconds gauge
-rowtrail_primary_last_seen_seconds {}
-         # HELP rowtrail_heartbeat_interval_seconds The heartbeat's interval now.
-         # TYPE rowtrail_heartbeat_interval_seconds gauge
-rowtrail_heartbeat_interval_seconds {}
-         # HELP rowtrail_takeover_id The newest takeover (failover or handback) the archive records (0: none).
-         # TYPE rowtrail_takeover_id gauge
-rowtrail_takeover_id {}
-",
-        s.source_failures,
-        probe_state("slow"),
-        secs(s.primary_last_seen_us),
-        s.heartbeat_interval_ms as f64 / 1e3,
-        s.takeover.as_ref().map_or(0, |t| t.id),
-    ));
+    let slow = s.primary_state.as_deref() == Some("slow");
+    for (name, help, value) in [
+        (
+            "rowtrail_primary_failures",
+            "Failed heartbeats of the primary in a row.",
+            s.source_failures.to_string(),
+        ),
+        (
+            "rowtrail_primary_slow",
+            "1 when the last heartbeat timed out (the primary accepts connections but does not answer).",
+            u8::from(slow).to_string(),
+        ),
+        (
+            "rowtrail_primary_last_seen_seconds",
+            "When the primary last answered a heartbeat (seconds since the epoch).",
+            secs(s.primary_last_seen_us).to_string(),
+        ),
+        (
+            "rowtrail_heartbeat_interval_seconds",
+            "The heartbeat's interval now.",
+            (s.heartbeat_interval_ms as f64 / 1e3).to_string(),
+        ),
+        (
+            "rowtrail_takeover_id",
+            "The newest takeover (failover or handback) the archive records (0: none).",
+            s.takeover.as_ref().map_or(0, |t| t.id).to_string(),
+        ),
+    ] {
+        one(&mut out, name, "gauge", help, &value);
+    }
     if !s.nodes.is_empty() {
-        out.push_str(
-            "# HELP rowtrail_node_primary 1 on the node that is the primary now.
-# TYPE rowtrail_node_primary gauge
-",
-        );
-        for n in &s.nodes {
-            out.push_str(&format!(
-                "rowtrail_node_primary{{node=\"{}\"}} {}\n",
-                label_value(&n.target),
-                u8::from(n.role == "primary")
-            ));
-        }
+        let families: [Family<crate::status::NodeState>; 1] = [(
+            "rowtrail_node_primary",
+            "gauge",
+            "1 on the node that is the primary now.",
+            |n| u8::from(n.role == "primary").to_string(),
+        )];
+        labelled(&mut out, "node", &s.nodes, |n| &n.target, &families);
     }
     if !s.remote_replicas.is_empty() {
-        type Field = fn(&crate::status::RemoteReplicaState) -> String;
-        let families: [(&str, &str, &str, Field); 7] = [
+        let families: [Family<crate::status::RemoteReplicaState>; 7] = [
             (
                 "rowtrail_remote_replica_position",
                 "gauge",
@@ -290,18 +288,46 @@ rowtrail_takeover_id {}
                 |r| u8::from(r.last_error.is_some()).to_string(),
             ),
         ];
-        for (name, kind, help, value) in families {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for r in &s.remote_replicas {
-                out.push_str(&format!(
-                    "{name}{{replica=\"{}\"}} {}\n",
-                    label_value(&r.path),
-                    value(r)
-                ));
-            }
-        }
+        labelled(
+            &mut out,
+            "replica",
+            &s.remote_replicas,
+            |r| &r.path,
+            &families,
+        );
     }
     out
+}
+
+/// One unlabelled metric: its help, its type and its value.
+fn one(out: &mut String, name: &str, kind: &str, help: &str, value: &str) {
+    out.push_str(&format!(
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    ));
+}
+
+/// A family of per-item samples: its name, type, help and the value of one item.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> String);
+
+/// Families with one sample per item, labelled `label` by `key`: each family's help and type,
+/// then its value for every item.
+fn labelled<T>(
+    out: &mut String,
+    label: &str,
+    items: &[T],
+    key: fn(&T) -> &str,
+    families: &[Family<T>],
+) {
+    for (name, kind, help, value) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for item in items {
+            out.push_str(&format!(
+                "{name}{{{label}=\"{}\"}} {}\n",
+                label_value(key(item)),
+                value(item)
+            ));
+        }
+    }
 }
 
 /// A label value as the exposition format writes it: backslash, quote and newline escaped.
@@ -309,4 +335,64 @@ fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{NodeState, ReplicaState};
+
+    #[test]
+    fn every_line_is_a_comment_or_a_sample_and_labelled_families_name_each_item() {
+        let s = Status {
+            source: "a.db".into(),
+            source_up: true,
+            source_failures: 2,
+            primary_state: Some("slow".into()),
+            heartbeat_interval_ms: 250,
+            replicas: vec![ReplicaState {
+                path: "b \"x\".db".into(),
+                behind: 7,
+                ..ReplicaState::default()
+            }],
+            nodes: vec![
+                NodeState {
+                    target: "a.db".into(),
+                    kind: "source".into(),
+                    role: "primary".into(),
+                    health_listen: None,
+                },
+                NodeState {
+                    target: "b.db".into(),
+                    kind: "replica".into(),
+                    role: "replica".into(),
+                    health_listen: None,
+                },
+            ],
+            ..Status::default()
+        };
+        let text = render(&s);
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# HELP rowtrail_")
+                    || line.starts_with("# TYPE rowtrail_")
+                    || line.starts_with("rowtrail_"),
+                "not a line of the exposition format: {line:?}"
+            );
+        }
+        for sample in [
+            "rowtrail_primary_failures 2",
+            "rowtrail_primary_slow 1",
+            "rowtrail_heartbeat_interval_seconds 0.25",
+            "rowtrail_takeover_id 0",
+            "rowtrail_node_primary{node=\"a.db\"} 1",
+            "rowtrail_node_primary{node=\"b.db\"} 0",
+            "rowtrail_replica_behind_changes{replica=\"b \\\"x\\\".db\"} 7",
+        ] {
+            assert!(
+                text.lines().any(|l| l == sample),
+                "{sample} missing:\n{text}"
+            );
+        }
+    }
 }

@@ -9,7 +9,8 @@
 //! * [`mover`]: one pass of the trace reader: copy a batch in sequence order, commit it to the
 //!   archive, then delete exactly the staged rows it copied (on SQLite, while the next batch is
 //!   read and archived).
-//! * [`lock`]: the one-reader-per-archive lock; [`failpoint`]: labelled crash points for tests.
+//! * [`lock`]: the one-reader-per-archive lock; [`failpoint`]: labelled crash points for tests;
+//!   [`operator`]: who runs this process, for the records that name who did something.
 
 pub mod archive;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod failpoint;
 pub mod lock;
 pub mod mover;
 pub mod mssql;
+pub mod operator;
 pub mod source;
 pub mod sqlite;
 

@@ -214,15 +214,10 @@ pub fn reapply(args: &ReapplyArgs, cfg: &Config) -> Result<ExitCode> {
 }
 
 fn actor() -> Actor {
-    let login = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "rowtrail-undo".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .filter(|h| !h.is_empty());
-    Actor { login, host }
+    Actor {
+        login: rowtrail_reader::operator::login().unwrap_or_else(|| "rowtrail-undo".into()),
+        host: rowtrail_reader::operator::host(),
+    }
 }
 
 /// Runs `rowtrail undo`.

@@ -131,17 +131,10 @@ pub struct Outcome {
 
 /// The operating-system user and host running this, for the record.
 pub fn who() -> (String, String) {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "unknown".into());
-    (user, host)
+    (
+        rowtrail_reader::operator::login().unwrap_or_else(|| "unknown".into()),
+        rowtrail_reader::operator::host().unwrap_or_else(|| "unknown".into()),
+    )
 }
 
 /// The incarnation the archive knows for `spec` (the newest source recorded at its location).

@@ -99,9 +99,6 @@ pub fn run(_args: &Args, cfg: &Config) -> Result<ExitCode> {
         } else {
             rowtrail_takeover::probe::Address::of_spec(&spec)
         };
-        if let Ok(archive) = probe_cfg.archive() {
-            rowtrail_takeover::fence::retry_pending(archive);
-        }
         rowtrail_takeover::probe::probe(&spec, &address, &probe_cfg.takeover.timeouts)
     });
     let failover_cfg = cfg.clone();

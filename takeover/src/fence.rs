@@ -128,8 +128,8 @@ pub fn unfence(spec: &SourceSpec, tables: &[Table]) -> Result<(), TakeoverError>
 }
 
 /// Fences the old primary of the newest takeover if its fence is still pending (it could not
-/// be reached then) and it can be reached now; records it. Quiet and cheap when nothing is
-/// pending, so the heartbeat calls it every time. Returns whether it fenced one now.
+/// be reached then) and it can be reached now; records it. The heartbeat calls it while its
+/// status shows a fence pending. Returns whether it fenced one now.
 pub fn retry_pending(archive: &Path) -> bool {
     let pending = rowtrail_reader::archive::Archive::open_read_only(archive)
         .ok()

@@ -82,14 +82,15 @@ impl Job for Heartbeat {
         loop {
             let probe = (self.check)();
             let free = fs4::available_space(&self.archive).ok();
-            // A fence left pending by a failover is set by the check once the old primary is
-            // reachable: read the record again while it is pending.
+            // A fence a failover left pending (the old primary was unreachable) is set as soon
+            // as the old primary is reachable again; the record is read again while it waits.
             let pending = ctx
                 .board
                 .snapshot()
                 .takeover
                 .is_some_and(|t| t.fence.as_deref() == Some("pending"));
             let takeover = if pending {
+                rowtrail_takeover::fence::retry_pending(&self.archive);
                 rowtrail_reader::archive::Archive::open_read_only(&self.archive)
                     .ok()
                     .and_then(|a| crate::daemon::takeover_state(&a))

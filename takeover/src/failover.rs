@@ -487,11 +487,10 @@ pub fn apply(
     let survey = SqliteSource::survey(&to, Some(&names))?;
     SqliteSource::install(&to, &survey.tables, &req.version)?;
     let new_incarnation = {
-        let conn = rusqlite::Connection::open(&to).map_err(|cause| TakeoverError::Database {
-            path: to.display().to_string(),
-            context: "cannot read the new primary's incarnation".into(),
-            cause,
-        })?;
+        let conn = rusqlite::Connection::open(&to).map_err(TakeoverError::db(
+            &to,
+            "cannot read the new primary's incarnation",
+        ))?;
         rowtrail_reader::sqlite::catalog::incarnation(&conn, &to.display().to_string())?
     };
     if t.step == "applied" {

@@ -73,15 +73,6 @@ pub fn fence(spec: &SourceSpec, tables: &[Table], message: &str) -> Result<Fence
         Err(why) => return Ok(Fenced::Pending(why)),
     };
     let script = rowtrail_sql::sqlite::fence::fence_script(tables, message);
-    let db = |context: &str| {
-        let path = path.display().to_string();
-        let context = context.to_string();
-        move |cause| TakeoverError::Database {
-            path,
-            context,
-            cause,
-        }
-    };
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         // A writer that holds the file and does not let go (frozen mid-transaction): the
@@ -92,7 +83,7 @@ pub fn fence(spec: &SourceSpec, tables: &[Table], message: &str) -> Result<Fence
                 path.display()
             )))
         }
-        Err(e) => return Err(db("cannot start fencing")(e)),
+        Err(e) => return Err(TakeoverError::db(path, "cannot start fencing")(e)),
     };
     match tx.execute_batch(&script) {
         Ok(()) => {}
@@ -102,9 +93,10 @@ pub fn fence(spec: &SourceSpec, tables: &[Table], message: &str) -> Result<Fence
                 path.display()
             )))
         }
-        Err(e) => return Err(db("cannot install the fence")(e)),
+        Err(e) => return Err(TakeoverError::db(path, "cannot install the fence")(e)),
     }
-    tx.commit().map_err(db("cannot commit the fence"))?;
+    tx.commit()
+        .map_err(TakeoverError::db(path, "cannot commit the fence"))?;
     Ok(Fenced::Done)
 }
 
@@ -120,11 +112,7 @@ pub fn unfence(spec: &SourceSpec, tables: &[Table]) -> Result<(), TakeoverError>
         "BEGIN IMMEDIATE;\n{}COMMIT;",
         rowtrail_sql::sqlite::fence::unfence_script(tables)
     ))
-    .map_err(|cause| TakeoverError::Database {
-        path: path.display().to_string(),
-        context: "cannot remove the fence".into(),
-        cause,
-    })
+    .map_err(TakeoverError::db(path, "cannot remove the fence"))
 }
 
 /// Fences the old primary of the newest takeover if its fence is still pending (it could not

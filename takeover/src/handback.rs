@@ -165,16 +165,6 @@ fn sqlite_path(spec: &SourceSpec) -> Result<&Path, TakeoverError> {
     }
 }
 
-fn db(path: &Path, context: &str) -> impl FnOnce(rusqlite::Error) -> TakeoverError {
-    let path = path.display().to_string();
-    let context = context.to_string();
-    move |cause| TakeoverError::Database {
-        path,
-        context,
-        cause,
-    }
-}
-
 /// The finished failover that made the current primary, if the newest takeover is one.
 fn failover_to_hand_back(archive: &Archive) -> Result<Option<Takeover>, TakeoverError> {
     Ok(archive
@@ -379,11 +369,15 @@ fn apply_job(
 
 /// Opens the repaired primary for the apply transaction.
 fn open_target(path: &Path) -> Result<Connection, TakeoverError> {
-    let conn = Connection::open(path).map_err(db(path, "cannot open the repaired primary"))?;
+    let conn = Connection::open(path)
+        .map_err(TakeoverError::db(path, "cannot open the repaired primary"))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(db(path, "cannot set the busy timeout"))?;
+        .map_err(TakeoverError::db(path, "cannot set the busy timeout"))?;
     conn.execute_batch("PRAGMA foreign_keys = OFF;")
-        .map_err(db(path, "cannot set up the repaired primary"))?;
+        .map_err(TakeoverError::db(
+            path,
+            "cannot set up the repaired primary",
+        ))?;
     Ok(conn)
 }
 
@@ -409,7 +403,7 @@ fn marker_done(conn: &Connection, takeover: i64) -> bool {
 }
 
 fn captured_tables(path: &Path) -> Result<Vec<Table>, TakeoverError> {
-    let conn = Connection::open(path).map_err(db(path, "cannot open"))?;
+    let conn = Connection::open(path).map_err(TakeoverError::db(path, "cannot open"))?;
     let location = path.display().to_string();
     if !rowtrail_reader::sqlite::catalog::installed(&conn, &location)? {
         return Ok(Vec::new());
@@ -475,7 +469,7 @@ pub fn plan(archive: &Archive, req: &Request) -> Result<Plan, TakeoverError> {
         return Ok(plan);
     }
     let incarnation = {
-        let conn = Connection::open(&to).map_err(db(&to, "cannot open"))?;
+        let conn = Connection::open(&to).map_err(TakeoverError::db(&to, "cannot open"))?;
         rowtrail_reader::sqlite::catalog::incarnation(&conn, &plan.to)?
     };
     let handback_done_apply = resumes
@@ -504,12 +498,12 @@ pub fn plan(archive: &Archive, req: &Request) -> Result<Plan, TakeoverError> {
         let mut conn = open_target(&to)?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db(&to, "cannot read the repaired primary"))?;
+            .map_err(TakeoverError::db(&to, "cannot read the repaired primary"))?;
         tx.execute_batch(&quiet_sql(&tables))
-            .map_err(db(&to, "cannot try the handback"))?;
+            .map_err(TakeoverError::db(&to, "cannot try the handback"))?;
         let (_, conflicts) = apply_changes(&tx, &changes, None)?;
         tx.rollback()
-            .map_err(db(&to, "cannot roll the trial back"))?;
+            .map_err(TakeoverError::db(&to, "cannot roll the trial back"))?;
         plan.conflicts = conflicts;
     }
     Ok(plan)
@@ -664,27 +658,38 @@ pub fn apply(
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {MARKER} (takeover INTEGER PRIMARY KEY, applied INTEGER NOT NULL, conflicts INTEGER NOT NULL)"
         ))
-        .map_err(db(&to, "cannot record the handback"))?;
+        .map_err(TakeoverError::db(&to, "cannot record the handback"))?;
         if !marker_done(&conn, t.id) {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(db(&to, "cannot start the handback's transaction"))?;
+                .map_err(TakeoverError::db(
+                    &to,
+                    "cannot start the handback's transaction",
+                ))?;
             tx.execute_batch(&quiet_sql(&tables))
-                .map_err(db(&to, "cannot take capture off for the handback"))?;
+                .map_err(TakeoverError::db(
+                    &to,
+                    "cannot take capture off for the handback",
+                ))?;
             let (applied, found) = apply_changes(&tx, &changes, req.conflicts)?;
             // The fence goes back on until capture is installed again.
             tx.execute_batch(&rowtrail_sql::sqlite::fence::fence_script(
                 &tables,
                 &fence::message(t.id, &t.to_location),
             ))
-            .map_err(db(&to, "cannot fence the repaired primary again"))?;
+            .map_err(TakeoverError::db(
+                &to,
+                "cannot fence the repaired primary again",
+            ))?;
             tx.execute(
                 &format!("INSERT INTO {MARKER} (takeover, applied, conflicts) VALUES (?1, ?2, ?3)"),
                 rusqlite::params![t.id, applied as i64, found.len() as i64],
             )
-            .map_err(db(&to, "cannot record the handback"))?;
-            tx.commit()
-                .map_err(db(&to, "cannot commit the handback's transaction"))?;
+            .map_err(TakeoverError::db(&to, "cannot record the handback"))?;
+            tx.commit().map_err(TakeoverError::db(
+                &to,
+                "cannot commit the handback's transaction",
+            ))?;
             detail.applied = applied;
             detail.conflicts = found.len() as u64;
             conflicts = found;
@@ -723,7 +728,7 @@ pub fn apply(
         let survey = SqliteSource::survey(&to, Some(&wanted))?;
         SqliteSource::install(&to, &survey.tables, &req.version)?;
         fence::unfence(&to_spec, &survey.tables)?;
-        let conn = Connection::open(&to).map_err(db(&to, "cannot open"))?;
+        let conn = Connection::open(&to).map_err(TakeoverError::db(&to, "cannot open"))?;
         t.to_incarnation =
             rowtrail_reader::sqlite::catalog::incarnation(&conn, &to.display().to_string())?;
         t.step = "promoted".into();

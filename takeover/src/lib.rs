@@ -45,6 +45,22 @@ pub enum TakeoverError {
     Refused(String),
 }
 
+impl TakeoverError {
+    /// A closure turning a SQLite error on `path` into [`TakeoverError::Database`].
+    pub(crate) fn db(
+        path: &std::path::Path,
+        context: &str,
+    ) -> impl FnOnce(rusqlite::Error) -> TakeoverError {
+        let path = path.display().to_string();
+        let context = context.to_string();
+        move |cause| TakeoverError::Database {
+            path,
+            context,
+            cause,
+        }
+    }
+}
+
 impl From<ReaderError> for TakeoverError {
     fn from(e: ReaderError) -> Self {
         TakeoverError::Reader(Box::new(e))

@@ -419,6 +419,12 @@ fn captured_tables(path: &Path) -> Result<Vec<Table>, TakeoverError> {
 /// The dry run. Reads the archive, the repaired primary (inside a transaction it rolls back:
 /// the conflicts are the ones applying would meet now) and its staging's size.
 pub fn plan(archive: &Archive, req: &Request) -> Result<Plan, TakeoverError> {
+    plan_with(archive, req, true)
+}
+
+/// [`plan`], with the trial apply that finds the conflicts only when `trial` (a handback with
+/// a rule for conflicts needs no trial: it applies them the way the rule says).
+fn plan_with(archive: &Archive, req: &Request, trial: bool) -> Result<Plan, TakeoverError> {
     let to = sqlite_path(&SourceSpec::Sqlite {
         path: req.to.clone(),
         capture_new_tables: false,
@@ -490,10 +496,10 @@ pub fn plan(archive: &Archive, req: &Request) -> Result<Plan, TakeoverError> {
     plan.changes = changes.len() as u64;
     plan.orphans = orphans(archive, &f, &changes)?;
     if !handback_done_apply {
-        if let Ok(mut s) = SqliteSource::open(&to) {
-            use rowtrail_reader::source::Source as _;
-            plan.staged_orphans = s.staged_count().unwrap_or(0);
-        }
+        // The heartbeat's read-only look: nothing is opened for writing by a dry run.
+        plan.staged_orphans = SqliteSource::health(&to).map_or(0, |h| h.staged);
+    }
+    if !handback_done_apply && trial {
         let tables = captured_tables(&to)?;
         let mut conn = open_target(&to)?;
         let tx = conn
@@ -515,7 +521,7 @@ pub fn apply(
     req: &Request,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Outcome, TakeoverError> {
-    let plan = plan(archive, req)?;
+    let plan = plan_with(archive, req, req.conflicts.is_none())?;
     if let Some(why) = &plan.refused {
         return Err(TakeoverError::Refused(why.clone()));
     }

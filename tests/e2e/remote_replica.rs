@@ -29,25 +29,10 @@ const DDL: &str = "
 
 /// Every row of every table of `DDL`, in a fixed order, as text (types included).
 fn state(c: &Connection) -> Vec<String> {
-    let mut out = Vec::new();
-    for (t, order) in [("staff", "id"), ("tags", "a, b"), ("log", "line, n")] {
-        let mut s = c
-            .prepare(&format!("SELECT * FROM {t} ORDER BY {order}"))
-            .unwrap();
-        let n = s.column_count();
-        let rows = s
-            .query_map([], |r| {
-                let mut line = format!("{t}:");
-                for i in 0..n {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    line.push_str(&format!(" {v:?}"));
-                }
-                Ok(line)
-            })
-            .unwrap();
-        out.extend(rows.map(Result::unwrap));
-    }
-    out
+    rowtrail_tests::tables::rows_as_text(
+        c,
+        &[("staff", "id"), ("tags", "a, b"), ("log", "line, n")],
+    )
 }
 
 fn state_of(path: &Path) -> Vec<String> {

@@ -150,3 +150,28 @@ pub fn assert_same_tables(expected: &Connection, actual: &Connection, ctx: &str)
         );
     }
 }
+
+/// Every row of each of `tables` (its name and an `ORDER BY` list), table after table, as one
+/// line each: `table: value value …`, every value with its storage class. Two databases hold the
+/// same rows, type for type, exactly when these lists are equal.
+pub fn rows_as_text(c: &Connection, tables: &[(&str, &str)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, order) in tables {
+        let mut s = c
+            .prepare(&format!("SELECT * FROM {t} ORDER BY {order}"))
+            .unwrap();
+        let n = s.column_count();
+        let rows = s
+            .query_map([], |r| {
+                let mut line = format!("{t}:");
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    line.push_str(&format!(" {v:?}"));
+                }
+                Ok(line)
+            })
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
